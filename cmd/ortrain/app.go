@@ -1,0 +1,92 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/urfave/cli/v2"
+)
+
+// Version is the ortrain release; set with -ldflags "-X main.Version=..." for builds.
+var Version = "0.1.0-dev"
+
+// Exit codes, documented in the README and in `ortrain --help`.
+const (
+	exitOK          = 0
+	exitError       = 1   // anything not covered below
+	exitUsage       = 2   // bad flags or arguments
+	exitData        = 3   // bad input data (files, fields, lines)
+	exitRuntime     = 4   // ONNX Runtime library missing, too old, or provider unavailable
+	exitInterrupted = 130 // SIGINT / SIGTERM
+)
+
+// usageError marks errors caused by how the command was called.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
+
+// dataError marks errors caused by the user's input files.
+type dataError struct{ err error }
+
+func (e dataError) Error() string { return e.err.Error() }
+func (e dataError) Unwrap() error { return e.err }
+
+// newApp builds the CLI. Commands live one per file; each turns flags into a
+// config and calls a package.
+func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
+	app := &cli.App{
+		Name:      "ortrain",
+		Usage:     "fine-tune and evaluate exported seq2seq models on ONNX Runtime",
+		Version:   Version,
+		Reader:    stdin,
+		Writer:    stdout,
+		ErrWriter: stderr,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "ort-lib", Usage: "path to libonnxruntime.so (else $ORTRAIN_ORT_LIB, else the cache filled by scripts/fetch-onnxruntime.sh)", EnvVars: nil},
+		},
+		Commands: []*cli.Command{
+			newVersionCommand(),
+		},
+		HideVersion:          false,
+		EnableBashCompletion: true,
+		CustomAppHelpTemplate: cli.AppHelpTemplate + `EXIT STATUS:
+   0 success, 1 error, 2 usage error, 3 bad input data,
+   4 ONNX Runtime missing or unusable, 130 interrupted
+`,
+		ExitErrHandler: func(*cli.Context, error) {}, // run() maps errors to exit codes
+	}
+	return app
+}
+
+// run executes the CLI and maps the outcome to an exit code; nothing below
+// this function exits the process.
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	app := newApp(stdin, stdout, stderr)
+	err := app.RunContext(ctx, args)
+	if err == nil {
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "ortrain: %v\n", err)
+	return exitCode(ctx, err)
+}
+
+func exitCode(ctx context.Context, err error) int {
+	var ue usageError
+	var de dataError
+	switch {
+	case errors.Is(err, context.Canceled) || ctx.Err() != nil:
+		return exitInterrupted
+	case errors.As(err, &ue):
+		return exitUsage
+	case errors.As(err, &de):
+		return exitData
+	case isRuntimeError(err):
+		return exitRuntime
+	}
+	return exitError
+}
