@@ -175,7 +175,9 @@ func Decode(b []byte) (*File, error) {
 		spans = append(spans, span{name, e.DataOffsets[0], e.DataOffsets[1]})
 	}
 	// The format requires the tensors to tile the data section exactly.
-	sort.Slice(spans, func(i, j int) bool { return spans[i].begin < spans[j].begin || spans[i].begin == spans[j].begin && spans[i].end < spans[j].end })
+	sort.Slice(spans, func(i, j int) bool {
+		return spans[i].begin < spans[j].begin || spans[i].begin == spans[j].begin && spans[i].end < spans[j].end
+	})
 	var at int64
 	for _, s := range spans {
 		if s.begin != at {
