@@ -1,0 +1,165 @@
+#include "shim.h"
+#include <dlfcn.h>
+
+// Indices into the OrtApi function table (ORT_API_VERSION 24).
+enum {
+  IDX_GetErrorMessage = 2,
+  IDX_CreateTensorAsOrtValue = 48,
+  IDX_CreateTensorWithDataAsOrtValue = 49,
+  IDX_GetTensorMutableData = 51,
+  IDX_GetTensorElementType = 60,
+  IDX_GetDimensionsCount = 61,
+  IDX_GetDimensions = 62,
+  IDX_GetTensorTypeAndShape = 65,
+  IDX_CreateMemoryInfo = 68,
+  IDX_MemoryInfoGetName = 71,
+  IDX_MemoryInfoGetId = 72,
+  IDX_AllocatorFree = 76,
+  IDX_GetAllocatorWithDefaultOptions = 78,
+  IDX_ReleaseStatus = 93,
+  IDX_ReleaseMemoryInfo = 94,
+  IDX_ReleaseValue = 96,
+  IDX_ReleaseTensorTypeAndShapeInfo = 99,
+  IDX_GetAvailableProviders = 125,
+  IDX_ReleaseAvailableProviders = 126,
+  IDX_CreateAllocator = 131,
+  IDX_ReleaseAllocator = 132,
+  IDX_RunWithBinding = 133,
+  IDX_CreateIoBinding = 134,
+  IDX_ReleaseIoBinding = 135,
+  IDX_BindInput = 136,
+  IDX_BindOutput = 137,
+  IDX_BindOutputToDevice = 138,
+  IDX_GetBoundOutputValues = 140,
+  IDX_ClearBoundInputs = 141,
+  IDX_ClearBoundOutputs = 142,
+  IDX_GetTensorMemoryInfo = 194,
+};
+
+typedef struct {
+  const void *(*GetApi)(uint32_t version);
+  const char *(*GetVersionString)(void);
+} ApiBase;
+
+#define FN(api, idx) (((void *const *)(api))[idx])
+
+const void *ortrain_load(const char *path, uint32_t api_version, int *err, const char **version, const char **dlerr) {
+  *err = 0;
+  *version = NULL;
+  *dlerr = NULL;
+  void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+  if (!h) { *err = 1; *dlerr = dlerror(); return NULL; }
+  const ApiBase *(*get_base)(void) = (const ApiBase *(*)(void))dlsym(h, "OrtGetApiBase");
+  if (!get_base) { *err = 2; *dlerr = dlerror(); return NULL; }
+  const ApiBase *base = get_base();
+  if (!base) { *err = 2; return NULL; }
+  *version = base->GetVersionString();
+  const void *api = base->GetApi(api_version);
+  if (!api) { *err = 3; return NULL; }
+  // The handle stays open for the life of the process: ONNX Runtime does not
+  // support being unloaded and reloaded.
+  return api;
+}
+
+const char *ortrain_status_message(const void *api, OrtStatus *s) {
+  return ((const char *(*)(const OrtStatus *))FN(api, IDX_GetErrorMessage))(s);
+}
+void ortrain_status_release(const void *api, OrtStatus *s) {
+  ((void (*)(OrtStatus *))FN(api, IDX_ReleaseStatus))(s);
+}
+
+OrtStatus *ortrain_available_providers(const void *api, char ***providers, int *n) {
+  return ((OrtStatus * (*)(char ***, int *)) FN(api, IDX_GetAvailableProviders))(providers, n);
+}
+OrtStatus *ortrain_release_providers(const void *api, char **providers, int n) {
+  return ((OrtStatus * (*)(char **, int)) FN(api, IDX_ReleaseAvailableProviders))(providers, n);
+}
+
+OrtStatus *ortrain_binding_create(const void *api, OrtSession *sess, OrtIoBinding **out) {
+  return ((OrtStatus * (*)(OrtSession *, OrtIoBinding **)) FN(api, IDX_CreateIoBinding))(sess, out);
+}
+void ortrain_binding_release(const void *api, OrtIoBinding *b) {
+  ((void (*)(OrtIoBinding *))FN(api, IDX_ReleaseIoBinding))(b);
+}
+OrtStatus *ortrain_binding_input(const void *api, OrtIoBinding *b, const char *name, const OrtValue *v) {
+  return ((OrtStatus * (*)(OrtIoBinding *, const char *, const OrtValue *)) FN(api, IDX_BindInput))(b, name, v);
+}
+OrtStatus *ortrain_binding_output(const void *api, OrtIoBinding *b, const char *name, const OrtValue *v) {
+  return ((OrtStatus * (*)(OrtIoBinding *, const char *, const OrtValue *)) FN(api, IDX_BindOutput))(b, name, v);
+}
+OrtStatus *ortrain_binding_output_device(const void *api, OrtIoBinding *b, const char *name, const OrtMemoryInfo *mi) {
+  return ((OrtStatus * (*)(OrtIoBinding *, const char *, const OrtMemoryInfo *)) FN(api, IDX_BindOutputToDevice))(b, name, mi);
+}
+OrtStatus *ortrain_binding_outputs(const void *api, OrtIoBinding *b, OrtValue ***values, size_t *n) {
+  OrtAllocator *alloc = NULL;
+  OrtStatus *s = ((OrtStatus * (*)(OrtAllocator **)) FN(api, IDX_GetAllocatorWithDefaultOptions))(&alloc);
+  if (s) return s;
+  return ((OrtStatus * (*)(const OrtIoBinding *, OrtAllocator *, OrtValue ***, size_t *))
+              FN(api, IDX_GetBoundOutputValues))(b, alloc, values, n);
+}
+void ortrain_binding_free_output_array(const void *api, OrtValue **values) {
+  OrtAllocator *alloc = NULL;
+  OrtStatus *s = ((OrtStatus * (*)(OrtAllocator **)) FN(api, IDX_GetAllocatorWithDefaultOptions))(&alloc);
+  if (s) { ortrain_status_release(api, s); return; }
+  s = ((OrtStatus * (*)(OrtAllocator *, void *)) FN(api, IDX_AllocatorFree))(alloc, values);
+  if (s) ortrain_status_release(api, s);
+}
+void ortrain_binding_clear(const void *api, OrtIoBinding *b) {
+  ((void (*)(OrtIoBinding *))FN(api, IDX_ClearBoundInputs))(b);
+  ((void (*)(OrtIoBinding *))FN(api, IDX_ClearBoundOutputs))(b);
+}
+OrtStatus *ortrain_binding_run(const void *api, OrtSession *sess, OrtIoBinding *b) {
+  return ((OrtStatus * (*)(OrtSession *, const void *, const OrtIoBinding *)) FN(api, IDX_RunWithBinding))(sess, NULL, b);
+}
+
+OrtStatus *ortrain_memory_info(const void *api, const char *name, int device_id, OrtMemoryInfo **out) {
+  // OrtDeviceAllocator = 0, OrtMemTypeDefault = 0.
+  return ((OrtStatus * (*)(const char *, int, int, int, OrtMemoryInfo **)) FN(api, IDX_CreateMemoryInfo))(name, 0, device_id, 0, out);
+}
+void ortrain_memory_info_release(const void *api, OrtMemoryInfo *mi) {
+  ((void (*)(OrtMemoryInfo *))FN(api, IDX_ReleaseMemoryInfo))(mi);
+}
+OrtStatus *ortrain_allocator(const void *api, OrtSession *sess, const OrtMemoryInfo *mi, OrtAllocator **out) {
+  return ((OrtStatus * (*)(const OrtSession *, const OrtMemoryInfo *, OrtAllocator **)) FN(api, IDX_CreateAllocator))(sess, mi, out);
+}
+void ortrain_allocator_release(const void *api, OrtAllocator *a) {
+  ((void (*)(OrtAllocator *))FN(api, IDX_ReleaseAllocator))(a);
+}
+OrtStatus *ortrain_default_allocator(const void *api, OrtAllocator **out) {
+  return ((OrtStatus * (*)(OrtAllocator **)) FN(api, IDX_GetAllocatorWithDefaultOptions))(out);
+}
+
+OrtStatus *ortrain_tensor_alloc(const void *api, OrtAllocator *a, const int64_t *shape, size_t rank, int elem_type, OrtValue **out) {
+  return ((OrtStatus * (*)(OrtAllocator *, const int64_t *, size_t, int, OrtValue **)) FN(api, IDX_CreateTensorAsOrtValue))(a, shape, rank, elem_type, out);
+}
+OrtStatus *ortrain_tensor_with_data(const void *api, const OrtMemoryInfo *mi, void *data, size_t bytes, const int64_t *shape, size_t rank, int elem_type, OrtValue **out) {
+  return ((OrtStatus * (*)(const OrtMemoryInfo *, void *, size_t, const int64_t *, size_t, int, OrtValue **))
+              FN(api, IDX_CreateTensorWithDataAsOrtValue))(mi, data, bytes, shape, rank, elem_type, out);
+}
+void ortrain_value_release(const void *api, OrtValue *v) {
+  ((void (*)(OrtValue *))FN(api, IDX_ReleaseValue))(v);
+}
+OrtStatus *ortrain_tensor_data(const void *api, OrtValue *v, void **data) {
+  return ((OrtStatus * (*)(OrtValue *, void **)) FN(api, IDX_GetTensorMutableData))(v, data);
+}
+OrtStatus *ortrain_tensor_info(const void *api, const OrtValue *v, int *elem_type, size_t *rank, int64_t *dims, size_t max_rank) {
+  OrtTensorTypeAndShapeInfo *info = NULL;
+  OrtStatus *s = ((OrtStatus * (*)(const OrtValue *, OrtTensorTypeAndShapeInfo **)) FN(api, IDX_GetTensorTypeAndShape))(v, &info);
+  if (s) return s;
+  s = ((OrtStatus * (*)(const OrtTensorTypeAndShapeInfo *, int *)) FN(api, IDX_GetTensorElementType))(info, elem_type);
+  if (!s) s = ((OrtStatus * (*)(const OrtTensorTypeAndShapeInfo *, size_t *)) FN(api, IDX_GetDimensionsCount))(info, rank);
+  if (!s) {
+    size_t n = *rank < max_rank ? *rank : max_rank;
+    s = ((OrtStatus * (*)(const OrtTensorTypeAndShapeInfo *, int64_t *, size_t)) FN(api, IDX_GetDimensions))(info, dims, n);
+  }
+  ((void (*)(OrtTensorTypeAndShapeInfo *))FN(api, IDX_ReleaseTensorTypeAndShapeInfo))(info);
+  return s;
+}
+OrtStatus *ortrain_tensor_location(const void *api, const OrtValue *v, const char **name, int *id) {
+  const OrtMemoryInfo *mi = NULL;
+  OrtStatus *s = ((OrtStatus * (*)(const OrtValue *, const OrtMemoryInfo **)) FN(api, IDX_GetTensorMemoryInfo))(v, &mi);
+  if (s) return s;
+  s = ((OrtStatus * (*)(const OrtMemoryInfo *, const char **)) FN(api, IDX_MemoryInfoGetName))(mi, name);
+  if (s) return s;
+  return ((OrtStatus * (*)(const OrtMemoryInfo *, int *)) FN(api, IDX_MemoryInfoGetId))(mi, id);
+}
