@@ -48,7 +48,7 @@ func model(t testing.TB, nodes []*onnxpb.NodeProto, ins, outs []*onnxpb.ValueInf
 	m := &onnxpb.ModelProto{
 		IrVersion:   proto.Int64(8),
 		OpsetImport: []*onnxpb.OperatorSetIdProto{{Domain: proto.String(""), Version: proto.Int64(17)}},
-		Graph: &onnxpb.GraphProto{Name: proto.String("test"), Node: nodes, Input: ins, Output: outs, Initializer: inits},
+		Graph:       &onnxpb.GraphProto{Name: proto.String("test"), Node: nodes, Input: ins, Output: outs, Initializer: inits},
 	}
 	b, err := proto.Marshal(m)
 	if err != nil {
