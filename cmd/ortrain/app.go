@@ -51,6 +51,7 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 		},
 		Commands: []*cli.Command{
 			newVersionCommand(),
+			newEnvCommand(),
 		},
 		HideVersion:          false,
 		EnableBashCompletion: true,
@@ -59,8 +60,25 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
    4 ONNX Runtime missing or unusable, 130 interrupted
 `,
 		ExitErrHandler: func(*cli.Context, error) {}, // run() maps errors to exit codes
+		OnUsageError: func(_ *cli.Context, err error, _ bool) error { return usageError{err} },
 	}
+	app.CommandNotFound = func(c *cli.Context, name string) {
+		notFound := usagef("unknown command %q (see ortrain --help)", name)
+		app.Metadata["notFound"] = notFound
+	}
+	app.Metadata = map[string]any{}
+	markUsageErrors(app.Commands)
 	return app
+}
+
+// markUsageErrors makes flag-parsing errors of every command usage errors.
+func markUsageErrors(cmds []*cli.Command) {
+	for _, c := range cmds {
+		if c.OnUsageError == nil {
+			c.OnUsageError = func(_ *cli.Context, err error, _ bool) error { return usageError{err} }
+		}
+		markUsageErrors(c.Subcommands)
+	}
 }
 
 // run executes the CLI and maps the outcome to an exit code; nothing below
@@ -68,6 +86,9 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	app := newApp(stdin, stdout, stderr)
 	err := app.RunContext(ctx, args)
+	if nf, ok := app.Metadata["notFound"].(error); ok && err == nil {
+		err = nf
+	}
 	if err == nil {
 		return exitOK
 	}
