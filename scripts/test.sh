@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Run every test against the real ONNX Runtime: fetches the pinned library
+# (idempotent, cached per user), then runs `go test` over all packages and
+# prints one closing line "N passed, N failed, N skipped".
+#
+# Extra arguments go to `go test` (e.g. scripts/test.sh -run TestBLEU).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+lib=$(scripts/fetch-onnxruntime.sh)
+export ORTRAIN_ORT_LIB="$lib"
+echo "ONNX Runtime: $lib"
+
+go build ./...
+go vet ./...
+set +e
+go test -count=1 -json -timeout 40m "$@" ./... | go run ./internal/testsummary
+status=${PIPESTATUS[1]}
+exit "$status"
