@@ -1,0 +1,371 @@
+package generate
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math"
+	"os"
+	"path/filepath"
+)
+
+// NoToken marks an unset token id.
+const NoToken int64 = -1
+
+// EarlyStopping is generate()'s early_stopping: true, false or "never".
+type EarlyStopping int
+
+const (
+	// EarlyStopHeuristic is early_stopping=False (HF's default): stop an item
+	// when its best running beam, normalised at the current length, cannot
+	// beat its worst finished hypothesis.
+	EarlyStopHeuristic EarlyStopping = iota
+	// EarlyStopTrue is early_stopping=True: stop an item once num_beams
+	// hypotheses are finished.
+	EarlyStopTrue
+	// EarlyStopNever is early_stopping="never": the canonical bound, using
+	// max_length when length_penalty > 0.
+	EarlyStopNever
+)
+
+func (e EarlyStopping) String() string {
+	switch e {
+	case EarlyStopTrue:
+		return "true"
+	case EarlyStopNever:
+		return "never"
+	default:
+		return "false"
+	}
+}
+
+// Config holds the generation parameters, named as in Hugging Face's
+// GenerationConfig. Build it with DefaultConfig or LoadConfig and override
+// fields; zero MaxLength/MaxNewTokens/MinNewTokens mean "unset".
+type Config struct {
+	// MaxLength bounds the decoder sequence including the decoder start
+	// token. 0 means unset: 20 new tokens, capped at MaxPositionEmbeddings,
+	// as HF does for its untouched default.
+	MaxLength int
+	// MaxNewTokens, when > 0, wins over MaxLength.
+	MaxNewTokens int
+	// MinLength counts the decoder start token; MinNewTokens, when > 0, wins.
+	MinLength    int
+	MinNewTokens int
+
+	NumBeams           int
+	EarlyStopping      EarlyStopping
+	LengthPenalty      float64
+	NoRepeatNGramSize  int
+	RepetitionPenalty  float64
+	NumReturnSequences int
+
+	// Sampling (num_beams must be 1).
+	DoSample    bool
+	Temperature float64
+	TopK        int
+	TopP        float64
+	Seed        uint64
+
+	BOSTokenID          int64
+	PadTokenID          int64
+	DecoderStartTokenID int64
+	EOSTokenIDs         []int64
+	ForcedBOSTokenID    int64
+	ForcedEOSTokenIDs   []int64
+
+	// MaxPositionEmbeddings (config.json) caps the default max length; 0 = none.
+	MaxPositionEmbeddings int
+}
+
+// DefaultConfig returns HF's global defaults (GenerationConfig._get_default_generation_params).
+func DefaultConfig() Config {
+	return Config{
+		NumBeams:            1,
+		LengthPenalty:       1.0,
+		RepetitionPenalty:   1.0,
+		NumReturnSequences:  1,
+		Temperature:         1.0,
+		TopK:                50,
+		TopP:                1.0,
+		BOSTokenID:          NoToken,
+		PadTokenID:          NoToken,
+		DecoderStartTokenID: NoToken,
+		ForcedBOSTokenID:    NoToken,
+	}
+}
+
+// LoadConfig reads a model folder's generation defaults the way
+// transformers' from_pretrained does: generation_config.json when present,
+// else the generation fields of config.json (and of its "decoder" /
+// "generator" / "text_config" section for fields the top level leaves
+// unset). max_position_embeddings always comes from config.json.
+func LoadConfig(dir string) (Config, error) {
+	cfg := DefaultConfig()
+	modelCfg, err := readJSONObject(filepath.Join(dir, "config.json"))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return cfg, err
+	}
+	if v, ok := modelCfg["max_position_embeddings"]; ok {
+		if err := json.Unmarshal(v, &cfg.MaxPositionEmbeddings); err != nil {
+			return cfg, fmt.Errorf("%s: max_position_embeddings: %w", filepath.Join(dir, "config.json"), err)
+		}
+	}
+	genPath := filepath.Join(dir, "generation_config.json")
+	gen, err := readJSONObject(genPath)
+	switch {
+	case err == nil:
+		if err := cfg.ApplyJSON(gen); err != nil {
+			return cfg, fmt.Errorf("%s: %w", genPath, err)
+		}
+	case errors.Is(err, fs.ErrNotExist):
+		if modelCfg == nil {
+			return cfg, fmt.Errorf("%s: neither generation_config.json nor config.json found", dir)
+		}
+		if err := cfg.ApplyModelConfigJSON(modelCfg); err != nil {
+			return cfg, fmt.Errorf("%s: %w", filepath.Join(dir, "config.json"), err)
+		}
+	default:
+		return cfg, err
+	}
+	return cfg, nil
+}
+
+// ApplyModelConfigJSON applies the generation fields of a config.json object
+// (GenerationConfig.from_model_config): top-level fields first, then fields
+// of the decoder section that the top level leaves unset.
+func (c *Config) ApplyModelConfigJSON(m map[string]json.RawMessage) error {
+	if err := c.ApplyJSON(m); err != nil {
+		return err
+	}
+	for _, name := range []string{"decoder", "generator", "text_config"} {
+		raw, ok := m[name]
+		if !ok || isNull(raw) {
+			continue
+		}
+		var sub map[string]json.RawMessage
+		if err := json.Unmarshal(raw, &sub); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		unset := map[string]json.RawMessage{}
+		for k, v := range sub {
+			if _, top := m[k]; !top || isNull(m[k]) {
+				unset[k] = v
+			}
+		}
+		return c.ApplyJSON(unset)
+	}
+	return nil
+}
+
+// ApplyJSON sets the fields named in a generation_config.json-style object
+// (or generate() keyword arguments in JSON form). Unknown keys are ignored,
+// as HF keeps them as custom attributes; null leaves a field unchanged.
+func (c *Config) ApplyJSON(m map[string]json.RawMessage) error {
+	for key, raw := range m {
+		if isNull(raw) {
+			continue
+		}
+		var err error
+		switch key {
+		case "max_length":
+			err = json.Unmarshal(raw, &c.MaxLength)
+		case "max_new_tokens":
+			err = json.Unmarshal(raw, &c.MaxNewTokens)
+		case "min_length":
+			err = json.Unmarshal(raw, &c.MinLength)
+		case "min_new_tokens":
+			err = json.Unmarshal(raw, &c.MinNewTokens)
+		case "num_beams":
+			err = json.Unmarshal(raw, &c.NumBeams)
+		case "early_stopping":
+			c.EarlyStopping, err = parseEarlyStopping(raw)
+		case "length_penalty":
+			err = json.Unmarshal(raw, &c.LengthPenalty)
+		case "no_repeat_ngram_size":
+			err = json.Unmarshal(raw, &c.NoRepeatNGramSize)
+		case "repetition_penalty":
+			err = json.Unmarshal(raw, &c.RepetitionPenalty)
+		case "num_return_sequences":
+			err = json.Unmarshal(raw, &c.NumReturnSequences)
+		case "do_sample":
+			err = json.Unmarshal(raw, &c.DoSample)
+		case "temperature":
+			err = json.Unmarshal(raw, &c.Temperature)
+		case "top_k":
+			err = json.Unmarshal(raw, &c.TopK)
+		case "top_p":
+			err = json.Unmarshal(raw, &c.TopP)
+		case "bos_token_id":
+			err = json.Unmarshal(raw, &c.BOSTokenID)
+		case "pad_token_id":
+			err = json.Unmarshal(raw, &c.PadTokenID)
+		case "decoder_start_token_id":
+			err = json.Unmarshal(raw, &c.DecoderStartTokenID)
+		case "eos_token_id":
+			c.EOSTokenIDs, err = parseIDs(raw)
+		case "forced_bos_token_id":
+			err = json.Unmarshal(raw, &c.ForcedBOSTokenID)
+		case "forced_eos_token_id":
+			c.ForcedEOSTokenIDs, err = parseIDs(raw)
+		}
+		if err != nil {
+			return fmt.Errorf("field %q: %w", key, err)
+		}
+	}
+	return nil
+}
+
+// Validate reports parameter combinations that HF rejects
+// (GenerationConfig.validate and generate()'s own checks).
+func (c Config) Validate() error {
+	switch {
+	case c.NumBeams < 1:
+		return fmt.Errorf("num_beams must be at least 1, got %d", c.NumBeams)
+	case c.MaxNewTokens < 0:
+		return fmt.Errorf("max_new_tokens must be greater than 0, got %d", c.MaxNewTokens)
+	case c.MaxLength < 0 || c.MinLength < 0 || c.MinNewTokens < 0:
+		return fmt.Errorf("max_length, min_length and min_new_tokens must not be negative")
+	case c.NoRepeatNGramSize < 0:
+		return fmt.Errorf("no_repeat_ngram_size must not be negative, got %d", c.NoRepeatNGramSize)
+	case !(c.RepetitionPenalty > 0):
+		return fmt.Errorf("repetition_penalty has to be a strictly positive float, got %v", c.RepetitionPenalty)
+	case c.NumReturnSequences < 1:
+		return fmt.Errorf("num_return_sequences must be at least 1, got %d", c.NumReturnSequences)
+	case c.NumReturnSequences > 1 && c.NumBeams == 1 && !c.DoSample:
+		return fmt.Errorf("greedy search (num_beams=1, do_sample=false) does not support num_return_sequences=%d; use beam search or sampling", c.NumReturnSequences)
+	case c.NumBeams > 1 && c.NumReturnSequences > c.NumBeams:
+		return fmt.Errorf("num_return_sequences (%d) has to be smaller or equal to num_beams (%d)", c.NumReturnSequences, c.NumBeams)
+	case c.DoSample && c.NumBeams > 1:
+		return errors.New("beam sampling (do_sample with num_beams > 1) is not supported; use num_beams=1 or do_sample=false")
+	case c.DoSample && !(c.Temperature > 0):
+		return fmt.Errorf("temperature has to be a strictly positive float, got %v", c.Temperature)
+	case c.DoSample && (c.TopP < 0 || c.TopP > 1):
+		return fmt.Errorf("top_p has to be in [0, 1], got %v", c.TopP)
+	case c.DoSample && c.TopK < 0:
+		return fmt.Errorf("top_k must not be negative, got %d", c.TopK)
+	case c.decoderStart() == NoToken:
+		return errors.New("decoder_start_token_id or bos_token_id has to be defined for encoder-decoder generation")
+	}
+	for _, id := range c.EOSTokenIDs {
+		if id < 0 {
+			return fmt.Errorf("eos_token_id must be non-negative, got %d", id)
+		}
+	}
+	for _, id := range c.ForcedEOSTokenIDs {
+		if id < 0 {
+			return fmt.Errorf("forced_eos_token_id has to be a list of positive integers, got %d", id)
+		}
+	}
+	return nil
+}
+
+// decoderStart is decoder_start_token_id, falling back to bos_token_id (_prepare_special_tokens).
+func (c Config) decoderStart() int64 {
+	if c.DecoderStartTokenID != NoToken {
+		return c.DecoderStartTokenID
+	}
+	return c.BOSTokenID
+}
+
+// pad is pad_token_id, falling back to eos_token_id[0] (_prepare_special_tokens).
+func (c Config) pad() int64 {
+	if c.PadTokenID == NoToken && len(c.EOSTokenIDs) > 0 {
+		return c.EOSTokenIDs[0]
+	}
+	return c.PadTokenID
+}
+
+// beamFill is the beam search output fill value:
+// `pad_token_id or eos_token_id[0] if eos_token_id is not None else -1`.
+func (c Config) beamFill() int64 {
+	if len(c.EOSTokenIDs) == 0 {
+		return -1
+	}
+	if p := c.pad(); p != 0 && p != NoToken {
+		return p
+	}
+	return c.EOSTokenIDs[0]
+}
+
+// lengths resolves max_length and min_length for a decoder prompt of
+// promptLen tokens (_prepare_generated_length, _validate_generated_length).
+func (c Config) lengths(promptLen int) (maxLen, minLen int, err error) {
+	switch {
+	case c.MaxNewTokens > 0:
+		maxLen = c.MaxNewTokens + promptLen
+	case c.MaxLength == 0:
+		maxLen = 20 + promptLen
+		if c.MaxPositionEmbeddings > 0 && maxLen > c.MaxPositionEmbeddings {
+			maxLen = c.MaxPositionEmbeddings
+		}
+	default:
+		maxLen = c.MaxLength
+	}
+	minLen = c.MinLength
+	if c.MinNewTokens > 0 {
+		minLen = c.MinNewTokens + promptLen
+	}
+	if promptLen >= maxLen {
+		return 0, 0, fmt.Errorf("input length of decoder_input_ids is %d, but max_length is set to %d; increase max_length or set max_new_tokens", promptLen, maxLen)
+	}
+	return maxLen, minLen, nil
+}
+
+func (c Config) isEOS(tok int64) bool {
+	for _, e := range c.EOSTokenIDs {
+		if e == tok {
+			return true
+		}
+	}
+	return false
+}
+
+func parseEarlyStopping(raw json.RawMessage) (EarlyStopping, error) {
+	var b bool
+	if err := json.Unmarshal(raw, &b); err == nil {
+		if b {
+			return EarlyStopTrue, nil
+		}
+		return EarlyStopHeuristic, nil
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err == nil && s == "never" {
+		return EarlyStopNever, nil
+	}
+	return 0, fmt.Errorf("early_stopping must be true, false or \"never\", got %s", raw)
+}
+
+func parseIDs(raw json.RawMessage) ([]int64, error) {
+	var one int64
+	if err := json.Unmarshal(raw, &one); err == nil {
+		return []int64{one}, nil
+	}
+	var many []int64
+	if err := json.Unmarshal(raw, &many); err != nil {
+		return nil, fmt.Errorf("want a token id or a list of token ids, got %s", raw)
+	}
+	return many, nil
+}
+
+func readJSONObject(path string) (map[string]json.RawMessage, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(data, &m); err != nil {
+		return nil, fmt.Errorf("%s: not a JSON object: %w", path, err)
+	}
+	return m, nil
+}
+
+func isNull(raw json.RawMessage) bool { return bytes.Equal(bytes.TrimSpace(raw), []byte("null")) }
+
+// lengthDivisor is (length ** length_penalty) as PyTorch uses it to divide a
+// float32 tensor: computed in double, applied as float32.
+func lengthDivisor(length int, penalty float64) float32 {
+	return float32(math.Pow(float64(length), penalty))
+}

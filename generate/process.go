@@ -1,0 +1,179 @@
+package generate
+
+import (
+	"math"
+	"sort"
+)
+
+var negInf = float32(math.Inf(-1))
+
+// processor applies HF's logits processors, in _get_logits_processor's order,
+// to one row's scores: RepetitionPenalty, NoRepeatNGram, MinLength,
+// MinNewTokens (folded into MinLength: both block EOS below the same length),
+// ForcedBOS, ForcedEOS, then the sampling warpers.
+type processor struct {
+	cfg       Config
+	maxLen    int
+	minLen    int
+	penalty   float32
+	seen      []bool // scratch for the repetition penalty, indexed by token
+	sortIdx   []int  // scratch for top-p
+	sortVals  []float32
+	sampleBuf []float64
+}
+
+func newProcessor(cfg Config, maxLen, minLen int) *processor {
+	return &processor{cfg: cfg, maxLen: maxLen, minLen: minLen, penalty: float32(cfg.RepetitionPenalty)}
+}
+
+// apply edits scores (length vocab) for a row whose decoder sequence so far is tokens.
+func (p *processor) apply(tokens []int64, scores []float32) {
+	cur := len(tokens)
+	vocab := len(scores)
+	if p.cfg.RepetitionPenalty != 1.0 {
+		// every id present in the decoder sequence (start token included), once
+		if cap(p.seen) < vocab {
+			p.seen = make([]bool, vocab)
+		}
+		seen := p.seen[:vocab]
+		for _, t := range tokens {
+			if t >= 0 && int(t) < vocab && !seen[t] {
+				seen[t] = true
+				if s := scores[t]; s < 0 {
+					scores[t] = s * p.penalty
+				} else {
+					scores[t] = s / p.penalty
+				}
+			}
+		}
+		for _, t := range tokens {
+			if t >= 0 && int(t) < vocab {
+				seen[t] = false
+			}
+		}
+	}
+	if n := p.cfg.NoRepeatNGramSize; n > 0 && cur >= n {
+		// ban every token that would complete an n-gram already present
+		prefix := tokens[cur-n+1:]
+		for start := 0; start+n <= cur; start++ {
+			match := true
+			for j := 0; j < n-1; j++ {
+				if tokens[start+j] != prefix[j] {
+					match = false
+					break
+				}
+			}
+			if match {
+				if t := tokens[start+n-1]; t >= 0 && int(t) < vocab {
+					scores[t] = negInf
+				}
+			}
+		}
+	}
+	if cur < p.minLen {
+		for _, e := range p.cfg.EOSTokenIDs {
+			if int(e) < vocab {
+				scores[e] = negInf
+			}
+		}
+	}
+	if p.cfg.ForcedBOSTokenID != NoToken && cur == 1 {
+		forceOnly(scores, p.cfg.ForcedBOSTokenID)
+	}
+	if len(p.cfg.ForcedEOSTokenIDs) > 0 && cur == p.maxLen-1 {
+		forceOnly(scores, p.cfg.ForcedEOSTokenIDs...)
+	}
+	if p.cfg.DoSample {
+		p.warp(scores)
+	}
+}
+
+func forceOnly(scores []float32, ids ...int64) {
+	for i := range scores {
+		scores[i] = negInf
+	}
+	for _, id := range ids {
+		if id >= 0 && int(id) < len(scores) {
+			scores[id] = 0
+		}
+	}
+}
+
+// warp applies TemperatureLogitsWarper, TopKLogitsWarper and TopPLogitsWarper
+// (min_tokens_to_keep 1).
+func (p *processor) warp(scores []float32) {
+	if t := p.cfg.Temperature; t != 1.0 {
+		tf := float32(t)
+		for i := range scores {
+			scores[i] /= tf
+		}
+	}
+	if k := p.cfg.TopK; k > 0 && k < len(scores) {
+		vals := append(p.sortVals[:0], scores...)
+		sort.Slice(vals, func(i, j int) bool { return vals[i] > vals[j] })
+		kth := vals[k-1]
+		for i, s := range scores {
+			if s < kth {
+				scores[i] = negInf
+			}
+		}
+		p.sortVals = vals
+	}
+	if tp := p.cfg.TopP; tp < 1.0 {
+		idx := p.sortIdx[:0]
+		for i := range scores {
+			idx = append(idx, i)
+		}
+		// ascending, as torch.sort(descending=False)
+		sort.SliceStable(idx, func(a, b int) bool { return scores[idx[a]] < scores[idx[b]] })
+		probs := softmax64(scores, idx, &p.sampleBuf)
+		cum := 0.0
+		limit := 1 - tp
+		for r, i := range idx {
+			cum += probs[r]
+			if cum <= limit && r < len(idx)-1 {
+				scores[i] = negInf
+			}
+		}
+		p.sortIdx = idx
+	}
+}
+
+// softmax64 returns the softmax of scores taken in the order of idx.
+func softmax64(scores []float32, idx []int, buf *[]float64) []float64 {
+	out := (*buf)[:0]
+	maxv := math.Inf(-1)
+	for _, i := range idx {
+		maxv = math.Max(maxv, float64(scores[i]))
+	}
+	sum := 0.0
+	for _, i := range idx {
+		e := math.Exp(float64(scores[i]) - maxv)
+		out = append(out, e)
+		sum += e
+	}
+	for r := range out {
+		out[r] /= sum
+	}
+	*buf = out
+	return out
+}
+
+// logSoftmax replaces x by log_softmax(x) as PyTorch computes it in float32:
+// (x - max) - log(sum(exp(x - max))).
+func logSoftmax(x []float32) {
+	maxv := negInf
+	for _, v := range x {
+		if v > maxv {
+			maxv = v
+		}
+	}
+	sum := 0.0
+	for _, v := range x {
+		sum += math.Exp(float64(v - maxv))
+	}
+	ls := float32(math.Log(sum))
+	for i, v := range x {
+		x[i] = (v - maxv) - ls
+	}
+}
