@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"math"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
@@ -66,3 +67,5 @@ func mustF32(t testing.TB, shape []int64, data []float32) *Value {
 	t.Cleanup(func() { v.Close() })
 	return v
 }
+
+func mathFloat32bits(f float32) uint32 { return math.Float32bits(f) }
