@@ -29,6 +29,7 @@ func summarize() int {
 	outputs := map[string]*strings.Builder{} // package/test -> output
 	var passed, failed, skipped int
 	var failedNames []string
+	pkgHadFailure := map[string]bool{}
 	var skippedNames []string
 	in := bufio.NewScanner(os.Stdin)
 	in.Buffer(make([]byte, 1<<20), 64<<20)
@@ -70,10 +71,11 @@ func summarize() int {
 			if e.Test != "" {
 				failed++
 				failedNames = append(failedNames, key)
+				pkgHadFailure[e.Package] = true
 				if b := outputs[key]; b != nil {
 					fmt.Printf("--- FAIL: %s\n%s", key, b.String())
 				}
-			} else if b := outputs[key]; b != nil && !strings.Contains(b.String(), "--- FAIL") {
+			} else if b := outputs[key]; b != nil && !pkgHadFailure[e.Package] {
 				fmt.Print(b.String()) // a package that failed outside any test (build, panic, TestMain)
 				failed++
 				failedNames = append(failedNames, e.Package+" (package)")
