@@ -1,9 +1,6 @@
 package generate
 
-import (
-	"context"
-	"sort"
-)
+import "context"
 
 // notFinishedScore is the -1e9 that HF's beam search uses for "no score":
 // the initial score of beams 1.. and of the empty finished slots, and the
@@ -70,7 +67,8 @@ func (s *search) beam(ctx context.Context, nSources int) (*Output, error) {
 		active[i] = i
 	}
 
-	cands := make([]candidate, 0, k*nb)
+	cands := make([]candidate, 0, k)
+	var flat []float32
 	prefixes := make([][]int64, 0, nSources*nb)
 	for curLen := prompt; len(active) > 0; curLen++ {
 		prefixes = prefixes[:0]
@@ -88,49 +86,46 @@ func (s *search) beam(ctx context.Context, nSources int) (*Output, error) {
 		rows = rows[:0]
 		for ai, a := range active {
 			it := items[a]
-			// top-K continuations over num_beams × vocab
-			cands = cands[:0]
+			// top-K continuations over the flattened num_beams × vocab scores
+			vocab := logits.Vocab
+			if cap(flat) < nb*vocab {
+				flat = make([]float32, nb*vocab)
+			}
+			flat = flat[:nb*vocab]
 			for b := range nb {
-				row := append(s.buf[:0], logits.Row(ai*nb+b)...)
-				s.buf = row
+				row := flat[b*vocab : (b+1)*vocab]
+				copy(row, logits.Row(ai*nb+b))
 				logSoftmax(row)
 				s.proc.apply(it.running[b].tokens, row)
 				base := it.running[b].score
 				for t, v := range row {
 					row[t] = v + base
 				}
-				cands = topInto(cands, row, b, k)
 			}
-			sortCandidates(cands)
-			cands = cands[:k]
+			cands = cands[:0]
+			for _, fi := range topK(flat, k) {
+				cands = append(cands, candidate{beam: fi / vocab, token: int64(fi % vocab), score: flat[fi]})
+			}
 			hits := make([]bool, k)
+			allHit := true
 			for j, c := range cands {
 				hits[j] = cfg.isEOS(c.token) || curLen+1 >= s.maxLen
+				allHit = allHit && hits[j]
 			}
 			s.updateFinished(it, cands, hits, divisor)
 			// next running beams: the best num_beams candidates that did not stop
-			order := make([]int, k)
 			adj := make([]float32, k)
 			for j, c := range cands {
-				order[j] = j
 				adj[j] = c.score
 				if hits[j] {
 					adj[j] = c.score + notFinishedScore
 				}
 			}
-			sort.SliceStable(order, func(x, y int) bool { return adj[order[x]] > adj[order[y]] })
-			allHit := true
-			for _, h := range hits {
-				allHit = allHit && h
-			}
 			running := make([]hyp, nb)
 			src := make([]int, nb)
-			for b := range nb {
-				c := cands[order[b]]
-				toks := make([]int64, len(it.running[c.beam].tokens)+1, s.maxLen)
-				copy(toks, it.running[c.beam].tokens)
-				toks[len(toks)-1] = c.token
-				running[b] = hyp{tokens: toks, score: adj[order[b]]}
+			for b, j := range topK(adj, nb) {
+				c := cands[j]
+				running[b] = hyp{tokens: extend(it.running[c.beam].tokens, c.token, s.maxLen), score: adj[j]}
 				src[b] = ai*nb + c.beam
 			}
 			it.running = running
@@ -151,69 +146,52 @@ func (s *search) beam(ctx context.Context, nSources int) (*Output, error) {
 	return s.beamOutput(items, prompt), nil
 }
 
-// topInto merges the best k entries of row (tokens of beam b) into cands.
-func topInto(cands []candidate, row []float32, b, k int) []candidate {
-	// a small selection: keep the k best of this beam, lower token first on ties
-	local := make([]candidate, 0, k+1)
-	for t, v := range row {
-		if len(local) == k && !(v > local[k-1].score) {
-			continue
-		}
-		pos := len(local)
-		for pos > 0 && v > local[pos-1].score {
-			pos--
-		}
-		local = append(local, candidate{})
-		copy(local[pos+1:], local[pos:])
-		local[pos] = candidate{beam: b, token: int64(t), score: v}
-		if len(local) > k {
-			local = local[:k]
-		}
-	}
-	return append(cands, local...)
-}
-
-// sortCandidates orders by score, best first; ties by the lower flat index
-// (beam·vocab + token).
-func sortCandidates(c []candidate) {
-	sort.SliceStable(c, func(i, j int) bool {
-		if c[i].score != c[j].score {
-			return c[i].score > c[j].score
-		}
-		if c[i].beam != c[j].beam {
-			return c[i].beam < c[j].beam
-		}
-		return c[i].token < c[j].token
-	})
-}
-
 // updateFinished is HF's _update_finished_beams for one item: candidates in
 // the top num_beams ranks that stopped join the finished set with their
-// length-normalised score, unless the item is full under early_stopping=True
-// or can no longer improve.
+// length-normalised score; the item's full or unimprovable state, and not
+// having stopped, push a candidate's score down by 1e9 each. The best
+// num_beams of the current slots and the candidates become the new slots.
 func (s *search) updateFinished(it *beamItem, cands []candidate, hits []bool, divisor float32) {
 	nb := s.cfg.NumBeams
-	if (s.cfg.EarlyStopping == EarlyStopTrue && it.allFinished()) || !it.improvable {
-		return
+	full := s.cfg.EarlyStopping == EarlyStopTrue && it.allFinished()
+	merged := make([]float32, 0, nb+len(cands))
+	for _, h := range it.slots {
+		merged = append(merged, h.score)
 	}
-	merged := append([]hyp(nil), it.slots...)
-	added := false
-	for j := 0; j < nb; j++ {
-		if !hits[j] {
+	finished := make([]bool, len(cands))
+	for j, c := range cands {
+		v := c.score / divisor
+		if full {
+			v += notFinishedScore
+		}
+		if !it.improvable {
+			v += notFinishedScore
+		}
+		finished[j] = hits[j] && j < nb
+		if !finished[j] {
+			v += notFinishedScore
+		}
+		merged = append(merged, v)
+	}
+	slots := make([]hyp, nb)
+	for r, m := range topK(merged, nb) {
+		if m < nb {
+			slots[r] = it.slots[m]
 			continue
 		}
+		j := m - nb
 		c := cands[j]
-		toks := make([]int64, len(it.running[c.beam].tokens)+1)
-		copy(toks, it.running[c.beam].tokens)
-		toks[len(toks)-1] = c.token
-		merged = append(merged, hyp{tokens: toks, score: c.score / divisor, finished: true})
-		added = true
+		slots[r] = hyp{tokens: extend(it.running[c.beam].tokens, c.token, 0), score: merged[m], finished: finished[j]}
 	}
-	if !added {
-		return
-	}
-	sort.SliceStable(merged, func(x, y int) bool { return merged[x].score > merged[y].score })
-	it.slots = merged[:nb]
+	it.slots = slots
+}
+
+// extend returns a copy of tokens with tok appended.
+func extend(tokens []int64, tok int64, capacity int) []int64 {
+	out := make([]int64, len(tokens)+1, max(capacity, len(tokens)+1))
+	copy(out, tokens)
+	out[len(tokens)] = tok
+	return out
 }
 
 // checkImprovable is HF's _check_early_stop_heuristic after cur_len += 1.

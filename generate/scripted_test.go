@@ -52,7 +52,7 @@ func (s scriptedSpec) logits(source, prefix []int64, out []float32) {
 	srcKey := fold(s.Seed, source)
 	key := fold(mix(srcKey^0xD1CE), prefix)
 	for v := range s.Vocab {
-		k := mix(key ^ (uint64(v+1) * golden)) >> 58
+		k := mix(key^(uint64(v+1)*golden)) >> 58
 		out[v] = float32(float64(k*64+uint64(v)) / 1024)
 	}
 	shift := float64(int64(len(prefix)) - int64(2+srcKey%7))
@@ -125,16 +125,21 @@ type refFile struct {
 	Cases    []refCase               `json:"cases"`
 }
 
-func loadRefs(t *testing.T) refFile {
+func loadJSON(t *testing.T, v any) {
 	t.Helper()
 	data, err := os.ReadFile(testenv.Testdata(t, "generate", "search", "cases.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var f refFile
-	if err := json.Unmarshal(data, &f); err != nil {
+	if err := json.Unmarshal(data, v); err != nil {
 		t.Fatal(err)
 	}
+}
+
+func loadRefs(t *testing.T) refFile {
+	t.Helper()
+	var f refFile
+	loadJSON(t, &f)
 	return f
 }
 

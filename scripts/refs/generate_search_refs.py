@@ -263,6 +263,32 @@ def run_case(name, spec_name, gc, cfg, kwargs, batch, rng):
     return rec
 
 
+def topk_values(n, seed, levels):
+    """Tie-heavy values for the torch.topk order test (mirrored in generate/topk_test.go):
+    level = mix(seed ^ ((i+1)*G)) >> 58 mod levels; level 0 is -inf, else level/2 - 2."""
+    i = np.arange(n, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        h = mix_np(np.uint64(seed) ^ ((i + np.uint64(1)) * np.uint64(G)))
+    level = ((h >> np.uint64(58)) % np.uint64(levels)).astype(np.float64)
+    vals = level / 2.0 - 2.0
+    vals[level == 0] = -np.inf
+    return torch.from_numpy(vals.astype(np.float32))
+
+
+def topk_cases():
+    out = []
+    seed = 1
+    for n in (5, 8, 12, 17, 24, 40, 100, 192, 500, 640, 1000, 4096, 128000):
+        for k in (1, 2, 3, 4, 8, 10, 16):
+            if k > n:
+                continue
+            for levels in (2, 5):
+                seed += 1
+                idx = torch.topk(topk_values(n, seed, levels).unsqueeze(0), k).indices[0].tolist()
+                out.append({"n": n, "k": k, "seed": seed, "levels": levels, "indices": idx})
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="testdata/generate/search/cases.json")
@@ -278,6 +304,8 @@ def main():
                      "transformers": transformers.__version__, "numpy": np.__version__},
         "specs": SPECS,
         "cases": records,
+        # torch.topk's order among tied values (CPU): generate/topk.go must reproduce it
+        "topk": topk_cases(),
     }
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:
