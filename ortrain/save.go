@@ -1,0 +1,145 @@
+package ortrain
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/ortrain/ortrain/ortrain/pyjson"
+)
+
+// SaveError is a failed checkpoint write. Nothing of the new checkpoint is
+// left under its final name; earlier checkpoints are untouched.
+type SaveError struct {
+	Checkpoint     string
+	LastCheckpoint string
+	Err            error
+}
+
+func (e *SaveError) Error() string {
+	last := "no earlier checkpoint exists"
+	if e.LastCheckpoint != "" {
+		last = "the last complete checkpoint, " + e.LastCheckpoint + ", is intact"
+	}
+	return fmt.Sprintf("saving %s failed: %v; nothing partial was left behind and %s (free disk space, then resume with --resume_from_checkpoint)", e.Checkpoint, e.Err, last)
+}
+
+func (e *SaveError) Unwrap() error { return e.Err }
+
+func writeJSON(fsys FileSystem, path string, v any, indent int) error {
+	b, err := pyjson.Marshal(v, indent)
+	if err != nil {
+		return err
+	}
+	return fsys.WriteFile(path, append(b, '\n'))
+}
+
+// saveCheckpoint is Trainer._save_checkpoint, written to a temporary folder
+// that is fsynced and renamed to checkpoint-<step> only when complete.
+func (t *Trainer) saveCheckpoint() error {
+	a := &t.Args
+	fsys := t.fs()
+	folder := fmt.Sprintf("%s-%d", CheckpointPrefix, t.state.GlobalStep)
+	final := pyJoin(a.OutputDir, folder)
+	tmp := filepath.Join(a.OutputDir, tmpPrefix+folder)
+	t.storeFlos()
+	prevLast := t.lastCheckpoint()
+	fail := func(err error) error {
+		_ = fsys.RemoveAll(tmp)
+		return &SaveError{Checkpoint: final, LastCheckpoint: prevLast, Err: err}
+	}
+	if err := fsys.RemoveAll(tmp); err != nil {
+		return fail(err)
+	}
+	if err := fsys.MkdirAll(tmp); err != nil {
+		return fail(err)
+	}
+	if err := t.Engine.SaveModel(tmp); err != nil {
+		return fail(err)
+	}
+	switch a.SaveStrategy {
+	case StrategySteps, StrategyEpoch, StrategyBest:
+		if b := t.state.BestGlobalStep; b != nil && *b != 0 {
+			bestDir := pyJoin(a.OutputDir, fmt.Sprintf("%s-%d", CheckpointPrefix, *b))
+			if _, err := os.Stat(bestDir); err == nil || *b == t.state.GlobalStep {
+				t.state.BestModelCheckpoint = &bestDir
+			}
+		}
+	}
+	if !a.SaveOnlyModel {
+		if err := t.Engine.SaveOptimizer(tmp); err != nil {
+			return fail(err)
+		}
+		if err := writeJSON(fsys, filepath.Join(tmp, SchedulerName), map[string]any{
+			"last_epoch": t.schedStep, "lr_scheduler_type": a.LRSchedulerType,
+			"base_lr": a.LearningRate, "num_warmup_steps": a.WarmupStepsFor(t.state.MaxSteps), "num_training_steps": t.state.MaxSteps,
+		}, 2); err != nil {
+			return fail(err)
+		}
+		// Dropout seeds derive from (seed, epoch, micro-batch), so the
+		// position is the whole RNG state.
+		if err := writeJSON(fsys, filepath.Join(tmp, RNGStateName), map[string]any{
+			"seed": a.Seed, "data_seed": a.dataSeed(), "global_step": t.state.GlobalStep, "epoch": t.state.Epoch,
+			"dropout_seed_rule": "splitmix64(seed*0x100000001b3 ^ (epoch*steps_in_epoch + micro_batch))",
+		}, 2); err != nil {
+			return fail(err)
+		}
+	}
+	for _, cb := range t.handler.callbacks {
+		if sc, ok := cb.(StatefulCallback); ok {
+			t.state.StatefulCallbacks[sc.StateName()] = sc.State()
+		}
+	}
+	t.state.StatefulCallbacks["TrainerControl"] = t.control.stateMap()
+	st, err := t.state.MarshalHF()
+	if err != nil {
+		return fail(err)
+	}
+	if err := fsys.WriteFile(filepath.Join(tmp, TrainerStateName), st); err != nil {
+		return fail(err)
+	}
+	if err := writeJSON(fsys, filepath.Join(tmp, TrainingArgsName), a.ToMap(), 2); err != nil {
+		return fail(err)
+	}
+	if err := commitDir(fsys, tmp, final); err != nil {
+		return fail(err)
+	}
+	t.lastSaved = final
+	if _, err := rotateCheckpoints(fsys, a.OutputDir, a.saveTotalLimit(), deref(t.state.BestModelCheckpoint)); err != nil {
+		return err
+	}
+	return nil
+}
+
+func deref(p *string) string {
+	if p == nil {
+		return ""
+	}
+	return *p
+}
+
+// loadOptimizerAndScheduler is _load_optimizer_and_scheduler: both are
+// restored only when the checkpoint has both (not with save_only_model).
+func (t *Trainer) loadOptimizerAndScheduler(dir string) error {
+	data, err := os.ReadFile(filepath.Join(dir, SchedulerName))
+	if errors.Is(err, os.ErrNotExist) {
+		t.warnf("%s has no optimizer/scheduler state (save_only_model?); they start fresh", dir)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var s struct {
+		LastEpoch *int `json:"last_epoch"`
+	}
+	if err := json.Unmarshal(data, &s); err != nil || s.LastEpoch == nil {
+		return fmt.Errorf("%s: bad scheduler state", filepath.Join(dir, SchedulerName))
+	}
+	if err := t.Engine.LoadOptimizer(dir); err != nil {
+		return err
+	}
+	t.schedStep = *s.LastEpoch
+	return nil
+}

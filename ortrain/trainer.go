@@ -1,0 +1,628 @@
+package ortrain
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/ortrain/ortrain/ortrain/schedule"
+)
+
+// Trainer runs HF Seq2SeqTrainer's training loop over an Engine. Fill the
+// exported fields, then call Train / Evaluate / Predict (or Run).
+type Trainer struct {
+	Args      TrainingArguments // finalized (Finalize) before use
+	Engine    Engine
+	TrainData TrainData
+	EvalData  EvalData
+	// Generator and ComputeMetrics serve predict_with_generate; MetricNames
+	// lists the keys ComputeMetrics returns, so a metric_for_best_model that
+	// evaluation never produces fails before training starts.
+	Generator      Generator
+	ComputeMetrics MetricsFunc
+	MetricNames    []string
+	// Callbacks run after DefaultFlowCallback (and EarlyStoppingCallback
+	// when early_stopping_patience > 0).
+	Callbacks   []Callback
+	LossScaling LossScaling
+	FS          FileSystem       // nil: the OS
+	Clock       func() time.Time // nil: time.Now
+	Warn        io.Writer        // warnings; nil: discarded
+
+	state                *TrainerState
+	control              TrainerControl
+	handler              callbackHandler
+	sched                schedule.Schedule
+	schedStep            int
+	trLoss               float32
+	totalLossScalar      float64
+	globalStepLastLogged int
+	initialGlobalStep    int
+	currentFlos          float64
+	earlyStopping        *EarlyStoppingCallback
+	lastSaved            string
+}
+
+// TrainOutput is HF's TrainOutput.
+type TrainOutput struct {
+	GlobalStep   int
+	TrainingLoss float64
+	Metrics      Logs
+}
+
+func (t *Trainer) fs() FileSystem {
+	if t.FS == nil {
+		return OSFileSystem{}
+	}
+	return t.FS
+}
+
+func (t *Trainer) now() time.Time {
+	if t.Clock == nil {
+		return time.Now()
+	}
+	return t.Clock()
+}
+
+func (t *Trainer) warnf(format string, a ...any) {
+	if t.Warn != nil {
+		fmt.Fprintf(t.Warn, format+"\n", a...)
+	}
+}
+
+// State returns the trainer state (nil before Train).
+func (t *Trainer) State() *TrainerState { return t.state }
+
+func (t *Trainer) event() *Event {
+	return &Event{Args: &t.Args, State: t.state, Control: &t.control}
+}
+
+// evalKeys are the keys evaluation produces (before the eval_ prefix).
+func (t *Trainer) evalKeys() []string {
+	keys := []string{"eval_loss"}
+	if t.Args.PredictWithGenerate && t.ComputeMetrics != nil {
+		for _, k := range t.MetricNames {
+			keys = append(keys, "eval_"+k)
+		}
+	}
+	return append(keys, "eval_runtime", "eval_samples_per_second", "eval_steps_per_second", "epoch")
+}
+
+// CheckSetup runs the checks HF's Trainer.__init__ does on the arguments
+// together with the data (and ortrain's own).
+func (t *Trainer) CheckSetup() error {
+	a := &t.Args
+	if a.EvalStrategy != StrategyNo && t.EvalData == nil {
+		return argErr("eval_strategy", "You have set `args.eval_strategy` to %s but you didn't pass an `eval_dataset` to `Trainer`. Either set `args.eval_strategy` to `no` or pass an `eval_dataset`. ", intervalRepr(a.EvalStrategy))
+	}
+	if a.PredictWithGenerate && (t.Generator == nil || t.ComputeMetrics == nil) {
+		return argErr("predict_with_generate", "predict_with_generate needs generation graphs and a tokenizer to decode predictions; this model/task provides none")
+	}
+	if t.Engine == nil {
+		return errors.New("ortrain: Trainer.Engine is nil")
+	}
+	if a.MetricForBestModel != nil && t.MetricNames != nil && a.EvalStrategy != StrategyNo {
+		want := a.MetricToCheck()
+		found := false
+		for _, k := range t.evalKeys() {
+			found = found || k == want
+		}
+		if !found {
+			return argErr("metric_for_best_model", "The `metric_for_best_model` training argument is set to '%s', which is not found in the evaluation metrics. The available evaluation metrics are: %v. Consider changing the `metric_for_best_model` via the TrainingArguments.", want, pyList(t.evalKeys()))
+		}
+	}
+	return nil
+}
+
+func pyList(xs []string) string {
+	s := "["
+	for i, x := range xs {
+		if i > 0 {
+			s += ", "
+		}
+		s += "'" + x + "'"
+	}
+	return s + "]"
+}
+
+// CheckOutputDir refuses a non-empty output_dir unless overwrite_output_dir
+// or resume_from_checkpoint is set (HF's example scripts' rule).
+func CheckOutputDir(a *TrainingArguments) error {
+	entries, err := os.ReadDir(a.OutputDir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if len(entries) > 0 && !a.OverwriteOutputDir && a.ResumeFromCheckpoint == "" && a.DoTrain {
+		return argErr("output_dir", "Output directory (%s) already exists and is not empty. Use --overwrite_output_dir to overcome, or --resume_from_checkpoint to continue its last checkpoint.", a.OutputDir)
+	}
+	return nil
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// splitmix64 derives independent dropout seeds from (seed, micro-batch).
+func splitmix64(x uint64) uint64 {
+	x += 0x9e3779b97f4a7c15
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9
+	x = (x ^ (x >> 27)) * 0x94d049bb133111eb
+	return x ^ (x >> 31)
+}
+
+func (t *Trainer) dropoutSeed(epoch, step, stepsInEpoch int) uint64 {
+	return splitmix64(uint64(int64(t.Args.Seed))*0x100000001b3 ^ uint64(epoch*stepsInEpoch+step))
+}
+
+// resolveResume turns resume_from_checkpoint into a folder ("" for none).
+func (t *Trainer) resolveResume() (string, error) {
+	r := t.Args.ResumeFromCheckpoint
+	switch r {
+	case "", "false", "False", "none", "None":
+		return "", nil
+	case "true", "True", "last":
+		last, err := LastCheckpoint(t.Args.OutputDir)
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return "", err
+		}
+		if last == "" {
+			return "", fmt.Errorf("No valid checkpoint found in output directory (%s)", t.Args.OutputDir)
+		}
+		return last, nil
+	}
+	if _, err := os.Stat(filepath.Join(r, TrainerStateName)); err != nil {
+		return "", fmt.Errorf("resume_from_checkpoint %s: not a checkpoint folder (no %s): %w", r, TrainerStateName, err)
+	}
+	return r, nil
+}
+
+// Train runs training (HF Trainer.train).
+func (t *Trainer) Train(ctx context.Context) (*TrainOutput, error) {
+	a := &t.Args
+	if err := t.CheckSetup(); err != nil {
+		return nil, err
+	}
+	if t.TrainData == nil {
+		return nil, errors.New("ortrain: no training data")
+	}
+	resume, err := t.resolveResume()
+	if err != nil {
+		return nil, err
+	}
+	if err := t.fs().MkdirAll(a.OutputDir); err != nil {
+		return nil, err
+	}
+	if err := cleanStaleTemporaries(t.fs(), a.OutputDir); err != nil {
+		return nil, err
+	}
+
+	// set_initial_training_values
+	ga := a.GradientAccumulationSteps
+	lenDL := t.TrainData.NumBatches()
+	if lenDL <= 0 {
+		return nil, errors.New("the training set yields no batches")
+	}
+	numUpdPerEpoch := max(lenDL/ga+b2i(lenDL%ga > 0), 1)
+	maxSteps := a.MaxSteps
+	if maxSteps < 0 {
+		maxSteps = int(math.Ceil(a.NumTrainEpochs * float64(numUpdPerEpoch)))
+	}
+	totalBatch := a.PerDeviceTrainBatchSize * ga
+	numExamples := t.TrainData.NumExamples()
+	var numTrainEpochs int
+	var numTrainSamples float64
+	if a.MaxSteps > 0 {
+		numTrainEpochs = maxSteps/numUpdPerEpoch + b2i(maxSteps%numUpdPerEpoch > 0)
+		numTrainSamples = float64(maxSteps * totalBatch)
+	} else {
+		numTrainEpochs = int(math.Ceil(a.NumTrainEpochs))
+		numTrainSamples = float64(numExamples) * a.NumTrainEpochs
+	}
+	stepsInEpoch := lenDL
+
+	// _init_training_state
+	t.handler = callbackHandler{callbacks: []Callback{DefaultFlowCallback{}}}
+	t.earlyStopping = nil
+	if a.EarlyStoppingPatience > 0 {
+		t.earlyStopping = &EarlyStoppingCallback{Patience: a.EarlyStoppingPatience, Threshold: a.EarlyStoppingThreshold, warn: t.Warn}
+		t.handler.callbacks = append(t.handler.callbacks, t.earlyStopping)
+	}
+	t.handler.callbacks = append(t.handler.callbacks, t.Callbacks...)
+	t.control = TrainerControl{}
+	t.state = newTrainerState()
+	bs := a.PerDeviceTrainBatchSize
+	t.state.TrainBatchSize = &bs
+	t.state.computeSteps(a, maxSteps)
+	epochsTrained, stepsTrainedInEpoch := 0, 0
+	t.schedStep = 0
+	if resume != "" {
+		st, err := LoadTrainerState(filepath.Join(resume, TrainerStateName))
+		if err != nil {
+			return nil, err
+		}
+		t.state = st
+		if st.BestModelCheckpoint != nil {
+			if info, err := os.Stat(*st.BestModelCheckpoint); err != nil || !info.IsDir() {
+				t.warnf("The best checkpoint %s recorded in the resumed state does not exist anymore. Ignoring it for this run.", *st.BestModelCheckpoint)
+				st.BestModelCheckpoint = nil
+			}
+		}
+		if err := t.restoreCallbackStates(); err != nil {
+			return nil, fmt.Errorf("%s: %w", resume, err)
+		}
+		epochsTrained = st.GlobalStep / numUpdPerEpoch
+		if !a.IgnoreDataSkip {
+			stepsTrainedInEpoch = (st.GlobalStep % numUpdPerEpoch) * ga
+		}
+		if err := t.Engine.LoadModel(resume); err != nil {
+			return nil, fmt.Errorf("resuming from %s: %w", resume, err)
+		}
+		if err := t.loadOptimizerAndScheduler(resume); err != nil {
+			return nil, fmt.Errorf("resuming from %s: %w", resume, err)
+		}
+	}
+	t.state.MaxSteps = maxSteps
+	t.state.NumTrainEpochs = numTrainEpochs
+	t.sched, err = schedule.New(a.LRSchedulerType, a.LearningRate, a.WarmupStepsFor(maxSteps), maxSteps, a.LRSchedulerKwargs)
+	if err != nil {
+		return nil, argErr("lr_scheduler_kwargs", "%v", err)
+	}
+
+	start := t.now()
+	t.initialGlobalStep = t.state.GlobalStep
+	t.trLoss = 0
+	t.totalLossScalar = 0
+	t.globalStepLastLogged = t.state.GlobalStep
+	t.currentFlos = 0
+	if err := t.handler.trainBegin(t.event()); err != nil {
+		return nil, err
+	}
+	if a.EvalOnStart {
+		if _, err := t.Evaluate(ctx, t.EvalData, "eval"); err != nil {
+			return nil, err
+		}
+	}
+	for epoch := epochsTrained; epoch < numTrainEpochs; epoch++ {
+		if err := t.handler.epochBegin(t.event()); err != nil {
+			return nil, err
+		}
+		skip := 0
+		if epoch == epochsTrained && resume != "" && stepsTrainedInEpoch > 0 && !a.IgnoreDataSkip {
+			skip = stepsTrainedInEpoch
+		}
+		if err := t.runEpoch(ctx, epoch, skip, stepsInEpoch, numUpdPerEpoch); err != nil {
+			return nil, err
+		}
+		if t.control.ShouldTrainingStop {
+			break
+		}
+	}
+	return t.finalizeTraining(numTrainSamples, start)
+}
+
+func (t *Trainer) restoreCallbackStates() error {
+	for _, cb := range t.handler.callbacks {
+		sc, ok := cb.(StatefulCallback)
+		if !ok {
+			continue
+		}
+		if m, ok := t.state.StatefulCallbacks[sc.StateName()].(map[string]any); ok {
+			if err := sc.RestoreState(m); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (t *Trainer) lossScale(b Batch, window []Batch) float64 {
+	mode := t.LossScaling
+	if mode == LossScalingHF {
+		if t.Args.LabelSmoothingFactor == 0 {
+			return 1
+		}
+		mode = LossScalingTokens
+	}
+	if mode == LossScalingMean {
+		return 1 / float64(len(window))
+	}
+	total := 0
+	for _, w := range window {
+		total += w.NumLabelTokens()
+	}
+	if total == 0 {
+		return 0
+	}
+	return float64(b.NumLabelTokens()) / float64(total)
+}
+
+func (t *Trainer) runEpoch(ctx context.Context, epoch, skip, stepsInEpoch, numUpdPerEpoch int) error {
+	a := &t.Args
+	ga := a.GradientAccumulationSteps
+	step := -1
+	numUpdTrained := 0
+	if skip > 0 {
+		step = skip - 1
+		numUpdTrained = skip / ga
+	}
+	it, err := t.TrainData.Epoch(epoch, skip)
+	if err != nil {
+		return err
+	}
+	remainder := stepsInEpoch % ga
+	if remainder == 0 {
+		remainder = ga
+	}
+	var gradNorm, learningRate *float64
+	exhausted := false
+	for upd := numUpdTrained; upd < numUpdPerEpoch && !exhausted; upd++ {
+		n := ga
+		if upd == numUpdPerEpoch-1 {
+			n = remainder
+		}
+		window := make([]Batch, 0, n)
+		for len(window) < n {
+			b, err := it.Next()
+			if err == io.EOF {
+				exhausted = true
+				break
+			}
+			if err != nil {
+				return err
+			}
+			window = append(window, b)
+		}
+		for _, b := range window {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			step++
+			doSync := (step+1)%ga == 0 || step+1 == stepsInEpoch
+			if step%ga == 0 {
+				if err := t.handler.stepBegin(t.event()); err != nil {
+					return err
+				}
+			}
+			loss, err := t.Engine.TrainMicroBatch(ctx, b, t.lossScale(b, window), t.dropoutSeed(epoch, step, stepsInEpoch))
+			if err != nil {
+				return fmt.Errorf("step %d (epoch %d, micro-batch %d): %w", t.state.GlobalStep+1, epoch, step, err)
+			}
+			if math.IsNaN(loss) || math.IsInf(loss, 0) {
+				// HF would step the optimizer with non-finite gradients and
+				// carry on with NaN weights; stop before they are applied.
+				return &NonFiniteLossError{Step: t.state.GlobalStep + 1, Epoch: epoch, MicroBatch: step, Loss: loss, LastCheckpoint: t.lastCheckpoint()}
+			}
+			t.trLoss += float32(loss)
+			if pc, ok := t.Engine.(ParameterCounter); ok {
+				t.currentFlos += 6 * float64(b.NumInputTokens()) * float64(pc.NumParameters(true))
+			}
+			if doSync {
+				lr := t.sched.LR(t.schedStep)
+				gn, err := t.Engine.OptimizerStep(ctx, lr)
+				if err != nil {
+					return fmt.Errorf("optimizer step %d: %w", t.state.GlobalStep+1, err)
+				}
+				gradNorm, learningRate = &gn, &lr
+				t.schedStep++
+				t.state.GlobalStep++
+				t.state.Epoch = float64(epoch) + float64(step+1)/float64(stepsInEpoch)
+				if err := t.handler.stepEnd(t.event()); err != nil {
+					return err
+				}
+				if err := t.maybeLogSaveEvaluate(ctx, gradNorm, learningRate); err != nil {
+					return err
+				}
+			} else if err := t.handler.substepEnd(t.event()); err != nil {
+				return err
+			}
+			if t.control.ShouldEpochStop || t.control.ShouldTrainingStop {
+				break
+			}
+		}
+		if t.control.ShouldEpochStop || t.control.ShouldTrainingStop {
+			break
+		}
+	}
+	if step < 0 {
+		t.warnf("There seems not to be a single sample in your epoch_iterator, stopping training at step %d!", t.state.GlobalStep)
+		t.control.ShouldTrainingStop = true
+	}
+	if err := t.handler.epochEnd(t.event()); err != nil {
+		return err
+	}
+	return t.maybeLogSaveEvaluate(ctx, gradNorm, learningRate)
+}
+
+// NonFiniteLossError reports a NaN or infinite training loss.
+type NonFiniteLossError struct {
+	Step, Epoch, MicroBatch int
+	Loss                    float64
+	LastCheckpoint          string
+}
+
+func (e *NonFiniteLossError) Error() string {
+	last := "no checkpoint was written yet"
+	if e.LastCheckpoint != "" {
+		last = "the last good checkpoint is " + e.LastCheckpoint + " (resume with --resume_from_checkpoint " + e.LastCheckpoint + ")"
+	}
+	return fmt.Sprintf("training loss is %v at step %d (epoch %d, micro-batch %d); stopped before applying non-finite gradients; %s. Lower learning_rate, check the data, or raise max_grad_norm clipping", e.Loss, e.Step, e.Epoch, e.MicroBatch, last)
+}
+
+func (t *Trainer) lastCheckpoint() string {
+	if t.lastSaved != "" {
+		return t.lastSaved
+	}
+	last, _ := LastCheckpoint(t.Args.OutputDir)
+	return last
+}
+
+func (t *Trainer) storeFlos() {
+	t.state.TotalFlos += t.currentFlos
+	t.currentFlos = 0
+}
+
+// log is Trainer.log: add epoch, append to log_history, call on_log.
+func (t *Trainer) log(logs Logs) (Logs, error) {
+	logs.Set("epoch", t.state.Epoch)
+	entry := LogEntry{Logs: append(Logs(nil), logs...), Step: t.state.GlobalStep}
+	t.state.LogHistory = append(t.state.LogHistory, entry)
+	e := t.event()
+	e.Logs = logs
+	return logs, t.handler.log(e)
+}
+
+func (t *Trainer) maybeLogSaveEvaluate(ctx context.Context, gradNorm, learningRate *float64) error {
+	a := &t.Args
+	if t.control.ShouldLog && t.state.GlobalStep > t.globalStepLastLogged {
+		trLossScalar := float64(t.trLoss)
+		t.trLoss = 0
+		logs := Logs{{"loss", trLossScalar / float64(t.state.GlobalStep-t.globalStepLastLogged)}}
+		if gradNorm != nil {
+			logs = append(logs, Metric{"grad_norm", *gradNorm})
+		}
+		if learningRate != nil {
+			logs = append(logs, Metric{"learning_rate", *learningRate})
+		} else {
+			logs = append(logs, Metric{"learning_rate", t.sched.LR(t.schedStep)})
+		}
+		t.totalLossScalar += trLossScalar
+		t.globalStepLastLogged = t.state.GlobalStep
+		t.storeFlos()
+		if _, err := t.log(logs); err != nil {
+			return err
+		}
+	}
+	if t.control.ShouldEvaluate {
+		metrics, err := t.Evaluate(ctx, t.EvalData, "eval")
+		if err != nil {
+			return err
+		}
+		isNew, err := t.determineBestMetric(metrics)
+		if err != nil {
+			return err
+		}
+		if a.SaveStrategy == StrategyBest {
+			t.control.ShouldSave = isNew
+		}
+	}
+	if t.control.ShouldSave {
+		if err := t.saveCheckpoint(); err != nil {
+			return err
+		}
+		if err := t.handler.save(t.event()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (t *Trainer) determineBestMetric(metrics Logs) (bool, error) {
+	a := &t.Args
+	if a.MetricForBestModel == nil {
+		return false, nil
+	}
+	key := a.MetricToCheck()
+	v, ok := metrics.Get(key)
+	if !ok {
+		return false, argErr("metric_for_best_model", "The `metric_for_best_model` training argument is set to '%s', which is not found in the evaluation metrics. The available evaluation metrics are: %s. Consider changing the `metric_for_best_model` via the TrainingArguments.", key, pyList(metrics.Keys()))
+	}
+	if t.state.BestMetric == nil {
+		inf := math.Inf(1)
+		if *a.GreaterIsBetter {
+			inf = math.Inf(-1)
+		}
+		t.state.BestMetric = &inf
+	}
+	better := v < *t.state.BestMetric
+	if *a.GreaterIsBetter {
+		better = v > *t.state.BestMetric
+	}
+	if !better {
+		return false, nil
+	}
+	t.state.BestMetric = &v
+	switch a.SaveStrategy {
+	case StrategySteps, StrategyEpoch, StrategyBest:
+		gs := t.state.GlobalStep
+		t.state.BestGlobalStep = &gs
+	}
+	return true, nil
+}
+
+// pyRound is Python's round(x, n): the correctly rounded decimal.
+func pyRound(x float64, n int) float64 {
+	v, _ := strconv.ParseFloat(strconv.FormatFloat(x, 'f', n, 64), 64)
+	return v
+}
+
+func speedMetrics(split string, runtime float64, numSamples, numSteps *float64) Logs {
+	out := Logs{{split + "_runtime", pyRound(runtime, 4)}}
+	if runtime == 0 {
+		return out
+	}
+	if numSamples != nil {
+		out = append(out, Metric{split + "_samples_per_second", pyRound(*numSamples/runtime, 3)})
+	}
+	if numSteps != nil {
+		out = append(out, Metric{split + "_steps_per_second", pyRound(*numSteps/runtime, 3)})
+	}
+	return out
+}
+
+func (t *Trainer) finalizeTraining(numTrainSamples float64, start time.Time) (*TrainOutput, error) {
+	a := &t.Args
+	t.totalLossScalar += float64(t.trLoss)
+	t.trLoss = 0
+	stepsTrained := t.state.GlobalStep - t.initialGlobalStep
+	trainLoss := t.totalLossScalar / math.Max(float64(stepsTrained), 0.001)
+	samples := numTrainSamples * float64(stepsTrained) / float64(max(t.state.MaxSteps, 1))
+	steps := float64(stepsTrained)
+	metrics := speedMetrics("train", t.now().Sub(start).Seconds(), &samples, &steps)
+	t.storeFlos()
+	metrics = append(metrics, Metric{"total_flos", t.state.TotalFlos}, Metric{"train_loss", trainLoss})
+	metrics, err := t.log(metrics)
+	if err != nil {
+		return nil, err
+	}
+	best := t.state.BestModelCheckpoint
+	if a.LoadBestModelAtEnd && best != nil {
+		if err := t.Engine.LoadModel(*best); err != nil {
+			return nil, fmt.Errorf("loading the best model from %s: %w", *best, err)
+		}
+	}
+	if best != nil && a.saveTotalLimit() == 1 {
+		cps, err := sortCheckpoints(a.OutputDir, false, *best)
+		if err != nil {
+			return nil, err
+		}
+		for _, cp := range cps {
+			if !sameFile(cp, *best) {
+				if err := t.fs().RemoveAll(cp); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
+	if err := t.handler.trainEnd(t.event()); err != nil {
+		return nil, err
+	}
+	return &TrainOutput{GlobalStep: t.state.GlobalStep, TrainingLoss: trainLoss, Metrics: metrics}, nil
+}
+
+func sameFile(a, b string) bool {
+	ia, err1 := os.Stat(a)
+	ib, err2 := os.Stat(b)
+	return err1 == nil && err2 == nil && os.SameFile(ia, ib)
+}
