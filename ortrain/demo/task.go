@@ -115,19 +115,21 @@ func (t *Task) TokenizerJSON() ([]byte, error) {
 	special := func(id int, s string) map[string]any {
 		return map[string]any{"id": id, "content": s, "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true}
 	}
-	seq := func(id string) map[string]any { return map[string]any{"Sequence": map[string]any{"id": id, "type_id": 0}} }
+	seq := func(id string) map[string]any {
+		return map[string]any{"Sequence": map[string]any{"id": id, "type_id": 0}}
+	}
 	eos := map[string]any{"SpecialToken": map[string]any{"id": "</s>", "type_id": 0}}
 	doc := map[string]any{
-		"version":        "1.0",
-		"truncation":     nil,
-		"padding":        nil,
-		"added_tokens":   []any{special(0, "<pad>"), special(1, "</s>"), special(2, "<unk>")},
-		"normalizer":     nil,
-		"pre_tokenizer":  map[string]any{"type": "WhitespaceSplit"},
+		"version":       "1.0",
+		"truncation":    nil,
+		"padding":       nil,
+		"added_tokens":  []any{special(0, "<pad>"), special(1, "</s>"), special(2, "<unk>")},
+		"normalizer":    nil,
+		"pre_tokenizer": map[string]any{"type": "WhitespaceSplit"},
 		"post_processor": map[string]any{
-			"type":   "TemplateProcessing",
-			"single": []any{seq("A"), eos},
-			"pair":   []any{seq("A"), eos, seq("B"), eos},
+			"type":           "TemplateProcessing",
+			"single":         []any{seq("A"), eos},
+			"pair":           []any{seq("A"), eos, seq("B"), eos},
 			"special_tokens": map[string]any{"</s>": map[string]any{"id": "</s>", "ids": []int{1}, "tokens": []string{"</s>"}}},
 		},
 		"decoder": nil,
