@@ -1,0 +1,213 @@
+package gendec
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/ortrain/ortrain/generate"
+	"github.com/ortrain/ortrain/ortrain/runtime"
+)
+
+// Options configure the sessions of a decoder.
+type Options struct {
+	// Device is "cpu", "cuda" or "cuda:N".
+	Device         string
+	IntraOpThreads int
+	// Inputs are fed to every run of every graph that declares them by name
+	// (the parameters of artifact generation graphs). The caller keeps
+	// ownership; values may live on the device.
+	Inputs map[string]*runtime.Value
+}
+
+func (o Options) session() runtime.SessionOptions {
+	return runtime.SessionOptions{Device: o.Device, IntraOpThreads: o.IntraOpThreads}
+}
+
+// Files of Optimum's encoder-decoder layout.
+const (
+	EncoderFile         = "encoder_model.onnx"
+	DecoderFile         = "decoder_model.onnx"
+	DecoderWithPastFile = "decoder_with_past_model.onnx"
+	FullModelFile       = "model.onnx"
+)
+
+// KV decodes with a key/value cache over Optimum's three graphs.
+type KV struct {
+	enc, dec, past *runtime.Session
+	pad            int64
+	inputs         map[string]*runtime.Value
+	// present output name → past input name, for the first step and later ones
+	firstMap, pastMap map[string]string
+	pastNames         []string // past inputs of decoder_with_past, sorted
+}
+
+// NewKV opens encoder, decoder and decoder-with-past graph files. pad fills
+// the encoder inputs beyond each source's length (masked out).
+func NewKV(env *runtime.Env, encoder, decoder, decoderWithPast string, pad int64, opts Options) (*KV, error) {
+	for _, p := range []string{encoder, decoder, decoderWithPast} {
+		if _, err := os.Stat(p); err != nil {
+			if errors.Is(err, os.ErrNotExist) && p == decoderWithPast {
+				return nil, fmt.Errorf("KV-cache decoding needs %s, which does not exist: export the model with past key values (Optimum: --task text2text-generation-with-past) or decode without the cache", p)
+			}
+			return nil, fmt.Errorf("generation graph: %w", err)
+		}
+	}
+	d := &KV{pad: pad, inputs: opts.Inputs}
+	var err error
+	closeAll := func() { d.Close() }
+	if d.enc, err = env.NewSession(encoder, opts.session()); err != nil {
+		return nil, err
+	}
+	if d.dec, err = env.NewSession(decoder, opts.session()); err != nil {
+		closeAll()
+		return nil, err
+	}
+	if d.past, err = env.NewSession(decoderWithPast, opts.session()); err != nil {
+		closeAll()
+		return nil, err
+	}
+	if err := d.mapCache(decoder, decoderWithPast); err != nil {
+		closeAll()
+		return nil, err
+	}
+	return d, nil
+}
+
+// OpenKV opens Optimum's layout in dir.
+func OpenKV(env *runtime.Env, dir string, pad int64, opts Options) (*KV, error) {
+	return NewKV(env, filepath.Join(dir, EncoderFile), filepath.Join(dir, DecoderFile), filepath.Join(dir, DecoderWithPastFile), pad, opts)
+}
+
+// mapCache pairs present.* outputs with past_key_values.* inputs.
+func (d *KV) mapCache(decoder, decoderWithPast string) error {
+	pastIn := map[string]bool{}
+	for _, in := range d.past.Inputs() {
+		if strings.HasPrefix(in.Name, "past_key_values.") {
+			pastIn[in.Name] = true
+			d.pastNames = append(d.pastNames, in.Name)
+		}
+	}
+	sort.Strings(d.pastNames)
+	if len(pastIn) == 0 {
+		return fmt.Errorf("%s has no past_key_values.* inputs: it is not a decoder-with-past graph", decoderWithPast)
+	}
+	toPast := func(present string) string { return "past_key_values." + strings.TrimPrefix(present, "present.") }
+	d.firstMap, d.pastMap = map[string]string{}, map[string]string{}
+	for _, out := range d.dec.Outputs() {
+		if strings.HasPrefix(out.Name, "present.") && pastIn[toPast(out.Name)] {
+			d.firstMap[out.Name] = toPast(out.Name)
+		}
+	}
+	for _, out := range d.past.Outputs() {
+		if strings.HasPrefix(out.Name, "present.") && pastIn[toPast(out.Name)] {
+			d.pastMap[out.Name] = toPast(out.Name)
+		}
+	}
+	if len(d.firstMap) != len(pastIn) {
+		return fmt.Errorf("%s provides %d of the %d past key/value tensors %s needs (present.* outputs): export the decoder with use_cache=True, or decode without the cache", decoder, len(d.firstMap), len(pastIn), decoderWithPast)
+	}
+	return nil
+}
+
+// Close releases the sessions.
+func (d *KV) Close() error {
+	for _, s := range []*runtime.Session{d.enc, d.dec, d.past} {
+		if s != nil {
+			s.Close()
+		}
+	}
+	return nil
+}
+
+// Start runs the encoder over the sources.
+func (d *KV) Start(ctx context.Context, sources [][]int64) (generate.State, error) {
+	ids, mask, width := padSources(sources, d.pad)
+	hidden, shape, err := runEncoder(d.enc, d.inputs, ids, mask, len(sources), width)
+	if err != nil {
+		return nil, err
+	}
+	return &kvState{d: d, rows: len(sources), srcLen: width, mask: newTensor(mask, []int64{int64(len(sources)), int64(width)}),
+		hidden: newTensor(hidden, shape), cache: map[string]tensor[float32]{}}, nil
+}
+
+type kvState struct {
+	d      *KV
+	rows   int
+	srcLen int
+	mask   tensor[int64]
+	hidden tensor[float32]
+	cache  map[string]tensor[float32] // past_key_values.* by input name
+	seen   int                        // decoder positions in the cache
+	logits []float32
+}
+
+func (s *kvState) Step(ctx context.Context, prefixes [][]int64) (generate.Logits, error) {
+	if len(prefixes) != s.rows {
+		return generate.Logits{}, fmt.Errorf("decoder step over %d prefixes, state has %d rows", len(prefixes), s.rows)
+	}
+	length := len(prefixes[0])
+	first := s.seen == 0
+	if !first && length <= s.seen {
+		return generate.Logits{}, fmt.Errorf("decoder prefix of %d tokens, cache already holds %d", length, s.seen)
+	}
+	from := s.seen
+	ids := make([]int64, 0, s.rows*(length-from))
+	for _, p := range prefixes {
+		if len(p) != length {
+			return generate.Logits{}, errors.New("decoder prefixes of unequal length")
+		}
+		ids = append(ids, p[from:]...)
+	}
+	feed := map[string]any{
+		"input_ids":              newTensor(ids, []int64{int64(s.rows), int64(length - from)}),
+		"encoder_attention_mask": s.mask,
+		"encoder_hidden_states":  s.hidden,
+	}
+	sess, mapping := s.d.dec, s.d.firstMap
+	if !first {
+		sess, mapping = s.d.past, s.d.pastMap
+		for name, t := range s.cache {
+			feed[name] = t
+		}
+	}
+	want := []string{"logits"}
+	for present := range mapping {
+		want = append(want, present)
+	}
+	outs, err := run(sess, s.d.inputs, feed, want)
+	if err != nil {
+		return generate.Logits{}, err
+	}
+	for present, pastName := range mapping {
+		s.cache[pastName] = outs[present]
+	}
+	s.seen = length
+	return s.lastLogits(outs["logits"])
+}
+
+func (s *kvState) lastLogits(t tensor[float32]) (generate.Logits, error) {
+	l, err := lastPosition(t, s.rows, &s.logits)
+	return l, err
+}
+
+func (s *kvState) Reorder(rows []int) error {
+	for _, r := range rows {
+		if r < 0 || r >= s.rows {
+			return fmt.Errorf("reorder: row %d of %d", r, s.rows)
+		}
+	}
+	s.mask = s.mask.gather(rows)
+	s.hidden = s.hidden.gather(rows)
+	for name, t := range s.cache {
+		s.cache[name] = t.gather(rows)
+	}
+	s.rows = len(rows)
+	return nil
+}
+
+func (s *kvState) Close() error { return nil }

@@ -1,0 +1,130 @@
+package gendec
+
+import (
+	"fmt"
+
+	"github.com/ortrain/ortrain/generate"
+	"github.com/ortrain/ortrain/ortrain/runtime"
+)
+
+// tensor is a host tensor the decoders keep between steps.
+type tensor[T int64 | float32] struct {
+	data  []T
+	shape []int64
+}
+
+func newTensor[T int64 | float32](data []T, shape []int64) tensor[T] {
+	return tensor[T]{data: data, shape: shape}
+}
+
+// gather picks rows along axis 0.
+func (t tensor[T]) gather(rows []int) tensor[T] {
+	if len(t.shape) == 0 || t.shape[0] == 0 {
+		return t
+	}
+	per := len(t.data) / int(t.shape[0])
+	out := make([]T, len(rows)*per)
+	for i, r := range rows {
+		copy(out[i*per:(i+1)*per], t.data[r*per:(r+1)*per])
+	}
+	shape := append([]int64{int64(len(rows))}, t.shape[1:]...)
+	return tensor[T]{data: out, shape: shape}
+}
+
+func (t tensor[T]) value() (*runtime.Value, error) { return runtime.NewTensor(t.shape, t.data) }
+
+// padSources right-pads the sources with pad and builds the attention mask.
+func padSources(sources [][]int64, pad int64) (ids, mask []int64, width int) {
+	for _, s := range sources {
+		width = max(width, len(s))
+	}
+	ids = make([]int64, 0, len(sources)*width)
+	mask = make([]int64, 0, len(sources)*width)
+	for _, s := range sources {
+		ids = append(ids, s...)
+		for range s {
+			mask = append(mask, 1)
+		}
+		for i := len(s); i < width; i++ {
+			ids = append(ids, pad)
+			mask = append(mask, 0)
+		}
+	}
+	return ids, mask, width
+}
+
+// run feeds the inputs a session declares (from feed, then from extra) and
+// returns the wanted outputs as host tensors. feed values are tensor[int64]
+// or tensor[float32].
+func run(s *runtime.Session, extra map[string]*runtime.Value, feed map[string]any, want []string) (map[string]tensor[float32], error) {
+	in := map[string]*runtime.Value{}
+	var created []*runtime.Value
+	defer func() {
+		for _, v := range created {
+			v.Close()
+		}
+	}()
+	for _, info := range s.Inputs() {
+		var v *runtime.Value
+		var err error
+		switch t := feed[info.Name].(type) {
+		case tensor[int64]:
+			v, err = t.value()
+		case tensor[float32]:
+			v, err = t.value()
+		case nil:
+			ev, ok := extra[info.Name]
+			if !ok {
+				return nil, fmt.Errorf("graph input %q (%v) is not provided: this graph does not follow the expected layout", info.Name, info.DType)
+			}
+			in[info.Name] = ev
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("input %q: %w", info.Name, err)
+		}
+		created = append(created, v)
+		in[info.Name] = v
+	}
+	outs, err := s.Run(in, want)
+	if err != nil {
+		return nil, err
+	}
+	res := make(map[string]tensor[float32], len(outs))
+	for name, v := range outs {
+		data, rerr := v.Float32s()
+		shape := v.Shape()
+		v.Close()
+		if rerr != nil && err == nil {
+			err = fmt.Errorf("output %q: %w", name, rerr)
+		}
+		res[name] = tensor[float32]{data: data, shape: shape}
+	}
+	return res, err
+}
+
+// runEncoder runs an encoder graph (input_ids, attention_mask → last_hidden_state).
+func runEncoder(s *runtime.Session, extra map[string]*runtime.Value, ids, mask []int64, rows, width int) ([]float32, []int64, error) {
+	shape := []int64{int64(rows), int64(width)}
+	outs, err := run(s, extra, map[string]any{"input_ids": newTensor(ids, shape), "attention_mask": newTensor(mask, shape)}, []string{"last_hidden_state"})
+	if err != nil {
+		return nil, nil, err
+	}
+	h := outs["last_hidden_state"]
+	return h.data, h.shape, nil
+}
+
+// lastPosition copies the logits of the last decoder position of every row.
+func lastPosition(t tensor[float32], rows int, buf *[]float32) (generate.Logits, error) {
+	if len(t.shape) != 3 || int(t.shape[0]) != rows {
+		return generate.Logits{}, fmt.Errorf("logits of shape %v, want [%d, length, vocab]", t.shape, rows)
+	}
+	length, vocab := int(t.shape[1]), int(t.shape[2])
+	out := (*buf)[:0]
+	for r := range rows {
+		base := (r*length + length - 1) * vocab
+		out = append(out, t.data[base:base+vocab]...)
+	}
+	*buf = out
+	return generate.Logits{Rows: rows, Vocab: vocab, Data: out}, nil
+}
