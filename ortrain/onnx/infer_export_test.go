@@ -16,11 +16,8 @@ import (
 type shapeRef struct {
 	Symbols map[string]map[string]int64 `json:"symbols"`
 	Values  map[string]struct {
-		ONNX *struct {
-			Elem *int32 `json:"elem"`
-			Dims []any  `json:"dims"`
-		} `json:"onnx"`
-		Run map[string][]int64 `json:"run"`
+		ONNX *onnxType          `json:"onnx"`
+		Run  map[string][]int64 `json:"run"`
 	} `json:"values"`
 }
 
@@ -55,81 +52,21 @@ func TestInferRealExports(t *testing.T) {
 				names = append(names, n)
 			}
 			sort.Strings(names)
-			fresh := map[string]map[string]int64{} // setting -> fresh symbol -> size
-			var problems []string
+			c := newShapeChecker(ref.Symbols)
 			var better, total int
 			for _, n := range names {
 				want := ref.Values[n]
 				got, ok := types[n]
 				if !ok {
-					problems = append(problems, fmt.Sprintf("%s: not inferred", n))
+					c.problems = append(c.problems, fmt.Sprintf("%s: not inferred", n))
 					continue
 				}
 				total++
-				if !got.RankKnown {
-					problems = append(problems, fmt.Sprintf("%s: rank unknown", n))
-					continue
-				}
-				if o := want.ONNX; o != nil && o.Elem != nil && *o.Elem != 0 && DType(*o.Elem) != got.Elem {
-					problems = append(problems, fmt.Sprintf("%s: elem %s, onnx says %s", n, DTypeName(got.Elem), DTypeName(DType(*o.Elem))))
-				}
-				for setting, shape := range want.Run {
-					if len(shape) != len(got.Dims) {
-						problems = append(problems, fmt.Sprintf("%s: inferred %s, ONNX Runtime ran %v", n, got, shape))
-						break
-					}
-					for i, d := range got.Dims {
-						switch {
-						case d.Static():
-							if d.Value != shape[i] {
-								problems = append(problems, fmt.Sprintf("%s: inferred %s, ONNX Runtime ran %v (setting %s)", n, got, shape, setting))
-							}
-						case ref.Symbols[d.Param] != nil:
-							if v := ref.Symbols[d.Param][setting]; v != shape[i] {
-								problems = append(problems, fmt.Sprintf("%s: inferred %s, ONNX Runtime ran %v (setting %s)", n, got, shape, setting))
-							}
-						default:
-							if fresh[setting] == nil {
-								fresh[setting] = map[string]int64{}
-							}
-							if v, seen := fresh[setting][d.Param]; seen && v != shape[i] {
-								problems = append(problems, fmt.Sprintf("%s: symbol %s stands for %d here and %d elsewhere (setting %s)", n, d.Param, shape[i], v, setting))
-							}
-							fresh[setting][d.Param] = shape[i]
-						}
-					}
-				}
-				if o := want.ONNX; o != nil && o.Dims != nil {
-					if len(o.Dims) != len(got.Dims) {
-						problems = append(problems, fmt.Sprintf("%s: rank %d, onnx says %d", n, len(got.Dims), len(o.Dims)))
-						continue
-					}
-					moreKnown := false
-					for i, od := range o.Dims {
-						d := got.Dims[i]
-						switch v := od.(type) {
-						case float64:
-							if d.Value != int64(v) {
-								problems = append(problems, fmt.Sprintf("%s: dim %d is %s, onnx says %d", n, i, d, int64(v)))
-							}
-						case string:
-							if ref.Symbols[v] != nil && d.Param != v {
-								problems = append(problems, fmt.Sprintf("%s: dim %d is %s, onnx says %s", n, i, d, v))
-							}
-							if ref.Symbols[v] == nil && (d.Static() || ref.Symbols[d.Param] != nil) {
-								moreKnown = true
-							}
-						case nil:
-							if d.Static() || ref.Symbols[d.Param] != nil {
-								moreKnown = true
-							}
-						}
-					}
-					if moreKnown {
-						better++
-					}
+				if c.check(n, got, want.ONNX, want.Run) {
+					better++
 				}
 			}
+			problems := c.problems
 			if len(problems) > 0 {
 				if len(problems) > 40 {
 					problems = append(problems[:40], fmt.Sprintf("... and %d more", len(problems)-40))
@@ -139,4 +76,99 @@ func TestInferRealExports(t *testing.T) {
 			t.Logf("%d values checked; %d known more precisely than onnx.shape_inference", total, better)
 		})
 	}
+}
+
+// onnxType is a type as onnx.shape_inference reports it.
+type onnxType struct {
+	Elem *int32 `json:"elem"`
+	Dims []any  `json:"dims"` // int (as float64), string, or nil
+}
+
+// shapeChecker compares inferred types with reference shapes. Symbols of the
+// graph inputs stand for known sizes per setting; any other symbol must
+// stand for one size throughout a setting.
+type shapeChecker struct {
+	symbols  map[string]map[string]int64
+	fresh    map[string]map[string]int64
+	problems []string
+}
+
+func newShapeChecker(symbols map[string]map[string]int64) *shapeChecker {
+	return &shapeChecker{symbols: symbols, fresh: map[string]map[string]int64{}}
+}
+
+func (c *shapeChecker) fail(format string, args ...any) {
+	c.problems = append(c.problems, fmt.Sprintf(format, args...))
+}
+
+// check compares one value; it reports whether ours is more precise than
+// onnx.shape_inference somewhere.
+func (c *shapeChecker) check(n string, got TypeInfo, o *onnxType, run map[string][]int64) (better bool) {
+	if !got.RankKnown {
+		c.fail("%s: rank unknown", n)
+		return false
+	}
+	if o != nil && o.Elem != nil && *o.Elem != 0 && DType(*o.Elem) != got.Elem {
+		c.fail("%s: elem %s, onnx says %s", n, DTypeName(got.Elem), DTypeName(DType(*o.Elem)))
+	}
+	settings := make([]string, 0, len(run))
+	for s := range run {
+		settings = append(settings, s)
+	}
+	sort.Strings(settings)
+	for _, setting := range settings {
+		shape := run[setting]
+		if len(shape) != len(got.Dims) {
+			c.fail("%s: inferred %s, ONNX Runtime ran %v", n, got, shape)
+			return false
+		}
+		for i, d := range got.Dims {
+			switch {
+			case d.Static():
+				if d.Value != shape[i] {
+					c.fail("%s: inferred %s, ONNX Runtime ran %v (setting %s)", n, got, shape, setting)
+				}
+			case c.symbols[d.Param] != nil:
+				if v := c.symbols[d.Param][setting]; v != shape[i] {
+					c.fail("%s: inferred %s, ONNX Runtime ran %v (setting %s)", n, got, shape, setting)
+				}
+			default:
+				if c.fresh[setting] == nil {
+					c.fresh[setting] = map[string]int64{}
+				}
+				if v, seen := c.fresh[setting][d.Param]; seen && v != shape[i] {
+					c.fail("%s: symbol %s stands for %d here and %d elsewhere (setting %s)", n, d.Param, shape[i], v, setting)
+				}
+				c.fresh[setting][d.Param] = shape[i]
+			}
+		}
+	}
+	if o == nil || o.Dims == nil {
+		return got.RankKnown
+	}
+	if len(o.Dims) != len(got.Dims) {
+		c.fail("%s: rank %d, onnx says %d", n, len(got.Dims), len(o.Dims))
+		return false
+	}
+	for i, od := range o.Dims {
+		d := got.Dims[i]
+		switch v := od.(type) {
+		case float64:
+			if d.Value != int64(v) {
+				c.fail("%s: dim %d is %s, onnx says %d", n, i, d, int64(v))
+			}
+		case string:
+			if c.symbols[v] != nil && d.Param != v {
+				c.fail("%s: dim %d is %s, onnx says %s", n, i, d, v)
+			}
+			if c.symbols[v] == nil && (d.Static() || c.symbols[d.Param] != nil) {
+				better = true
+			}
+		case nil:
+			if d.Static() || c.symbols[d.Param] != nil {
+				better = true
+			}
+		}
+	}
+	return better
 }
