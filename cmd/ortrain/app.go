@@ -52,6 +52,8 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 		Commands: []*cli.Command{
 			newVersionCommand(),
 			newEnvCommand(),
+			newInspectCommand(),
+			newScoreCommand(),
 		},
 		HideVersion:          false,
 		EnableBashCompletion: true,

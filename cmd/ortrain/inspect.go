@@ -1,0 +1,41 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/ortrain/ortrain/ortrain/onnx"
+)
+
+func newInspectCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "inspect",
+		Usage:     "describe an ONNX model: inputs and outputs with shapes, opsets, operator histogram, parameter count and bytes",
+		ArgsUsage: "MODEL.onnx",
+		Flags:     []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print JSON"}},
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return usagef("inspect takes one model file, got %d arguments", c.NArg())
+			}
+			path := c.Args().First()
+			// External tensors are not read: inspecting a 10 GB model stays cheap.
+			m, err := onnx.LoadWith(path, onnx.LoadOptions{KeepExternal: true})
+			if err != nil {
+				if errors.Is(err, os.ErrNotExist) || errors.Is(err, onnx.ErrNotModel) {
+					return dataError{err}
+				}
+				return err
+			}
+			s := onnx.Summarize(m)
+			if c.Bool("json") {
+				enc := json.NewEncoder(c.App.Writer)
+				enc.SetIndent("", "  ")
+				return enc.Encode(s)
+			}
+			return s.WriteText(c.App.Writer)
+		},
+	}
+}
