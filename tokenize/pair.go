@@ -1,0 +1,174 @@
+package tokenize
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// Pair is the tokenizer of a seq2seq model as its Hugging Face tokenizer
+// class builds it: Source encodes inputs, Target encodes labels (HF's
+// text_target=); both decode as the HF tokenizer's decode does. For T5 and
+// BART, Source and Target are the same tokenizer.
+type Pair struct {
+	Source, Target *Tokenizer
+	// Family names the tokenizer class reproduced: "t5", "marian" or
+	// "tokenizer.json" (the file's own pipeline).
+	Family string
+}
+
+// Load loads the tokenizer of a model from a folder (or a tokenizer.json
+// path) the way transformers 5 builds the model's tokenizer class:
+//   - a folder with source.spm, target.spm and vocab.json is a Marian model
+//     (MarianTokenizer: SentencePiece per side, shared vocab.json);
+//   - a T5 tokenizer.json (found by tokenizer_config.json, config.json or
+//     its <extra_id_N> sentinels) gets T5Tokenizer's pipeline: the file's
+//     Precompiled normalizer, WhitespaceSplit + Metaspace(prepend always),
+//     "</s>" appended;
+//   - any other tokenizer.json is used as written (BART, ...).
+//
+// LoadFile reads a tokenizer.json exactly as written instead.
+func Load(path string) (*Pair, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("tokenizer: %w", err)
+	}
+	dir, file := path, filepath.Join(path, "tokenizer.json")
+	if !st.IsDir() {
+		dir, file = filepath.Dir(path), path
+	} else if exists(filepath.Join(dir, "source.spm")) {
+		t, err := loadMarian(dir)
+		if err != nil {
+			return nil, err
+		}
+		return t, nil
+	} else if !exists(file) {
+		return nil, fmt.Errorf("tokenizer: %s has neither tokenizer.json nor a Marian source.spm/target.spm/vocab.json; point --tokenizer at a model folder or a tokenizer.json", dir)
+	}
+	t, err := LoadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	family := "tokenizer.json"
+	if isT5(dir, t) {
+		t5Pipeline(t)
+		family = "t5"
+	}
+	if err := applyConfig(dir, t); err != nil {
+		return nil, err
+	}
+	return &Pair{Source: t, Target: t, Family: family}, nil
+}
+
+func exists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+// hfConfig reads the fields we use from tokenizer_config.json and config.json.
+type hfConfig struct {
+	TokenizerClass string          `json:"tokenizer_class"`
+	ModelType      string          `json:"model_type"`
+	PadToken       json.RawMessage `json:"pad_token"`
+	EOSToken       json.RawMessage `json:"eos_token"`
+	BOSToken       json.RawMessage `json:"bos_token"`
+	UNKToken       json.RawMessage `json:"unk_token"`
+}
+
+func readConfig(path string) (hfConfig, error) {
+	var c hfConfig
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return c, nil
+	}
+	if err != nil {
+		return c, err
+	}
+	if err := json.Unmarshal(data, &c); err != nil {
+		return c, fmt.Errorf("%s: malformed JSON: %v", path, err)
+	}
+	return c, nil
+}
+
+func isT5(dir string, t *Tokenizer) bool {
+	tc, _ := readConfig(filepath.Join(dir, "tokenizer_config.json"))
+	if tc.TokenizerClass != "" {
+		return strings.HasPrefix(tc.TokenizerClass, "T5")
+	}
+	mc, _ := readConfig(filepath.Join(dir, "config.json"))
+	switch mc.ModelType {
+	case "t5", "mt5", "umt5":
+		return true
+	case "":
+	default:
+		return false
+	}
+	_, isUni := t.model.(*unigram)
+	_, sentinel := t.TokenToID("<extra_id_0>")
+	_, eos := t.TokenToID("</s>")
+	return isUni && sentinel && eos
+}
+
+// t5Pipeline rebuilds the pipeline as transformers 5's T5Tokenizer does,
+// keeping only the Precompiled normalizer of the file (so a Replace
+// normalizer and the Metaspace settings of the file do not apply).
+func t5Pipeline(t *Tokenizer) {
+	var pre normalizer
+	switch n := t.norm.(type) {
+	case precompiledNorm:
+		pre = n
+	case normSequence:
+		for _, x := range n {
+			if p, ok := x.(precompiledNorm); ok {
+				pre = p
+			}
+		}
+	}
+	t.norm = pre
+	t.pre = pipeline{whitespaceSplit{}, metaspace{repl: "\u2581", prepend: prependAlways, split: true}}
+	t.dec = metaspaceDecoder{repl: '\u2581', prepend: prependAlways}
+	if eos, ok := t.TokenToID("</s>"); ok {
+		t.post = template{items: [][]int{nil, {eos}}}
+	}
+}
+
+// applyConfig takes the special tokens named in tokenizer_config.json.
+func applyConfig(dir string, t *Tokenizer) error {
+	tc, err := readConfig(filepath.Join(dir, "tokenizer_config.json"))
+	if err != nil {
+		return err
+	}
+	set := func(raw json.RawMessage, dst *int) {
+		name := tokenName(raw)
+		if name == "" {
+			return
+		}
+		if id, ok := t.TokenToID(name); ok {
+			*dst = id
+		}
+	}
+	set(tc.PadToken, &t.tokens.Pad)
+	set(tc.EOSToken, &t.tokens.EOS)
+	set(tc.BOSToken, &t.tokens.BOS)
+	set(tc.UNKToken, &t.tokens.UNK)
+	return nil
+}
+
+// tokenName reads a token given as "x" or {"content": "x", ...}.
+func tokenName(raw json.RawMessage) string {
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		return s
+	}
+	var obj struct {
+		Content string `json:"content"`
+	}
+	if json.Unmarshal(raw, &obj) == nil {
+		return obj.Content
+	}
+	return ""
+}
