@@ -53,7 +53,6 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			newVersionCommand(),
 			newEnvCommand(),
 			newInspectCommand(),
-			newScoreCommand(),
 		},
 		HideVersion:          false,
 		EnableBashCompletion: true,
@@ -62,7 +61,7 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
    4 ONNX Runtime missing or unusable, 130 interrupted
 `,
 		ExitErrHandler: func(*cli.Context, error) {}, // run() maps errors to exit codes
-		OnUsageError: func(_ *cli.Context, err error, _ bool) error { return usageError{err} },
+		OnUsageError:   func(_ *cli.Context, err error, _ bool) error { return usageError{err} },
 	}
 	app.CommandNotFound = func(c *cli.Context, name string) {
 		notFound := usagef("unknown command %q (see ortrain --help)", name)

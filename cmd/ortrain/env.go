@@ -47,7 +47,7 @@ func newEnvCommand() *cli.Command {
 				OrtrainVersion: Version, Library: env.Path(), LibraryVersion: env.Version(), PinnedVersion: ortlib.Version,
 				Providers: providers, CPUModel: model, CPUFeatures: features,
 				LogicalCPUs: goruntime.NumCPU(), GOMAXPROCS: goruntime.GOMAXPROCS(0),
-				Threads: "intra-op and inter-op threads default to ONNX Runtime's choice (one per physical core); set them with --threads",
+				Threads:      "intra-op and inter-op threads default to ONNX Runtime's choice (one per physical core); set them with --threads",
 				CUDAProvider: cudaProviderState(env.Path()),
 			}
 			if c.Bool("json") {
