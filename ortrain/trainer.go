@@ -457,7 +457,7 @@ func (e *NonFiniteLossError) Error() string {
 	if e.LastCheckpoint != "" {
 		last = "the last good checkpoint is " + e.LastCheckpoint + " (resume with --resume_from_checkpoint " + e.LastCheckpoint + ")"
 	}
-	return fmt.Sprintf("training loss is %v at step %d (epoch %d, micro-batch %d); stopped before applying non-finite gradients; %s. Lower learning_rate, check the data, or raise max_grad_norm clipping", e.Loss, e.Step, e.Epoch, e.MicroBatch, last)
+	return fmt.Sprintf("training loss is %v at step %d (epoch %d, micro-batch %d); stopped before applying non-finite gradients; %s. lower learning_rate (or check the data) and resume", e.Loss, e.Step, e.Epoch, e.MicroBatch, last)
 }
 
 func (t *Trainer) lastCheckpoint() string {
