@@ -21,6 +21,9 @@ import (
 	"strconv"
 )
 
+// ErrFormat is matched (errors.Is) by every error about a malformed file.
+var ErrFormat = errors.New("malformed safetensors file")
+
 // DType is a safetensors element type as spelled in the header.
 type DType string
 
@@ -118,6 +121,16 @@ func ReadFile(path string) (*File, error) {
 	return f, nil
 }
 
+// Decode parses a safetensors file held in memory. Tensor data aliases b.
+// Errors wrap ErrFormat.
+func Decode(b []byte) (*File, error) {
+	f, err := decode(b)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrFormat, err)
+	}
+	return f, nil
+}
+
 // Read reads a safetensors stream to its end.
 func Read(r io.Reader) (*File, error) {
 	b, err := io.ReadAll(r)
@@ -127,8 +140,7 @@ func Read(r io.Reader) (*File, error) {
 	return Decode(b)
 }
 
-// Decode parses a safetensors file held in memory. Tensor data aliases b.
-func Decode(b []byte) (*File, error) {
+func decode(b []byte) (*File, error) {
 	if len(b) < 8 {
 		return nil, errors.New("not a safetensors file: shorter than the 8-byte header length")
 	}
