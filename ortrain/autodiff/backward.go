@@ -234,9 +234,40 @@ func newCtx(g *onnxpb.GraphProto, opsets map[string]int64, prefix string) (*ctx,
 	return c, nil
 }
 
+// constInts returns the value of a small integer tensor known before run
+// time: an initializer or Constant, or such a value passed through the
+// value-preserving ops exporters put in front of axes and shapes (the
+// dynamo exporter reshapes its constant axes, for example).
 func (c *ctx) constInts(name string) ([]int64, bool) {
+	return c.foldInts(name, 0)
+}
+
+func (c *ctx) foldInts(name string, depth int) ([]int64, bool) {
 	if t, ok := c.consts[name]; ok {
 		return tensorInts(t)
+	}
+	p := c.producer[name]
+	if p == nil || depth > 16 || (p.GetDomain() != "" && p.GetDomain() != "ai.onnx") || len(p.Input) == 0 {
+		return nil, false
+	}
+	switch p.GetOpType() {
+	case "Reshape", "Identity", "Squeeze", "Unsqueeze", "Flatten":
+		return c.foldInts(p.Input[0], depth+1)
+	case "Cast":
+		if to := int32(attrInt(p, "to", 0)); to != tInt64 && to != tInt32 {
+			return nil, false
+		}
+		return c.foldInts(p.Input[0], depth+1)
+	case "Concat":
+		var out []int64
+		for _, in := range p.Input {
+			v, ok := c.foldInts(in, depth+1)
+			if !ok {
+				return nil, false
+			}
+			out = append(out, v...)
+		}
+		return out, true
 	}
 	return nil, false
 }
