@@ -51,9 +51,11 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 		},
 		Commands: []*cli.Command{
 			newVersionCommand(),
+			newTokenizeCommand(),
 			newEnvCommand(),
 			newInspectCommand(),
 			newScoreCommand(),
+			newArtifactsCommand(),
 		},
 		HideVersion:          false,
 		EnableBashCompletion: true,

@@ -1,0 +1,83 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/ortrain/ortrain/ortrain/artifacts"
+	"github.com/ortrain/ortrain/ortrain/safetensors"
+)
+
+func newArtifactsCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "artifacts",
+		Usage: "build training artifacts (training, eval, optimizer and generation graphs, parameters, manifest) from an exported seq2seq model",
+		Description: `Reads a forward graph (input_ids, attention_mask, decoder_input_ids[, decoder_attention_mask] -> logits)
+and writes to --out: training_model.onnx (loss, token count and gradients, accumulated in-graph),
+eval_model.onnx (loss sum, token count, logits), optimizer_model.onnx (torch AdamW after HF clipping),
+optimizer_sgd_model.onnx, the generation graphs given with --encoder/--decoder/--decoder-with-past
+rewritten to take the parameters as inputs, model.safetensors and manifest.json.
+Parameters are named after the PyTorch model using --weights (default: model.safetensors beside the model).`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "model", Usage: "forward graph `MODEL.onnx`", Required: true},
+			&cli.StringFlag{Name: "out", Usage: "artifact `DIR` (created)", Required: true},
+			&cli.StringFlag{Name: "weights", Usage: "the model's safetensors `FILE` (default: model.safetensors beside --model)"},
+			&cli.StringFlag{Name: "encoder", Usage: "encoder graph `FILE` to rewrite for generation"},
+			&cli.StringFlag{Name: "decoder", Usage: "decoder graph `FILE` to rewrite for generation"},
+			&cli.StringFlag{Name: "decoder-with-past", Usage: "decoder-with-past graph `FILE` to rewrite for generation"},
+			&cli.StringSliceFlag{Name: "freeze", Usage: "freeze parameters whose name matches `REGEX` (repeatable; each must match)"},
+			&cli.Float64Flag{Name: "label-smoothing", Usage: "HF label_smoothing_factor `F` in [0, 1)"},
+			&cli.Int64Flag{Name: "opset", Usage: "standard opset `N` of the optimizer graphs (default 17)"},
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return usagef("artifacts takes flags only, got arguments %v", c.Args().Slice())
+			}
+			if f := c.Float64("label-smoothing"); f < 0 || f >= 1 {
+				return usagef("--label-smoothing %v must be in [0, 1)", f)
+			}
+			if n := c.Int64("opset"); n != 0 && (n < 13 || n > 23) {
+				return usagef("--opset %d: choose an opset between 13 and 23", n)
+			}
+			for _, flag := range []string{"model", "weights", "encoder", "decoder", "decoder-with-past"} {
+				if p := c.String(flag); p != "" {
+					if _, err := os.Stat(p); err != nil {
+						return dataError{fmt.Errorf("--%s: %w", flag, err)}
+					}
+				}
+			}
+			man, err := artifacts.Build(artifacts.Config{
+				Model: c.String("model"), Out: c.String("out"), Weights: c.String("weights"),
+				Encoder: c.String("encoder"), Decoder: c.String("decoder"), DecoderWithPast: c.String("decoder-with-past"),
+				Freeze: c.StringSlice("freeze"), LabelSmoothing: c.Float64("label-smoothing"),
+				OptimizerOpset: c.Int64("opset"), Version: Version,
+			})
+			if err != nil {
+				var fe *artifacts.FreezeError
+				switch {
+				case errors.As(err, &fe):
+					return usageError{err}
+				case errors.Is(err, artifacts.ErrBadModel), errors.Is(err, safetensors.ErrFormat):
+					return dataError{err}
+				}
+				return err
+			}
+			trainable, frozen := 0, 0
+			for _, p := range man.Parameters {
+				if p.Trainable {
+					trainable++
+				} else {
+					frozen++
+				}
+			}
+			fmt.Fprintf(c.App.Writer, "wrote %s: %d trainable and %d frozen parameters, %d graphs for generation\n", c.String("out"), trainable, frozen, len(man.Generation))
+			for _, n := range man.Notes {
+				fmt.Fprintf(c.App.Writer, "note: %s\n", n)
+			}
+			return nil
+		},
+	}
+}

@@ -1,0 +1,165 @@
+package artifacts
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// Format names the artifact folder layout; FormatVersion changes whenever a
+// reader of an older layout would misread a newer one.
+const (
+	Format        = "ortrain-artifacts"
+	FormatVersion = 1
+	ManifestFile  = "manifest.json"
+)
+
+// Files of an artifact folder.
+const (
+	TrainingFile        = "training_model.onnx"
+	EvalFile            = "eval_model.onnx"
+	AdamWFile           = "optimizer_model.onnx"
+	SGDFile             = "optimizer_sgd_model.onnx"
+	EncoderFile         = "encoder_model.onnx"
+	DecoderFile         = "decoder_model.onnx"
+	DecoderWithPastFile = "decoder_with_past_model.onnx"
+	ParametersFile      = "model.safetensors"
+)
+
+// Manifest describes an artifact folder (manifest.json).
+type Manifest struct {
+	Format        string `json:"format"`
+	FormatVersion int    `json:"format_version"`
+	// OrtrainVersion is the version of the tool that wrote the folder.
+	OrtrainVersion string `json:"ortrain_version"`
+	Source         Source `json:"source"`
+	// ModelType is config.json's model_type beside the source model, if any.
+	ModelType string `json:"model_type,omitempty"`
+	// Opsets of the training and eval graphs (domain "" is the standard one).
+	Opsets           map[string]int64 `json:"opsets"`
+	OptimizerOpset   int64            `json:"optimizer_opset"`
+	LabelSmoothing   float64          `json:"label_smoothing"`
+	Files            Files            `json:"files"`
+	Inputs           []Input          `json:"inputs"`
+	Parameters       []Parameter      `json:"parameters"`
+	Constants        []string         `json:"constants,omitempty"`
+	SpecialTokens    map[string]int64 `json:"special_tokens,omitempty"`
+	Freeze           []string         `json:"freeze,omitempty"`
+	Semantics        Semantics        `json:"semantics"`
+	Generation       []Generation     `json:"generation,omitempty"`
+	Notes            []string         `json:"notes,omitempty"`
+	MatchedByContent int              `json:"matched_by_content"`
+}
+
+// Source records what the artifacts were made from.
+type Source struct {
+	Model   string `json:"model"`
+	Weights string `json:"weights,omitempty"`
+}
+
+// Files names the graphs and the parameter file, relative to the folder.
+type Files struct {
+	Training        string `json:"training"`
+	Eval            string `json:"eval"`
+	AdamW           string `json:"optimizer_adamw"`
+	SGD             string `json:"optimizer_sgd"`
+	Encoder         string `json:"encoder,omitempty"`
+	Decoder         string `json:"decoder,omitempty"`
+	DecoderWithPast string `json:"decoder_with_past,omitempty"`
+	Parameters      string `json:"parameters"`
+}
+
+// Input is a batch or control input of the training and eval graphs.
+type Input struct {
+	Name  string   `json:"name"`
+	Role  string   `json:"role"`
+	DType string   `json:"dtype"`
+	Shape []string `json:"shape"`
+	// Graphs lists the graphs that take it ("training", "eval").
+	Graphs []string `json:"graphs"`
+}
+
+// Parameter is one float initializer of the source model that ortrain
+// manages: trainable ones are graph inputs, frozen ones stay constants.
+type Parameter struct {
+	// Name is the model's own (PyTorch state_dict) name, used in the graphs,
+	// in safetensors files and for HF's weight-decay rule.
+	Name string `json:"name"`
+	// ONNXName is the initializer's name in the source model when it differs.
+	ONNXName string  `json:"onnx_name,omitempty"`
+	Shape    []int64 `json:"shape"` // shape in the graphs
+	DType    string  `json:"dtype"`
+	// Transposed: the graphs hold the transpose of the PyTorch tensor
+	// (TorchScript exports Linear weights that way); safetensors files hold
+	// the PyTorch layout.
+	Transposed bool   `json:"transposed,omitempty"`
+	Trainable  bool   `json:"trainable"`
+	FrozenBy   string `json:"frozen_by,omitempty"`
+	Decay      bool   `json:"decay"`
+}
+
+// TorchShape is the parameter's shape in PyTorch (and in safetensors files).
+func (p Parameter) TorchShape() []int64 {
+	if p.Transposed && len(p.Shape) == 2 {
+		return []int64{p.Shape[1], p.Shape[0]}
+	}
+	return append([]int64(nil), p.Shape...)
+}
+
+// Generation describes a rewritten generation graph.
+type Generation struct {
+	Role string `json:"role"` // encoder, decoder, decoder_with_past
+	File string `json:"file"`
+	// Parameters lists the parameter inputs the graph takes.
+	Parameters []string `json:"parameters"`
+	Source     string   `json:"source"`
+}
+
+// Semantics documents, for readers of the folder, what the graphs compute.
+type Semantics struct {
+	Loss                 string `json:"loss"`
+	GradientAccumulation string `json:"gradient_accumulation"`
+	AdamW                string `json:"optimizer_adamw"`
+	SGD                  string `json:"optimizer_sgd"`
+	Dropout              string `json:"dropout"`
+}
+
+// ReadManifest reads dir/manifest.json and checks its format.
+func ReadManifest(dir string) (*Manifest, error) {
+	path := filepath.Join(dir, ManifestFile)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading the artifact manifest: %w (make the folder with `ortrain artifacts`)", err)
+	}
+	var m Manifest
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("%s: not a valid manifest: %v", path, err)
+	}
+	if m.Format != Format {
+		return nil, fmt.Errorf("%s: format %q is not %q", path, m.Format, Format)
+	}
+	if m.FormatVersion != FormatVersion {
+		return nil, fmt.Errorf("%s: format version %d, this ortrain reads version %d; rebuild the folder with `ortrain artifacts`", path, m.FormatVersion, FormatVersion)
+	}
+	return &m, nil
+}
+
+func writeManifest(dir string, m *Manifest) error {
+	b, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, ManifestFile), append(b, '\n'), 0o644)
+}
+
+// Trainable returns the trainable parameters in graph input order.
+func (m *Manifest) Trainable() []Parameter {
+	var out []Parameter
+	for _, p := range m.Parameters {
+		if p.Trainable {
+			out = append(out, p)
+		}
+	}
+	return out
+}
