@@ -362,6 +362,33 @@ func fdCases() []fdCase {
 			logits := b.Op("MatMul", []string{h, b.Op("Transpose", []string{table}, as("perm", 1, 0))})
 			b.out(logits, b.Op("Mul", []string{table, table}))
 		}},
+		fdCase{name: "GatherND", op: "GatherND", build: func(b *caseBuilder) {
+			idx := b.intsShaped([]int64{0, 1, 2, -1, 0, 1}, 3, 2)
+			b.out(b.Op("GatherND", []string{b.input("x", []int64{3, 3, 2}, "B"), idx}))
+		}},
+		fdCase{name: "Pad/constant", op: "Pad", build: func(b *caseBuilder) {
+			b.out(b.Op("Pad", []string{b.input("x", []int64{2, 3}, "B"), b.ints(0, 2, 1, 0), b.scalar(0.5)}))
+		}},
+		fdCase{name: "Pad/axes_opset18", op: "Pad", opset: 18, build: func(b *caseBuilder) {
+			b.out(b.Op("Pad", []string{b.input("x", []int64{2, 3, 2}, "B", "T"), b.ints(1, 2, 0, 1), "", b.ints(-2, 0)}))
+		}},
+		fdCase{name: "SoftmaxCrossEntropyLoss/mean_ignore_weights", op: "SoftmaxCrossEntropyLoss", params: []string{"scores"}, build: func(b *caseBuilder) {
+			labels := b.intsShaped([]int64{2, -100, 0, 3, 3, -100}, 2, 3)
+			b.out(b.Op("SoftmaxCrossEntropyLoss", []string{b.input("scores", []int64{2, 4, 3}, "B"), labels, b.input("w", []int64{4})}, ai("ignore_index", -100)))
+		}},
+		fdCase{name: "SoftmaxCrossEntropyLoss/sum_with_log_prob", op: "SoftmaxCrossEntropyLoss", build: func(b *caseBuilder) {
+			labels := b.intsShaped([]int64{1, 0, 4}, 3)
+			outs := b.OpN("SoftmaxCrossEntropyLoss", []string{b.input("scores", []int64{3, 5}, "N"), labels}, 2, astr("reduction", "sum"))
+			b.out(outs...)
+		}},
+		fdCase{name: "SoftmaxCrossEntropyLoss/none", op: "SoftmaxCrossEntropyLoss", build: func(b *caseBuilder) {
+			labels := b.intsShaped([]int64{1, 0, 4, 2}, 2, 2)
+			b.out(b.Op("SoftmaxCrossEntropyLoss", []string{b.input("scores", []int64{2, 5, 2}, "N"), labels}, astr("reduction", "none"), ai("ignore_index", 4)))
+		}},
+		fdCase{name: "NegativeLogLikelihoodLoss/mean_ignore", op: "NegativeLogLikelihoodLoss", build: func(b *caseBuilder) {
+			labels := b.intsShaped([]int64{2, -1, 0, 3}, 4)
+			b.out(b.Op("NegativeLogLikelihoodLoss", []string{b.input("logp", []int64{4, 4}, "N"), labels}, ai("ignore_index", -1)))
+		}},
 		fdCase{name: "chain/t5_rmsnorm_gated_gelu", op: "chain", build: func(b *caseBuilder) {
 			// T5 v1.1 layer: RMS norm written out as torch exports it, then a
 			// gated-GELU feed-forward and the residual connection.
