@@ -66,6 +66,10 @@ func b2i(b bool) int64 {
 
 func (inf *inferer) foldCast(n *onnxpb.NodeProto) {
 	to := DType(AttrIntOr(n, "to", 0))
+	if n.GetOpType() == "CastLike" {
+		t, _ := inf.in(n, 1)
+		to = t.Elem
+	}
 	if v, ok := inf.valsOf(n, 0); ok {
 		switch to {
 		case Int64, Int32, Int16, Int8, Uint8, Uint16, Uint32, Uint64:
@@ -182,51 +186,17 @@ func binaryFold(op string) func(x, y sv) sv {
 		}
 	}
 	switch op {
-	case "Add":
-		return func(x, y sv) sv {
-			switch {
-			case x.ok && y.ok:
-				return num(x.v + y.v)
-			case y.ok && y.v == 0:
-				return x
-			case x.ok && x.v == 0:
-				return y
-			}
-			return unknown
-		}
-	case "Sub":
-		return func(x, y sv) sv {
-			switch {
-			case x.ok && y.ok:
-				return num(x.v - y.v)
-			case y.ok && y.v == 0:
-				return x
-			}
-			return unknown
-		}
-	case "Mul":
-		return func(x, y sv) sv {
-			switch {
-			case x.ok && y.ok:
-				return num(x.v * y.v)
-			case y.ok && y.v == 1:
-				return x
-			case x.ok && x.v == 1:
-				return y
-			case (x.ok && x.v == 0) || (y.ok && y.v == 0):
-				return num(0)
-			}
-			return unknown
-		}
+	case "Add", "Sub", "Mul":
+		return func(x, y sv) sv { return svArith(x, op[0], y) }
 	case "Div":
 		return func(x, y sv) sv {
-			switch {
-			case x.ok && y.ok && y.v != 0:
+			if x.ok && y.ok {
+				if y.v == 0 {
+					return unknown
+				}
 				return num(x.v / y.v) // integer Div truncates
-			case y.ok && y.v == 1:
-				return x
 			}
-			return unknown
+			return svArith(x, '/', y) // exact divisions only
 		}
 	case "Mod":
 		return both(func(x, y int64) (int64, bool) {
@@ -336,4 +306,54 @@ func (inf *inferer) foldWhere(n *onnxpb.NodeProto) {
 		}
 	}
 	inf.vals[n.Output[0]] = out
+}
+
+// svPoly reads a tracked value as a polynomial.
+func svPoly(s sv) (poly, bool) {
+	if s.ok {
+		return constPoly(s.v), true
+	}
+	if s.sym != "" {
+		return polyOfDim(Sym(s.sym))
+	}
+	return nil, false
+}
+
+// svArith is +, -, * or exact / on tracked values, symbolic ones included.
+func svArith(x sv, op byte, y sv) sv {
+	px, ok1 := svPoly(x)
+	py, ok2 := svPoly(y)
+	if !ok1 || !ok2 {
+		return sv{}
+	}
+	var p poly
+	switch op {
+	case 'A', '+':
+		p = px.add(py, 1)
+	case 'S', '-':
+		p = px.add(py, -1)
+	case 'M', '*':
+		p = px.mul(py)
+	default:
+		q, ok := px.div(py)
+		if !ok {
+			return sv{}
+		}
+		p = q
+	}
+	if c, ok := p[""]; len(p) == 0 || (ok && len(p) == 1) {
+		return num(c)
+	}
+	if d := p.dim(); d.Param != "" {
+		return sv{sym: d.Param}
+	}
+	return sv{}
+}
+
+// svDim is a tracked value as a dimension (Unknown when it is not one).
+func svDim(s sv) Dim {
+	if d, ok := s.dim(); ok {
+		return d
+	}
+	return Unknown
 }

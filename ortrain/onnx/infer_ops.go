@@ -140,6 +140,7 @@ func (inf *inferer) node(n *onnxpb.NodeProto) ([]TypeInfo, error) {
 		inf.foldCast(n)
 		return same(withElem(x, DType(AttrIntOr(n, "to", 0)))), nil
 	case "CastLike":
+		inf.foldCast(n)
 		t, _ := inf.in(n, 1)
 		return same(withElem(x, t.Elem)), nil
 	case "Dropout":
@@ -542,28 +543,6 @@ func (inf *inferer) gatherND(n *onnxpb.NodeProto) ([]TypeInfo, error) {
 	return same(Tensor(x.Elem, dims...)), nil
 }
 
-// product splits a shape into a static factor and a multiset of symbols.
-type product struct {
-	c    int64
-	syms map[string]int
-	ok   bool // false when some dimension is unknown
-}
-
-func productOf(dims []Dim) product {
-	p := product{c: 1, syms: map[string]int{}, ok: true}
-	for _, d := range dims {
-		switch {
-		case d.Static():
-			p.c *= d.Value
-		case d.Param != "":
-			p.syms[d.Param]++
-		default:
-			p.ok = false
-		}
-	}
-	return p
-}
-
 func (inf *inferer) reshape(n *onnxpb.NodeProto) ([]TypeInfo, error) {
 	x := inf.in0(n)
 	st, _ := inf.in(n, 1)
@@ -603,66 +582,31 @@ func (inf *inferer) reshape(n *onnxpb.NodeProto) ([]TypeInfo, error) {
 		}
 	}
 	if x.RankKnown {
-		in := productOf(x.Dims)
+		in := dimProduct(x.Dims)
 		if infer >= 0 {
 			rest := append(append([]Dim{}, out[:infer]...), out[infer+1:]...)
-			known := productOf(rest)
+			known := dimProduct(rest)
 			out[infer] = Unknown
-			if in.ok && known.ok && known.c != 0 {
-				if d, ok := divideProducts(in, known); ok {
-					out[infer] = d
-				}
+			if known.Value != 0 {
+				out[infer] = dimArith(in, '/', known)
 			}
-			if !out[infer].Static() && out[infer].Param == "" && in.ok && len(in.syms) == 0 && known.ok && len(known.syms) == 0 && known.c != 0 && in.c%known.c != 0 {
-				return nil, fmt.Errorf("cannot reshape %v (%d elements) to %v", dimsString(x.Dims), in.c, target)
+			if in.Static() && known.Static() && known.Value != 0 && in.Value%known.Value != 0 {
+				return nil, fmt.Errorf("cannot reshape %v (%d elements) to %v", dimsString(x.Dims), in.Value, target)
 			}
-		} else if in.ok && len(in.syms) == 0 {
-			if p := productOf(out); p.ok && len(p.syms) == 0 && p.c != in.c {
-				return nil, fmt.Errorf("cannot reshape %v (%d elements) to %v (%d elements)", dimsString(x.Dims), in.c, dimsString(out), p.c)
+		} else if in.Static() {
+			if p := dimProduct(out); p.Static() && p.Value != in.Value {
+				return nil, fmt.Errorf("cannot reshape %v (%d elements) to %v (%d elements)", dimsString(x.Dims), in.Value, dimsString(out), p.Value)
 			}
 		}
 	} else if infer >= 0 {
 		out[infer] = Unknown
 	}
 	if vals, ok := inf.valsOf(n, 0); ok {
-		if p := productOf(out); p.ok && len(p.syms) == 0 && p.c == int64(len(vals)) {
+		if p := dimProduct(out); p.Static() && p.Value == int64(len(vals)) {
 			inf.vals[n.Output[0]] = vals
 		}
 	}
 	return same(Tensor(x.Elem, out...)), nil
-}
-
-// divideProducts computes in/known as one dimension when the quotient is a
-// static number or a single symbol.
-func divideProducts(in, known product) (Dim, bool) {
-	rem := map[string]int{}
-	for s, k := range in.syms {
-		rem[s] = k
-	}
-	for s, k := range known.syms {
-		if rem[s] < k {
-			return Dim{}, false
-		}
-		rem[s] -= k
-		if rem[s] == 0 {
-			delete(rem, s)
-		}
-	}
-	if in.c%known.c != 0 {
-		return Dim{}, false
-	}
-	c := in.c / known.c
-	switch {
-	case len(rem) == 0:
-		return D(c), true
-	case len(rem) == 1 && c == 1:
-		for s, k := range rem {
-			if k == 1 {
-				return Sym(s), true
-			}
-		}
-	}
-	return Dim{}, false
 }
 
 func (inf *inferer) flatten(n *onnxpb.NodeProto) ([]TypeInfo, error) {
@@ -677,20 +621,7 @@ func (inf *inferer) flatten(n *onnxpb.NodeProto) ([]TypeInfo, error) {
 	if ax < 0 || ax > int64(len(x.Dims)) {
 		return nil, fmt.Errorf("axis %d out of range for rank %d", ax, len(x.Dims))
 	}
-	return same(Tensor(x.Elem, inf.prodDim(x.Dims[:ax]), inf.prodDim(x.Dims[ax:]))), nil
-}
-
-// prodDim is the product of dimensions as one dimension (static, a single
-// symbol times 1, or unknown).
-func (inf *inferer) prodDim(dims []Dim) Dim {
-	p := productOf(dims)
-	if !p.ok {
-		return Unknown
-	}
-	if d, ok := divideProducts(p, product{c: 1, syms: map[string]int{}, ok: true}); ok {
-		return d
-	}
-	return Unknown
+	return same(Tensor(x.Elem, dimProduct(x.Dims[:ax]), dimProduct(x.Dims[ax:]))), nil
 }
 
 func (inf *inferer) transpose(n *onnxpb.NodeProto) ([]TypeInfo, error) {
@@ -844,32 +775,12 @@ func (inf *inferer) concat(n *onnxpb.NodeProto) ([]TypeInfo, error) {
 			}
 		}
 	}
-	// The concatenated axis: sum of sizes, static or (when all but one
-	// operand add nothing) a single symbol.
-	var sum int64
-	var sym Dim
-	nsym := 0
-	unknown := false
+	// The concatenated axis: the sum of the sizes.
+	sum := D(0)
 	for _, t := range ts {
-		d := t.Dims[ax]
-		switch {
-		case d.Static():
-			sum += d.Value
-		case d.Param != "":
-			sym = d
-			nsym++
-		default:
-			unknown = true
-		}
+		sum = dimArith(sum, '+', t.Dims[ax])
 	}
-	switch {
-	case unknown || nsym > 1 || (nsym == 1 && sum != 0):
-		out[ax] = Unknown
-	case nsym == 1:
-		out[ax] = sym
-	default:
-		out[ax] = D(sum)
-	}
+	out[ax] = sum
 	// Fold concatenation of 1-D shape vectors.
 	if r == 1 {
 		var vals []sv
@@ -1001,7 +912,9 @@ func nums(v []int64) []sv {
 	return out
 }
 
-// sliceDim is the size of one sliced dimension.
+// sliceDim is the size of one sliced dimension. With symbolic sizes, in
+// steps of 1, starts and ends are assumed to lie within the dimension, as
+// they do in valid exports (x[:, :-1], x[:, -1:], x[:, past:past+seq]).
 func sliceDim(d Dim, start, end sv, step int64) Dim {
 	const big = math.MaxInt32 // exporters write INT64_MAX or INT32_MAX for "to the end"
 	if d.Static() && start.ok && end.ok {
@@ -1018,21 +931,33 @@ func sliceDim(d Dim, start, end sv, step int64) Dim {
 		}
 		return D((s - e - step - 1) / -step)
 	}
-	if step == 1 && start.ok && start.v == 0 {
-		if end.ok && end.v >= big {
-			return d
-		}
-		if end.sym != "" {
-			return Sym(end.sym) // x[:S]: assumes S <= the dimension, as exports do
-		}
-		if end.ok && end.v >= 0 && d.Static() {
-			return D(min(end.v, d.Value))
-		}
+	if step != 1 {
+		return Unknown
 	}
-	if step == 1 && end.ok && end.v >= big && start.ok && start.v >= 0 && !d.Static() && start.v == 0 {
-		return d
+	bound := func(v sv, isEnd bool) (Dim, bool) {
+		switch {
+		case v.sym != "":
+			return Sym(v.sym), true
+		case !v.ok:
+			return Dim{}, false
+		case v.v >= big:
+			return d, isEnd
+		case v.v <= -big:
+			return D(0), !isEnd
+		case v.v >= 0:
+			if d.Static() {
+				return D(min(v.v, d.Value)), true
+			}
+			return D(v.v), !isEnd // x[:5] of a symbolic size is min(5, S)
+		}
+		return dimArith(d, '+', D(v.v)), true // negative: counted from the end
 	}
-	return Unknown
+	s, ok1 := bound(start, false)
+	e, ok2 := bound(end, true)
+	if !ok1 || !ok2 {
+		return Unknown
+	}
+	return dimArith(e, '-', s)
 }
 
 func (inf *inferer) split(n *onnxpb.NodeProto) ([]TypeInfo, error) {
@@ -1169,10 +1094,8 @@ func (inf *inferer) tile(n *onnxpb.NodeProto) ([]TypeInfo, error) {
 			out[i] = Unknown
 		case reps[i] == 1:
 			out[i] = d
-		case d.Static():
-			out[i] = D(d.Value * reps[i])
 		default:
-			out[i] = Unknown
+			out[i] = dimArith(d, '*', D(reps[i]))
 		}
 	}
 	return same(Tensor(x.Elem, out...)), nil
@@ -1304,7 +1227,7 @@ func (inf *inferer) constantOfShape(n *onnxpb.NodeProto) ([]TypeInfo, error) {
 			dims[i] = Unknown
 		}
 	}
-	if p := productOf(dims); p.ok && len(p.syms) == 0 && p.c <= maxKnownElems {
+	if p := dimProduct(dims); p.Static() && p.Value <= maxKnownElems {
 		var v int64
 		good := true
 		if fill != nil {
@@ -1317,7 +1240,7 @@ func (inf *inferer) constantOfShape(n *onnxpb.NodeProto) ([]TypeInfo, error) {
 			good = false
 		}
 		if good {
-			out := make([]sv, p.c)
+			out := make([]sv, p.Value)
 			for i := range out {
 				out[i] = num(v)
 			}
@@ -1382,8 +1305,9 @@ func (inf *inferer) rangeOp(n *onnxpb.NodeProto) ([]TypeInfo, error) {
 			}
 			return same(Tensor(x.Elem, D(cnt))), nil
 		}
-		if s.ok && s.v == 0 && d.ok && d.v == 1 && l.sym != "" {
-			return same(Tensor(x.Elem, Sym(l.sym))), nil
+		if d.ok && d.v == 1 && (s.sym != "" || l.sym != "") {
+			// Range(start, limit, 1) has limit - start elements.
+			return same(Tensor(x.Elem, dimArith(svDim(l), '-', svDim(s)))), nil
 		}
 	}
 	// Float ranges with constant bounds.
@@ -1482,10 +1406,8 @@ func (inf *inferer) pad(n *onnxpb.NodeProto) ([]TypeInfo, error) {
 		add := pads[i] + pads[i+len(axes)]
 		switch {
 		case add == 0:
-		case out[ax].Static():
-			out[ax] = D(out[ax].Value + add)
 		default:
-			out[ax] = Unknown
+			out[ax] = dimArith(out[ax], '+', D(add))
 		}
 	}
 	return same(Tensor(x.Elem, out...)), nil
@@ -1512,7 +1434,7 @@ func (inf *inferer) attention(n *onnxpb.NodeProto) ([]TypeInfo, error) {
 		if ok && v.RankKnown && len(v.Dims) == 3 {
 			hidden = v.Dims[2]
 		} else if ok && v.RankKnown && len(v.Dims) == 4 {
-			hidden = inf.prodDim([]Dim{v.Dims[1], v.Dims[3]})
+			hidden = dimProduct([]Dim{v.Dims[1], v.Dims[3]})
 		}
 		return same(Tensor(x.Elem, x.Dims[0], x.Dims[1], hidden)), nil
 	}
