@@ -3,6 +3,7 @@ package metrics
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"unicode/utf8"
 )
@@ -227,6 +228,11 @@ type chrfSegmenter struct {
 	fields []string
 	buf    []byte
 	stats  []int64
+	// packed path
+	alpha            map[rune]uint64
+	wordIDs          map[string]uint64
+	ids              []uint64
+	hypKeys, refKeys [][]uint64
 }
 
 func newCHRFSegmenter(o CHRFOptions) *chrfSegmenter {
@@ -313,14 +319,28 @@ func (s *chrfSegmenter) extract(maps []map[string]int32, line string) {
 }
 
 func (s *chrfSegmenter) segment(hyp string, refs []string) (CHRFStats, error) {
-	order := s.opts.order()
-	best := CHRFStats{Counts: make([]int64, 3*order)}
 	if len(refs) == 0 {
-		return best, errors.New("no reference for this segment")
+		return CHRFStats{}, errors.New("no reference for this segment")
 	}
 	if s.opts.Lowercase {
 		hyp = pyLower(hyp)
+		lower := make([]string, len(refs))
+		for i, r := range refs {
+			lower[i] = pyLower(r)
+		}
+		refs = lower
 	}
+	if st, ok := s.segmentPacked(hyp, refs); ok {
+		return st, nil
+	}
+	return s.segmentMaps(hyp, refs), nil
+}
+
+// segmentMaps counts n-grams in maps keyed by the n-gram strings; it is the
+// general path, for orders or alphabets that do not fit segmentPacked.
+func (s *chrfSegmenter) segmentMaps(hyp string, refs []string) CHRFStats {
+	order := s.opts.order()
+	best := CHRFStats{Counts: make([]int64, 3*order)}
 	s.extract(s.hyp, hyp)
 	bestF := -1.0
 	if cap(s.stats) < 3*order {
@@ -328,9 +348,6 @@ func (s *chrfSegmenter) segment(hyp string, refs []string) (CHRFStats, error) {
 	}
 	st := s.stats[:3*order]
 	for _, r := range refs {
-		if s.opts.Lowercase {
-			r = pyLower(r)
-		}
 		s.extract(s.ref, r)
 		for i := 0; i < order; i++ {
 			var hypCount, refCount, match int64
@@ -355,5 +372,152 @@ func (s *chrfSegmenter) segment(hyp string, refs []string) (CHRFStats, error) {
 	}
 	best.Segments = 1
 	best.MinRefs, best.MaxRefs = len(refs), len(refs)
-	return best, nil
+	return best
+}
+
+// Packed n-grams: code points and words get small per-segment ids, and an
+// n-gram becomes one uint64 (6 characters of 10 bits, or 3 words of 21
+// bits). Sorted key lists then give the counts and the clipped matches by a
+// merge walk, with no hashing of strings.
+const (
+	packCharBits = 10
+	packWordBits = 21
+)
+
+func (s *chrfSegmenter) segmentPacked(hyp string, refs []string) (CHRFStats, bool) {
+	o := s.opts
+	if o.CharOrder > 6 || o.WordOrder > 3 {
+		return CHRFStats{}, false
+	}
+	order := o.order()
+	if s.alpha == nil {
+		s.alpha = make(map[rune]uint64)
+		s.wordIDs = make(map[string]uint64)
+	}
+	clear(s.alpha)
+	clear(s.wordIDs)
+	if len(s.hypKeys) < order {
+		s.hypKeys = make([][]uint64, order)
+		s.refKeys = make([][]uint64, order)
+	}
+	if !s.packed(s.hypKeys[:order], hyp) {
+		return CHRFStats{}, false
+	}
+	best := CHRFStats{Counts: make([]int64, 3*order)}
+	if cap(s.stats) < 3*order {
+		s.stats = make([]int64, 3*order)
+	}
+	st := s.stats[:3*order]
+	bestF := -1.0
+	for _, r := range refs {
+		if !s.packed(s.refKeys[:order], r) {
+			return CHRFStats{}, false
+		}
+		for i := 0; i < order; i++ {
+			h, rk := s.hypKeys[i], s.refKeys[i]
+			hypCount := int64(len(h))
+			if len(rk) == 0 {
+				hypCount = 0
+			}
+			st[3*i], st[3*i+1], st[3*i+2] = hypCount, int64(len(rk)), matchSorted(h, rk)
+		}
+		if f := o.fScore(st); f > bestF {
+			bestF = f
+			copy(best.Counts, st)
+		}
+	}
+	best.Segments = 1
+	best.MinRefs, best.MaxRefs = len(refs), len(refs)
+	return best, true
+}
+
+// packed fills keys (one sorted list per order) for line; false when the
+// segment has too many distinct characters or words to pack.
+func (s *chrfSegmenter) packed(keys [][]uint64, line string) bool {
+	o := s.opts
+	s.ids = s.ids[:0]
+	for _, r := range line {
+		if !o.Whitespace && isPySpace(r) {
+			continue
+		}
+		id := uint64(r)
+		if r >= 128 {
+			var ok bool
+			if id, ok = s.alpha[r]; !ok {
+				id = uint64(128 + len(s.alpha))
+				s.alpha[r] = id
+			}
+			if id >= 1<<packCharBits {
+				return false
+			}
+		}
+		s.ids = append(s.ids, id)
+	}
+	for n := 1; n <= o.CharOrder; n++ {
+		k := keys[n-1][:0]
+		for i := 0; i+n <= len(s.ids); i++ {
+			var v uint64
+			for _, id := range s.ids[i : i+n] {
+				v = v<<packCharBits | id
+			}
+			k = append(k, v)
+		}
+		slices.Sort(k)
+		keys[n-1] = k
+	}
+	if o.WordOrder == 0 {
+		return true
+	}
+	s.ids = s.ids[:0]
+	for _, w := range s.wordsOf(line) {
+		id, ok := s.wordIDs[w]
+		if !ok {
+			id = uint64(len(s.wordIDs))
+			s.wordIDs[w] = id
+		}
+		if id >= 1<<packWordBits {
+			return false
+		}
+		s.ids = append(s.ids, id)
+	}
+	for n := 1; n <= o.WordOrder; n++ {
+		k := keys[o.CharOrder+n-1][:0]
+		for i := 0; i+n <= len(s.ids); i++ {
+			var v uint64
+			for _, id := range s.ids[i : i+n] {
+				v = v<<packWordBits | id
+			}
+			k = append(k, v)
+		}
+		slices.Sort(k)
+		keys[o.CharOrder+n-1] = k
+	}
+	return true
+}
+
+// matchSorted is the sum over distinct keys of min(count in h, count in r).
+func matchSorted(h, r []uint64) int64 {
+	var m int64
+	i, j := 0, 0
+	for i < len(h) && j < len(r) {
+		switch {
+		case h[i] < r[j]:
+			i++
+		case h[i] > r[j]:
+			j++
+		default:
+			v := h[i]
+			ci, cj := 0, 0
+			for i < len(h) && h[i] == v {
+				i++
+				ci++
+			}
+			for j < len(r) && r[j] == v {
+				j++
+				cj++
+			}
+			m += int64(min(ci, cj))
+		}
+	}
+	return m
 }

@@ -89,3 +89,38 @@ func TestCHRFShardsMergeExactly(t *testing.T) {
 		}
 	}
 }
+
+// The packed fast path and the general map path agree segment by segment
+// (the map path also serves alphabets too large to pack).
+func TestCHRFPackedPathEqualsMapPath(t *testing.T) {
+	var ref chrfRefFile
+	loadRefs(t, "chrf.json", &ref)
+	big := make([]rune, 0, 1200)
+	for r := rune(0x4e00); len(big) < 1200; r++ {
+		big = append(big, r)
+	}
+	extra := textSet{Hyps: []string{string(big)}, Refs: [][]string{{string(big[100:900])}}}
+	n := 0
+	for _, opts := range []CHRFOptions{{}, {WordOrder: 2}, {WordOrder: 3, CharOrder: 3}, {Whitespace: true, WordOrder: 1}} {
+		o, _ := opts.normalized()
+		seg := newCHRFSegmenter(o)
+		for name, d := range ref.Datasets {
+			for k, h := range d.Hyps {
+				p, ok := seg.segmentPacked(h, d.Refs[k])
+				m := seg.segmentMaps(h, d.Refs[k])
+				if !ok || fmt.Sprint(p) != fmt.Sprint(m) {
+					t.Fatalf("%s #%d %+v: packed %v (ok=%v), maps %v", name, k, o, p, ok, m)
+				}
+				n++
+			}
+		}
+		if _, ok := seg.segmentPacked(extra.Hyps[0], extra.Refs[0]); ok {
+			t.Error("1200 distinct characters packed into 10-bit ids")
+		}
+		got, err := seg.segment(extra.Hyps[0], extra.Refs[0])
+		if err != nil || fmt.Sprint(got) != fmt.Sprint(seg.segmentMaps(extra.Hyps[0], extra.Refs[0])) {
+			t.Errorf("fallback: %v %v", got, err)
+		}
+	}
+	t.Logf("%d segments compared", n)
+}

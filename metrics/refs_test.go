@@ -19,7 +19,7 @@ type textSet struct {
 	Refs [][]string `json:"refs"`
 }
 
-func loadRefs(t *testing.T, name string, v any) {
+func loadRefs(t testing.TB, name string, v any) {
 	t.Helper()
 	b, err := os.ReadFile(testenv.Testdata(t, "metrics", name))
 	if err != nil {

@@ -91,11 +91,11 @@ func (t *bleuTokenizer) regexpPasses() string {
 		}
 	}
 	// ([^0-9])([\.,]) -> "\1 \2 "
-	t.b1 = pairPass(t.b1[:0], t.b2, func(a, b byte) bool { return !isDigit(a) && (b == '.' || b == ',') }, false)
+	t.b1 = digitDotPass(t.b1[:0], t.b2)
 	// ([\.,])([^0-9]) -> " \1 \2"
-	t.b2 = pairPass(t.b2[:0], t.b1, func(a, b byte) bool { return (a == '.' || a == ',') && !isDigit(b) }, true)
+	t.b2 = dotDigitPass(t.b2[:0], t.b1)
 	// ([0-9])(-) -> "\1 \2 "
-	t.b1 = pairPass(t.b1[:0], t.b2, func(a, b byte) bool { return isDigit(a) && b == '-' }, false)
+	t.b1 = digitDashPass(t.b1[:0], t.b2)
 	return string(t.b1)
 }
 
@@ -106,23 +106,52 @@ func isRegexpPunct(c byte) bool {
 		(c >= '(' && c <= '+') || (c >= ':' && c <= '@') || c == '/'
 }
 
-// pairPass applies a two-character substitution: "\1 \2 " (lead=false) or
-// " \1 \2" (lead=true) wherever match(a, b) holds, scanning like re.sub.
-func pairPass(dst, src []byte, match func(a, b byte) bool, lead bool) []byte {
-	i := 0
-	for i+1 < len(src) {
-		a, b := src[i], src[i+1]
-		if match(a, b) {
-			if lead {
-				dst = append(dst, ' ', a, ' ', b)
-			} else {
-				dst = append(dst, a, ' ', b, ' ')
-			}
-			i += 2
+// The three pair passes below are re.sub with two-character patterns:
+// matches are taken left to right without overlap. Each jumps from one
+// candidate ('.', ',' or '-') to the next and copies the bytes between.
+
+func isDotComma(c byte) bool { return c == '.' || c == ',' }
+
+// digitDotPass: ([^0-9])([\.,]) -> "\1 \2 ".
+func digitDotPass(dst, src []byte) []byte {
+	i := 0 // first byte not yet copied or consumed
+	for j := 1; j < len(src); j++ {
+		if !isDotComma(src[j]) || j-1 < i || isDigit(src[j-1]) {
 			continue
 		}
-		dst = append(dst, a)
-		i++
+		dst = append(dst, src[i:j-1]...)
+		dst = append(dst, src[j-1], ' ', src[j], ' ')
+		i = j + 1
+		j++ // the match consumed src[j]: it cannot start the next one
+	}
+	return append(dst, src[i:]...)
+}
+
+// dotDigitPass: ([\.,])([^0-9]) -> " \1 \2".
+func dotDigitPass(dst, src []byte) []byte {
+	i := 0
+	for j := 0; j+1 < len(src); j++ {
+		if !isDotComma(src[j]) || isDigit(src[j+1]) {
+			continue
+		}
+		dst = append(dst, src[i:j]...)
+		dst = append(dst, ' ', src[j], ' ', src[j+1])
+		i = j + 2
+		j++
+	}
+	return append(dst, src[i:]...)
+}
+
+// digitDashPass: ([0-9])(-) -> "\1 \2 ".
+func digitDashPass(dst, src []byte) []byte {
+	i := 0
+	for j := 1; j < len(src); j++ {
+		if src[j] != '-' || j-1 < i || !isDigit(src[j-1]) {
+			continue
+		}
+		dst = append(dst, src[i:j-1]...)
+		dst = append(dst, src[j-1], ' ', '-', ' ')
+		i = j + 1
 	}
 	return append(dst, src[i:]...)
 }
