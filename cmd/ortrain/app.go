@@ -54,6 +54,7 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			newEnvCommand(),
 			newInspectCommand(),
 			newScoreCommand(),
+			newPredictCommand(),
 			newArtifactsCommand(),
 		},
 		HideVersion:          false,
