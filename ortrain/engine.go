@@ -47,7 +47,7 @@ type EvalData interface {
 type Engine interface {
 	// TrainMicroBatch runs forward+backward on b with the loss multiplied by
 	// lossScale, adds the gradients to the accumulators and returns the
-	// scaled loss (the value HF's training_step returns).
+	// micro-batch's mean loss, unscaled.
 	TrainMicroBatch(ctx context.Context, b Batch, lossScale float64, dropoutSeed uint64) (float64, error)
 	// OptimizerStep clips the accumulated gradients (max_grad_norm),
 	// applies AdamW with learning rate lr, zeroes the accumulators and

@@ -348,6 +348,18 @@ func (t *Trainer) lossScale(b Batch, window []Batch) float64 {
 	return float64(b.NumLabelTokens()) / float64(total)
 }
 
+// scaledLoss is the value HF's training_step returns for a micro-batch, in
+// float32 as torch computes it.
+func (t *Trainer) scaledLoss(mean, scale float64, window int) float32 {
+	switch {
+	case scale == 1:
+		return float32(mean)
+	case t.LossScaling == LossScalingMean:
+		return float32(mean) / float32(window)
+	}
+	return float32(mean) * float32(scale)
+}
+
 func (t *Trainer) runEpoch(ctx context.Context, epoch, skip, stepsInEpoch, numUpdPerEpoch int) error {
 	a := &t.Args
 	ga := a.GradientAccumulationSteps
@@ -395,7 +407,8 @@ func (t *Trainer) runEpoch(ctx context.Context, epoch, skip, stepsInEpoch, numUp
 					return err
 				}
 			}
-			loss, err := t.Engine.TrainMicroBatch(ctx, b, t.lossScale(b, window), t.dropoutSeed(epoch, step, stepsInEpoch))
+			scale := t.lossScale(b, window)
+			loss, err := t.Engine.TrainMicroBatch(ctx, b, scale, t.dropoutSeed(epoch, step, stepsInEpoch))
 			if err != nil {
 				return fmt.Errorf("step %d (epoch %d, micro-batch %d): %w", t.state.GlobalStep+1, epoch, step, err)
 			}
@@ -404,7 +417,7 @@ func (t *Trainer) runEpoch(ctx context.Context, epoch, skip, stepsInEpoch, numUp
 				// carry on with NaN weights; stop before they are applied.
 				return &NonFiniteLossError{Step: t.state.GlobalStep + 1, Epoch: epoch, MicroBatch: step, Loss: loss, LastCheckpoint: t.lastCheckpoint()}
 			}
-			t.trLoss += float32(loss)
+			t.trLoss += t.scaledLoss(loss, scale, len(window))
 			if pc, ok := t.Engine.(ParameterCounter); ok {
 				t.currentFlos += 6 * float64(b.NumInputTokens()) * float64(pc.NumParameters(true))
 			}

@@ -1,0 +1,259 @@
+package ortengine
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/ortrain/ortrain/generate"
+	"github.com/ortrain/ortrain/internal/testenv"
+	"github.com/ortrain/ortrain/ortrain"
+	"github.com/ortrain/ortrain/ortrain/artifacts"
+	"github.com/ortrain/ortrain/ortrain/gendec"
+	"github.com/ortrain/ortrain/ortrain/runtime"
+)
+
+type hfScenario struct {
+	Arguments           map[string]any               `json:"arguments"`
+	ModelAcceptsLossKw  bool                         `json:"model_accepts_loss_kwargs"`
+	CheckpointsOnDisk   map[string][]string          `json:"checkpoints_on_disk"`
+	BestModelCheckpoint *string                      `json:"best_model_checkpoint"`
+	BestMetric          *float64                     `json:"best_metric"`
+	LogHistory          []map[string]json.RawMessage `json:"log_history"`
+	FinalEvaluate       map[string]json.RawMessage   `json:"final_evaluate"`
+	TrainOutput         struct {
+		GlobalStep   int     `json:"global_step"`
+		TrainingLoss float64 `json:"training_loss"`
+	} `json:"train_output"`
+}
+
+func readExamples(t *testing.T, path string) []Example {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out []Example
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var r struct {
+			InputIDs []int64 `json:"input_ids"`
+			Labels   []int64 `json:"labels"`
+		}
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, Example{r.InputIDs, r.Labels})
+	}
+	return out
+}
+
+// idsToText is the reference script's tokenizer-free decoding: ids other
+// than pad/eos become "w<id>", stopping at the first eos.
+func idsToText(ids []int) string {
+	var words []string
+	for _, v := range ids {
+		if v == 1 {
+			break
+		}
+		if v == 0 || v == -100 {
+			continue
+		}
+		words = append(words, fmt.Sprintf("w%d", v))
+	}
+	return strings.Join(words, " ")
+}
+
+func num(raw json.RawMessage) (float64, bool) {
+	var v *float64
+	if json.Unmarshal(raw, &v) != nil || v == nil {
+		return 0, false
+	}
+	return *v, true
+}
+
+func relClose(a, b, tol float64) bool {
+	return math.Abs(a-b) <= tol*math.Max(math.Abs(b), 1e-12)
+}
+
+// compareLogs checks every numeric value HF logged: training loss,
+// grad_norm, learning_rate, eval_loss, train_loss within 1e-4 relative,
+// epoch and step exactly, generation metrics exactly; wall-clock values
+// (null in the reference) and total_flos are not compared.
+func compareLogs(t *testing.T, what string, got ortrain.Logs, step int, want map[string]json.RawMessage) (worst float64) {
+	t.Helper()
+	for k, raw := range want {
+		w, ok := num(raw)
+		if !ok || k == "total_flos" {
+			continue
+		}
+		if k == "step" {
+			if step != int(w) {
+				t.Errorf("%s: step %d, HF %v", what, step, w)
+			}
+			continue
+		}
+		g, ok := got.Get(k)
+		if !ok {
+			t.Errorf("%s: %s missing (have %v)", what, k, got.Keys())
+			continue
+		}
+		tol := 1e-4
+		switch {
+		case k == "epoch" || strings.HasPrefix(k, "eval_bleu") || strings.HasPrefix(k, "eval_rouge") || k == "eval_gen_len":
+			tol = 1e-12
+		}
+		if w != 0 {
+			worst = math.Max(worst, math.Abs(g-w)/math.Abs(w))
+		}
+		if !relClose(g, w, tol) {
+			t.Errorf("%s: %s = %.10g, HF %.10g (rel %.2g)", what, k, g, w, math.Abs(g-w)/math.Abs(w))
+		}
+	}
+	for _, m := range got {
+		if _, ok := want[m.Key]; !ok && m.Key != "total_flos" {
+			t.Errorf("%s: logged %s, which HF does not log", what, m.Key)
+		}
+	}
+	return worst
+}
+
+// TestMatchesHFSeq2SeqTrainer trains t5-tiny through ONNX Runtime with the
+// arguments of every scenario of scripts/refs/trainer_refs.py and compares
+// the whole log_history (loss, grad_norm, learning_rate at every logged
+// step, eval_loss, BLEU/ROUGE/gen_len, final train metrics), the
+// checkpoints left on disk, best_model_checkpoint / best_metric and the
+// final evaluate() with the real Seq2SeqTrainer run.
+func TestMatchesHFSeq2SeqTrainer(t *testing.T) {
+	env, err := runtime.Open(testenv.ORTLibrary(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer env.Close()
+	modelDir := testenv.Testdata(t, "models", "t5-tiny")
+	art := t.TempDir()
+	if _, err := artifacts.Build(artifacts.Config{
+		Model: filepath.Join(modelDir, "model.onnx"), Out: art,
+		Encoder: filepath.Join(modelDir, "encoder_model.onnx"), Decoder: filepath.Join(modelDir, "decoder_model.onnx"),
+		DecoderWithPast: filepath.Join(modelDir, "decoder_with_past_model.onnx"),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	train := readExamples(t, testenv.Testdata(t, "trainer", "data", "train.jsonl"))
+	dev := readExamples(t, testenv.Testdata(t, "trainer", "data", "eval.jsonl"))
+	genBase, err := generate.LoadConfig(modelDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := []string{"steps_ga1", "steps_ga4", "steps_ga4_mean", "best_limit1", "best_limit2", "generate_metrics"}
+	for _, name := range names {
+		t.Run(name, func(t *testing.T) {
+			var sc hfScenario
+			data, err := os.ReadFile(testenv.Testdata(t, "trainer", "hf", name, "scenario.json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := json.Unmarshal(data, &sc); err != nil {
+				t.Fatal(err)
+			}
+			runDir := t.TempDir()
+			out := filepath.Join(runDir, "out")
+			a := ortrain.DefaultArguments()
+			for k, v := range sc.Arguments {
+				switch k {
+				case "dataloader_num_workers", "disable_tqdm", "remove_unused_columns", "train_sampling_strategy", "use_cpu":
+					continue // torch/dataloader settings; ortrain reads data in order
+				}
+				if err := a.Set(k, v); err != nil {
+					t.Fatal(err)
+				}
+			}
+			a.OutputDir = out
+			a.DoTrain = true
+			if err := a.Finalize(); err != nil {
+				t.Fatal(err)
+			}
+			tr, err := artifacts.Open(art, env, artifacts.Options{
+				Session: runtime.SessionOptions{IntraOpThreads: 1},
+				Hyper:   artifacts.Hyper{Beta1: a.AdamBeta1, Beta2: a.AdamBeta2, Eps: a.AdamEpsilon, WeightDecay: a.WeightDecay, MaxGradNorm: a.MaxGradNorm},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tr.Close()
+			eng := &Engine{T: tr, ModelDir: modelDir}
+			trainer := &ortrain.Trainer{
+				Args:      a,
+				Engine:    eng,
+				TrainData: &Rows{Examples: train, BatchSize: a.PerDeviceTrainBatchSize},
+				EvalData:  &Rows{Examples: dev, BatchSize: a.PerDeviceEvalBatchSize},
+			}
+			if !sc.ModelAcceptsLossKw {
+				trainer.LossScaling = ortrain.LossScalingMean
+			}
+			if a.PredictWithGenerate {
+				gen := &Generator{Env: env, Dir: art, Engine: eng, Config: genBase, Opts: gendec.Options{IntraOpThreads: 1}}
+				defer gen.Close()
+				trainer.Generator = gen
+				trainer.ComputeMetrics = ortrain.TextMetrics(idsToText, 0, false)
+				trainer.MetricNames = ortrain.TextMetricNames
+			}
+			res, err := trainer.Train(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			final, err := trainer.Evaluate(context.Background(), trainer.EvalData, "eval")
+			if err != nil {
+				t.Fatal(err)
+			}
+			hist := trainer.State().LogHistory
+			// the final evaluate() is logged after the reference's saved state
+			if len(hist)-1 != len(sc.LogHistory) {
+				t.Fatalf("%d log entries, HF %d", len(hist)-1, len(sc.LogHistory))
+			}
+			worst := 0.0
+			for i, want := range sc.LogHistory {
+				worst = math.Max(worst, compareLogs(t, fmt.Sprintf("log_history[%d]", i), hist[i].Logs, hist[i].Step, want))
+			}
+			t.Logf("%d log entries, largest relative difference %.2g", len(sc.LogHistory), worst)
+			compareLogs(t, "final evaluate", final, trainer.State().GlobalStep, sc.FinalEvaluate)
+			if res.GlobalStep != sc.TrainOutput.GlobalStep || !relClose(res.TrainingLoss, sc.TrainOutput.TrainingLoss, 1e-4) {
+				t.Errorf("train output step %d loss %v, HF %d %v", res.GlobalStep, res.TrainingLoss, sc.TrainOutput.GlobalStep, sc.TrainOutput.TrainingLoss)
+			}
+			var gotCk, wantCk []string
+			entries, _ := os.ReadDir(out)
+			for _, e := range entries {
+				if strings.HasPrefix(e.Name(), "checkpoint-") {
+					gotCk = append(gotCk, e.Name())
+				}
+			}
+			for k := range sc.CheckpointsOnDisk {
+				wantCk = append(wantCk, k)
+			}
+			sort.Strings(gotCk)
+			sort.Strings(wantCk)
+			if fmt.Sprint(gotCk) != fmt.Sprint(wantCk) {
+				t.Errorf("checkpoints %v, HF %v", gotCk, wantCk)
+			}
+			st := trainer.State()
+			gotBest := ""
+			if st.BestModelCheckpoint != nil {
+				gotBest, _ = filepath.Rel(runDir, *st.BestModelCheckpoint)
+			}
+			if sc.BestModelCheckpoint != nil && gotBest != *sc.BestModelCheckpoint || sc.BestModelCheckpoint == nil && gotBest != "" {
+				t.Errorf("best_model_checkpoint %q, HF %v", gotBest, sc.BestModelCheckpoint)
+			}
+			if (st.BestMetric == nil) != (sc.BestMetric == nil) || st.BestMetric != nil && !relClose(*st.BestMetric, *sc.BestMetric, 1e-4) {
+				t.Errorf("best_metric %v, HF %v", st.BestMetric, sc.BestMetric)
+			}
+		})
+	}
+}

@@ -1,0 +1,44 @@
+#!/usr/bin/env python3
+"""Dropout-free rerun of scripts/refs/trainer_refs.py's Seq2SeqTrainer scenarios.
+
+trainer_refs.py turns off every nn.Dropout module and sets
+config.dropout_rate = 0, but T5Attention copies config.dropout_rate into a
+float attribute at construction (transformers 5.24 modeling_t5.py:
+`self.dropout = config.dropout_rate`, used by nn.functional.dropout on the
+attention weights), so attention dropout stays active at p=0.1 and the
+reference losses depend on torch's RNG stream, which no other
+implementation can reproduce. This wrapper runs the same scenarios with the
+same code after also zeroing those float attributes, and writes
+testdata/trainer/hf/<scenario>/{scenario.json,trainer_state.json}.
+
+Run: /work/pyenv/bin/python scripts/refs/trainer_hf_refs.py [scenario ...]
+"""
+import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import torch  # noqa: E402
+
+import trainer_refs as tr  # noqa: E402
+
+_load = tr.fl.load_fixture
+
+
+def load_without_dropout(name, root=None):
+    model = _load(name, root)
+    for m in model.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+        if isinstance(getattr(m, "dropout", None), float):
+            m.dropout = 0.0  # T5Attention's functional attention dropout
+    model.config.dropout_rate = 0.0
+    return model
+
+
+tr.fl.load_fixture = load_without_dropout
+tr.OUT = os.path.join(tr.fl.TESTDATA, "trainer", "hf")
+
+if __name__ == "__main__":
+    tr.main()
