@@ -203,7 +203,8 @@ func TopoSort(g *onnxpb.GraphProto) error {
 // Extract returns a new graph computing outputs from inputs: only the nodes
 // needed, in topological order, and the initializers they read (those not
 // named as inputs). Types of inputs and outputs come from g's inputs,
-// outputs and value_info where recorded. It is an error when an output
+// outputs and value_info where recorded, else from InferShapes on g. The
+// new graph shares nodes and tensors with g (clone it to modify them). It is an error when an output
 // depends on a value that is neither a given input, an initializer nor
 // computed from them.
 func Extract(g *onnxpb.GraphProto, inputs, outputs []string) (*onnxpb.GraphProto, error) {
@@ -271,11 +272,26 @@ func Extract(g *onnxpb.GraphProto, inputs, outputs []string) (*onnxpb.GraphProto
 			sub.Initializer = append(sub.Initializer, t)
 		}
 	}
+	// Values without a recorded type get an inferred one, so the subgraph
+	// can be run as it is.
+	var inferred map[string]TypeInfo
+	typed := func(name string) *onnxpb.ValueInfoProto {
+		if vi, ok := types[name]; ok && vi.GetType().GetTensorType().GetShape() != nil {
+			return proto.Clone(vi).(*onnxpb.ValueInfoProto)
+		}
+		if inferred == nil {
+			inferred, _ = InferShapes(g, nil)
+		}
+		if t, ok := inferred[name]; ok && t.Elem != Undefined {
+			return ValueInfoOf(name, t)
+		}
+		return infoOrBare(types, name)
+	}
 	for _, s := range inputs {
-		sub.Input = append(sub.Input, infoOrBare(types, s))
+		sub.Input = append(sub.Input, typed(s))
 	}
 	for _, s := range outputs {
-		sub.Output = append(sub.Output, infoOrBare(types, s))
+		sub.Output = append(sub.Output, typed(s))
 	}
 	for _, vi := range g.ValueInfo {
 		if _, ok := prod[vi.GetName()]; ok && need[prod[vi.GetName()]] {

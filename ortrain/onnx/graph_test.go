@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ortrain/ortrain/internal/testenv"
 	"github.com/ortrain/ortrain/ortrain/onnx/onnxpb"
 	"google.golang.org/protobuf/proto"
 )
@@ -136,5 +137,50 @@ func TestOpsets(t *testing.T) {
 	SetOpset(m, "ai.onnx", 18)
 	if o := Opsets(m); o[""] != 18 || o["com.microsoft"] != 1 || len(o) != 2 {
 		t.Fatalf("Opsets %v", o)
+	}
+}
+
+func TestExtractInfersTypes(t *testing.T) {
+	// The encoder half of a real export, cut at a value that has no
+	// recorded type: the cut gets its inferred type.
+	m, err := Load(testenv.Testdata(t, "onnx", "t5_ts17.onnx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	types, err := InferModelShapes(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The encoder's output (what the decoder's cross attention reads) is
+	// the last [batch, enc, 16] Mul computed from the encoder inputs alone.
+	var cut string
+	for _, n := range m.Graph.Node {
+		if n.GetOpType() != "Mul" || types[n.Output[0]].String() != "FLOAT[batch,enc,16]" {
+			continue
+		}
+		if _, err := Extract(m.Graph, []string{"input_ids", "attention_mask"}, []string{n.Output[0]}); err == nil {
+			cut = n.Output[0]
+		}
+	}
+	if cut == "" {
+		t.Fatal("no encoder-only Mul found")
+	}
+	sub, err := Extract(m.Graph, []string{"input_ids", "attention_mask"}, []string{cut})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, ok := TypeInfoOf(sub.Output[0])
+	if !ok || got.String() != types[cut].String() || got.String() != "FLOAT[batch,enc,16]" {
+		t.Fatalf("extracted output type %v (inferred %v)", got, types[cut])
+	}
+	for _, n := range sub.Node {
+		for _, s := range n.Input {
+			if s == "decoder_input_ids" {
+				t.Fatal("encoder subgraph reads decoder_input_ids")
+			}
+		}
+	}
+	if len(sub.Node) >= len(m.Graph.Node) {
+		t.Fatalf("extracted %d of %d nodes", len(sub.Node), len(m.Graph.Node))
 	}
 }

@@ -1,6 +1,7 @@
 package onnx
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 
@@ -24,16 +25,28 @@ import (
 // rule have Elem Undefined and RankKnown false; declared value_info is used
 // for them when the graph carries it.
 //
-// The error reports a contradiction that makes the graph invalid (static
+// The error reports the contradictions that make the graph invalid (static
 // dimensions that cannot broadcast, a MatMul whose inner sizes differ, a
-// value that nothing defines, a cycle), naming the node.
+// value that nothing defines), each naming its node; the outputs of such a
+// node stay unknown and the rest of the graph is still inferred, so the
+// map is useful even with an error. A cycle stops inference.
 func InferShapes(g *onnxpb.GraphProto, opsets map[string]int64) (map[string]TypeInfo, error) {
 	inf := newInferer(opsets)
 	inf.collectSymbols(g)
 	if err := inf.graph(g); err != nil {
 		return inf.types, err
 	}
-	return inf.types, nil
+	return inf.types, inf.err()
+}
+
+// err joins the contradictions found (the first ten, then a count).
+func (inf *inferer) err() error {
+	const show = 10
+	if len(inf.errs) > show {
+		more := fmt.Errorf("... and %d more", len(inf.errs)-show)
+		return errors.Join(append(inf.errs[:show:show], more)...)
+	}
+	return errors.Join(inf.errs...)
 }
 
 // InferModelShapes is InferShapes on a model's main graph with its opsets.
@@ -97,6 +110,7 @@ type inferer struct {
 	decl   map[string]TypeInfo // value_info of the graphs being inferred
 	syms   map[string]bool
 	fresh  int
+	errs   []error
 }
 
 func newInferer(opsets map[string]int64) *inferer {
@@ -212,12 +226,16 @@ func (inf *inferer) graph(g *onnxpb.GraphProto) error {
 	for _, n := range order {
 		for _, s := range n.Input {
 			if _, ok := inf.types[s]; s != "" && !ok {
-				return fmt.Errorf("onnx: infer shapes: %s reads %q, which no graph input, initializer or node defines", NodeLabel(n), s)
+				inf.errs = append(inf.errs, fmt.Errorf("onnx: infer shapes: %s reads %q, which no graph input, initializer or node defines", NodeLabel(n), s))
+				inf.types[s] = TypeInfo{}
 			}
 		}
 		outs, err := inf.node(n)
 		if err != nil {
-			return fmt.Errorf("onnx: infer shapes: %s: %w", NodeLabel(n), err)
+			// Keep going so that the rest of the graph still gets types;
+			// the node's outputs stay unknown.
+			inf.errs = append(inf.errs, fmt.Errorf("onnx: infer shapes: %s: %w", NodeLabel(n), err))
+			outs = nil
 		}
 		for i, o := range n.Output {
 			if o == "" {

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ortrain/ortrain/internal/testenv"
 	"github.com/ortrain/ortrain/ortrain/onnx/onnxpb"
 	"google.golang.org/protobuf/proto"
 )
@@ -168,5 +169,75 @@ func TestExternalLocationMustStayInFolder(t *testing.T) {
 	_, err := LoadBytesWith(data, LoadOptions{Dir: t.TempDir()})
 	if err == nil || !strings.Contains(err.Error(), "leaves the model's folder") {
 		t.Fatalf("got %v", err)
+	}
+}
+
+func TestSaveSwitchesToExternalWhenTooBig(t *testing.T) {
+	m := smallModel(t)
+	m.Graph.Initializer = append(m.Graph.Initializer, MustTensor("big", []int64{1000}, make([]float32, 1000)))
+	dir := t.TempDir()
+	path := filepath.Join(dir, "big.onnx")
+	// A limit just under the model's size stands for protobuf's 2 GiB: Save
+	// must move the weights out although nobody asked.
+	if err := save(m, path, SaveOptions{}, proto.Size(m)-1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(path + ".data"); err != nil {
+		t.Fatalf("no external data written: %v", err)
+	}
+	got, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !proto.Equal(got, m) {
+		t.Fatal("reloaded model differs")
+	}
+	// When even external data cannot bring it under the limit, say so.
+	err = save(m, filepath.Join(dir, "huge.onnx"), SaveOptions{SizeThreshold: 1 << 20}, 100)
+	if err == nil || !strings.Contains(err.Error(), "SizeThreshold") {
+		t.Fatalf("too big: %v", err)
+	}
+}
+
+func TestSaveIsAtomic(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "m.onnx")
+	if err := os.WriteFile(path, []byte("old"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// Saving into a folder that vanished fails and leaves nothing behind.
+	if err := Save(smallModel(t), filepath.Join(dir, "gone", "m.onnx"), SaveOptions{}); err == nil {
+		t.Fatal("save into a missing folder succeeded")
+	}
+	if err := Save(smallModel(t), path, SaveOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 1 {
+		t.Fatalf("temporary files left: %v", entries)
+	}
+}
+
+// TestLoadPythonExternalData reads a model that onnx Python saved with
+// external data (testdata/onnx/external, made by make_onnx_testmodels.py):
+// every tensor equals the inline export's.
+func TestLoadPythonExternalData(t *testing.T) {
+	inline, err := Load(testenv.Testdata(t, "onnx", "kvcache_ts17.onnx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ext, err := Load(testenv.Testdata(t, "onnx", "external", "kvcache_ts17.onnx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !proto.Equal(inline, ext) {
+		t.Fatal("external-data model differs from the inline one after loading")
+	}
+	lazy, err := LoadWith(testenv.Testdata(t, "onnx", "external", "kvcache_ts17.onnx"), LoadOptions{KeepExternal: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if files := ExternalDataFiles(lazy); len(files) != 1 || files[0] != "kvcache_ts17.onnx.data" {
+		t.Fatalf("external files %v", files)
 	}
 }

@@ -48,6 +48,12 @@ type SaveOptions struct {
 // concurrently while Save runs: the external references are set on the
 // tensors for the time of serialization.
 func Save(m *onnxpb.ModelProto, path string, opts SaveOptions) error {
+	return save(m, path, opts, MaxProtoSize)
+}
+
+// save is Save with the size limit as a parameter, so that tests can check
+// the automatic switch to external data without 2 GiB models.
+func save(m *onnxpb.ModelProto, path string, opts SaveOptions, limit int) error {
 	if m == nil || m.Graph == nil {
 		return fmt.Errorf("onnx: save %s: model has no graph", path)
 	}
@@ -61,7 +67,7 @@ func Save(m *onnxpb.ModelProto, path string, opts SaveOptions) error {
 		return err
 	}
 	external := opts.ExternalData
-	if !external && proto.Size(m) > MaxProtoSize {
+	if !external && proto.Size(m) > limit {
 		external = true
 	}
 	var restore []func()
@@ -71,7 +77,7 @@ func Save(m *onnxpb.ModelProto, path string, opts SaveOptions) error {
 		}
 	}()
 	if external {
-		r, err := writeExternal(m, path, opts)
+		r, err := writeExternal(m, path, opts, limit)
 		restore = r
 		if err != nil {
 			return err
@@ -81,8 +87,8 @@ func Save(m *onnxpb.ModelProto, path string, opts SaveOptions) error {
 	if err != nil {
 		return fmt.Errorf("onnx: save %s: serialize: %w", path, err)
 	}
-	if len(data) > MaxProtoSize {
-		return fmt.Errorf("onnx: save %s: the model is %d bytes even with external data (limit %d); lower SizeThreshold", path, len(data), MaxProtoSize)
+	if len(data) > limit {
+		return fmt.Errorf("onnx: save %s: the model is %d bytes even with external data (limit %d); lower SizeThreshold", path, len(data), limit)
 	}
 	return writeFileAtomic(path, func(w *bufio.Writer) error {
 		_, err := w.Write(data)
@@ -95,7 +101,7 @@ type extCandidate struct {
 	attr bool
 }
 
-func writeExternal(m *onnxpb.ModelProto, path string, opts SaveOptions) ([]func(), error) {
+func writeExternal(m *onnxpb.ModelProto, path string, opts SaveOptions, limit int) ([]func(), error) {
 	loc := opts.ExternalDataFile
 	if loc == "" {
 		loc = filepath.Base(path) + ".data"
@@ -153,7 +159,7 @@ func writeExternal(m *onnxpb.ModelProto, path string, opts SaveOptions) ([]func(
 		for _, t := range chosen {
 			initBytes += ByteSize(t)
 		}
-		if int64(proto.Size(m))-initBytes > MaxProtoSize/2 {
+		if int64(proto.Size(m))-initBytes > int64(limit)/2 {
 			for _, c := range cands {
 				if c.attr && DTypeBits(DType(c.t.GetDataType())) != 0 && DType(c.t.GetDataType()) != String && ByteSize(c.t) >= threshold {
 					chosen = append(chosen, c.t)
