@@ -389,6 +389,18 @@ func fdCases() []fdCase {
 			labels := b.intsShaped([]int64{2, -1, 0, 3}, 4)
 			b.out(b.Op("NegativeLogLikelihoodLoss", []string{b.input("logp", []int64{4, 4}, "N"), labels}, ai("ignore_index", -1)))
 		}},
+		fdCase{name: "Dropout/training_rewrite", op: "Dropout", build: func(b *caseBuilder) {
+			// EnableTrainingDropout's masks are a function of the seed, so
+			// finite differences see the same mask as the gradient.
+			x := b.input("x", []int64{3, 4}, "B")
+			h := b.Op("Dropout", []string{x, b.scalar(0.4), b.ConstBool(true)})
+			y := b.Op("Dropout", []string{b.Op("Tanh", []string{h}), b.scalar(0.2)})
+			b.intInput("seed", nil, 1234)
+			if _, err := EnableTrainingDropout(b.Graph(), "seed"); err != nil {
+				panic(err)
+			}
+			b.out(y)
+		}},
 		fdCase{name: "chain/t5_rmsnorm_gated_gelu", op: "chain", build: func(b *caseBuilder) {
 			// T5 v1.1 layer: RMS norm written out as torch exports it, then a
 			// gated-GELU feed-forward and the residual connection.

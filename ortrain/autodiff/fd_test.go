@@ -38,12 +38,29 @@ type fdCase struct {
 
 type caseBuilder struct {
 	*onnx.GraphBuilder
-	rng     *rand.Rand
-	dt      onnx.DType
-	feeds   map[string]fdTensor
-	order   []string
-	outs    []string
-	domains map[string]int64
+	rng      *rand.Rand
+	dt       onnx.DType
+	feeds    map[string]fdTensor
+	intFeeds map[string]intTensor // integer inputs, fed as they are
+	order    []string
+	outs     []string
+	domains  map[string]int64
+}
+
+type intTensor struct {
+	shape []int64
+	data  []int64
+}
+
+// intInput declares an int64 input (a dropout seed, indices) with a value.
+func (b *caseBuilder) intInput(name string, shape []int64, data ...int64) string {
+	dims := make([]onnx.Dim, len(shape))
+	for i, d := range shape {
+		dims[i] = onnx.D(d)
+	}
+	b.AddInput(name, onnx.Int64, dims...)
+	b.intFeeds[name] = intTensor{shape: shape, data: data}
+	return name
 }
 
 type fdTensor struct {
@@ -169,9 +186,19 @@ func newSession(t *testing.T, g *onnxpb.GraphProto, opsets map[string]int64) (*s
 	return &session{s: s}, nil
 }
 
-func (s *session) run(t *testing.T, dt onnx.DType, feeds map[string]fdTensor, names []string) map[string]fdTensor {
+func (s *session) run(t *testing.T, dt onnx.DType, feeds map[string]fdTensor, names []string, ints ...map[string]intTensor) map[string]fdTensor {
 	t.Helper()
 	in := map[string]*runtime.Value{}
+	for _, m := range ints {
+		for k, v := range m {
+			val, err := runtime.NewTensor(v.shape, v.data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer val.Close()
+			in[k] = val
+		}
+	}
 	for k, v := range feeds {
 		var val *runtime.Value
 		var err error
@@ -281,7 +308,7 @@ func runFDType(t *testing.T, c fdCase, seed int64, dt onnx.DType) error {
 		opset = 17
 	}
 	b := &caseBuilder{GraphBuilder: onnx.NewGraphBuilder(nil), rng: rand.New(rand.NewSource(seed)), dt: dt,
-		feeds: map[string]fdTensor{}, domains: map[string]int64{"": opset}}
+		feeds: map[string]fdTensor{}, intFeeds: map[string]intTensor{}, domains: map[string]int64{"": opset}}
 	b.Consts = onnx.ConstNode
 	c.build(b)
 	g := b.Graph()
@@ -294,7 +321,7 @@ func runFDType(t *testing.T, c fdCase, seed int64, dt onnx.DType) error {
 	if err != nil {
 		return err
 	}
-	outs := fwd.run(t, dt, b.feeds, b.outs)
+	outs := fwd.run(t, dt, b.feeds, b.outs, b.intFeeds)
 	// loss = sum_i ReduceSum(out_i * W_i)
 	g.Output = nil
 	var terms []string
@@ -355,7 +382,7 @@ func runFDType(t *testing.T, c fdCase, seed int64, dt onnx.DType) error {
 	if err != nil {
 		return fmt.Errorf("%s: backward graph rejected: %w", c.name, err)
 	}
-	got := bwd.run(t, dt, b.feeds, append([]string{"loss"}, names...))
+	got := bwd.run(t, dt, b.feeds, append([]string{"loss"}, names...), b.intFeeds)
 
 	h := 1e-6
 	tol := 1e-6
@@ -373,9 +400,9 @@ func runFDType(t *testing.T, c fdCase, seed int64, dt onnx.DType) error {
 		for i := range in.data {
 			orig := in.data[i]
 			in.data[i] = orig + h
-			lp := lossOnly.run(t, dt, b.feeds, []string{"loss"})["loss"].data[0]
+			lp := lossOnly.run(t, dt, b.feeds, []string{"loss"}, b.intFeeds)["loss"].data[0]
 			in.data[i] = orig - h
-			lm := lossOnly.run(t, dt, b.feeds, []string{"loss"})["loss"].data[0]
+			lm := lossOnly.run(t, dt, b.feeds, []string{"loss"}, b.intFeeds)["loss"].data[0]
 			in.data[i] = orig
 			fd := (lp - lm) / (2 * h)
 			e := math.Abs(gt.data[i]-fd) / math.Max(1, math.Abs(fd))

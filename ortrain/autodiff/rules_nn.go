@@ -312,14 +312,21 @@ func vjpReduce(c *ctx, n *onnxpb.NodeProto, gy []string, need []bool) ([]string,
 		return []string{gy[0]}, nil
 	}
 	keep := attrInt(n, "keepdims", 1) == 1
-	g, yk := gy[0], y
-	if !keep {
-		ax := make([]int64, len(axes))
-		for i, a := range axes {
-			ax[i] = int64(a)
-		}
+	g := gy[0]
+	ax := make([]int64, len(axes))
+	for i, a := range axes {
+		ax[i] = int64(a)
+	}
+	if !keep && len(axes) < xi.rank {
+		// (a full reduction leaves a scalar, which broadcasts as it is)
 		g = c.unsqueeze(g, ax)
-		yk = c.unsqueeze(y, ax)
+	}
+	// y with the reduced axes kept, for the rules that read it.
+	keptY := func() string {
+		if keep || len(axes) == xi.rank {
+			return y
+		}
+		return c.unsqueeze(y, ax)
 	}
 	// g now has x's rank with reduced dims 1; Mul / Where broadcast it.
 	switch n.GetOpType() {
@@ -338,12 +345,12 @@ func vjpReduce(c *ctx, n *onnxpb.NodeProto, gy []string, need []bool) ([]string,
 		}
 		return []string{c.op("Mul", []string{c.op("Mul", []string{x, two}), g})}, nil
 	case "ReduceL2":
-		return []string{c.op("Mul", []string{x, c.op("Div", []string{g, yk})})}, nil
+		return []string{c.op("Mul", []string{x, c.op("Div", []string{g, keptY()})})}, nil
 	case "ReduceLogSumExp":
-		return []string{c.op("Mul", []string{c.op("Exp", []string{c.op("Sub", []string{x, yk})}), g})}, nil
+		return []string{c.op("Mul", []string{c.op("Exp", []string{c.op("Sub", []string{x, keptY()})}), g})}, nil
 	default: // ReduceMax, ReduceMin: split evenly among the extreme elements
 		dt := int64(xi.dtype)
-		mask := c.op("Cast", []string{c.op("Equal", []string{x, yk})}, intAttr("to", dt))
+		mask := c.op("Cast", []string{c.op("Equal", []string{x, keptY()})}, intAttr("to", dt))
 		count := c.reduce("ReduceSum", mask, axes, true)
 		return []string{c.op("Mul", []string{mask, c.op("Div", []string{g, count})})}, nil
 	}

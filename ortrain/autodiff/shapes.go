@@ -349,6 +349,11 @@ func (c *ctx) inferNode(n *onnxpb.NodeProto) []info {
 		return []info{out}
 	case "ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceSumSquare", "ReduceL1", "ReduceL2", "ReduceLogSumExp", "ReduceLogSum":
 		if x.rank < 0 {
+			_, hasAxes := attrInts(n, "axes")
+			hasAxes = hasAxes || len(n.Input) > 1 && n.Input[1] != ""
+			if !hasAxes && attrInt(n, "keepdims", 1) == 0 && attrInt(n, "noop_with_empty_axes", 0) == 0 {
+				return []info{{dtype: x.dtype, rank: 0}} // everything reduced
+			}
 			return []info{{dtype: x.dtype, rank: -1}}
 		}
 		axes, ok := c.reduceAxes(n, x.rank)
