@@ -276,24 +276,23 @@ func (r *ROUGE) Bootstrap(samples int, confidence float64, seed uint32) ([]ROUGE
 	out := make([]ROUGEInterval, len(r.opts.Types))
 	means := make([][3]float64, samples)
 	col := make([]float64, samples)
-	idx := make([]int, n)
 	delta := (1 - confidence) / 2
 	qs := [3]float64{100 * delta, 100 * 0.5, 100 * (1 - delta)}
+	vals := make([]float64, 3*n)
 	for t := range r.opts.Types {
+		// This type's scores, contiguous: the resampling loop is all reads.
+		for i, p := range r.stats.Pairs {
+			copy(vals[3*i:3*i+3], p[3*t:3*t+3])
+		}
 		for s := 0; s < samples; s++ {
-			for i := range idx {
-				idx[i] = rng.Intn(n)
+			var p, rc, f float64
+			for k := 0; k < n; k++ {
+				i := 3 * rng.Intn(n)
+				p += vals[i]
+				rc += vals[i+1]
+				f += vals[i+2]
 			}
-			var sum [3]float64
-			for _, i := range idx {
-				p := r.stats.Pairs[i][3*t : 3*t+3]
-				sum[0] += p[0]
-				sum[1] += p[1]
-				sum[2] += p[2]
-			}
-			for j := 0; j < 3; j++ {
-				means[s][j] = sum[j] / float64(n)
-			}
+			means[s] = [3]float64{p / float64(n), rc / float64(n), f / float64(n)}
 		}
 		var res [3][3]float64 // [bound][measure]
 		for j := 0; j < 3; j++ {
@@ -443,6 +442,25 @@ func (s *rougeScorer) intern(t string) int32 {
 
 // sentences is rougeLsum's get_sents without split_summaries: split on
 // "\n", drop empty strings, tokenize each.
+// sentencesOf is sentences, reusing the whole text's tokens (toks, when
+// computed) for a text without newlines: one sentence, or none when empty.
+func (s *rougeScorer) sentencesOf(dst [][]int32, text string, toks []int32) [][]int32 {
+	if !s.needToks || strings.IndexByte(text, '\n') >= 0 {
+		return s.sentences(dst, text)
+	}
+	dst = dst[:0]
+	if text != "" {
+		// Copy into dst's own buffer: aliasing toks would let a later
+		// sentences() call write over the token list.
+		var buf []int32
+		if cap(dst) > 0 {
+			buf = dst[:1][0][:0]
+		}
+		dst = append(dst, append(buf, toks...))
+	}
+	return dst
+}
+
 func (s *rougeScorer) sentences(dst [][]int32, text string) [][]int32 {
 	dst = dst[:0]
 	for {
@@ -495,8 +513,8 @@ func (s *rougeScorer) score(target, prediction string) []ROUGEScore {
 		case n == 0:
 			out[i] = s.scoreLCS(s.tgtToks, s.predToks)
 		default:
-			s.tgtSents = s.sentences(s.tgtSents, target)
-			s.predSents = s.sentences(s.predSents, prediction)
+			s.tgtSents = s.sentencesOf(s.tgtSents, target, s.tgtToks)
+			s.predSents = s.sentencesOf(s.predSents, prediction, s.predToks)
 			out[i] = s.summaryLCS(s.tgtSents, s.predSents)
 		}
 	}

@@ -146,3 +146,38 @@ func TestExactSumIsOrderFree(t *testing.T) {
 		t.Errorf("fsum %v / %v, want %v", a.value(), b.value(), want)
 	}
 }
+
+// Scores do not depend on the order of the types, nor on what the previous
+// pairs were (the scorer reuses its buffers), on texts with and without
+// newlines.
+func TestROUGETypeOrderAndBufferReuse(t *testing.T) {
+	var ref rougeRefFile
+	loadRefs(t, "rouge.json", &ref)
+	d := ref.Datasets["adversarial"]
+	orders := [][]string{
+		{"rouge1", "rouge2", "rougeL", "rougeLsum"},
+		{"rougeLsum", "rouge1", "rougeL", "rouge2"},
+		{"rougeLsum", "rougeL"},
+	}
+	want := map[string][]ROUGEScore{}
+	for _, types := range orders {
+		r, _ := NewROUGE(ROUGEOptions{Types: types, UseStemmer: true}, false)
+		for k, p := range d.Preds {
+			// Alternate with a multi-line pair so buffers are reused across shapes.
+			if _, err := r.Add("x\ny z", []string{"y z w\nx"}); err != nil {
+				t.Fatal(err)
+			}
+			got, err := r.Add(p, d.Targets[k])
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, typ := range types {
+				key := fmt.Sprint(typ, k)
+				if w, ok := want[key]; ok && w[0] != got[i] {
+					t.Errorf("pair %d %s with types %v: %+v, before %+v", k, typ, types, got[i], w[0])
+				}
+				want[key] = []ROUGEScore{got[i]}
+			}
+		}
+	}
+}
