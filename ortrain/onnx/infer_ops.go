@@ -406,11 +406,9 @@ func (inf *inferer) layerNorm(n *onnxpb.NodeProto, x TypeInfo) ([]TypeInfo, erro
 	}
 	op := n.GetOpType()
 	if op == "SkipLayerNormalization" || op == "SkipSimplifiedLayerNormalization" {
-		// Outputs: output, mean, inv_std_var, input_skip_bias_sum; stats over the last axis.
+		// Outputs: output, mean (unused by the simplified form),
+		// inv_std_var, input_skip_bias_sum; stats over the last axis.
 		stat := append(append([]Dim{}, x.Dims[:len(x.Dims)-1]...), D(1))
-		if op == "SkipSimplifiedLayerNormalization" {
-			return []TypeInfo{x, Tensor(stash, stat...), x}, nil
-		}
 		return []TypeInfo{x, Tensor(stash, stat...), Tensor(stash, stat...), x}, nil
 	}
 	ax, err := normAxis(AttrIntOr(n, "axis", -1), len(x.Dims))

@@ -19,6 +19,7 @@ type opCases struct {
 	Cases    []struct {
 		Name   string `json:"name"`
 		Op     string `json:"op"`
+		Domain string `json:"domain"`
 		Opset  int64  `json:"opset"`
 		NOut   int    `json:"n_out"`
 		Inputs []struct {
@@ -152,7 +153,7 @@ func TestInferOpCases(t *testing.T) {
 					t.Fatalf("attribute type %s", a.Type)
 				}
 			}
-			outs := b.OpN(cs.Op, ins, cs.NOut, attrs...)
+			outs := b.OpDomain(cs.Domain, cs.Op, ins, cs.NOut, attrs...)
 			types, err := InferShapes(b.Graph(), map[string]int64{"": cs.Opset})
 			if err != nil {
 				t.Fatal(err)
