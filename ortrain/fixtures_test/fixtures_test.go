@@ -67,7 +67,8 @@ type refs struct {
 		Outputs map[string]floatTensor `json:"outputs"`
 	} `json:"decoder_with_past"`
 	DynamoExport struct {
-		OK bool `json:"ok"`
+		OK       bool `json:"ok"`
+		FileKept bool `json:"file_kept"`
 	} `json:"dynamo_export"`
 	Files map[string]struct {
 		Bytes  int64  `json:"bytes"`
@@ -208,7 +209,7 @@ func TestFixturesMatchPyTorch(t *testing.T) {
 
 			// Forward graph(s) used for training: both exporters where present.
 			forwardGraphs := []string{r.Forward.Graph}
-			if r.DynamoExport.OK {
+			if r.DynamoExport.OK && r.DynamoExport.FileKept {
 				forwardGraphs = append(forwardGraphs, "model.dynamo.onnx")
 			}
 			for _, g := range forwardGraphs {
