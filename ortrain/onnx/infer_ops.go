@@ -73,6 +73,16 @@ func normAxis(axis int64, rank int) (int, error) {
 
 func same(t TypeInfo) []TypeInfo { return []TypeInfo{t} }
 
+// unknownDims is n dimensions about which nothing is known. (The zero Dim
+// is a static 0, not an unknown.)
+func unknownDims[N int | int64](n N) []Dim {
+	out := make([]Dim, n)
+	for i := range out {
+		out[i] = Unknown
+	}
+	return out
+}
+
 func withElem(t TypeInfo, e DType) TypeInfo {
 	t.Elem = e
 	return t
@@ -342,7 +352,7 @@ func (inf *inferer) reduce(n *onnxpb.NodeProto) ([]TypeInfo, error) {
 	r := len(x.Dims)
 	if !known {
 		if keep {
-			return same(Tensor(x.Elem, make([]Dim, r)...)), nil // each dim kept or 1: unknown
+			return same(Tensor(x.Elem, unknownDims(r)...)), nil // each dim kept or 1: unknown
 		}
 		return same(TypeInfo{Elem: x.Elem}), nil
 	}
@@ -547,7 +557,7 @@ func (inf *inferer) reshape(n *onnxpb.NodeProto) ([]TypeInfo, error) {
 	target, ok := inf.valsOf(n, 1)
 	if !ok {
 		if st.RankKnown && len(st.Dims) == 1 && st.Dims[0].Static() {
-			return same(Tensor(x.Elem, make([]Dim, st.Dims[0].Value)...)), nil
+			return same(Tensor(x.Elem, unknownDims(st.Dims[0].Value)...)), nil
 		}
 		return same(TypeInfo{Elem: x.Elem}), nil
 	}
@@ -659,7 +669,7 @@ func (inf *inferer) unsqueeze(n *onnxpb.NodeProto) ([]TypeInfo, error) {
 	}
 	if !known {
 		if st, ok := inf.in(n, 1); ok && st.RankKnown && len(st.Dims) == 1 && st.Dims[0].Static() {
-			return same(Tensor(x.Elem, make([]Dim, len(x.Dims)+int(st.Dims[0].Value))...)), nil
+			return same(Tensor(x.Elem, unknownDims(len(x.Dims)+int(st.Dims[0].Value))...)), nil
 		}
 		return same(TypeInfo{Elem: x.Elem}), nil
 	}
@@ -851,7 +861,7 @@ func (inf *inferer) slice(n *onnxpb.NodeProto) ([]TypeInfo, error) {
 			}
 			return same(Tensor(x.Elem, out...)), nil
 		}
-		return same(Tensor(x.Elem, make([]Dim, r)...)), nil
+		return same(Tensor(x.Elem, unknownDims(r)...)), nil
 	}
 	if len(starts) != len(ends) {
 		return nil, fmt.Errorf("starts has %d values, ends %d", len(starts), len(ends))
@@ -861,7 +871,7 @@ func (inf *inferer) slice(n *onnxpb.NodeProto) ([]TypeInfo, error) {
 		ax := int64(i)
 		if axes != nil {
 			if i >= len(axes) || !axes[i].ok {
-				return same(Tensor(x.Elem, make([]Dim, r)...)), nil
+				return same(Tensor(x.Elem, unknownDims(r)...)), nil
 			}
 			ax = axes[i].v
 		}
@@ -1029,7 +1039,7 @@ func (inf *inferer) expand(n *onnxpb.NodeProto) ([]TypeInfo, error) {
 		if st.RankKnown && len(st.Dims) == 1 && st.Dims[0].Static() {
 			k := int(st.Dims[0].Value)
 			r := max(k, len(x.Dims))
-			out := make([]Dim, r)
+			out := unknownDims(r)
 			off := r - len(x.Dims)
 			for i, d := range x.Dims {
 				if d.Value != 1 {
@@ -1213,7 +1223,7 @@ func (inf *inferer) constantOfShape(n *onnxpb.NodeProto) ([]TypeInfo, error) {
 	vals, ok := inf.valsOf(n, 0)
 	if !ok {
 		if st.RankKnown && len(st.Dims) == 1 && st.Dims[0].Static() {
-			return same(Tensor(elem, make([]Dim, st.Dims[0].Value)...)), nil
+			return same(Tensor(elem, unknownDims(st.Dims[0].Value)...)), nil
 		}
 		return same(TypeInfo{Elem: elem}), nil
 	}
@@ -1398,7 +1408,7 @@ func (inf *inferer) pad(n *onnxpb.NodeProto) ([]TypeInfo, error) {
 	}
 	out := append([]Dim{}, x.Dims...)
 	if !ok || len(pads) != 2*len(axes) {
-		return same(Tensor(x.Elem, make([]Dim, r)...)), nil
+		return same(Tensor(x.Elem, unknownDims(r)...)), nil
 	}
 	for i, ax := range axes {
 		add := pads[i] + pads[i+len(axes)]
