@@ -110,6 +110,9 @@ func runScore(c *cli.Context) error {
 		return err
 	}
 	perLine := c.Bool("sentence") || c.Bool("per-line")
+	if perLine && c.String("stats-out") != "" {
+		return usagef("--stats-out writes corpus statistics; drop --sentence/--per-line")
+	}
 	switch metric {
 	case metrics.MetricBLEU:
 		return scoreBLEU(c, hyps, refs, perLine)

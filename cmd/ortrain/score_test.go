@@ -406,6 +406,8 @@ func TestScoreBadInput(t *testing.T) {
 		{[]string{"--metric", "rouge", "--rouge-types", "rouge1,rougeW", "--hyp", hyp, "--ref", ref}, exitUsage, "invalid ROUGE type"},
 		{[]string{"--metric", "rouge", "--split-summaries", "--hyp", hyp, "--ref", ref}, exitUsage, "Punkt"},
 		{[]string{"--merge"}, exitUsage, "statistics files"},
+		{[]string{"--metric", "bleu", "--sentence", "--stats-out", stats, "--hyp", hyp, "--ref", ref}, exitUsage, "--stats-out"},
+		{[]string{"--metric", "rouge", "--hyp", hyp, "--ref", ref, "extra"}, exitUsage, "unexpected arguments"},
 		{[]string{"--merge", stats, chrfStats}, exitData, "statistics 2 are for chrf"},
 		{[]string{"--merge", stats, intlStats}, exitData, "only shards scored alike merge"},
 		{[]string{"--merge", hyp}, exitData, "not an ortrain statistics file"},
