@@ -3,6 +3,9 @@ package onnx
 import (
 	"strings"
 	"testing"
+
+	"github.com/ortrain/ortrain/ortrain/onnx/onnxpb"
+	"google.golang.org/protobuf/proto"
 )
 
 func wantType(t *testing.T, types map[string]TypeInfo, name string, want string) {
@@ -102,4 +105,50 @@ func TestInferErrors(t *testing.T) {
 	if _, err := InferShapes(b.Graph(), nil); err == nil || !strings.Contains(err.Error(), "nowhere") {
 		t.Errorf("undefined input: %v", err)
 	}
+}
+
+func TestInferIfAndLoop(t *testing.T) {
+	b := NewGraphBuilder(nil)
+	x := b.AddInput("x", Float32, Sym("N"), D(4))
+	cond := b.AddInput("cond", Bool)
+
+	branch := func(op string, shape []int64) *onnxpb.GraphProto {
+		gb := NewGraphBuilder(&onnxpb.GraphProto{Name: proto.String(op)})
+		gb.Prefix = op + "/"
+		out := gb.Op(op, []string{x})
+		if shape != nil {
+			out = gb.Op("Reshape", []string{out, gb.ConstInt64Vec(shape...)})
+		}
+		gb.Graph().Output = append(gb.Graph().Output, &onnxpb.ValueInfoProto{Name: proto.String(out)})
+		return gb.Graph()
+	}
+	same := b.Op("If", []string{cond}, AttrGraph("then_branch", branch("Relu", nil)), AttrGraph("else_branch", branch("Neg", nil)))
+	mixed := b.Op("If", []string{cond}, AttrGraph("then_branch", branch("Abs", nil)), AttrGraph("else_branch", branch("Sigmoid", []int64{-1})))
+
+	body := &onnxpb.GraphProto{Name: proto.String("body")}
+	lb := NewGraphBuilder(body)
+	lb.Prefix = "body/"
+	for _, n := range []string{"iter", "cond_in", "acc"} {
+		body.Input = append(body.Input, &onnxpb.ValueInfoProto{Name: proto.String("body/" + n)})
+	}
+	next := lb.Op("Add", []string{"body/acc", x})
+	scan := lb.Op("ReduceSum", []string{next, lb.ConstInt64Vec(1)}, AttrInt("keepdims", 0))
+	body.Output = []*onnxpb.ValueInfoProto{
+		{Name: proto.String("body/cond_in")}, {Name: proto.String(next)}, {Name: proto.String(scan)},
+	}
+	outs := b.OpN("Loop", []string{b.ConstInt64(3), "", x}, 2, AttrGraph("body", body))
+
+	types, err := InferShapes(b.Graph(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantType(t, types, same, "FLOAT[N,4]")
+	if got := types[mixed]; got.Rank() != -1 || got.Elem != Float32 {
+		t.Errorf("If with branches of ranks 2 and 1: %v", got)
+	}
+	wantType(t, types, outs[0], "FLOAT[N,4]")
+	if got := types[outs[1]]; got.Rank() != 2 || got.Dims[1].Param != "N" || got.Dims[0].Static() {
+		t.Errorf("scan output %v, want [trip count, N]", got)
+	}
+	wantType(t, types, next, "FLOAT[N,4]")
 }
