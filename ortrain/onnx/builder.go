@@ -229,11 +229,11 @@ func (b *GraphBuilder) AddInitializer(t *onnxpb.TensorProto) string {
 
 // Const adds a constant tensor (as an initializer or a Constant node, per
 // Consts) under a fresh name and returns the name. Identical constants
-// made by the same builder share one value.
+// (up to 4 KiB) made by the same builder share one value.
 func (b *GraphBuilder) Const(t *onnxpb.TensorProto) string {
 	raw, err := RawBytes(t)
 	key := ""
-	if err == nil {
+	if err == nil && len(raw) <= 4096 { // share small constants only: the key holds the bytes
 		key = fmt.Sprintf("%d|%v|%x", t.GetDataType(), t.GetDims(), raw)
 		if name, ok := b.consts[key]; ok {
 			return name
