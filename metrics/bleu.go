@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 )
 
@@ -365,6 +366,20 @@ type bleuSegmenter struct {
 	curS     map[string]int32
 	keyBuf   []byte
 	tokenErr error
+	// packed path: per-segment ids of the tokens' global ids, stamped by
+	// segment number so nothing needs clearing.
+	segNo     uint32
+	stamp     []uint32
+	local     []uint16
+	nLocal    int
+	loc       []uint64
+	keys      []uint64
+	refKeys   [4][]uint64
+	refCounts [4][]int32
+	tmpKeys   []uint64
+	tmpCounts []int32
+	runKeys   []uint64
+	runCounts []int32
 }
 
 func newBLEUSegmenter(o BLEUOptions) *bleuSegmenter {
@@ -408,6 +423,17 @@ func (s *bleuSegmenter) segment(hyp string, refs []string) (BLEUStats, error) {
 	if len(refs) == 0 {
 		return st, errors.New("no reference for this segment")
 	}
+	if s.opts.MaxNgramOrder <= 4 && s.segmentPacked(hyp, refs, &st) {
+		return st, nil
+	}
+	return s.segmentMaps(hyp, refs), nil
+}
+
+// segmentMaps counts n-grams in maps: the general path, for orders above 4
+// and segments too large for segmentPacked.
+func (s *bleuSegmenter) segmentMaps(hyp string, refs []string) BLEUStats {
+	order := s.opts.MaxNgramOrder
+	st := newBLEUStats(order)
 	small := s.ref4 != nil
 	if small {
 		clear(s.ref4)
@@ -468,7 +494,7 @@ func (s *bleuSegmenter) segment(hyp string, refs []string) (BLEUStats, error) {
 			}
 		}
 	}
-	return st, nil
+	return st
 }
 
 func count4(m map[[4]int32]int32, ids []int32, order int) {
@@ -513,4 +539,146 @@ func closestRefLen(hypLen int, refLens []int) int {
 		}
 	}
 	return closestLen
+}
+
+// segmentPacked computes the statistics with n-grams packed into uint64 (4
+// ids of 16 bits, ids local to the segment) and counted by sorting, for
+// orders up to 4. It returns false, with nothing written, when the segment
+// has more than 65535 distinct tokens.
+func (s *bleuSegmenter) segmentPacked(hyp string, refs []string, st *BLEUStats) bool {
+	order := s.opts.MaxNgramOrder
+	s.segNo++
+	if s.segNo == 0 { // wrapped: forget every stamp
+		clear(s.stamp)
+		s.segNo = 1
+	}
+	s.nLocal = 0
+	s.refLens = s.refLens[:0]
+	for k, r := range refs {
+		ids := s.tokenIDs(r)
+		s.refLens = append(s.refLens, len(ids))
+		if !s.localIDs(ids) {
+			return false
+		}
+		for n := 1; n <= order; n++ {
+			s.sortedKeys(n)
+			s.runKeys, s.runCounts = runsOf(s.keys, s.runKeys[:0], s.runCounts[:0])
+			if k == 0 {
+				s.refKeys[n-1] = append(s.refKeys[n-1][:0], s.runKeys...)
+				s.refCounts[n-1] = append(s.refCounts[n-1][:0], s.runCounts...)
+				continue
+			}
+			s.tmpKeys, s.tmpCounts = mergeMaxRuns(s.refKeys[n-1], s.refCounts[n-1], s.runKeys, s.runCounts, s.tmpKeys[:0], s.tmpCounts[:0])
+			s.refKeys[n-1], s.tmpKeys = s.tmpKeys, s.refKeys[n-1]
+			s.refCounts[n-1], s.tmpCounts = s.tmpCounts, s.refCounts[n-1]
+		}
+	}
+	ids := s.tokenIDs(hyp)
+	if !s.localIDs(ids) {
+		return false
+	}
+	for n := 1; n <= order; n++ {
+		s.sortedKeys(n)
+		st.Total[n-1] = int64(len(s.keys))
+		st.Correct[n-1] = clippedMatches(s.keys, s.refKeys[n-1], s.refCounts[n-1])
+	}
+	if !s.opts.Force && strings.HasSuffix(hyp, " .") {
+		st.TokenizedPeriods = 1
+	}
+	st.Segments = 1
+	st.MinRefs, st.MaxRefs = len(refs), len(refs)
+	st.SysLen = int64(len(ids))
+	st.RefLen = int64(closestRefLen(len(ids), s.refLens))
+	return true
+}
+
+// localIDs maps global token ids to this segment's ids, in s.loc.
+func (s *bleuSegmenter) localIDs(ids []int32) bool {
+	if n := len(s.ids); n > len(s.stamp) {
+		s.stamp = append(s.stamp, make([]uint32, n-len(s.stamp)+n/2)...)
+		s.local = append(s.local, make([]uint16, len(s.stamp)-len(s.local))...)
+	}
+	s.loc = s.loc[:0]
+	for _, g := range ids {
+		if s.stamp[g] != s.segNo {
+			if s.nLocal == 1<<16 {
+				return false
+			}
+			s.stamp[g] = s.segNo
+			s.local[g] = uint16(s.nLocal)
+			s.nLocal++
+		}
+		s.loc = append(s.loc, uint64(s.local[g]))
+	}
+	return true
+}
+
+// sortedKeys puts the sorted packed n-grams of order n of s.loc in s.keys.
+func (s *bleuSegmenter) sortedKeys(n int) {
+	s.keys = s.keys[:0]
+	for i := 0; i+n <= len(s.loc); i++ {
+		var v uint64
+		for _, id := range s.loc[i : i+n] {
+			v = v<<16 | id
+		}
+		s.keys = append(s.keys, v)
+	}
+	slices.Sort(s.keys)
+}
+
+// runsOf turns sorted keys into distinct keys and their counts.
+func runsOf(sorted []uint64, keys []uint64, counts []int32) ([]uint64, []int32) {
+	for i := 0; i < len(sorted); {
+		j := i + 1
+		for j < len(sorted) && sorted[j] == sorted[i] {
+			j++
+		}
+		keys = append(keys, sorted[i])
+		counts = append(counts, int32(j-i))
+		i = j
+	}
+	return keys, counts
+}
+
+// mergeMaxRuns is the union of two run lists with the larger count of each
+// key: the reference counts of several references, as sacrebleu merges them.
+func mergeMaxRuns(ak []uint64, ac []int32, bk []uint64, bc []int32, keys []uint64, counts []int32) ([]uint64, []int32) {
+	i, j := 0, 0
+	for i < len(ak) || j < len(bk) {
+		switch {
+		case j == len(bk) || (i < len(ak) && ak[i] < bk[j]):
+			keys, counts = append(keys, ak[i]), append(counts, ac[i])
+			i++
+		case i == len(ak) || bk[j] < ak[i]:
+			keys, counts = append(keys, bk[j]), append(counts, bc[j])
+			j++
+		default:
+			keys, counts = append(keys, ak[i]), append(counts, max(ac[i], bc[j]))
+			i++
+			j++
+		}
+	}
+	return keys, counts
+}
+
+// clippedMatches sums, over the distinct hypothesis n-grams, the smaller of
+// the hypothesis count and the reference count.
+func clippedMatches(hyp []uint64, rk []uint64, rc []int32) int64 {
+	var m int64
+	j := 0
+	for i := 0; i < len(hyp); {
+		k := hyp[i]
+		c := 1
+		for i+c < len(hyp) && hyp[i+c] == k {
+			c++
+		}
+		i += c
+		for j < len(rk) && rk[j] < k {
+			j++
+		}
+		if j < len(rk) && rk[j] == k {
+			m += int64(min(int32(c), rc[j]))
+		}
+	}
+	return m
 }

@@ -3,6 +3,7 @@ package metrics
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 )
 
@@ -185,4 +186,44 @@ func TestBLEUBadInput(t *testing.T) {
 	if s := b.Score(); s.Score != 0 || s.BP != 1 {
 		t.Errorf("empty corpus: %+v", s)
 	}
+}
+
+// The packed path (sorted uint64 n-grams) and the map path agree segment by
+// segment; a segment with more than 65535 distinct tokens falls back.
+func TestBLEUPackedPathEqualsMapPath(t *testing.T) {
+	var ref bleuRefFile
+	loadRefs(t, "bleu.json", &ref)
+	n := 0
+	for _, opts := range []BLEUOptions{{}, {Tokenize: TokenizeChar, MaxNgramOrder: 3}, {Tokenize: TokenizeIntl, Lowercase: true, MaxNgramOrder: 1}} {
+		o, _ := opts.normalized()
+		seg := newBLEUSegmenter(o)
+		for name, d := range ref.Datasets {
+			for k, h := range d.Hyps {
+				p := newBLEUStats(o.MaxNgramOrder)
+				ok := seg.segmentPacked(h, d.Refs[k], &p)
+				m := seg.segmentMaps(h, d.Refs[k])
+				if !ok || fmt.Sprint(p) != fmt.Sprint(m) {
+					t.Fatalf("%s #%d %+v: packed %+v (ok=%v), maps %+v", name, k, o, p, ok, m)
+				}
+				n++
+			}
+		}
+	}
+	words := make([]string, 70000)
+	for i := range words {
+		words[i] = fmt.Sprintf("w%d", i)
+	}
+	long := strings.Join(words, " ")
+	short := strings.Join(words[:1000], " ")
+	b, _ := NewBLEU(BLEUOptions{})
+	p := newBLEUStats(4)
+	if b.seg.segmentPacked(long, []string{short}, &p) {
+		t.Error("70000 distinct tokens packed into 16-bit ids")
+	}
+	got, err := b.SentenceScore(long, []string{short})
+	want := b.opts.score(b.seg.segmentMaps(long, []string{short}))
+	if err != nil || fmt.Sprint(got) != fmt.Sprint(want) || got.Counts[0] != 1000 {
+		t.Errorf("fallback: %+v %v, want %+v", got, err, want)
+	}
+	t.Logf("%d segments compared", n)
 }
