@@ -144,6 +144,22 @@ func (inf *inferer) node(n *onnxpb.NodeProto) ([]TypeInfo, error) {
 	case "Not":
 		inf.foldNot(n)
 		return same(withElem(x, Bool)), nil
+	case "RandomUniformLike", "RandomNormalLike", "Bernoulli", "EyeLike":
+		if dt := AttrIntOr(n, "dtype", 0); dt != 0 {
+			return same(withElem(x, DType(dt))), nil
+		}
+		return same(x), nil
+	case "QuantizeLinear":
+		elem := Uint8
+		if zp, ok := inf.in(n, 2); ok {
+			elem = zp.Elem
+		} else if dt := AttrIntOr(n, "output_dtype", 0); dt != 0 {
+			elem = DType(dt)
+		}
+		return same(withElem(x, elem)), nil
+	case "DequantizeLinear":
+		scale, _ := inf.in(n, 1)
+		return same(withElem(x, scale.Elem)), nil
 	case "IsNaN", "IsInf":
 		return same(withElem(x, Bool)), nil
 	case "Cast":

@@ -61,6 +61,12 @@ func constTensor(elem DType, dims []int64, vals []float64) (*onnxpb.TensorProto,
 			}
 		}
 		return NewTensor("", dims, n)
+	case Int8:
+		n := make([]int8, len(vals))
+		for i, v := range vals {
+			n[i] = int8(v)
+		}
+		return NewTensor("", dims, n)
 	case Bool:
 		b := make([]bool, len(vals))
 		for i, v := range vals {
