@@ -279,6 +279,7 @@ func (r *ROUGE) Bootstrap(samples int, confidence float64, seed uint32) ([]ROUGE
 	delta := (1 - confidence) / 2
 	qs := [3]float64{100 * delta, 100 * 0.5, 100 * (1 - delta)}
 	vals := make([]float64, 3*n)
+	bound := nprand.NewBound(n)
 	for t := range r.opts.Types {
 		// This type's scores, contiguous: the resampling loop is all reads.
 		for i, p := range r.stats.Pairs {
@@ -287,7 +288,7 @@ func (r *ROUGE) Bootstrap(samples int, confidence float64, seed uint32) ([]ROUGE
 		for s := 0; s < samples; s++ {
 			var p, rc, f float64
 			for k := 0; k < n; k++ {
-				i := 3 * rng.Intn(n)
+				i := 3 * rng.Draw(bound)
 				p += vals[i]
 				rc += vals[i+1]
 				f += vals[i+2]

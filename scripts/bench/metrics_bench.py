@@ -95,6 +95,7 @@ def main():
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--data", default=os.path.join(ROOT, "..", "shared", "data"))
     ap.add_argument("--only", default="bleu,chrf,rouge,rouge-bootstrap")
+    ap.add_argument("--one-core", action="store_true", help="also time ortrain with --workers 1")
     args = ap.parse_args()
     py = sys.executable
     with tempfile.TemporaryDirectory() as tmp:
@@ -117,6 +118,8 @@ def main():
         for name in args.only.split(","):
             ours, peer, peer_name = rows[name]
             t_o, _, out_o = timed(ours, args.repeats)
+            if args.one_core:
+                t_1, _, _ = timed(ours + ["--workers", "1"], args.repeats)
             t_p, _, out_p = timed(peer, args.repeats)
             res = json.loads(out_o)
             if name.startswith("rouge"):
@@ -131,6 +134,8 @@ def main():
                 shown = f"{ours_v:.10f} / {peer_v:.10f}"
             print(f"{name:16} {t_o:10.2f} {t_p:10.2f} {t_p / t_o:7.1f}  {peer_name}, {shown} {'equal' if agree else 'DIFFER'}",
                   flush=True)
+            if args.one_core:
+                print(f"{name + ' (1 core)':16} {t_1:10.2f} {t_p:10.2f} {t_p / t_1:7.1f}", flush=True)
 
 
 if __name__ == "__main__":

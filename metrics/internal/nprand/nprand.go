@@ -64,22 +64,33 @@ func (g *MT19937) Uint32() uint32 {
 // RandomState.choice(k)) does for k <= 2**32: the smallest all-ones mask
 // covering k-1, redrawing while the masked value exceeds k-1. k must be
 // at least 1; k == 1 draws nothing, as in NumPy.
-func (g *MT19937) Intn(k int) int {
+func (g *MT19937) Intn(k int) int { return g.Draw(NewBound(k)) }
+
+// Bound is [0, k) with its rejection mask precomputed, for many draws.
+type Bound struct{ rng, mask uint32 }
+
+// NewBound prepares draws from [0, k); k must be in [1, 2**32].
+func NewBound(k int) Bound {
 	rng := uint32(k - 1)
-	if rng == 0 {
-		return 0
-	}
-	if rng == 0xffffffff {
-		return int(g.Uint32())
-	}
 	mask := rng
 	mask |= mask >> 1
 	mask |= mask >> 2
 	mask |= mask >> 4
 	mask |= mask >> 8
 	mask |= mask >> 16
+	return Bound{rng: rng, mask: mask}
+}
+
+// Draw is Intn(k) for the k of b.
+func (g *MT19937) Draw(b Bound) int {
+	switch b.rng {
+	case 0:
+		return 0
+	case 0xffffffff:
+		return int(g.Uint32())
+	}
 	for {
-		if v := g.Uint32() & mask; v <= rng {
+		if v := g.Uint32() & b.mask; v <= b.rng {
 			return int(v)
 		}
 	}
