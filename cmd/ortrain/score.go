@@ -27,7 +27,7 @@ per type, as rouge-score's score_multi.
 
 Defaults follow the peers: BLEU tokenizer 13a, smoothing exp, no effective
 order for corpus BLEU; --sentence scores each line and turns effective order
-on, as sacrebleu's sentence_bleu, unless --effective-order is given.
+on, as sacrebleu's sentence_bleu, unless --effective-order=false is given.
 --bootstrap N draws rouge-score's BootstrapAggregator intervals with NumPy's
 legacy generator seeded by --seed (numpy.random.seed), so low/mid/high equal
 rouge-score's. --split-summaries is refused: it needs NLTK's Punkt model.
@@ -64,9 +64,9 @@ func newScoreCommand() *cli.Command {
 			// BLEU
 			&cli.StringFlag{Name: "tokenize", Value: metrics.Tokenize13a, Usage: "BLEU tokenizer: none, 13a, intl, char, zh"},
 			&cli.StringFlag{Name: "smooth-method", Value: metrics.SmoothExp, Usage: "BLEU smoothing: none, floor, add-k, exp"},
-			&cli.Float64Flag{Name: "smooth-value", Usage: "value for floor (default 0.1) and add-k (default 1)"},
+			&cli.Float64Flag{Name: "smooth-value", Usage: "BLEU smoothing value for floor and add-k", DefaultText: "0.1 for floor, 1 for add-k"},
 			&cli.BoolFlag{Name: "lowercase", Usage: "lowercase before scoring (BLEU, chrF)"},
-			&cli.BoolFlag{Name: "effective-order", Usage: "BLEU: average only the n-gram orders that have n-grams (default on with --sentence)"},
+			&cli.BoolFlag{Name: "effective-order", Usage: "BLEU: average only the n-gram orders that have n-grams (--effective-order=false turns off --sentence's default)", DefaultText: "off; on with --sentence"},
 			&cli.IntFlag{Name: "max-ngram-order", Value: 4, Usage: "BLEU maximum n-gram order"},
 			&cli.BoolFlag{Name: "force", Usage: "BLEU: do not warn about hypotheses that look tokenized"},
 			// chrF
