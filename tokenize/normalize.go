@@ -106,7 +106,7 @@ func bertNorm(cleanText, chinese, stripAcc, lower bool) normFunc {
 		var b strings.Builder
 		for _, r := range s {
 			if cleanText {
-				if r == 0 || r == 0xFFFD || (unicode.IsControl(r) && r != '\t' && r != '\n' && r != '\r') {
+				if r == 0 || r == 0xFFFD || (unicode.In(r, unicode.C) && r != '\t' && r != '\n' && r != '\r') {
 					continue
 				}
 				if r == '\t' || r == '\n' || r == '\r' || unicode.IsSpace(r) {

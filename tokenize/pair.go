@@ -1,6 +1,8 @@
 package tokenize
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,6 +21,8 @@ type Pair struct {
 	// Family names the tokenizer class reproduced: "t5", "marian" or
 	// "tokenizer.json" (the file's own pipeline).
 	Family string
+
+	fingerprint string
 }
 
 // Load loads the tokenizer of a model from a folder (or a tokenizer.json
@@ -41,11 +45,13 @@ func Load(path string) (*Pair, error) {
 	if !st.IsDir() {
 		dir, file = filepath.Dir(path), path
 	} else if exists(filepath.Join(dir, "source.spm")) {
-		t, err := loadMarian(dir)
+		p, err := loadMarian(dir)
 		if err != nil {
 			return nil, err
 		}
-		return t, nil
+		p.fingerprint, err = fingerprint(p.Family, filepath.Join(dir, "source.spm"), filepath.Join(dir, "target.spm"),
+			filepath.Join(dir, "vocab.json"), filepath.Join(dir, "tokenizer_config.json"))
+		return p, err
 	} else if !exists(file) {
 		return nil, fmt.Errorf("tokenizer: %s has neither tokenizer.json nor a Marian source.spm/target.spm/vocab.json; point --tokenizer at a model folder or a tokenizer.json", dir)
 	}
@@ -61,7 +67,11 @@ func Load(path string) (*Pair, error) {
 	if err := applyConfig(dir, t); err != nil {
 		return nil, err
 	}
-	return &Pair{Source: t, Target: t, Family: family}, nil
+	fp, err := fingerprint(family, file, filepath.Join(dir, "tokenizer_config.json"), filepath.Join(dir, "config.json"))
+	if err != nil {
+		return nil, err
+	}
+	return &Pair{Source: t, Target: t, Family: family, fingerprint: fp}, nil
 }
 
 func exists(p string) bool {
@@ -171,4 +181,25 @@ func tokenName(raw json.RawMessage) string {
 		return obj.Content
 	}
 	return ""
+}
+
+// Fingerprint identifies the tokenizer's behaviour for caches: a SHA-256
+// over the family and the bytes of every file it was built from.
+func (p *Pair) Fingerprint() string { return p.fingerprint }
+
+func fingerprint(family string, files ...string) (string, error) {
+	h := sha256.New()
+	h.Write([]byte(family))
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintf(h, "\x00%s\x00%d\x00", filepath.Base(f), len(data))
+		h.Write(data)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }

@@ -3,7 +3,8 @@
 
 Encodes every sentence of every corpus in ../shared/data with the model's own
 HF tokenizer (T5TokenizerFast for FLAN-T5, BartTokenizerFast for BART,
-MarianTokenizer (sentencepiece) for OPUS-MT en-mg, source and target side)
+MarianTokenizer (sentencepiece) for OPUS-MT en-mg, source and target side;
+plus FLAN-T5's tokenizer.json read by the tokenizers library itself)
 and writes, per tokenizer and corpus, a digest of the ids of every sentence and of
 the text that tokenizer.decode(ids, skip_special_tokens=True) returns (full ids
 for every SAMPLE_EVERY-th sentence): the full ids of all corpora would be 12 MB
@@ -69,8 +70,23 @@ def load_tokenizers(shared):
     t5 = T5TokenizerFast.from_pretrained(os.path.join(tk, "flan-t5-small"))
     bart = BartTokenizerFast.from_pretrained(os.path.join(tk, "distilbart-cnn-6-6"))
     marian = MarianTokenizer.from_pretrained(os.path.join(tk, "opus-mt-en-mg"))
+    # The file as the tokenizers library reads it (Replace regex normalizer,
+    # legacy Metaspace): transformers 5's T5Tokenizer rebuilds that pipeline.
+    raw_t5 = tokenizers.Tokenizer.from_file(os.path.join(tk, "flan-t5-small", "tokenizer.json"))
+
+    def raw_encode(x, truncation=False, max_length=None):
+        if truncation:
+            raw_t5.enable_truncation(max_length)
+        else:
+            raw_t5.no_truncation()
+        return raw_t5.encode(x).ids
+
+    class RawDecode:
+        decode = staticmethod(lambda ids, skip_special_tokens: raw_t5.decode(ids, skip_special_tokens=skip_special_tokens))
+
     return {
         "flan-t5-small": (lambda x, **kw: t5(x, **kw)["input_ids"], t5),
+        "flan-t5-small.tokenizer-json": (raw_encode, RawDecode),
         "distilbart-cnn-6-6": (lambda x, **kw: bart(x, **kw)["input_ids"], bart),
         "opus-mt-en-mg.source": (lambda x, **kw: marian(x, **kw)["input_ids"], marian),
         "opus-mt-en-mg.target": (lambda x, **kw: marian(text_target=x, **kw)["input_ids"], marian),
@@ -110,6 +126,77 @@ def gzip_json(doc):
 
 def encode_all(fn, texts, **kw):
     return [list(map(int, fn(x, **kw))) for x in texts]
+
+
+def collate_refs(shared, corpora):
+    """DataCollatorForSeq2Seq batches (labels padded with -100, decoder
+    inputs by shift_tokens_right) for the first tatoeba training pairs."""
+    from transformers import DataCollatorForSeq2Seq
+    from transformers.models.bart.modeling_bart import shift_tokens_right
+    import torch
+    src = dict(corpora)["tatoeba-en-ro.train.en"][:5]
+    tgt = dict(corpora)["tatoeba-en-ro.train.ro"][:5]
+    tk = os.path.join(shared, "tokenizers")
+    out = {}
+    for name, tok, prefix, start in [
+        ("flan-t5-small", T5TokenizerFast.from_pretrained(os.path.join(tk, "flan-t5-small")), "translate English to Romanian: ", 0),
+        ("opus-mt-en-mg", MarianTokenizer.from_pretrained(os.path.join(tk, "opus-mt-en-mg")), "", 54687),
+    ]:
+        feats = []
+        for s_, t_ in zip(src, tgt):
+            enc = tok(prefix + s_, max_length=12, truncation=True)
+            enc["labels"] = tok(text_target=t_, max_length=6, truncation=True)["input_ids"]
+            feats.append(dict(enc))
+        batch = DataCollatorForSeq2Seq(tok, label_pad_token_id=-100, return_tensors="pt")(feats)
+        dec = shift_tokens_right(batch["labels"], tok.pad_token_id, start)
+        out[name] = {"prefix": prefix, "max_source_length": 12, "max_target_length": 6, "decoder_start_token_id": start,
+                     "sources": src, "targets": tgt,
+                     "input_ids": batch["input_ids"].tolist(), "attention_mask": batch["attention_mask"].tolist(),
+                     "labels": batch["labels"].tolist(), "decoder_input_ids": dec.tolist()}
+    return out
+
+
+VARIANT_TEXTS = ["Hello world", " leading space", "two  spaces", "Hello </s> world", "</s>after", "", "▁x y"]
+
+
+def metaspace_variants(shared):
+    """FLAN-T5's tokenizer.json with a modern Metaspace (prepend_scheme
+    always / first / never) as pre-tokenizer and decoder; tokenize/
+    builds the same variants in memory."""
+    with open(os.path.join(shared, "tokenizers", "flan-t5-small", "tokenizer.json"), encoding="utf-8") as f:
+        base = json.load(f)
+    out = {}
+    for scheme in ("always", "first", "never"):
+        d = json.loads(json.dumps(base))
+        ms = {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": scheme, "split": True}
+        d["pre_tokenizer"] = ms
+        d["decoder"] = ms
+        tok = tokenizers.Tokenizer.from_str(json.dumps(d))
+        ids = [tok.encode(x).ids for x in VARIANT_TEXTS]
+        out[scheme] = {"texts": VARIANT_TEXTS, "ids": ids,
+                       "decoded": [tok.decode(i, skip_special_tokens=True) for i in ids],
+                       "decoded_with_special": [tok.decode(i, skip_special_tokens=False) for i in ids]}
+    return out
+
+
+def wordpiece_refs(shared, corpora, out_dir):
+    """A small WordPiece tokenizer (BERT normalizer and pre-tokenizer) trained
+    here on Tatoeba English, saved to testdata/tokenizers/wordpiece-tatoeba.json,
+    and its encodings of the English corpora."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]", max_input_chars_per_word=30))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece(prefix="##")
+    trainer = trainers.WordPieceTrainer(vocab_size=1500, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]"], show_progress=False)
+    tok.train_from_iterator(dict(corpora)["tatoeba-en-ro.train.en"], trainer=trainer)
+    tok.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
+    path = os.path.join(out_dir, "wordpiece-tatoeba.json")
+    tok.save(path)
+    texts = dict(corpora)["tatoeba-en-ro.test.en"][:300] + dict(corpora)["flores200.eng"][:100] + EDGE_CASES
+    ids = [tok.encode(x).ids for x in texts]
+    return {"file": "wordpiece-tatoeba.json", "texts": texts, "ids": ids,
+            "decoded": [tok.decode(i, skip_special_tokens=True) for i in ids]}
 
 
 def main():
@@ -153,6 +240,9 @@ def main():
                             "ids": encode_all(fn, trunc_texts, truncation=True, max_length=8)}
         cases["tokenizers"][name] = ec
     cases["corpora"] = summary
+    cases["collate"] = collate_refs(args.shared, corpora)
+    cases["metaspace_variants"] = metaspace_variants(args.shared)
+    cases["wordpiece"] = wordpiece_refs(args.shared, corpora, args.out)
     with open(os.path.join(args.out, "cases.json"), "w", encoding="utf-8") as f:
         json.dump(cases, f, sort_keys=True, ensure_ascii=False, indent=1)
         f.write("\n")

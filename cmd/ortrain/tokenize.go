@@ -1,0 +1,157 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/ortrain/ortrain/tokenize"
+)
+
+func newTokenizeCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "tokenize",
+		Usage:     "encode text lines to token ids (or decode ids to text) with a model's tokenizer, to debug data",
+		ArgsUsage: "[FILE]  (default: standard input)",
+		Description: `Encoding reads one text per line and writes its ids separated by spaces, or with
+--json one JSON object per line: {"ids": [...], "tokens": [...]}.
+Decoding (--decode) reads one sequence of ids per line, as a JSON array, a JSON
+object with "ids" (the --json output), or ids separated by spaces, and writes
+the text (with --json: {"text": ...}).
+--tokenizer takes a model folder (tokenizer.json, or Marian source.spm/target.spm/vocab.json)
+or a tokenizer.json file; ids are those of the model's Hugging Face tokenizer.`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "tokenizer", Usage: "model folder or tokenizer.json (required)"},
+			&cli.BoolFlag{Name: "decode", Usage: "decode ids to text"},
+			&cli.BoolFlag{Name: "json", Usage: "JSON lines in and out"},
+			&cli.BoolFlag{Name: "target", Usage: "use the target-side tokenizer (labels; differs for Marian)"},
+			&cli.BoolFlag{Name: "no-special", Usage: "encode without the special tokens the model adds"},
+			&cli.IntFlag{Name: "max-length", Usage: "truncate to this many ids, special tokens included (0: no limit)"},
+			&cli.BoolFlag{Name: "skip-special", Usage: "drop special tokens when decoding"},
+		},
+		Action: runTokenize,
+	}
+}
+
+func runTokenize(c *cli.Context) error {
+	if c.NArg() > 1 {
+		return usagef("tokenize takes at most one input file, got %d arguments", c.NArg())
+	}
+	if c.String("tokenizer") == "" {
+		return usagef("tokenize needs --tokenizer: a model folder or a tokenizer.json")
+	}
+	if c.Int("max-length") < 0 {
+		return usagef("--max-length %d: must be 0 or positive", c.Int("max-length"))
+	}
+	pair, err := tokenize.Load(c.String("tokenizer"))
+	if err != nil {
+		return dataError{err}
+	}
+	tok := pair.Source
+	if c.Bool("target") {
+		tok = pair.Target
+	}
+	in, name := c.App.Reader, "<stdin>"
+	if c.NArg() == 1 {
+		f, err := os.Open(c.Args().First())
+		if err != nil {
+			return dataError{err}
+		}
+		defer f.Close()
+		in, name = f, c.Args().First()
+	}
+	w := bufio.NewWriter(c.App.Writer)
+	defer w.Flush()
+	sc := bufio.NewScanner(in)
+	sc.Buffer(make([]byte, 0, 1<<16), 1<<30)
+	opt := tokenize.EncodeOptions{NoSpecialTokens: c.Bool("no-special"), MaxLength: c.Int("max-length")}
+	for line := 1; sc.Scan(); line++ {
+		if err := c.Context.Err(); err != nil {
+			return err
+		}
+		text := strings.TrimSuffix(sc.Text(), "\r")
+		if c.Bool("decode") {
+			ids, err := parseIDs(text)
+			if err != nil {
+				return dataError{fmt.Errorf("%s:%d: %v", name, line, err)}
+			}
+			out := tok.Decode(ids, c.Bool("skip-special"))
+			if c.Bool("json") {
+				writeJSON(w, map[string]string{"text": out})
+			} else {
+				fmt.Fprintln(w, out)
+			}
+			continue
+		}
+		if !utf8.ValidString(text) {
+			return dataError{fmt.Errorf("%s:%d: not valid UTF-8; convert the input to UTF-8", name, line)}
+		}
+		ids, err := tok.EncodeWith(text, opt)
+		if err != nil {
+			return dataError{fmt.Errorf("%s:%d: %w", name, line, err)}
+		}
+		if c.Bool("json") {
+			writeJSON(w, map[string]any{"ids": ids, "tokens": tok.Tokens(ids)})
+			continue
+		}
+		for i, id := range ids {
+			if i > 0 {
+				w.WriteByte(' ')
+			}
+			w.WriteString(strconv.Itoa(id))
+		}
+		w.WriteByte('\n')
+	}
+	if err := sc.Err(); err != nil {
+		return dataError{fmt.Errorf("%s: %w", name, err)}
+	}
+	return w.Flush()
+}
+
+func writeJSON(w io.Writer, v any) {
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	enc.Encode(v)
+}
+
+// parseIDs reads "[1, 2]", {"ids": [1, 2]} or "1 2".
+func parseIDs(s string) ([]int, error) {
+	s = strings.TrimSpace(s)
+	var ids []int
+	switch {
+	case s == "":
+		return nil, nil
+	case strings.HasPrefix(s, "["):
+		if err := json.Unmarshal([]byte(s), &ids); err != nil {
+			return nil, fmt.Errorf("not a JSON array of ids: %v", err)
+		}
+	case strings.HasPrefix(s, "{"):
+		var obj struct {
+			IDs *[]int `json:"ids"`
+		}
+		if err := json.Unmarshal([]byte(s), &obj); err != nil {
+			return nil, fmt.Errorf("malformed JSON: %v", err)
+		}
+		if obj.IDs == nil {
+			return nil, errors.New(`field "ids": missing`)
+		}
+		ids = *obj.IDs
+	default:
+		for _, f := range strings.Fields(s) {
+			id, err := strconv.Atoi(f)
+			if err != nil {
+				return nil, fmt.Errorf("%q is not a token id", f)
+			}
+			ids = append(ids, id)
+		}
+	}
+	return ids, nil
+}

@@ -1,0 +1,403 @@
+// Package data reads seq2seq training and evaluation sets (JSONL, CSV,
+// TSV), tokenizes them as the model's Hugging Face tokenizer does, and
+// yields padded batches with the semantics of HF's DataCollatorForSeq2Seq:
+// inputs padded with the pad id, labels padded with -100, decoder inputs
+// made by shifting the labels right behind decoder_start_token_id.
+//
+// Data order is a pure function of (seed, epoch): a resumed run that asks
+// for epoch e and skips the batches it already trained on sees exactly the
+// batches it would have seen.
+package data
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"unicode/utf8"
+)
+
+// Example is one record of a dataset.
+type Example struct {
+	Index   int      // position among the dataset's good records
+	Source  string   // model input text, before the source prefix
+	Targets []string // Targets[0] is the training target; all are references
+	Line    int      // 1-based line (JSONL, TSV) or record number (CSV) in File
+}
+
+// Format says how records map to source and target text.
+type Format struct {
+	// Kind is "jsonl", "csv" or "tsv"; empty: from the file extension
+	// (.jsonl/.json, .csv, .tsv/.tab).
+	Kind string
+	// SourceLang and TargetLang select the texts of HF translation records
+	// {"translation": {"en": ..., "ro": ...}} (JSONL only).
+	SourceLang, TargetLang string
+	// SourceField and TargetField name the fields (JSONL) or header columns
+	// (CSV, TSV) of flat records; defaults "source" and "target". In JSONL
+	// a field may hold a list of strings: a list source is joined with
+	// spaces, a list target gives several references.
+	SourceField, TargetField string
+	// AllowEmptyTarget accepts records without target text (prediction
+	// sets); otherwise an empty target is a bad record.
+	AllowEmptyTarget bool
+}
+
+func (f Format) kind(path string) (string, error) {
+	if f.Kind != "" {
+		switch f.Kind {
+		case "jsonl", "csv", "tsv":
+			return f.Kind, nil
+		}
+		return "", fmt.Errorf("data format %q: want jsonl, csv or tsv", f.Kind)
+	}
+	switch strings.ToLower(filepath.Ext(path)) {
+	case ".jsonl", ".json":
+		return "jsonl", nil
+	case ".csv":
+		return "csv", nil
+	case ".tsv", ".tab":
+		return "tsv", nil
+	}
+	return "", fmt.Errorf("%s: cannot tell the format from the extension; name it .jsonl, .csv or .tsv or set the format", path)
+}
+
+func (f Format) fields() (string, string) {
+	s, t := f.SourceField, f.TargetField
+	if s == "" {
+		s = "source"
+	}
+	if t == "" {
+		t = "target"
+	}
+	return s, t
+}
+
+// RecordError is a bad record: where it is and what is wrong.
+type RecordError struct {
+	File  string
+	Line  int
+	Field string // empty when the record as a whole is bad
+	Msg   string
+}
+
+func (e *RecordError) Error() string {
+	if e.Field != "" {
+		return fmt.Sprintf("%s:%d: field %q: %s", e.File, e.Line, e.Field, e.Msg)
+	}
+	return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg)
+}
+
+// RecordReader reads examples one by one from a file, without loading it
+// whole (streaming). Bad records stop it with a *RecordError unless
+// SkipBad is set, in which case they are collected in Skipped.
+type RecordReader struct {
+	file    string
+	kind    string
+	format  Format
+	skipBad bool
+	f       *os.File
+	br      *bufio.Reader
+	csv     *csv.Reader
+	header  map[string]int
+	line    int
+	index   int
+	ex      Example
+	err     error
+	// Skipped lists the bad records passed over (SkipBad only).
+	Skipped []*RecordError
+}
+
+// OpenRecords opens path for reading records.
+func OpenRecords(path string, format Format, skipBad bool) (*RecordReader, error) {
+	kind, err := format.kind(path)
+	if err != nil {
+		return nil, err
+	}
+	if kind != "jsonl" && (format.SourceLang != "" || format.TargetLang != "") {
+		return nil, fmt.Errorf("%s: source/target languages select translation records, which only JSONL has; name the columns instead", path)
+	}
+	if (format.SourceLang == "") != (format.TargetLang == "") {
+		return nil, fmt.Errorf("translation records need both a source and a target language")
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	r := &RecordReader{file: path, kind: kind, format: format, skipBad: skipBad, f: f, br: bufio.NewReaderSize(f, 1<<16)}
+	if kind == "csv" {
+		r.csv = csv.NewReader(r.br)
+		r.csv.FieldsPerRecord = -1
+		r.csv.ReuseRecord = true
+	}
+	if kind != "jsonl" {
+		if err := r.readHeader(); err != nil {
+			f.Close()
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
+func (r *RecordReader) readHeader() error {
+	var cols []string
+	if r.kind == "csv" {
+		rec, err := r.csv.Read()
+		if err != nil {
+			return fmt.Errorf("%s: reading the header row: %w", r.file, err)
+		}
+		cols = append(cols, rec...)
+		r.line, _ = r.csv.FieldPos(0)
+	} else {
+		line, err := r.readLine()
+		if err != nil && !(errors.Is(err, io.EOF) && line != "") {
+			return fmt.Errorf("%s: reading the header row: %w", r.file, err)
+		}
+		cols = strings.Split(line, "\t")
+	}
+	r.header = map[string]int{}
+	for i, c := range cols {
+		c = strings.TrimPrefix(c, "\uFEFF")
+		r.header[strings.TrimSpace(c)] = i
+	}
+	src, tgt := r.format.fields()
+	for _, want := range []string{src, tgt} {
+		if _, ok := r.header[want]; !ok && !(want == tgt && r.format.AllowEmptyTarget) {
+			return &RecordError{File: r.file, Line: 1, Field: want, Msg: fmt.Sprintf("no such column in the header %q; set the source/target column names", cols)}
+		}
+	}
+	return nil
+}
+
+// readLine returns the next line without its newline (and without a \r).
+func (r *RecordReader) readLine() (string, error) {
+	line, err := r.br.ReadString('\n')
+	if err == nil || (errors.Is(err, io.EOF) && line != "") {
+		r.line++
+		line = strings.TrimSuffix(strings.TrimSuffix(line, "\n"), "\r")
+		if errors.Is(err, io.EOF) {
+			err = nil
+		}
+		return line, err
+	}
+	return "", err
+}
+
+// Next reads the next good example; false at the end or on error.
+func (r *RecordReader) Next() bool {
+	for r.err == nil {
+		ex, bad, err := r.read()
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				r.err = err
+			}
+			return false
+		}
+		if bad != nil {
+			if !r.skipBad {
+				r.err = bad
+				return false
+			}
+			r.Skipped = append(r.Skipped, bad)
+			continue
+		}
+		ex.Index = r.index
+		r.index++
+		r.ex = ex
+		return true
+	}
+	return false
+}
+
+// Example is the example read by the last Next.
+func (r *RecordReader) Example() Example { return r.ex }
+
+// Err is the first error, nil at a clean end.
+func (r *RecordReader) Err() error { return r.err }
+
+// Close closes the file.
+func (r *RecordReader) Close() error { return r.f.Close() }
+
+func (r *RecordReader) bad(field, format string, args ...any) *RecordError {
+	return &RecordError{File: r.file, Line: r.line, Field: field, Msg: fmt.Sprintf(format, args...)}
+}
+
+// read returns an example, or a bad record, or an I/O error (io.EOF at the end).
+func (r *RecordReader) read() (Example, *RecordError, error) {
+	switch r.kind {
+	case "jsonl":
+		for {
+			line, err := r.readLine()
+			if err != nil {
+				return Example{}, nil, err
+			}
+			if strings.TrimSpace(line) == "" {
+				continue
+			}
+			ex, bad := r.parseJSON(line)
+			return ex, bad, nil
+		}
+	case "tsv":
+		for {
+			line, err := r.readLine()
+			if err != nil {
+				return Example{}, nil, err
+			}
+			if line == "" {
+				continue
+			}
+			ex, bad := r.fromColumns(strings.Split(line, "\t"), line)
+			return ex, bad, nil
+		}
+	}
+	rec, err := r.csv.Read()
+	if err != nil {
+		var pe *csv.ParseError
+		if errors.As(err, &pe) {
+			r.line = pe.StartLine
+			bad := r.bad("", "malformed CSV: %v", pe.Err)
+			if !r.skipBad {
+				return Example{}, bad, nil
+			}
+			return Example{}, bad, nil
+		}
+		return Example{}, nil, err
+	}
+	r.line, _ = r.csv.FieldPos(0)
+	ex, bad := r.fromColumns(rec, strings.Join(rec, ","))
+	return ex, bad, nil
+}
+
+func (r *RecordReader) fromColumns(cols []string, raw string) (Example, *RecordError) {
+	if !utf8.ValidString(raw) {
+		return Example{}, r.bad("", "not valid UTF-8; convert the file to UTF-8")
+	}
+	srcName, tgtName := r.format.fields()
+	get := func(name string) (string, bool) {
+		i, ok := r.header[name]
+		if !ok || i >= len(cols) {
+			return "", false
+		}
+		return cols[i], true
+	}
+	src, ok := get(srcName)
+	if !ok {
+		return Example{}, r.bad(srcName, "missing (the row has %d columns)", len(cols))
+	}
+	tgt, ok := get(tgtName)
+	if !ok && !r.format.AllowEmptyTarget {
+		return Example{}, r.bad(tgtName, "missing (the row has %d columns)", len(cols))
+	}
+	return r.check(src, []string{tgt}, srcName, tgtName)
+}
+
+func (r *RecordReader) check(src string, tgts []string, srcName, tgtName string) (Example, *RecordError) {
+	if strings.TrimSpace(src) == "" {
+		return Example{}, r.bad(srcName, "empty source text")
+	}
+	if !r.format.AllowEmptyTarget {
+		if len(tgts) == 0 || strings.TrimSpace(tgts[0]) == "" {
+			return Example{}, r.bad(tgtName, "empty target text; remove the record or allow empty targets for prediction sets")
+		}
+	}
+	if len(tgts) == 1 && tgts[0] == "" {
+		tgts = nil
+	}
+	return Example{Source: src, Targets: tgts, Line: r.line}, nil
+}
+
+func (r *RecordReader) parseJSON(line string) (Example, *RecordError) {
+	if !utf8.ValidString(line) {
+		return Example{}, r.bad("", "not valid UTF-8; convert the file to UTF-8")
+	}
+	var obj map[string]json.RawMessage
+	dec := json.NewDecoder(strings.NewReader(line))
+	if err := dec.Decode(&obj); err != nil {
+		return Example{}, r.bad("", "malformed JSON: %v", err)
+	}
+	if dec.More() {
+		return Example{}, r.bad("", "more than one JSON value on the line")
+	}
+	srcName, tgtName := r.format.fields()
+	if r.format.SourceLang != "" {
+		raw, ok := obj["translation"]
+		if !ok {
+			return Example{}, r.bad("translation", "missing")
+		}
+		var tr map[string]json.RawMessage
+		if err := json.Unmarshal(raw, &tr); err != nil {
+			return Example{}, r.bad("translation", "want an object of language: text")
+		}
+		obj, srcName, tgtName = tr, r.format.SourceLang, r.format.TargetLang
+		if r.format.SourceLang == r.format.TargetLang {
+			return Example{}, r.bad("translation", "source and target language are both %q", srcName)
+		}
+	}
+	srcs, bad := r.texts(obj, srcName, false)
+	if bad != nil {
+		return Example{}, bad
+	}
+	tgts, bad := r.texts(obj, tgtName, r.format.AllowEmptyTarget)
+	if bad != nil {
+		return Example{}, bad
+	}
+	return r.check(strings.Join(srcs, " "), tgts, srcName, tgtName)
+}
+
+// texts reads a field holding a string or a list of strings.
+func (r *RecordReader) texts(obj map[string]json.RawMessage, name string, optional bool) ([]string, *RecordError) {
+	raw, ok := obj[name]
+	if !ok || bytes.Equal(raw, []byte("null")) {
+		if optional {
+			return nil, nil
+		}
+		return nil, r.bad(name, "missing")
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err == nil {
+		return []string{s}, nil
+	}
+	var list []string
+	if err := json.Unmarshal(raw, &list); err != nil {
+		return nil, r.bad(name, "want a string or a list of strings")
+	}
+	return list, nil
+}
+
+// ReadAll reads every example of a file into memory.
+func ReadAll(path string, format Format, skipBad bool) ([]Example, []*RecordError, error) {
+	r, err := OpenRecords(path, format, skipBad)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer r.Close()
+	var out []Example
+	for r.Next() {
+		out = append(out, r.Example())
+	}
+	return out, r.Skipped, r.Err()
+}
+
+// SkippedReport summarizes skipped records: how many and where (the first
+// few locations).
+func SkippedReport(skipped []*RecordError) string {
+	if len(skipped) == 0 {
+		return "no bad records"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "skipped %d bad record(s):", len(skipped))
+	for i, s := range skipped {
+		if i == 10 {
+			fmt.Fprintf(&b, "\n  ... and %d more", len(skipped)-10)
+			break
+		}
+		fmt.Fprintf(&b, "\n  %v", s)
+	}
+	return b.String()
+}

@@ -1,0 +1,51 @@
+package tokenize
+
+import (
+	"encoding/json"
+	"path/filepath"
+	"testing"
+
+	"github.com/ortrain/ortrain/internal/testenv"
+)
+
+// benchCorpus is the corpus of scripts/bench/tokenize_bench.py: Tatoeba
+// train (en), FLORES-200 devtest (eng) and SciTLDR train source sentences.
+func benchCorpus(b *testing.B) []string {
+	shared := testenv.SharedData(b)
+	texts := readLines(b, filepath.Join(shared, "translation", "tatoeba-en-ro", "train.en"))
+	texts = append(texts, readLines(b, filepath.Join(shared, "translation", "flores200-devtest", "eng_Latn.devtest"))...)
+	for _, line := range readLines(b, filepath.Join(shared, "summarization", "scitldr-a", "train.jsonl")) {
+		var r struct{ Source []string }
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			b.Fatal(err)
+		}
+		texts = append(texts, r.Source...)
+	}
+	return texts
+}
+
+// BenchmarkEncodeCorpus reports sentences/s for each model tokenizer, with
+// one worker and with GOMAXPROCS workers. Run with -benchtime=3x.
+func BenchmarkEncodeCorpus(b *testing.B) {
+	texts := benchCorpus(b)
+	for _, pt := range parityTokenizers {
+		if pt.file {
+			continue
+		}
+		tok := loadParity(b, pt.dir, pt.target, false)
+		for _, workers := range []int{1, 0} {
+			name := pt.ref + "/workers=" + map[int]string{1: "1", 0: "all"}[workers]
+			b.Run(name, func(b *testing.B) {
+				for b.Loop() {
+					_, errs := tok.EncodeBatch(b.Context(), texts, workers)
+					for _, err := range errs {
+						if err != nil {
+							b.Fatal(err)
+						}
+					}
+				}
+				b.ReportMetric(float64(len(texts)*b.N)/b.Elapsed().Seconds(), "sentences/s")
+			})
+		}
+	}
+}
