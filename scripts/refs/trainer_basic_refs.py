@@ -122,6 +122,57 @@ def validation_cases():
     return out
 
 
+def console_cases():
+    """ProgressCallback.on_log lines and Trainer.log_metrics blocks, captured from transformers itself."""
+    import contextlib
+    import io
+
+    from transformers.trainer_callback import ProgressCallback, TrainerControl
+    from transformers.trainer_pt_utils import log_metrics
+
+    class Bar:
+        def __init__(self):
+            self.lines = []
+
+        def write(self, s):
+            self.lines.append(s)
+
+    logs = [
+        {"loss": 2.699812650680542, "grad_norm": 1.4667017459869385, "learning_rate": 0.0, "epoch": 0.125},
+        {"loss": 11.229694366455078, "grad_norm": 4.751816272735596, "learning_rate": 3.3333333333333335e-05,
+         "epoch": 0.26666666666666666},
+        {"eval_loss": 2.477889776, "eval_bleu": 8.1839, "eval_gen_len": 9.9, "eval_runtime": 0.0123,
+         "eval_samples_per_second": 1626.016, "eval_steps_per_second": 325.203, "epoch": 1.0},
+        {"train_runtime": 12.3456, "train_samples_per_second": 9.72, "train_steps_per_second": 1.296,
+         "total_flos": 375072768.0, "train_loss": 2.591416522860527, "epoch": 2.0},
+        {"loss": float("nan"), "learning_rate": 1234567.0, "epoch": 1e-05},
+    ]
+    cb = ProgressCallback()
+    cb.training_bar = Bar()
+    state = TrainerState()
+    lines = []
+    for lg in logs:
+        cb.on_log(None, state, TrainerControl(), logs=dict(lg))
+    lines = cb.training_bar.lines
+
+    class Fake:
+        def is_world_process_zero(self):
+            return True
+
+    blocks = []
+    for split, m in [("train", {"epoch": 2.0, "total_flos": 375072768.0, "train_loss": 2.591416522860527,
+                                "train_runtime": 3723.4567, "train_samples_per_second": 9.72,
+                                "train_steps_per_second": 1.296, "train_samples": 60}),
+                     ("eval", {"epoch": 2.0, "eval_bleu": 8.1839, "eval_loss": 2.4653942584991455,
+                               "eval_runtime": 0.5, "eval_samples": 20})]:
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf):
+            log_metrics(Fake(), split, m)
+        blocks.append({"split": split, "metrics": [[k, v] for k, v in m.items()], "text": buf.getvalue()})
+    return {"logs": [[[k, (v if v == v else "NaN")] for k, v in lg.items()] for lg in logs],
+            "progress_lines": lines, "log_metrics": blocks}
+
+
 def main():
     doc = {
         "generated_by": "/work/pyenv/bin/python scripts/refs/trainer_basic_refs.py",
@@ -131,6 +182,7 @@ def main():
         "schedules": schedule_cases(),
         "compute_steps": compute_steps_cases(),
         "validation": validation_cases(),
+        "console": console_cases(),
     }
     with open(OUT, "w", encoding="utf-8") as f:
         f.write(json.dumps(doc, indent=1, sort_keys=True) + "\n")
