@@ -8,19 +8,31 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// hashPrime is the modulus of the dropout hash: 2^31-1, so every product
-// of two reduced values fits in int64 and no op depends on overflow.
-const hashPrime = 2147483647
+const tUint64 = int64(onnxpb.TensorProto_UINT64)
+
+// uint64Scalar makes (once) a rank-0 uint64 constant.
+func (c *ctx) uint64Scalar(v uint64) string {
+	key := fmt.Sprintf("u64/%d", v)
+	if name, ok := c.cache[key]; ok {
+		return name
+	}
+	t := &onnxpb.TensorProto{DataType: proto.Int32(int32(tUint64)), Uint64Data: []uint64{v}}
+	name := c.op("Constant", nil, tensorAttr("value", t))
+	c.cache[key] = name
+	return name
+}
 
 // EnableTrainingDropout rewrites every Dropout node of g (exported in
 // inference or training mode) into a training-mode computation in plain
-// integer and float ops: element e of Dropout number k keeps its value,
-// scaled by 1/(1-ratio), when hash(seed, k, e) < (1-ratio)*(2^31-1). The
-// hash uses only Add, Mul and Mod on int64 values below 2^62, so the mask
-// is a deterministic function of the seed (an int64 scalar graph input
-// named seedInput, added if absent), the node and the element index, the
-// same on every execution provider; feed seed = f(run seed, global step)
-// for a fresh mask each step. The output is x * scaled_mask, so Backward's
+// integer and float ops: element (i, j) of Dropout number k (j indexing
+// the last dim, i the others flattened) keeps its value, scaled by
+// 1/(1-ratio), when (R_i + C_j)^2 mod 2^32 < (1-ratio)*2^32, where R and C
+// are uint32 streams of a counter-based generator keyed by (seed, k). It
+// uses only unsigned Mul, Add and BitShift (wrapping arithmetic, defined
+// the same everywhere), so the mask is a deterministic function of the seed
+// (an int64 scalar graph input named seedInput, added if absent), the node
+// and the element index, the same on every execution provider; feed
+// seed = f(run seed, global step) for a fresh mask each step. The output is x * scaled_mask, so Backward's
 // Mul rule reuses the forward mask. Dropout's optional mask output stays
 // available. It returns the number of Dropout nodes rewritten.
 func EnableTrainingDropout(g *onnxpb.GraphProto, seedInput string) (int, error) {
@@ -96,31 +108,30 @@ func (c *ctx) trainingDropout(n *onnxpb.NodeProto, k int, seed string) error {
 		c.newNodes = append(c.newNodes, &onnxpb.NodeProto{OpType: proto.String("Identity"), Name: n.Name, Input: []string{x}, Output: []string{y}})
 		return nil
 	}
-	p := c.int64Scalar(hashPrime)
-	mod := func(v string) string { return c.op("Mod", []string{v, p}) }
-	mulAdd := func(v string, a int64, b string) string {
-		m := c.op("Mul", []string{v, c.int64Scalar(a)})
-		if b != "" {
-			m = c.op("Add", []string{m, b})
-		}
-		return mod(m)
+	// Random bits: a counter-based generator in the manner of Widynski's
+	// "Squares" gives a uint32 per column (last dim) and one per row (the
+	// other dims flattened); element (i, j) takes h = (row_i + col_j)^2
+	// mod 2^32, whose square breaks the additive structure. So only three
+	// cheap passes run over the full tensor (Add, Mul, Less), and the
+	// generator's dozen passes run over rows and columns only. Unsigned Mul
+	// and Add wrap modulo 2^64 / 2^32 by definition (C, C++ and CUDA
+	// alike) and BitShift is exact, so every execution provider computes
+	// the same bits.
+	shape := c.op("Shape", []string{x})
+	cols := c.op("Shape", []string{x}, intAttr("start", -1))
+	rows := c.op("ReduceProd", []string{c.op("Shape", []string{x}, intAttr("end", -1))}, intAttr("keepdims", 1))
+	if r := c.info(x).rank; r == 0 {
+		cols, rows = c.ints([]int64{1}), c.ints([]int64{1})
+	} else if r == 1 {
+		rows = c.ints([]int64{1})
 	}
-	// Per-node scalars from the seed (cheap), then a per-element mix with a
-	// non-linear (squaring) step so neighbouring elements decorrelate.
-	s := c.op("Reshape", []string{seed, c.ints(nil)})
-	s = mod(s)
-	t1 := mulAdd(s, 16807, c.int64Scalar(int64(k)*7919+1))
-	t2 := mulAdd(t1, 48271, c.int64Scalar(12345))
-	t3 := mulAdd(t2, 69621, c.int64Scalar(54321))
-	size := c.op("Size", []string{x})
-	h := c.op("Range", []string{c.int64Scalar(0), size, c.int64Scalar(1)})
-	h = mulAdd(c.op("Add", []string{h, t1}), 48271, "")
-	h = mod(c.op("Add", []string{c.op("Mul", []string{h, h}), t2}))
-	h = mulAdd(h, 16807, "")
-	h = mod(c.op("Add", []string{c.op("Mul", []string{h, h}), t3}))
-	threshold := int64(math.Floor((1 - ratio) * hashPrime))
-	keep := c.op("Less", []string{h, c.int64Scalar(threshold)})
-	keep = c.op("Reshape", []string{keep, c.op("Shape", []string{x})})
+	rowBits := c.squares(rows, seed, 2*int64(k)+1)
+	colBits := c.squares(cols, seed, 2*int64(k)+2)
+	v := c.op("Add", []string{c.op("Unsqueeze", []string{rowBits, c.ints([]int64{1})}), colBits})
+	h := c.op("Mul", []string{v, v})
+	threshold := uint64(math.Floor((1 - ratio) * (1 << 32)))
+	keep := c.op("Less", []string{h, c.uint32Scalar(uint32(min(threshold, math.MaxUint32)))})
+	keep = c.op("Reshape", []string{keep, shape})
 	if maskOut != "" {
 		c.newNodes = append(c.newNodes, &onnxpb.NodeProto{OpType: proto.String("Identity"), Name: proto.String(c.fresh("mask")), Input: []string{keep}, Output: []string{maskOut}})
 	}
@@ -128,7 +139,53 @@ func (c *ctx) trainingDropout(n *onnxpb.NodeProto, k int, seed string) error {
 	if err != nil {
 		return err
 	}
+	// Cast and Mul: ONNX Runtime's CPU Where with scalar branches is
+	// slower than both together.
 	scaled := c.op("Mul", []string{c.op("Cast", []string{keep}, intAttr("to", int64(dt))), scale})
 	c.newNodes = append(c.newNodes, &onnxpb.NodeProto{OpType: proto.String("Mul"), Name: n.Name, Input: []string{x, scaled}, Output: []string{y}})
 	return nil
+}
+
+// squares returns n pseudo-random uint32 values (n: a 1-element int64
+// tensor) for stream number stream of the given seed: Widynski's Squares
+// counter-based generator (three rounds and a final square) over counters
+// 0..n-1, with the key mixed from (seed, stream).
+func (c *ctx) squares(n, seed string, stream int64) string {
+	u64 := func(v uint64) string { return c.uint64Scalar(v) }
+	rot32 := func(v string) string {
+		// (v >> 32) | (v << 32): the halves do not overlap, so Add is Or.
+		hi := c.op("BitShift", []string{v, u64(32)}, stringAttr("direction", "RIGHT"))
+		lo := c.op("BitShift", []string{v, u64(32)}, stringAttr("direction", "LEFT"))
+		return c.op("Add", []string{hi, lo})
+	}
+	sq := func(v, add string) string { return c.op("Add", []string{c.op("Mul", []string{v, v}), add}) }
+	seedU := c.op("Cast", []string{c.op("Reshape", []string{seed, c.ints(nil)})}, intAttr("to", tUint64))
+	// An odd key from (seed, stream).
+	key := c.op("Add", []string{c.op("Mul", []string{seedU, u64(0x9E3779B97F4A7C15)}), u64(uint64(stream) * 0xBF58476D1CE4E5B9)})
+	key = rot32(sq(key, u64(0x94D049BB133111EB)))
+	key = rot32(sq(key, u64(0x2545F4914F6CDD1D)))
+	key = c.op("Add", []string{c.op("Mul", []string{c.op("BitShift", []string{key, u64(1)}, stringAttr("direction", "RIGHT")), u64(2)}), u64(1)})
+	count := c.op("Squeeze", []string{n, c.ints([]int64{0})})
+	ctr := c.op("Cast", []string{c.op("Range", []string{c.int64Scalar(0), count, c.int64Scalar(1)})}, intAttr("to", tUint64))
+	y := c.op("Mul", []string{ctr, key})
+	z := c.op("Add", []string{y, key})
+	h := rot32(sq(y, y))
+	h = rot32(sq(h, z))
+	h = rot32(sq(h, y))
+	h = c.op("BitShift", []string{sq(h, z), u64(32)}, stringAttr("direction", "RIGHT"))
+	return c.op("Cast", []string{h}, intAttr("to", tUint32))
+}
+
+const tUint32 = int64(onnxpb.TensorProto_UINT32)
+
+// uint32Scalar makes (once) a rank-0 uint32 constant.
+func (c *ctx) uint32Scalar(v uint32) string {
+	key := fmt.Sprintf("u32/%d", v)
+	if name, ok := c.cache[key]; ok {
+		return name
+	}
+	t := &onnxpb.TensorProto{DataType: proto.Int32(int32(tUint32)), Uint64Data: []uint64{uint64(v)}}
+	name := c.op("Constant", nil, tensorAttr("value", t))
+	c.cache[key] = name
+	return name
 }

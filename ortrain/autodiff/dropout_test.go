@@ -94,6 +94,33 @@ func TestTrainingDropoutMasks(t *testing.T) {
 	if math.Abs(rate-0.9) > 0.005 { // 7 standard deviations
 		t.Errorf("keep rate %.4f, want 0.9", rate)
 	}
+	// Columns and rows are pairwise uncorrelated: the mean |correlation|
+	// over pairs matches that of independent masks, sqrt(2/pi)/sqrt(n).
+	pairCorr := func(vec func(k int) []float64, count, n int) float64 {
+		sum, pairs := 0.0, 0
+		for a := 0; a < count; a++ {
+			for b := a + 1; b < count; b++ {
+				sum += math.Abs(correlation(vec(a), vec(b)))
+				pairs++
+			}
+		}
+		return sum / float64(pairs) / (math.Sqrt(2/math.Pi) / math.Sqrt(float64(n)))
+	}
+	col := func(j int) []float64 {
+		v := make([]float64, rows)
+		for i := range v {
+			v[i] = y[i*cols+j]
+		}
+		return v
+	}
+	row := func(i int) []float64 { return y[i*cols : (i+1)*cols] }
+	t.Logf("mean pair correlation / independent: columns %.3f, rows %.3f", pairCorr(col, 60, rows), pairCorr(row, 60, cols))
+	if r := pairCorr(col, 60, rows); math.Abs(r-1) > 0.15 {
+		t.Errorf("columns: mean |correlation| is %.2f times that of independent masks", r)
+	}
+	if r := pairCorr(row, 60, cols); math.Abs(r-1) > 0.15 {
+		t.Errorf("rows: mean |correlation| is %.2f times that of independent masks", r)
+	}
 	// Neighbouring elements (along a row and down a column) are
 	// uncorrelated.
 	for _, lag := range []int{1, cols} {
@@ -109,6 +136,15 @@ func TestTrainingDropoutMasks(t *testing.T) {
 			t.Errorf("lag-%d correlation of the mask %.4f", lag, corr)
 		}
 	}
+}
+
+func correlation(p, q []float64) float64 {
+	var sxy, sx, sy, sxx, syy float64
+	for i := range p {
+		sx, sy, sxy, sxx, syy = sx+p[i], sy+q[i], sxy+p[i]*q[i], sxx+p[i]*p[i], syy+q[i]*q[i]
+	}
+	n := float64(len(p))
+	return (sxy/n - sx/n*sy/n) / math.Sqrt((sxx/n-sx*sx/n/n)*(syy/n-sy*sy/n/n))
 }
 
 func TestTrainingDropoutBadInput(t *testing.T) {
