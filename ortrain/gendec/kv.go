@@ -131,20 +131,33 @@ func (d *KV) Start(ctx context.Context, sources [][]int64) (generate.State, erro
 	if err != nil {
 		return nil, err
 	}
-	return &kvState{d: d, rows: len(sources), srcLen: width, mask: newTensor(mask, []int64{int64(len(sources)), int64(width)}),
-		hidden: newTensor(hidden, shape), cache: map[string]tensor[float32]{}}, nil
+	maskT := newTensor(mask, []int64{int64(len(sources)), int64(width)})
+	hiddenT := tensor[float32]{data: hidden, shape: shape}
+	s := &kvState{d: d, rows: len(sources), mask: maskT, hidden: &cached{host: &hiddenT},
+		encPast: map[string]*cached{}, decPast: map[string]*cached{}, srcOf: make([]int, len(sources))}
+	for i := range s.srcOf {
+		s.srcOf[i] = i
+	}
+	return s, nil
 }
 
+// kvState keeps, per row, the encoder outputs and the key/value cache. Rows
+// of the same source share identical encoder-side tensors, so those are
+// only gathered when the rows' sources change (beam expansion, dropped
+// items), not when beams are reordered within a source.
 type kvState struct {
-	d      *KV
-	rows   int
-	srcLen int
-	mask   tensor[int64]
-	hidden tensor[float32]
-	cache  map[string]tensor[float32] // past_key_values.* by input name
-	seen   int                        // decoder positions in the cache
-	logits []float32
+	d       *KV
+	rows    int
+	srcOf   []int // source of each row
+	mask    tensor[int64]
+	hidden  *cached
+	encPast map[string]*cached // past_key_values.*.encoder.* (fixed per source)
+	decPast map[string]*cached // the rest of the cache, reordered every step
+	seen    int                // decoder positions in the cache
+	logits  []float32
 }
+
+func isEncoderPast(name string) bool { return strings.Contains(name, ".encoder.") }
 
 func (s *kvState) Step(ctx context.Context, prefixes [][]int64) (generate.Logits, error) {
 	if len(prefixes) != s.rows {
@@ -171,43 +184,82 @@ func (s *kvState) Step(ctx context.Context, prefixes [][]int64) (generate.Logits
 	sess, mapping := s.d.dec, s.d.firstMap
 	if !first {
 		sess, mapping = s.d.past, s.d.pastMap
-		for name, t := range s.cache {
-			feed[name] = t
+		for name, c := range s.encPast {
+			feed[name] = c
+		}
+		for name, c := range s.decPast {
+			feed[name] = c
 		}
 	}
 	want := []string{"logits"}
 	for present := range mapping {
 		want = append(want, present)
 	}
-	outs, err := run(sess, s.d.inputs, feed, want)
+	outs, err := runValues(sess, s.d.inputs, feed, want)
 	if err != nil {
 		return generate.Logits{}, err
 	}
+	logits, err := readValue(outs["logits"])
+	outs["logits"].Close()
 	for present, pastName := range mapping {
-		s.cache[pastName] = outs[present]
+		dst := s.decPast
+		if isEncoderPast(pastName) {
+			dst = s.encPast
+		}
+		if old := dst[pastName]; old != nil {
+			old.close()
+		}
+		dst[pastName] = &cached{val: outs[present]}
+	}
+	if err != nil {
+		return generate.Logits{}, err
 	}
 	s.seen = length
-	return s.lastLogits(outs["logits"])
-}
-
-func (s *kvState) lastLogits(t tensor[float32]) (generate.Logits, error) {
-	l, err := lastPosition(t, s.rows, &s.logits)
-	return l, err
+	return lastPosition(logits, s.rows, &s.logits)
 }
 
 func (s *kvState) Reorder(rows []int) error {
-	for _, r := range rows {
+	srcOf := make([]int, len(rows))
+	sameSources := len(rows) == s.rows
+	identity := sameSources
+	for i, r := range rows {
 		if r < 0 || r >= s.rows {
 			return fmt.Errorf("reorder: row %d of %d", r, s.rows)
 		}
+		srcOf[i] = s.srcOf[r]
+		sameSources = sameSources && srcOf[i] == s.srcOf[i]
+		identity = identity && r == i
 	}
-	s.mask = s.mask.gather(rows)
-	s.hidden = s.hidden.gather(rows)
-	for name, t := range s.cache {
-		s.cache[name] = t.gather(rows)
+	if identity {
+		return nil
 	}
-	s.rows = len(rows)
+	for _, c := range s.decPast {
+		if err := c.gather(rows); err != nil {
+			return err
+		}
+	}
+	if !sameSources {
+		s.mask = s.mask.gather(rows)
+		if err := s.hidden.gather(rows); err != nil {
+			return err
+		}
+		for _, c := range s.encPast {
+			if err := c.gather(rows); err != nil {
+				return err
+			}
+		}
+	}
+	s.srcOf, s.rows = srcOf, len(rows)
 	return nil
 }
 
-func (s *kvState) Close() error { return nil }
+// Close releases the values the state holds.
+func (s *kvState) Close() error {
+	s.hidden.close()
+	for _, m := range []map[string]*cached{s.encPast, s.decPast} {
+		for _, c := range m {
+			c.close()
+		}
+	}
+	return nil
+}

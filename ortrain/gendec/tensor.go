@@ -54,9 +54,32 @@ func padSources(sources [][]int64, pad int64) (ids, mask []int64, width int) {
 }
 
 // run feeds the inputs a session declares (from feed, then from extra) and
-// returns the wanted outputs as host tensors. feed values are tensor[int64]
-// or tensor[float32].
+// returns the wanted outputs as host tensors. feed values are tensor[int64],
+// tensor[float32] or *cached.
 func run(s *runtime.Session, extra map[string]*runtime.Value, feed map[string]any, want []string) (map[string]tensor[float32], error) {
+	outs, err := runValues(s, extra, feed, want)
+	if err != nil {
+		return nil, err
+	}
+	res := make(map[string]tensor[float32], len(outs))
+	for name, v := range outs {
+		t, rerr := readValue(v)
+		v.Close()
+		if rerr != nil && err == nil {
+			err = fmt.Errorf("output %q: %w", name, rerr)
+		}
+		res[name] = t
+	}
+	return res, err
+}
+
+func readValue(v *runtime.Value) (tensor[float32], error) {
+	data, err := v.Float32s()
+	return tensor[float32]{data: data, shape: v.Shape()}, err
+}
+
+// runValues is run returning ONNX Runtime's output values (the caller closes them).
+func runValues(s *runtime.Session, extra map[string]*runtime.Value, feed map[string]any, want []string) (map[string]*runtime.Value, error) {
 	in := map[string]*runtime.Value{}
 	var created []*runtime.Value
 	defer func() {
@@ -68,6 +91,12 @@ func run(s *runtime.Session, extra map[string]*runtime.Value, feed map[string]an
 		var v *runtime.Value
 		var err error
 		switch t := feed[info.Name].(type) {
+		case *cached:
+			if v, err = t.value(); err != nil {
+				return nil, fmt.Errorf("input %q: %w", info.Name, err)
+			}
+			in[info.Name] = v
+			continue
 		case tensor[int64]:
 			v, err = t.value()
 		case tensor[float32]:
@@ -86,21 +115,47 @@ func run(s *runtime.Session, extra map[string]*runtime.Value, feed map[string]an
 		created = append(created, v)
 		in[info.Name] = v
 	}
-	outs, err := s.Run(in, want)
-	if err != nil {
-		return nil, err
-	}
-	res := make(map[string]tensor[float32], len(outs))
-	for name, v := range outs {
-		data, rerr := v.Float32s()
-		shape := v.Shape()
-		v.Close()
-		if rerr != nil && err == nil {
-			err = fmt.Errorf("output %q: %w", name, rerr)
+	return s.Run(in, want)
+}
+
+// cached is a float tensor kept between steps, as an ONNX Runtime value
+// (fed again without a copy) and/or host data (for gathering rows).
+type cached struct {
+	host *tensor[float32]
+	val  *runtime.Value
+}
+
+func (c *cached) value() (*runtime.Value, error) {
+	if c.val == nil {
+		v, err := c.host.value()
+		if err != nil {
+			return nil, err
 		}
-		res[name] = tensor[float32]{data: data, shape: shape}
+		c.val = v
 	}
-	return res, err
+	return c.val, nil
+}
+
+// gather keeps rows (see tensor.gather); the value is rebuilt on demand.
+func (c *cached) gather(rows []int) error {
+	if c.host == nil {
+		t, err := readValue(c.val)
+		if err != nil {
+			return err
+		}
+		c.host = &t
+	}
+	g := c.host.gather(rows)
+	c.host = &g
+	c.close()
+	return nil
+}
+
+func (c *cached) close() {
+	if c.val != nil {
+		c.val.Close()
+		c.val = nil
+	}
 }
 
 // runEncoder runs an encoder graph (input_ids, attention_mask → last_hidden_state).
