@@ -30,6 +30,7 @@ Parameters are named after the PyTorch model using --weights (default: model.saf
 			&cli.StringFlag{Name: "decoder-with-past", Usage: "decoder-with-past graph `FILE` to rewrite for generation"},
 			&cli.StringSliceFlag{Name: "freeze", Usage: "freeze parameters whose name matches `REGEX` (repeatable; each must match)"},
 			&cli.Float64Flag{Name: "label-smoothing", Usage: "HF label_smoothing_factor `F` in [0, 1)"},
+			&cli.BoolFlag{Name: "no-dropout", Usage: "train with Dropout nodes in inference mode (default: seeded training-mode dropout where the graph has Dropout)"},
 			&cli.Int64Flag{Name: "opset", Usage: "standard opset `N` of the optimizer graphs (default 17)"},
 		},
 		Action: func(c *cli.Context) error {
@@ -53,7 +54,7 @@ Parameters are named after the PyTorch model using --weights (default: model.saf
 				Model: c.String("model"), Out: c.String("out"), Weights: c.String("weights"),
 				Encoder: c.String("encoder"), Decoder: c.String("decoder"), DecoderWithPast: c.String("decoder-with-past"),
 				Freeze: c.StringSlice("freeze"), LabelSmoothing: c.Float64("label-smoothing"),
-				OptimizerOpset: c.Int64("opset"), Version: Version,
+				OptimizerOpset: c.Int64("opset"), Version: Version, DisableDropout: c.Bool("no-dropout"),
 			})
 			if err != nil {
 				var fe *artifacts.FreezeError

@@ -235,6 +235,16 @@ type adamwRef struct {
 // (weight decay on, clipping active in the first steps) and compares loss,
 // grad_norm and the final parameters with torch.optim.AdamW.
 func TestAdamWTrajectoryMatchesPyTorch(t *testing.T) {
+	for _, double := range []bool{false, true} {
+		name := "in-place"
+		if double {
+			name = "double-buffered"
+		}
+		t.Run(name, func(t *testing.T) { adamwTrajectory(t, double) })
+	}
+}
+
+func adamwTrajectory(t *testing.T, double bool) {
 	env := openEnv(t)
 	var ref adamwRef
 	readJSON(t, testenv.Testdata(t, "adamw", "t5-tiny.json"), &ref)
@@ -251,7 +261,7 @@ func TestAdamWTrajectoryMatchesPyTorch(t *testing.T) {
 		}
 	}
 	o := ref.Optimizer
-	tr := openTrainer(t, env, dir, Options{Hyper: Hyper{Beta1: o.Betas[0], Beta2: o.Betas[1], Eps: o.Eps, WeightDecay: o.WeightDecay, MaxGradNorm: o.MaxGradNorm}})
+	tr := openTrainer(t, env, dir, Options{DoubleBuffer: double, Hyper: Hyper{Beta1: o.Betas[0], Beta2: o.Betas[1], Eps: o.Eps, WeightDecay: o.WeightDecay, MaxGradNorm: o.MaxGradNorm}})
 	b := batchOf(gref.Batch)
 	clipped, worstLoss, worstNorm := 0, 0.0, 0.0
 	for _, s := range ref.Steps {

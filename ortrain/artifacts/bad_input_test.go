@@ -29,6 +29,7 @@ func randFloats(r *rand.Rand, n int) []float32 {
 // PyTorch names and layouts. Options vary the graph for the error cases.
 type toy struct {
 	act        string // op between embedding and projection
+	dropout    bool   // a training-mode Dropout after the embedding
 	output     string // name of the output
 	extraInput string
 }
@@ -47,6 +48,11 @@ func writeToy(t *testing.T, dir string, o toy) string {
 	b.AddInitializer(onnx.MustTensor("shared.weight", []int64{vocab, dim}, emb))
 	b.AddInitializer(onnx.MustTensor("onnx::MatMul_7", []int64{dim, vocab}, proj))
 	h := b.Op("Gather", []string{"shared.weight", "decoder_input_ids"})
+	if o.dropout {
+		ratio := b.AddInitializer(onnx.MustTensor("dropout_ratio", nil, []float32{0.3}))
+		training := b.AddInitializer(onnx.MustTensor("dropout_training", nil, []bool{true}))
+		h = b.Op("Dropout", []string{h, ratio, training})
+	}
 	if o.act != "" {
 		h = b.Op(o.act, []string{h})
 	}

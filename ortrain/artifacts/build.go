@@ -58,6 +58,9 @@ type Config struct {
 	DecoderWithPast string
 	Freeze          []string // regular expressions over parameter names
 	LabelSmoothing  float64
+	// DisableDropout trains without dropout even when the graph has Dropout
+	// nodes (exports in eval mode have none, so they train without it anyway).
+	DisableDropout bool
 	// OptimizerOpset is the standard opset of the optimizer graphs (0: optim.Opset).
 	OptimizerOpset int64
 	Version        string // ortrain version recorded in the manifest
@@ -148,6 +151,7 @@ func Build(cfg Config) (*Manifest, error) {
 
 	// Eval graph: parameters in, loss and logits out.
 	eval := proto.Clone(fwd).(*onnxpb.ModelProto)
+	inferenceDropout(eval.Graph)
 	paramsToInputs(eval.Graph, man.Parameters)
 	if err := optim.AppendLoss(eval.Graph, Logits, optim.LossOptions{LabelSmoothing: cfg.LabelSmoothing}); err != nil {
 		return nil, badModel("%s: %v", cfg.Model, err)
@@ -156,6 +160,15 @@ func Build(cfg Config) (*Manifest, error) {
 
 	// Training graph: the loss's gradients, accumulated in-graph.
 	train := proto.Clone(fwd).(*onnxpb.ModelProto)
+	if cfg.DisableDropout {
+		inferenceDropout(train.Graph)
+	} else {
+		n, err := autodiff.EnableTrainingDropout(train.Graph, DropoutSeed)
+		if err != nil {
+			return nil, badModel("%s: %v", cfg.Model, err)
+		}
+		man.DropoutNodes = n
+	}
 	if err := buildTraining(train, man); err != nil {
 		return nil, fmt.Errorf("%s: %w", cfg.Model, err)
 	}
@@ -173,6 +186,12 @@ func Build(cfg Config) (*Manifest, error) {
 		Input{Name: optim.Labels, Role: "labels", DType: "int64", Shape: []string{"batch", "target"}, Graphs: []string{"training", "eval"}},
 		Input{Name: LossScale, Role: "loss_scale", DType: "float32", Shape: []string{}, Graphs: []string{"training"}},
 		Input{Name: Accumulate, Role: "accumulate", DType: "bool", Shape: []string{}, Graphs: []string{"training"}})
+	if man.DropoutNodes > 0 {
+		man.Inputs = append(man.Inputs, Input{Name: DropoutSeed, Role: "dropout_seed", DType: "int64", Shape: []string{}, Graphs: []string{"training"}})
+		man.Semantics.Dropout = fmt.Sprintf("%d Dropout nodes in training mode: the mask of element e of node k is a hash of (dropout_seed, k, e) (autodiff.EnableTrainingDropout), so a seed reproduces a step; eval and generation graphs run without dropout", man.DropoutNodes)
+	} else if cfg.DisableDropout {
+		man.Semantics.Dropout = "disabled (--no-dropout): Dropout nodes run in inference mode"
+	}
 
 	// Optimizer graphs over the trainable parameters.
 	var ops []optim.Param
@@ -213,6 +232,7 @@ func Build(cfg Config) (*Manifest, error) {
 		if err != nil {
 			return nil, err
 		}
+		inferenceDropout(gm.Graph)
 		used, err := bindGenerationParams(gm.Graph, man.Parameters, cands)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", gen.path, err)
@@ -357,6 +377,16 @@ func paramsToInputs(g *onnxpb.GraphProto, params []Parameter) {
 		}
 	}
 	g.Input = append(ins, inputs...)
+}
+
+// inferenceDropout puts every Dropout node in inference mode (the identity)
+// by dropping its ratio and training_mode inputs.
+func inferenceDropout(g *onnxpb.GraphProto) {
+	for _, n := range g.Node {
+		if n.GetOpType() == "Dropout" && (n.GetDomain() == "" || n.GetDomain() == "ai.onnx") && len(n.Input) > 1 {
+			n.Input = n.Input[:1]
+		}
+	}
 }
 
 // buildTraining turns a copy of the forward model into the training graph.
@@ -649,7 +679,7 @@ func semantics() Semantics {
 			"Hyperparameters in float64 as Python, cast to float32 at the kernels; step is torch's state step after increment.",
 		SGD: "clip as AdamW, then torch.optim.SGD (dampening 0, nesterov off): g += wd*p (decay set only), " +
 			"buf = momentum*buf + g (buf starts at zero, equal to torch's clone on the first step), p -= lr*buf.",
-		Dropout: "as exported: the tiny fixtures are exported in eval mode and contain no Dropout nodes",
+		Dropout: "none: the forward graph has no Dropout nodes (exported in eval mode); training runs without dropout",
 	}
 }
 

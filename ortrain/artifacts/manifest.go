@@ -37,9 +37,11 @@ type Manifest struct {
 	// ModelType is config.json's model_type beside the source model, if any.
 	ModelType string `json:"model_type,omitempty"`
 	// Opsets of the training and eval graphs (domain "" is the standard one).
-	Opsets           map[string]int64 `json:"opsets"`
-	OptimizerOpset   int64            `json:"optimizer_opset"`
-	LabelSmoothing   float64          `json:"label_smoothing"`
+	Opsets         map[string]int64 `json:"opsets"`
+	OptimizerOpset int64            `json:"optimizer_opset"`
+	LabelSmoothing float64          `json:"label_smoothing"`
+	// DropoutNodes is the number of Dropout nodes trained with seeded masks.
+	DropoutNodes     int              `json:"dropout_nodes"`
 	Files            Files            `json:"files"`
 	Inputs           []Input          `json:"inputs"`
 	Parameters       []Parameter      `json:"parameters"`

@@ -41,7 +41,12 @@ func DefaultHyper() Hyper {
 type Options struct {
 	Session   runtime.SessionOptions
 	Optimizer string // "adamw" (default) or "sgd"
-	Hyper     Hyper
+	// DoubleBuffer writes every updated tensor (parameters, gradient sums,
+	// optimizer state) to a second buffer and swaps, instead of updating in
+	// place: twice the memory, for runtimes that may not alias an input
+	// and an output of a run.
+	DoubleBuffer bool
+	Hyper        Hyper
 }
 
 // Batch is one micro-batch, row-major [Rows, SourceLen] and [Rows, TargetLen].
@@ -66,9 +71,9 @@ type EvalResult struct {
 
 // Trainer runs an artifact folder: parameters, gradient sums and optimizer
 // state live as runtime values (device memory for a CUDA session) and pass
-// from one run to the next through IoBinding without host copies. Every
-// updated tensor is written to a second buffer, and the two swap roles
-// after the run (so no kernel reads and writes the same memory).
+// from one run to the next through IoBinding without host copies. Updated
+// tensors are written in place (the same buffer bound as input and output;
+// see Options.DoubleBuffer).
 type Trainer struct {
 	dir       string
 	man       *Manifest
@@ -144,16 +149,34 @@ func Open(dir string, env *runtime.Env, opts Options) (*Trainer, error) {
 		return nil, err
 	}
 	for _, p := range t.params {
-		for _, m := range []map[string]*runtime.Value{t.cur, t.next, t.grad, t.gradNext} {
+		for _, m := range []map[string]*runtime.Value{t.cur, t.grad} {
 			if m[p.Name], err = t.alloc(p.Shape); err != nil {
 				return nil, err
 			}
 		}
 		for _, name := range t.state {
-			for _, m := range []map[string]*runtime.Value{t.st, t.stNext} {
-				if m[name(p.Name)], err = t.alloc(p.Shape); err != nil {
+			if t.st[name(p.Name)], err = t.alloc(p.Shape); err != nil {
+				return nil, err
+			}
+		}
+		if opts.DoubleBuffer {
+			for _, m := range []map[string]*runtime.Value{t.next, t.gradNext} {
+				if m[p.Name], err = t.alloc(p.Shape); err != nil {
 					return nil, err
 				}
+			}
+			for _, name := range t.state {
+				if t.stNext[name(p.Name)], err = t.alloc(p.Shape); err != nil {
+					return nil, err
+				}
+			}
+		} else {
+			// In place: every update is an elementwise node whose inputs
+			// are all read by nodes that run before it, so the output may
+			// be the input's own buffer.
+			t.next[p.Name], t.gradNext[p.Name] = t.cur[p.Name], t.grad[p.Name]
+			for _, name := range t.state {
+				t.stNext[name(p.Name)] = t.st[name(p.Name)]
 			}
 		}
 		if err := t.loadParam(p, init); err != nil {
@@ -705,9 +728,13 @@ func (t *Trainer) LoadOptimizerState(path string) error {
 
 // Close releases sessions and values.
 func (t *Trainer) Close() error {
+	closed := map[*runtime.Value]bool{}
 	for _, m := range []map[string]*runtime.Value{t.cur, t.next, t.grad, t.gradNext, t.st, t.stNext} {
 		for _, v := range m {
-			v.Close()
+			if !closed[v] {
+				closed[v] = true
+				v.Close()
+			}
 		}
 	}
 	for _, s := range []*runtime.Session{t.train, t.opt, t.eval, t.copier} {

@@ -1,0 +1,98 @@
+//go:build ignore
+
+// The ortrain side of the training-step benchmark: opens an artifact folder,
+// runs warm-up and measured steps (one micro-batch + AdamW step each) on the
+// batch written by train_step_bench.py, and prints JSON timings.
+//
+//	go run scripts/bench/train_step_bench.go -artifacts DIR -batch DIR/batch.json -threads 2
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"sort"
+	"time"
+
+	"github.com/ortrain/ortrain/ortrain/artifacts"
+	"github.com/ortrain/ortrain/ortrain/runtime"
+)
+
+func main() {
+	dir := flag.String("artifacts", "", "artifact folder")
+	batchPath := flag.String("batch", "", "batch.json from train_step_bench.py")
+	threads := flag.Int("threads", 2, "intra-op threads")
+	steps := flag.Int("steps", 5, "measured steps")
+	warmup := flag.Int("warmup", 2, "warm-up steps")
+	device := flag.String("device", "cpu", "cpu or cuda")
+	flag.Parse()
+	if err := run(*dir, *batchPath, *threads, *steps, *warmup, *device); err != nil {
+		fmt.Fprintln(os.Stderr, "train_step_bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(dir, batchPath string, threads, steps, warmup int, device string) error {
+	raw := map[string]struct {
+		Shape []int `json:"shape"`
+		Data  []int64
+	}{}
+	b, err := os.ReadFile(batchPath)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return err
+	}
+	batch := artifacts.Batch{Rows: raw["input_ids"].Shape[0], SourceLen: raw["input_ids"].Shape[1], TargetLen: raw["labels"].Shape[1],
+		InputIDs: raw["input_ids"].Data, AttentionMask: raw["attention_mask"].Data, DecoderInputIDs: raw["decoder_input_ids"].Data,
+		DecoderAttentionMask: raw["decoder_attention_mask"].Data, Labels: raw["labels"].Data}
+	env, err := runtime.Open("")
+	if err != nil {
+		return err
+	}
+	defer env.Close()
+	h := artifacts.DefaultHyper()
+	h.WeightDecay = 0.01
+	tr, err := artifacts.Open(dir, env, artifacts.Options{Session: runtime.SessionOptions{Device: device, IntraOpThreads: threads, InterOpThreads: 1}, Hyper: h})
+	if err != nil {
+		return err
+	}
+	defer tr.Close()
+	var times, fwdbwd, optim []float64
+	var loss float32
+	var tokens int64
+	for i := 0; i < warmup+steps; i++ {
+		t0 := time.Now()
+		loss, tokens, err = tr.TrainMicroBatch(batch, 1, int64(i))
+		if err != nil {
+			return err
+		}
+		t1 := time.Now()
+		if _, err := tr.OptimizerStep(1e-4); err != nil {
+			return err
+		}
+		if i >= warmup {
+			times = append(times, time.Since(t0).Seconds())
+			fwdbwd = append(fwdbwd, t1.Sub(t0).Seconds())
+			optim = append(optim, time.Since(t1).Seconds())
+		}
+	}
+	med := median(times)
+	return json.NewEncoder(os.Stdout).Encode(map[string]any{
+		"impl": "ortrain", "onnxruntime": env.Version(), "threads": threads, "steps": steps,
+		"step_s_median": med, "step_s": times, "target_tokens_per_step": tokens,
+		"tokens_per_s": float64(tokens) / med, "final_loss": loss,
+		"train_micro_batch_s_median": median(fwdbwd), "optimizer_step_s_median": median(optim),
+	})
+}
+
+func median(x []float64) float64 {
+	s := append([]float64(nil), x...)
+	sort.Float64s(s)
+	if len(s)%2 == 0 {
+		return (s[len(s)/2-1] + s[len(s)/2]) / 2
+	}
+	return s[len(s)/2]
+}

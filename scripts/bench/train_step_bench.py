@@ -1,0 +1,108 @@
+"""Training-step benchmark helper: the PyTorch side and the model export.
+
+  export DIR   build a t5-small-sized T5 (transformers T5Config defaults:
+               d_model 512, 6+6 layers, 8 heads, d_ff 2048, vocab 32128) with
+               random weights (seed 0), save model.safetensors + config.json,
+               export the forward graph to DIR/model.onnx (TorchScript, opset
+               17, eval mode, dynamic batch/sequence axes) and write a fixed
+               random batch to DIR/batch.json.
+  torch DIR    run PyTorch eager training steps (forward, loss, backward,
+               clip_grad_norm_, AdamW) on that batch; print JSON timings.
+
+Run through scripts/bench/train_step_bench.sh, which also runs ortrain and
+compares. Needs /work/pyenv (torch, transformers, onnx).
+"""
+
+import argparse
+import json
+import os
+import statistics
+import time
+
+import torch
+from transformers import T5Config, T5ForConditionalGeneration
+
+
+def export(d, batch, src, tgt):
+    os.makedirs(d, exist_ok=True)
+    torch.manual_seed(0)
+    cfg = T5Config()  # t5-small sizes
+    model = T5ForConditionalGeneration(cfg).eval()
+    model.save_pretrained(d, safe_serialization=True)
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(2, cfg.vocab_size, (batch, src), generator=g)
+    labels = torch.randint(2, cfg.vocab_size, (batch, tgt), generator=g)
+    dec = torch.cat([torch.zeros(batch, 1, dtype=torch.long), labels[:, :-1]], 1)
+    b = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "decoder_input_ids": dec,
+         "decoder_attention_mask": torch.ones_like(dec), "labels": labels}
+    json.dump({k: {"shape": list(v.shape), "data": v.reshape(-1).tolist()} for k, v in b.items()},
+              open(os.path.join(d, "batch.json"), "w"))
+
+    class Fwd(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, input_ids, attention_mask, decoder_input_ids, decoder_attention_mask):
+            return self.m(input_ids=input_ids, attention_mask=attention_mask, decoder_input_ids=decoder_input_ids,
+                          decoder_attention_mask=decoder_attention_mask, use_cache=False).logits
+
+    names = ["input_ids", "attention_mask", "decoder_input_ids", "decoder_attention_mask"]
+    axes = {"input_ids": {0: "batch", 1: "src"}, "attention_mask": {0: "batch", 1: "src"},
+            "decoder_input_ids": {0: "batch", 1: "tgt"}, "decoder_attention_mask": {0: "batch", 1: "tgt"},
+            "logits": {0: "batch", 1: "tgt"}}
+    with torch.no_grad():
+        torch.onnx.export(Fwd(model), tuple(b[n][:1, :4] for n in names), os.path.join(d, "model.onnx"),
+                          input_names=names, output_names=["logits"], dynamic_axes=axes, opset_version=17,
+                          do_constant_folding=False, dynamo=False)
+
+
+def bench_torch(d, steps, warmup, threads):
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model = T5ForConditionalGeneration.from_pretrained(d)
+    model.config.dropout_rate = 0.0
+    for m in model.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+    model.train()
+    raw = json.load(open(os.path.join(d, "batch.json")))
+    b = {k: torch.tensor(v["data"], dtype=torch.long).view(v["shape"]) for k, v in raw.items()}
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01)
+    times = []
+    for i in range(warmup + steps):
+        t0 = time.perf_counter()
+        loss = model(**b).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad()
+        dt = time.perf_counter() - t0
+        if i >= warmup:
+            times.append(dt)
+    tokens = int((b["labels"] != -100).sum())
+    med = statistics.median(times)
+    print(json.dumps({"impl": "pytorch-eager", "torch": torch.__version__, "threads": threads, "steps": steps,
+                      "step_s_median": med, "step_s": times, "target_tokens_per_step": tokens,
+                      "tokens_per_s": tokens / med, "final_loss": float(loss)}))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("mode", choices=["export", "torch"])
+    ap.add_argument("dir")
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--src", type=int, default=64)
+    ap.add_argument("--tgt", type=int, default=32)
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2)
+    a = ap.parse_args()
+    if a.mode == "export":
+        export(a.dir, a.batch, a.src, a.tgt)
+    else:
+        bench_torch(a.dir, a.steps, a.warmup, a.threads)
+
+
+if __name__ == "__main__":
+    main()
