@@ -85,10 +85,8 @@ func vjpMatMul(c *ctx, n *onnxpb.NodeProto, gy []string, need []bool) ([]string,
 		case rb == 2:
 			// Fold all batch dims into one GEMM instead of a batched
 			// product followed by a sum.
-			k := c.lastDim(a2, ai, ra)
-			nn := c.lastDim(g2, info{}, -1)
-			am := c.op("Reshape", []string{a2, c.op("Concat", []string{c.ints([]int64{-1}), k}, intAttr("axis", 0))})
-			gm := c.op("Reshape", []string{g2, c.op("Concat", []string{c.ints([]int64{-1}), nn}, intAttr("axis", 0))})
+			am := c.op("Reshape", []string{a2, c.flatShape(a2, ai)})
+			gm := c.op("Reshape", []string{g2, c.flatShape(g2, yi)})
 			gb = c.op("Gemm", []string{am, gm}, intAttr("transA", 1))
 		default:
 			gb = c.op("MatMul", []string{c.op("Transpose", []string{a2}, swap(ra)), g2})
@@ -115,12 +113,20 @@ func boolInt(b bool) int {
 	return 0
 }
 
-// lastDim is a 1-element int64 tensor with x's last dimension.
-func (c *ctx) lastDim(x string, xi info, r int) string {
-	if r > 0 && xi.dims[r-1].static() {
-		return c.ints([]int64{xi.dims[r-1].v})
+// flatShape is the shape [-1, last dim of x] that folds x's leading dims
+// into one: a constant when the last dim is static, else built once per
+// value from Shape.
+func (c *ctx) flatShape(x string, xi info) string {
+	if r := xi.rank; r > 0 && xi.dims[r-1].static() {
+		return c.ints([]int64{-1, xi.dims[r-1].v})
 	}
-	return c.op("Shape", []string{x}, intAttr("start", -1))
+	key := "flat/" + x
+	if name, ok := c.cache[key]; ok {
+		return name
+	}
+	name := c.op("Concat", []string{c.ints([]int64{-1}), c.op("Shape", []string{x}, intAttr("start", -1))}, intAttr("axis", 0))
+	c.cache[key] = name
+	return name
 }
 
 // unbroadcastBatch reduces the batch dims of a MatMul gradient g (of
