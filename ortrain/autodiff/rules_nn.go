@@ -86,7 +86,11 @@ func vjpMatMul(c *ctx, n *onnxpb.NodeProto, gy []string, need []bool) ([]string,
 			// Fold all batch dims into one GEMM instead of a batched
 			// product followed by a sum.
 			am := c.op("Reshape", []string{a2, c.flatShape(a2, ai)})
-			gm := c.op("Reshape", []string{g2, c.flatShape(g2, yi)})
+			gi := yi // only the last dim matters: 1 when b was a vector
+			if bi.rank == 1 {
+				gi = info{rank: 1, dims: []dim{{v: 1}}}
+			}
+			gm := c.op("Reshape", []string{g2, c.flatShape(g2, gi)})
 			gb = c.op("Gemm", []string{am, gm}, intAttr("transA", 1))
 		default:
 			gb = c.op("MatMul", []string{c.op("Transpose", []string{a2}, swap(ra)), g2})
