@@ -115,76 +115,92 @@ func maxDiff(a, b []float32) float64 {
 func TestGradientsMatchPyTorch(t *testing.T) {
 	env := openEnv(t)
 	for _, name := range fixtures {
-		t.Run(name, func(t *testing.T) {
-			var ref gradRef
-			readJSON(t, testenv.Testdata(t, "gradients", name+".json"), &ref)
-			dir, man := buildFixture(t, name, Config{})
-			tr := openTrainer(t, env, dir, Options{})
-			b := batchOf(ref.Batch)
-			loss, tokens, err := tr.TrainMicroBatch(b, 1, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if tokens != ref.Loss.NumItems || math.Abs(float64(loss-ref.Loss.Mean)) > 1e-5*float64(ref.Loss.Mean) {
-				t.Errorf("loss %v over %d tokens, PyTorch %v over %d", loss, tokens, ref.Loss.Mean, ref.Loss.NumItems)
-			}
-			global := 0.0
-			for _, g := range ref.Gradients {
-				global = math.Max(global, maxAbs(g.Grad))
-			}
-			byONNX := map[string]Parameter{}
-			for _, p := range man.Parameters {
-				if p.ONNXName != "" {
-					byONNX[p.ONNXName] = p
-				} else {
-					byONNX[p.Name] = p
-				}
-			}
-			worst, worstName, compared := 0.0, "", 0
-			var skipped []string
-			for _, init := range sortedKeys(ref.Gradients) {
-				g := ref.Gradients[init]
-				p, ok := byONNX[init]
-				if !ok || !p.Trainable {
-					skipped = append(skipped, init)
-					continue
-				}
-				got, err := tr.Gradient(p.Name)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if p.Transposed {
-					got = toGraph(p, got) // the reference is keyed by the ONNX tensor, in its layout
-				}
-				e := maxDiff(got, g.Grad) / math.Max(maxAbs(g.Grad), 1e-3*global)
-				if e > worst {
-					worst, worstName = e, p.Name
-				}
-				compared++
-			}
-			t.Logf("%s: %d gradients compared, max relative error %.3g (%s); loss %v vs %v; not trainable here: %v", name, compared, worst, worstName, loss, ref.Loss.Mean, skipped)
-			if worst > 1e-3 {
-				t.Errorf("max relative gradient error %.3g (%s) > 1e-3", worst, worstName)
-			}
-			// Only Marian's sinusoidal position table may be left out.
-			for _, s := range skipped {
-				if name != "marian-tiny" || s != "model.encoder.embed_positions.weight" {
-					t.Errorf("reference gradient for %q not computed", s)
-				}
-			}
+		t.Run(name, func(t *testing.T) { checkGradients(t, env, name, "model.onnx") })
+	}
+	// The dynamo exporter names and lays out tensors differently; the
+	// parameters are recovered by content from the weights file.
+	t.Run("t5-tiny-dynamo", func(t *testing.T) { checkGradients(t, env, "t5-tiny", "model.dynamo.onnx") })
+}
 
-			// Eval graph: loss, sum and count with the same parameters.
-			ev, err := tr.Eval(b, true)
-			if err != nil {
-				t.Fatal(err)
+func checkGradients(t *testing.T, env *runtime.Env, name, modelFile string) {
+	var ref gradRef
+	readJSON(t, testenv.Testdata(t, "gradients", name+".json"), &ref)
+	src := testenv.Testdata(t, "models", name)
+	dir := t.TempDir()
+	man, err := Build(Config{Model: filepath.Join(src, modelFile), Weights: filepath.Join(src, "model.safetensors"), Out: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := openTrainer(t, env, dir, Options{})
+	b := batchOf(ref.Batch)
+	loss, tokens, err := tr.TrainMicroBatch(b, 1, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tokens != ref.Loss.NumItems || math.Abs(float64(loss-ref.Loss.Mean)) > 1e-5*float64(ref.Loss.Mean) {
+		t.Errorf("loss %v over %d tokens, PyTorch %v over %d", loss, tokens, ref.Loss.Mean, ref.Loss.NumItems)
+	}
+	global := 0.0
+	for _, g := range ref.Gradients {
+		global = math.Max(global, maxAbs(g.Grad))
+	}
+	params := map[string]Parameter{}
+	for _, p := range man.Parameters {
+		params[p.Name] = p
+	}
+	worst, worstName, compared := 0.0, "", 0
+	var skipped []string
+	for _, init := range sortedKeys(ref.Gradients) {
+		g := ref.Gradients[init]
+		// The reference is keyed by the TorchScript initializer and lists
+		// the PyTorch names behind it (several for merged tensors).
+		var p Parameter
+		found := false
+		for _, n := range append([]string{init}, g.PyTorch...) {
+			if q, ok := params[n]; ok && q.Trainable {
+				p, found = q, true
+				break
 			}
-			if ev.Tokens != ref.Loss.NumItems || math.Abs(float64(ev.LossSum-ref.Loss.Sum)) > 1e-5*float64(ref.Loss.Sum) || math.Abs(float64(ev.Loss-ref.Loss.Mean)) > 1e-5*float64(ref.Loss.Mean) {
-				t.Errorf("eval: loss %v sum %v tokens %d, PyTorch %v %v %d", ev.Loss, ev.LossSum, ev.Tokens, ref.Loss.Mean, ref.Loss.Sum, ref.Loss.NumItems)
-			}
-			if len(ev.LogitsShape) != 3 || ev.LogitsShape[0] != int64(b.Rows) || ev.LogitsShape[1] != int64(b.TargetLen) {
-				t.Errorf("eval logits shape %v", ev.LogitsShape)
-			}
-		})
+		}
+		if !found {
+			skipped = append(skipped, init)
+			continue
+		}
+		got, err := tr.Gradient(p.Name) // PyTorch layout
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := g.Grad
+		if ts := p.TorchShape(); len(g.Shape) == 2 && (g.Shape[0] != ts[0] || g.Shape[1] != ts[1]) {
+			want = transposeF32(want, g.Shape[0], g.Shape[1])
+		}
+		e := maxDiff(got, want) / math.Max(maxAbs(want), 1e-3*global)
+		if e > worst {
+			worst, worstName = e, p.Name
+		}
+		compared++
+	}
+	t.Logf("%s (%s): %d gradients compared, max relative error %.3g (%s); loss %v vs %v; not trainable here: %v", name, modelFile, compared, worst, worstName, loss, ref.Loss.Mean, skipped)
+	if worst > 1e-3 {
+		t.Errorf("max relative gradient error %.3g (%s) > 1e-3", worst, worstName)
+	}
+	// Only Marian's sinusoidal position table may be left out.
+	for _, s := range skipped {
+		if name != "marian-tiny" || s != "model.encoder.embed_positions.weight" {
+			t.Errorf("reference gradient for %q not computed", s)
+		}
+	}
+
+	// Eval graph: loss, sum and count with the same parameters.
+	ev, err := tr.Eval(b, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev.Tokens != ref.Loss.NumItems || math.Abs(float64(ev.LossSum-ref.Loss.Sum)) > 1e-5*float64(ref.Loss.Sum) || math.Abs(float64(ev.Loss-ref.Loss.Mean)) > 1e-5*float64(ref.Loss.Mean) {
+		t.Errorf("eval: loss %v sum %v tokens %d, PyTorch %v %v %d", ev.Loss, ev.LossSum, ev.Tokens, ref.Loss.Mean, ref.Loss.Sum, ref.Loss.NumItems)
+	}
+	if len(ev.LogitsShape) != 3 || ev.LogitsShape[0] != int64(b.Rows) || ev.LogitsShape[1] != int64(b.TargetLen) {
+		t.Errorf("eval logits shape %v", ev.LogitsShape)
 	}
 }
 

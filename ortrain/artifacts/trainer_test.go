@@ -188,3 +188,41 @@ func TestAccumulationAndState(t *testing.T) {
 		t.Error("bad parameter read")
 	}
 }
+
+// TestSGDThroughTrainer: with momentum and decay off, one SGD step is
+// p - lr*g; with momentum the state is saved under torch's key.
+func TestSGDThroughTrainer(t *testing.T) {
+	env := openEnv(t)
+	dir := t.TempDir()
+	model := writeToy(t, dir, toy{act: "Tanh", output: "logits"})
+	out := filepath.Join(dir, "art")
+	if _, err := Build(Config{Model: model, Out: out}); err != nil {
+		t.Fatal(err)
+	}
+	tr := openTrainer(t, env, out, Options{Optimizer: "sgd", Hyper: Hyper{MaxGradNorm: 0, Momentum: 0}})
+	b := toyBatch()
+	before, _ := tr.Param("lm_head.weight")
+	tr.TrainMicroBatch(b, 1, 0)
+	g, _ := tr.Gradient("lm_head.weight")
+	if _, err := tr.OptimizerStep(0.1); err != nil {
+		t.Fatal(err)
+	}
+	after, _ := tr.Param("lm_head.weight")
+	for i := range g {
+		want := before[i] + g[i]*float32(-0.1)
+		if math.Abs(float64(after[i]-want)) > 1e-7*math.Max(1, math.Abs(float64(want))) {
+			t.Fatalf("element %d: %v, want %v", i, after[i], want)
+		}
+	}
+	sPath := filepath.Join(dir, "sgd.safetensors")
+	if err := tr.SaveOptimizerState(sPath); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(out, env, Options{Optimizer: "lion"}); err == nil {
+		t.Error("unknown optimizer accepted")
+	}
+	a := openTrainer(t, env, out, Options{})
+	if err := a.LoadOptimizerState(sPath); err == nil {
+		t.Error("AdamW trainer loaded SGD state")
+	}
+}
