@@ -256,3 +256,30 @@ func TestOpsCoverIssueList(t *testing.T) {
 		}
 	}
 }
+
+// When a symbolic dim of an operand may or may not be broadcast, the
+// reduction axes are found at run time (the FD cases "symbolic_runtime_bcast"
+// check the values); when the dims are provably equal nothing is reduced.
+func TestSymbolicBroadcastPaths(t *testing.T) {
+	for _, c := range []struct {
+		x, y    string
+		dynamic bool
+	}{{"n", "m", true}, {"n", "n", false}} {
+		b := onnx.NewGraphBuilder(nil)
+		b.AddInput("x", onnx.Float32, onnx.Sym(c.x), onnx.D(3))
+		b.AddInput("y", onnx.Float32, onnx.Sym(c.y), onnx.D(3))
+		loss := scalarLoss(b, b.Op("Add", []string{"x", "y"}))
+		g := b.Graph()
+		n0 := len(g.Node)
+		if _, err := Backward(g, opset17, loss, []string{"x", "y"}, Options{}); err != nil {
+			t.Fatal(err)
+		}
+		ops := countOps(g.Node[n0:])
+		if got := ops["NonZero"] == 2; got != c.dynamic {
+			t.Errorf("x[%s,3] + y[%s,3]: backward ops %v, dynamic reduction %v", c.x, c.y, ops, c.dynamic)
+		}
+		if !c.dynamic && ops["ReduceSum"] != 0 {
+			t.Errorf("x[%s,3] + y[%s,3]: needless reduction %v", c.x, c.y, ops)
+		}
+	}
+}

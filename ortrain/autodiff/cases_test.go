@@ -401,6 +401,39 @@ func fdCases() []fdCase {
 			}
 			b.out(y)
 		}},
+		fdCase{name: "MatMul/symbolic_runtime_bcast", op: "MatMul", build: func(b *caseBuilder) {
+			// batch dims declared n and m, fed 1 and 3: broadcast known only at run time
+			b.out(b.Op("MatMul", []string{b.input("a", []int64{1, 2, 4}, "n"), b.input("b", []int64{3, 4, 2}, "m")}))
+		}},
+		fdCase{name: "Where/symbolic_runtime_bcast", op: "Where", build: func(b *caseBuilder) {
+			b.out(b.Op("Where", []string{b.boolConst([]int64{3, 2}), b.input("x", []int64{1, 2}, "n"), b.input("y", []int64{3, 2}, "m")}))
+		}},
+		fdCase{name: "Expand/symbolic_runtime_bcast", op: "Expand", params: []string{"x"}, build: func(b *caseBuilder) {
+			y := b.input("y", []int64{3, 2}, "m")
+			b.out(b.Op("Expand", []string{b.input("x", []int64{1, 2}, "n"), b.Op("Shape", []string{y})}))
+		}},
+		fdCase{name: "opset14/Softmax", op: "Softmax", opset: 14, build: func(b *caseBuilder) {
+			b.out(b.Op("Softmax", []string{b.input("x", b.dims(3, 2, 4), "B")}, ai("axis", 1)))
+		}},
+		fdCase{name: "opset14/ReduceMean_Squeeze_Unsqueeze", op: "ReduceMean", opset: 14, build: func(b *caseBuilder) {
+			x := b.input("x", b.dims(3, 2, 4), "B")
+			m := b.Op("ReduceMean", []string{x}, as("axes", 1), ai("keepdims", 0))
+			b.out(b.Op("Unsqueeze", []string{b.Op("Squeeze", []string{b.Op("Unsqueeze", []string{m, b.ints(0)}), b.ints(0)}), b.ints(-1)}))
+		}},
+		fdCase{name: "opset14/GatherElements_Split_Clip", op: "GatherElements", opset: 14, build: func(b *caseBuilder) {
+			parts := b.OpN("Split", []string{b.input("x", []int64{2, 4}, "B"), b.ints(1, 3)}, 2, ai("axis", 1))
+			g := b.Op("GatherElements", []string{parts[1], b.intsShaped([]int64{2, 2, 0, 1}, 2, 2)}, ai("axis", 1))
+			b.out(b.Op("Clip", []string{g, b.scalar(-0.5), b.scalar(0.5)}), parts[0])
+		}},
+		fdCase{name: "opset16/LayerNorm_decomposed_bart_style", op: "chain", opset: 16, build: func(b *caseBuilder) {
+			// LayerNorm as exporters emit it before opset 17.
+			x := b.input("x", []int64{2, 3, 4}, "B", "T")
+			m := b.Op("ReduceMean", []string{x}, as("axes", -1))
+			d := b.Op("Sub", []string{x, m})
+			v := b.Op("ReduceMean", []string{b.Op("Pow", []string{d, b.scalar(2)})}, as("axes", -1))
+			n := b.Op("Div", []string{d, b.Op("Sqrt", []string{b.Op("Add", []string{v, b.scalar(1e-5)})})})
+			b.out(b.Op("Add", []string{b.Op("Mul", []string{n, b.input("g", []int64{4})}), b.input("beta", []int64{4})}))
+		}},
 		fdCase{name: "chain/t5_rmsnorm_gated_gelu", op: "chain", build: func(b *caseBuilder) {
 			// T5 v1.1 layer: RMS norm written out as torch exports it, then a
 			// gated-GELU feed-forward and the residual connection.
