@@ -127,14 +127,20 @@ func (c *ConsoleCallback) OnTrainEnd(e *Event) error {
 type JSONLCallback struct {
 	NopCallback
 	Path string
-	f    *os.File
+	// Append keeps earlier lines (resuming); otherwise the file starts empty.
+	Append bool
+	f      *os.File
 }
 
 func (j *JSONLCallback) OnTrainBegin(e *Event) error {
 	if j.f != nil {
 		return nil
 	}
-	f, err := os.OpenFile(j.Path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	flags := os.O_CREATE | os.O_WRONLY | os.O_TRUNC
+	if j.Append {
+		flags = os.O_CREATE | os.O_WRONLY | os.O_APPEND
+	}
+	f, err := os.OpenFile(j.Path, flags, 0o644)
 	if err != nil {
 		return err
 	}

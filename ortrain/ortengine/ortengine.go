@@ -17,6 +17,8 @@ import (
 	"github.com/ortrain/ortrain/ortrain"
 	"github.com/ortrain/ortrain/ortrain/artifacts"
 	"github.com/ortrain/ortrain/ortrain/gendec"
+	"github.com/ortrain/ortrain/ortrain/onnx"
+	"github.com/ortrain/ortrain/ortrain/onnx/onnxpb"
 	"github.com/ortrain/ortrain/ortrain/runtime"
 )
 
@@ -74,9 +76,9 @@ func Collate(rows []Example, pad, decoderStart int64) *Batch {
 		lab := make([]int, tl)
 		for j := 0; j < tl; j++ {
 			v := int64(-100)
+			b.DecoderAttentionMask[i*tl+j] = 1 // HF's collator passes none: all ones
 			if j < len(r.Labels) {
 				v = r.Labels[j]
-				b.DecoderAttentionMask[i*tl+j] = 1
 			}
 			b.Labels[i*tl+j] = v
 			lab[j] = int(v)
@@ -239,15 +241,21 @@ func (e *Engine) LoadOptimizer(dir string) error {
 }
 
 // Generator runs generate.Generate over the artifact folder's generation
-// graphs, fed with the engine's current parameters.
+// graphs (KV cache), or over a full forward graph recomputed at every step
+// (RecomputeGraph, for models exported without past key values), fed with
+// the engine's current parameters.
 type Generator struct {
-	Env    *runtime.Env
-	Dir    string // artifact folder
-	Engine *Engine
-	Config generate.Config // the model's generation defaults
-	Opts   gendec.Options
-	dec    *gendec.Artifacts
-	at     int
+	Env            *runtime.Env
+	Dir            string // artifact folder
+	RecomputeGraph string // forward graph with parameters as inputs (WriteRecomputeGraph); "" uses the KV graphs
+	Engine         *Engine
+	Config         generate.Config // the model's generation defaults
+	Opts           gendec.Options
+	dec            interface {
+		generate.Decoder
+		Close() error
+	}
+	at int
 }
 
 func (g *Generator) Generate(ctx context.Context, b ortrain.Batch, maxLength, numBeams int) ([][]int, error) {
@@ -259,8 +267,24 @@ func (g *Generator) Generate(ctx context.Context, b ortrain.Batch, maxLength, nu
 		// The trainer swaps parameter buffers at every step: reopen on the
 		// current ones.
 		g.Close()
-		if g.dec, err = gendec.OpenArtifacts(g.Env, g.Dir, g.Engine.T.ParamValues(), g.Opts); err != nil {
-			return nil, err
+		if g.RecomputeGraph != "" {
+			opts := g.Opts
+			opts.Inputs = g.Engine.T.ParamValues()
+			pad := g.Config.PadTokenID
+			if pad < 0 {
+				pad = 0
+			}
+			d, err := gendec.NewRecompute(g.Env, g.RecomputeGraph, pad, opts)
+			if err != nil {
+				return nil, err
+			}
+			g.dec = d
+		} else {
+			d, err := gendec.OpenArtifacts(g.Env, g.Dir, g.Engine.T.ParamValues(), g.Opts)
+			if err != nil {
+				return nil, err
+			}
+			g.dec = d
 		}
 		g.at = g.Engine.version
 	}
@@ -294,4 +318,49 @@ func (g *Generator) Close() error {
 		return err
 	}
 	return nil
+}
+
+// WriteRecomputeGraph writes the forward graph model (input_ids,
+// attention_mask, decoder_input_ids -> logits) with the artifact
+// manifest's trainable parameters turned into inputs under their manifest
+// names, for generation by recomputation with the trainer's parameters.
+func WriteRecomputeGraph(model string, man *artifacts.Manifest, out string) error {
+	m, err := onnx.Load(model)
+	if err != nil {
+		return err
+	}
+	g := m.Graph
+	byONNX := map[string]artifacts.Parameter{}
+	for _, p := range man.Parameters {
+		if !p.Trainable {
+			continue
+		}
+		name := p.ONNXName
+		if name == "" {
+			name = p.Name
+		}
+		byONNX[name] = p
+	}
+	kept := g.Initializer[:0]
+	var inputs []*onnxpb.ValueInfoProto
+	for _, t := range g.Initializer {
+		p, ok := byONNX[t.GetName()]
+		if !ok {
+			kept = append(kept, t)
+			continue
+		}
+		if t.GetName() != p.Name {
+			onnx.RenameValue(g, t.GetName(), p.Name)
+		}
+		inputs = append(inputs, onnx.ValueInfo(p.Name, onnx.Float32, onnx.Dims(p.Shape...)...))
+	}
+	g.Initializer = kept
+	ins := g.Input[:0]
+	for _, in := range g.Input {
+		if _, ok := byONNX[in.GetName()]; !ok {
+			ins = append(ins, in)
+		}
+	}
+	g.Input = append(ins, inputs...)
+	return onnx.Save(m, out, onnx.SaveOptions{})
 }

@@ -1,0 +1,266 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/ortrain/ortrain/ortrain"
+	"github.com/ortrain/ortrain/ortrain/artifacts"
+	"github.com/ortrain/ortrain/ortrain/data"
+	"github.com/ortrain/ortrain/ortrain/ortengine"
+	"github.com/ortrain/ortrain/tokenize"
+)
+
+const trainDescription = `Fine-tunes a seq2seq model with the semantics of Hugging Face's
+Seq2SeqTrainer (transformers ` + ortrain.HFVersion + `): the same TrainingArguments names,
+defaults and validation errors, the same log_history, evaluation, checkpoint
+rotation, best-model tracking and output files (checkpoint-<step>/,
+trainer_state.json, all_results.json, generated_predictions.txt).
+
+Every argument is a flag under its HF name, with underscores or hyphens
+(--eval_steps or --eval-steps); --config FILE reads the same keys from a JSON
+or YAML file, and flags override it. Step arguments below 1 are ratios of
+the total steps (HF's rule).
+
+  ortrain train --demo
+      trains the embedded demo: a small transformer on a synthetic
+      translation task (a few minutes on 2 cores), with evaluation, BLEU and
+      ROUGE, checkpoints and a plot in ./ortrain-demo (or --output_dir).
+
+  ortrain train --model DIR --train_file train.jsonl --validation_file dev.jsonl \
+      --output_dir out --do_train --eval_strategy steps --eval_steps 200 \
+      --predict_with_generate --source_lang en --target_lang ro
+
+--model is an exported model folder (model.onnx; with Optimum's
+encoder/decoder/decoder_with_past graphs generation uses a KV cache) with its
+model.safetensors, config.json and tokenizer. Data files are JSONL (HF
+{"translation": {...}} records with --source_lang/--target_lang, or flat
+source/target fields), CSV or TSV.
+
+report_to: none, jsonl (output_dir/log_history.jsonl), tensorboard
+(output_dir/runs/...), all. At the end output_dir/training_curves.png plots
+the losses and evaluation metrics.
+
+Differences from HF that cannot be avoided: the shuffled data order and the
+dropout masks come from ortrain's own seeded generators, not torch's.`
+
+// argFlags makes one flag per TrainingArguments field, named as HF names
+// it, with the hyphenated spelling as an alias.
+func argFlags() []cli.Flag {
+	t := reflect.TypeOf(ortrain.TrainingArguments{})
+	def := ortrain.DefaultArguments()
+	dv := reflect.ValueOf(def)
+	var flags []cli.Flag
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		var aliases []string
+		if h := strings.ReplaceAll(name, "_", "-"); h != name {
+			aliases = []string{h}
+		}
+		usage := fmt.Sprintf("HF TrainingArguments.%s", name)
+		if f.Type.Kind() == reflect.Bool {
+			flags = append(flags, &cli.BoolFlag{Name: name, Aliases: aliases, Usage: usage, Category: "TrainingArguments"})
+			continue
+		}
+		d := ""
+		v := dv.Field(i)
+		if v.Kind() != reflect.Pointer && v.Kind() != reflect.Slice && v.Kind() != reflect.Map && !v.IsZero() {
+			d = fmt.Sprint(v.Interface())
+		}
+		if d != "" {
+			usage += " (default " + d + ")"
+		}
+		flags = append(flags, &cli.StringFlag{Name: name, Aliases: aliases, Usage: usage, Category: "TrainingArguments"})
+	}
+	return flags
+}
+
+func newTrainCommand() *cli.Command {
+	own := []cli.Flag{
+		&cli.BoolFlag{Name: "demo", Usage: "train the embedded demo model and task"},
+		&cli.StringFlag{Name: "config", Usage: "JSON or YAML file of TrainingArguments (flags override it)"},
+		&cli.StringFlag{Name: "model", Usage: "exported model folder (model.onnx, model.safetensors, config.json, tokenizer)"},
+		&cli.StringFlag{Name: "artifacts", Usage: "prebuilt ortrain artifact folder (instead of building from --model)"},
+		&cli.StringFlag{Name: "tokenizer", Usage: "tokenizer folder or tokenizer.json (default: the model folder)"},
+		&cli.StringFlag{Name: "train_file", Aliases: []string{"train-file"}, Usage: "training data (.jsonl, .csv, .tsv)"},
+		&cli.StringFlag{Name: "validation_file", Aliases: []string{"validation-file"}, Usage: "evaluation data"},
+		&cli.StringFlag{Name: "test_file", Aliases: []string{"test-file"}, Usage: "prediction data (do_predict)"},
+		&cli.StringFlag{Name: "source_lang", Aliases: []string{"source-lang"}, Usage: "source language key of {\"translation\": {...}} records"},
+		&cli.StringFlag{Name: "target_lang", Aliases: []string{"target-lang"}, Usage: "target language key"},
+		&cli.StringFlag{Name: "source_field", Aliases: []string{"source-field"}, Usage: "source field/column of flat records (default source)"},
+		&cli.StringFlag{Name: "target_field", Aliases: []string{"target-field"}, Usage: "target field/column (default target)"},
+		&cli.StringFlag{Name: "source_prefix", Aliases: []string{"source-prefix"}, Usage: "text prepended to every source (T5 task prefix)"},
+		&cli.IntFlag{Name: "max_source_length", Aliases: []string{"max-source-length"}, Usage: "truncate sources to this many tokens (0: no limit)"},
+		&cli.IntFlag{Name: "max_target_length", Aliases: []string{"max-target-length"}, Usage: "truncate targets to this many tokens (0: no limit)"},
+		&cli.BoolFlag{Name: "group_by_length", Aliases: []string{"group-by-length"}, Usage: "HF's group_by_length sampler"},
+		&cli.BoolFlag{Name: "rouge_use_stemmer", Aliases: []string{"rouge-use-stemmer"}, Usage: "ROUGE with the Porter stemmer (run_summarization's setting)"},
+		&cli.BoolFlag{Name: "no-progress", Usage: "no progress bar even on a terminal"},
+	}
+	return &cli.Command{
+		Name:        "train",
+		Usage:       "fine-tune a seq2seq model with Hugging Face Seq2SeqTrainer semantics (try --demo)",
+		UsageText:   "ortrain train --demo | ortrain train --model DIR --train_file F [--validation_file F] [TrainingArguments flags]",
+		Description: trainDescription,
+		Flags:       append(own, argFlags()...),
+		Action:      runTrain,
+	}
+}
+
+// trainArguments assembles the arguments: defaults (or the demo's), then
+// --config, then flags.
+func trainArguments(c *cli.Context) (ortrain.TrainingArguments, error) {
+	a := ortrain.DefaultArguments()
+	if c.Bool("demo") {
+		a = ortengine.DemoArguments("ortrain-demo")
+	}
+	if p := c.String("config"); p != "" {
+		if err := a.LoadConfigFile(p); err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				return a, usagef("--config: %v", err)
+			}
+			return a, dataError{err}
+		}
+	}
+	for _, name := range ortrain.ArgumentNames() {
+		if !c.IsSet(name) {
+			continue
+		}
+		var v any = c.String(name)
+		if f, ok := reflect.TypeOf(a).FieldByNameFunc(func(n string) bool {
+			sf, _ := reflect.TypeOf(a).FieldByName(n)
+			tag, _, _ := strings.Cut(sf.Tag.Get("json"), ",")
+			return tag == name
+		}); ok && f.Type.Kind() == reflect.Bool {
+			v = c.Bool(name)
+		}
+		if err := a.Set(name, v); err != nil {
+			return a, usagef("--%s: %v", name, err)
+		}
+	}
+	if err := a.Finalize(); err != nil {
+		var ae *ortrain.ArgumentError
+		if errors.As(err, &ae) {
+			return a, usagef("%v", err)
+		}
+		return a, err
+	}
+	return a, nil
+}
+
+func runTrain(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return usagef("unexpected arguments %q", c.Args().Slice())
+	}
+	a, err := trainArguments(c)
+	if err != nil {
+		return err
+	}
+	if err := ortrain.CheckOutputDir(&a); err != nil {
+		return usagef("%v", err)
+	}
+	stdout, stderr := c.App.Writer, c.App.ErrWriter
+	var cfg ortengine.Config
+	if c.Bool("demo") {
+		if c.IsSet("model") || c.IsSet("train_file") {
+			return usagef("--demo brings its own model and data; drop --model/--train_file")
+		}
+		if err := os.MkdirAll(a.OutputDir, 0o755); err != nil {
+			return err
+		}
+		if cfg, err = ortengine.DemoConfig(a.OutputDir, a); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "ortrain demo: model, tokenizer and data in %s\n", filepath.Join(a.OutputDir, "model"))
+	} else {
+		cfg = ortengine.Config{
+			Args: a, Model: c.String("model"), Artifacts: c.String("artifacts"), Tokenizer: c.String("tokenizer"),
+			TrainFile: c.String("train_file"), ValidationFile: c.String("validation_file"), TestFile: c.String("test_file"),
+			Format: data.Format{SourceLang: c.String("source_lang"), TargetLang: c.String("target_lang"),
+				SourceField: c.String("source_field"), TargetField: c.String("target_field")},
+			SourcePrefix: c.String("source_prefix"), MaxSourceLength: c.Int("max_source_length"), MaxTargetLength: c.Int("max_target_length"),
+			GroupByLength: c.Bool("group_by_length"), RougeUseStemmer: c.Bool("rouge_use_stemmer"),
+		}
+		if cfg.Model == "" && cfg.Artifacts == "" {
+			return usagef("give --model DIR (or --artifacts DIR), or try --demo")
+		}
+		if a.DoTrain && cfg.TrainFile == "" {
+			return usagef("--do_train needs --train_file")
+		}
+		if (a.DoEval || a.EvalStrategy != ortrain.StrategyNo) && cfg.ValidationFile == "" {
+			return usagef("You have set `args.eval_strategy` to %s (or do_eval) but gave no --validation_file. Either set --eval_strategy no or pass --validation_file.", a.EvalStrategy)
+		}
+		if a.DoPredict && cfg.TestFile == "" {
+			return usagef("--do_predict needs --test_file")
+		}
+	}
+	cfg.Version = Version
+	cfg.Warn = stderr
+
+	env, err := openRuntime(c)
+	if err != nil {
+		return err
+	}
+	defer env.Close()
+	sess, err := ortengine.Prepare(c.Context, env, cfg)
+	if err != nil {
+		var re *data.RecordError
+		if errors.As(err, &re) || errors.Is(err, artifacts.ErrBadModel) || isTokenizerError(err) {
+			return dataError{err}
+		}
+		return err
+	}
+	defer sess.Close()
+	tr := sess.Trainer
+	if err := tr.CheckSetup(); err != nil {
+		return usagef("%v", err)
+	}
+	progress := !c.Bool("no-progress")
+	if f, ok := stdout.(*os.File); !ok || !ortrain.IsTerminal(f) {
+		progress = false
+	}
+	tr.Callbacks = append(tr.Callbacks, &ortrain.ConsoleCallback{Out: stdout, Progress: progress})
+	var closers []func() error
+	for _, r := range a.ReportTo {
+		switch r {
+		case "jsonl":
+			j := &ortrain.JSONLCallback{Path: filepath.Join(a.OutputDir, ortrain.LogHistoryJSONL), Append: a.ResumeFromCheckpoint != ""}
+			tr.Callbacks = append(tr.Callbacks, j)
+			closers = append(closers, j.Close)
+		case "tensorboard":
+			tb := &ortrain.TensorBoardCallback{}
+			tr.Callbacks = append(tr.Callbacks, tb)
+			closers = append(closers, tb.Close)
+		}
+	}
+	defer func() {
+		for _, f := range closers {
+			f()
+		}
+	}()
+	if tr.TrainData != nil {
+		fmt.Fprintf(stdout, "***** Running training *****\n  Num examples = %d\n  Num Epochs = %v\n  Instantaneous batch size per device = %d\n  Gradient Accumulation steps = %d\n  Total train batch size = %d\n",
+			tr.TrainData.NumExamples(), a.NumTrainEpochs, a.PerDeviceTrainBatchSize, a.GradientAccumulationSteps, a.PerDeviceTrainBatchSize*a.GradientAccumulationSteps)
+	}
+	res, err := tr.Run(c.Context, ortrain.RunOptions{TestData: sess.Test, Decode: sess.Decode, Out: stdout})
+	if err != nil {
+		return err
+	}
+	if st := tr.State(); st != nil && st.BestModelCheckpoint != nil {
+		fmt.Fprintf(stdout, "best checkpoint: %s (%s = %v)\n", *st.BestModelCheckpoint, a.MetricToCheck(), *st.BestMetric)
+	}
+	_ = res
+	fmt.Fprintf(stdout, "outputs in %s (training_curves.png, all_results.json, trainer_state.json)\n", a.OutputDir)
+	return nil
+}
+
+func isTokenizerError(err error) bool {
+	var ie *tokenize.InvalidUTF8Error
+	return errors.As(err, &ie) || strings.HasPrefix(err.Error(), "tokenizer")
+}
