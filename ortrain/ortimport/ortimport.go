@@ -91,8 +91,8 @@ type Report struct {
 	Logits          string    `json:"logits"`
 	Optimizer       Optimizer `json:"onnxruntime_optimizer"`
 	// Semantics says how ortrain continues, in words, for the manifest's readers.
-	Semantics  string           `json:"semantics"`
-	Properties map[string]any   `json:"properties,omitempty"`
+	Semantics  string              `json:"semantics"`
+	Properties map[string]any      `json:"properties,omitempty"`
 	Manifest   *artifacts.Manifest `json:"-"`
 }
 
