@@ -1,6 +1,10 @@
 package generate
 
-import "context"
+import (
+	"context"
+	"runtime"
+	"sync"
+)
 
 // notFinishedScore is the -1e9 that HF's beam search uses for "no score":
 // the initial score of beams 1.. and of the empty finished slots, and the
@@ -68,7 +72,7 @@ func (s *search) beam(ctx context.Context, nSources int) (*Output, error) {
 	}
 
 	cands := make([]candidate, 0, k)
-	var flat []float32
+	var scores []float32
 	prefixes := make([][]int64, 0, nSources*nb)
 	for curLen := prompt; len(active) > 0; curLen++ {
 		prefixes = prefixes[:0]
@@ -82,26 +86,29 @@ func (s *search) beam(ctx context.Context, nSources int) (*Output, error) {
 			return nil, err
 		}
 		divisor := lengthDivisor(curLen+1-prompt, cfg.LengthPenalty)
+		// log-softmax, processors and running score of every row, rows in parallel
+		rowsNow := len(active) * nb
+		if cap(scores) < rowsNow*logits.Vocab {
+			scores = make([]float32, rowsNow*logits.Vocab)
+		}
+		scores = scores[:rowsNow*logits.Vocab]
+		s.parallelRows(rowsNow, logits.Vocab, func(p *processor, r int) {
+			row := scores[r*logits.Vocab : (r+1)*logits.Vocab]
+			copy(row, logits.Row(r))
+			logSoftmax(row)
+			h := items[active[r/nb]].running[r%nb]
+			p.apply(h.tokens, row)
+			for t, v := range row {
+				row[t] = v + h.score
+			}
+		})
 		nextActive := active[:0:0]
 		rows = rows[:0]
 		for ai, a := range active {
 			it := items[a]
 			// top-K continuations over the flattened num_beams × vocab scores
 			vocab := logits.Vocab
-			if cap(flat) < nb*vocab {
-				flat = make([]float32, nb*vocab)
-			}
-			flat = flat[:nb*vocab]
-			for b := range nb {
-				row := flat[b*vocab : (b+1)*vocab]
-				copy(row, logits.Row(ai*nb+b))
-				logSoftmax(row)
-				s.proc.apply(it.running[b].tokens, row)
-				base := it.running[b].score
-				for t, v := range row {
-					row[t] = v + base
-				}
-			}
+			flat := scores[ai*nb*vocab : (ai+1)*nb*vocab]
 			cands = cands[:0]
 			for _, fi := range topK(flat, k) {
 				cands = append(cands, candidate{beam: fi / vocab, token: int64(fi % vocab), score: flat[fi]})
@@ -240,4 +247,31 @@ func (s *search) beamOutput(items []*beamItem, prompt int) *Output {
 	}
 	_ = prompt
 	return out
+}
+
+// parallelRows runs fn over rows 0..n-1 on up to GOMAXPROCS goroutines, each
+// with its own processor (their scratch buffers are not shared); small
+// batches stay on the calling goroutine.
+func (s *search) parallelRows(n, vocab int, fn func(p *processor, row int)) {
+	workers := min(runtime.GOMAXPROCS(0), n)
+	if workers <= 1 || n*vocab < 1<<16 {
+		for r := range n {
+			fn(s.proc, r)
+		}
+		return
+	}
+	for len(s.workerProcs) < workers {
+		s.workerProcs = append(s.workerProcs, newProcessor(s.cfg, s.proc.maxLen, s.proc.minLen))
+	}
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func(p *processor, lo, hi int) {
+			defer wg.Done()
+			for r := lo; r < hi; r++ {
+				fn(p, r)
+			}
+		}(s.workerProcs[w], w*n/workers, (w+1)*n/workers)
+	}
+	wg.Wait()
 }

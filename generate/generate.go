@@ -65,6 +65,8 @@ type search struct {
 	maxLen int
 	proc   *processor
 	buf    []float32
+	// workerProcs are the processors of parallelRows' goroutines.
+	workerProcs []*processor
 }
 
 func (s *search) step(ctx context.Context, prefixes [][]int64) (Logits, error) {

@@ -2,9 +2,7 @@ package gendec
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 
@@ -120,8 +118,8 @@ func vocabOf(s *runtime.Session) int {
 func maxSourceLength(dir string) int {
 	read := func(name string) map[string]json.RawMessage {
 		b, err := os.ReadFile(filepath.Join(dir, name))
-		if err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return nil
+		if err != nil {
+			return nil // absent or unreadable: no limit from this file
 		}
 		var m map[string]json.RawMessage
 		if json.Unmarshal(b, &m) != nil {
