@@ -19,7 +19,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 
 	"google.golang.org/protobuf/proto"
@@ -523,7 +522,7 @@ func detachPaddingRows(g *onnxpb.GraphProto, man *Manifest) error {
 func bindGenerationParams(g *onnxpb.GraphProto, params []Parameter, cands []candidate) ([]string, error) {
 	byName := map[string]Parameter{}
 	rawOf := map[string][]byte{}
-	for i, p := range params {
+	for _, p := range params {
 		if !p.Trainable {
 			continue
 		}
@@ -531,7 +530,6 @@ func bindGenerationParams(g *onnxpb.GraphProto, params []Parameter, cands []cand
 		if p.ONNXName != "" {
 			byName[p.ONNXName] = p
 		}
-		_ = i
 	}
 	for _, c := range cands {
 		for _, p := range params {
@@ -553,8 +551,6 @@ func bindGenerationParams(g *onnxpb.GraphProto, params []Parameter, cands []cand
 		}
 	}
 	used := map[string]bool{}
-	b := onnx.NewGraphBuilder(g)
-	b.Prefix = "params/"
 	kept := g.Initializer[:0]
 	var transposes []*onnxpb.NodeProto
 	for _, t := range g.Initializer {
@@ -604,7 +600,6 @@ func bindGenerationParams(g *onnxpb.GraphProto, params []Parameter, cands []cand
 		}
 	}
 	g.Input = append(ins, params2...)
-	_ = b
 	return names, nil
 }
 
@@ -672,7 +667,9 @@ func semantics() Semantics {
 			"loss_sum = loss*token_count, token_count = labels != -100.",
 		GradientAccumulation: "training graph: new.grad_accum.<p> = (accumulate ? grad_accum.<p> : 0) + loss_scale*d(loss)/d(p); " +
 			"loss_scale is 1/(micro-batches in the accumulation window) for models whose forward takes no **kwargs, " +
-			"(micro-batch tokens)/(window tokens) otherwise (HF Trainer.training_step).",
+			"(micro-batch tokens)/(window tokens) for a model whose loss uses num_items_in_batch (HF Trainer.training_step). " +
+			"Note: in transformers 5.24 T5, BART and Marian forwards take **kwargs but return the micro-batch mean, so the Trainer " +
+			"divides by neither: HF's effective loss_scale is then 1 for every micro-batch.",
 		AdamW: "torch.nn.utils.clip_grad_norm_(max_grad_norm, skipped when 0; grad_norm is the pre-clip total L2 norm), then " +
 			"torch.optim.AdamW single-tensor update: p *= 1-lr*wd (decay set only: HF get_decay_parameter_names), " +
 			"m = lerp(m, g, 1-beta1), v = beta2*v + (1-beta2)*g*g, p -= lr/(1-beta1^step) * m/(sqrt(v)/sqrt(1-beta2^step)+eps). " +
@@ -682,5 +679,3 @@ func semantics() Semantics {
 		Dropout: "none: the forward graph has no Dropout nodes (exported in eval mode); training runs without dropout",
 	}
 }
-
-var _ = sort.Strings

@@ -1,10 +1,8 @@
 package artifacts
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"math"
 	"path/filepath"
 	"strconv"
 
@@ -744,6 +742,3 @@ func (t *Trainer) Close() error {
 	}
 	return nil
 }
-
-var _ = binary.LittleEndian
-var _ = math.Abs

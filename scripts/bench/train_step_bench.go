@@ -61,13 +61,16 @@ func run(dir, batchPath string, threads, steps, warmup int, device string) error
 	}
 	defer tr.Close()
 	var times, fwdbwd, optim []float64
-	var loss float32
+	var loss, first float32
 	var tokens int64
 	for i := 0; i < warmup+steps; i++ {
 		t0 := time.Now()
 		loss, tokens, err = tr.TrainMicroBatch(batch, 1, int64(i))
 		if err != nil {
 			return err
+		}
+		if i == 0 {
+			first = loss
 		}
 		t1 := time.Now()
 		if _, err := tr.OptimizerStep(1e-4); err != nil {
@@ -83,7 +86,7 @@ func run(dir, batchPath string, threads, steps, warmup int, device string) error
 	return json.NewEncoder(os.Stdout).Encode(map[string]any{
 		"impl": "ortrain", "onnxruntime": env.Version(), "threads": threads, "steps": steps,
 		"step_s_median": med, "step_s": times, "target_tokens_per_step": tokens,
-		"tokens_per_s": float64(tokens) / med, "final_loss": loss,
+		"tokens_per_s": float64(tokens) / med, "first_loss": first, "final_loss": loss,
 		"train_micro_batch_s_median": median(fwdbwd), "optimizer_step_s_median": median(optim),
 	})
 }

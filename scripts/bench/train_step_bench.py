@@ -68,11 +68,19 @@ def bench_torch(d, steps, warmup, threads):
     model.train()
     raw = json.load(open(os.path.join(d, "batch.json")))
     b = {k: torch.tensor(v["data"], dtype=torch.long).view(v["shape"]) for k, v in raw.items()}
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01)
+    from transformers import Trainer
+
+    decay = set(Trainer.get_decay_parameter_names(None, model))
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    opt = torch.optim.AdamW([{"params": [p for n, p in named if n in decay], "weight_decay": 0.01},
+                             {"params": [p for n, p in named if n not in decay], "weight_decay": 0.0}], lr=1e-4)
     times = []
+    first = None
     for i in range(warmup + steps):
         t0 = time.perf_counter()
         loss = model(**b).loss
+        if first is None:
+            first = float(loss)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
@@ -84,7 +92,7 @@ def bench_torch(d, steps, warmup, threads):
     med = statistics.median(times)
     print(json.dumps({"impl": "pytorch-eager", "torch": torch.__version__, "threads": threads, "steps": steps,
                       "step_s_median": med, "step_s": times, "target_tokens_per_step": tokens,
-                      "tokens_per_s": tokens / med, "final_loss": float(loss)}))
+                      "tokens_per_s": tokens / med, "first_loss": first, "final_loss": float(loss)}))
 
 
 def main():

@@ -18,19 +18,36 @@ fi
 go build -o "$work/ortrain" ./cmd/ortrain
 "$work/ortrain" artifacts --model "$work/model.onnx" --out "$work/artifacts" --no-dropout >/dev/null
 go build -o "$work/bench" scripts/bench/train_step_bench.go
-/usr/bin/time -v -o "$work/ortrain.time" "$work/bench" -artifacts "$work/artifacts" -batch "$work/batch.json" \
-  -threads "$threads" -steps "$steps" > "$work/ortrain.json"
-/usr/bin/time -v -o "$work/torch.time" "$py" scripts/bench/train_step_bench.py torch "$work" --threads "$threads" \
-  --steps "$steps" > "$work/torch.json"
-"$py" - "$work" <<'PY'
-import json, re, sys
-w = sys.argv[1]
-o, t = json.load(open(f"{w}/ortrain.json")), json.load(open(f"{w}/torch.json"))
-rss = {k: int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", open(f"{w}/{k}.time").read()).group(1)) / 1024
-       for k in ("ortrain", "torch")}
-print(f"t5-small-sized, {o['target_tokens_per_step']} target tokens/step, {o['threads']} threads, median of {o['steps']} steps")
-for name, r, k in (("ortrain", o, "ortrain"), ("pytorch eager", t, "torch")):
-    print(f"  {name:14s} step {r['step_s_median']:.3f} s  {r['tokens_per_s']:8.1f} tokens/s  peak RSS {rss[k]:.0f} MiB  loss {r['final_loss']:.4f}")
-print(f"  ratio ortrain/pytorch step time: {o['step_s_median'] / t['step_s_median']:.2f}  "
-      f"RSS: {rss['ortrain'] / rss['torch']:.2f}")
+# Alternate the two (rounds of each) so that load from other processes on
+# the machine hits both alike; the report takes the median over all steps.
+rounds=${ROUNDS:-2}
+for r in $(seq 1 "$rounds"); do
+  /usr/bin/time -v -o "$work/ortrain.$r.time" "$work/bench" -artifacts "$work/artifacts" -batch "$work/batch.json" \
+    -threads "$threads" -steps "$steps" > "$work/ortrain.$r.json"
+  /usr/bin/time -v -o "$work/torch.$r.time" "$py" scripts/bench/train_step_bench.py torch "$work" --threads "$threads" \
+    --steps "$steps" > "$work/torch.$r.json"
+done
+uptime
+"$py" - "$work" "$rounds" <<'PY'
+import json, re, statistics, sys
+w, rounds = sys.argv[1], int(sys.argv[2])
+res = {}
+for k in ("ortrain", "torch"):
+    runs = [json.load(open(f"{w}/{k}.{r}.json")) for r in range(1, rounds + 1)]
+    rss = [int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", open(f"{w}/{k}.{r}.time").read()).group(1)) / 1024
+           for r in range(1, rounds + 1)]
+    steps = [s for run in runs for s in run["step_s"]]
+    res[k] = {"step": statistics.median(steps), "tokens": runs[0]["target_tokens_per_step"], "rss": max(rss),
+              "first_loss": runs[0]["first_loss"], "extra": runs[0]}
+o, t = res["ortrain"], res["torch"]
+print(f"t5-small-sized, {o['tokens']} target tokens/step, {o['extra']['threads']} threads, "
+      f"median of {rounds}x{o['extra']['steps']} steps each")
+for name, k in (("ortrain", "ortrain"), ("pytorch eager", "torch")):
+    r = res[k]
+    print(f"  {name:14s} step {r['step']:.3f} s  {r['tokens'] / r['step']:8.1f} tokens/s  peak RSS {r['rss']:.0f} MiB  "
+          f"first-step loss {r['first_loss']:.5f}")
+if "optimizer_step_s_median" in o["extra"]:
+    print(f"  ortrain split (first round): micro-batch {o['extra']['train_micro_batch_s_median']:.3f} s, "
+          f"optimizer {o['extra']['optimizer_step_s_median']:.3f} s")
+print(f"  ratio ortrain/pytorch step time: {o['step'] / t['step']:.2f}  peak RSS: {o['rss'] / t['rss']:.2f}")
 PY
