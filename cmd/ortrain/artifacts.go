@@ -20,9 +20,13 @@ and writes to --out: training_model.onnx (loss, token count and gradients, accum
 eval_model.onnx (loss sum, token count, logits), optimizer_model.onnx (torch AdamW after HF clipping),
 optimizer_sgd_model.onnx, the generation graphs given with --encoder/--decoder/--decoder-with-past
 rewritten to take the parameters as inputs, model.safetensors and manifest.json.
-Parameters are named after the PyTorch model using --weights (default: model.safetensors beside the model).`,
+Parameters are named after the PyTorch model using --weights (default: model.safetensors beside the model).
+
+With --from-ort DIR it imports a folder made by ONNX Runtime's generate_artifacts instead: the forward
+graph comes from eval_model.onnx, the parameters, AdamW moments and step from the checkpoint, so that
+training continues on any ONNX Runtime (see ort_import.json in --out for what was carried over).`,
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "model", Usage: "forward graph `MODEL.onnx`", Required: true},
+			&cli.StringFlag{Name: "model", Usage: "forward graph `MODEL.onnx` (or use --from-ort)"},
 			&cli.StringFlag{Name: "out", Usage: "artifact `DIR` (created)", Required: true},
 			&cli.StringFlag{Name: "weights", Usage: "the model's safetensors `FILE` (default: model.safetensors beside --model)"},
 			&cli.StringFlag{Name: "encoder", Usage: "encoder graph `FILE` to rewrite for generation"},
@@ -32,10 +36,19 @@ Parameters are named after the PyTorch model using --weights (default: model.saf
 			&cli.Float64Flag{Name: "label-smoothing", Usage: "HF label_smoothing_factor `F` in [0, 1)"},
 			&cli.BoolFlag{Name: "no-dropout", Usage: "train with Dropout nodes in inference mode (default: seeded training-mode dropout where the graph has Dropout)"},
 			&cli.Int64Flag{Name: "opset", Usage: "standard opset `N` of the optimizer graphs (default 17)"},
+			&cli.StringFlag{Name: "from-ort", Usage: "import an ONNX Runtime training artifact `DIR` (checkpoint, eval_model.onnx, optimizer_model.onnx) instead of --model"},
+			&cli.StringFlag{Name: "prefix", Usage: "with --from-ort: the `PREFIX` generate_artifacts put before the file names"},
+			&cli.StringFlag{Name: "logits", Usage: "with --from-ort: the forward output `NAME` inside the eval model (default: logits, else traced from the loss)"},
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
 				return usagef("artifacts takes flags only, got arguments %v", c.Args().Slice())
+			}
+			if c.String("from-ort") != "" {
+				return runImportORT(c)
+			}
+			if c.String("model") == "" {
+				return usagef("artifacts needs --model MODEL.onnx (or --from-ort DIR)")
 			}
 			if f := c.Float64("label-smoothing"); f < 0 || f >= 1 {
 				return usagef("--label-smoothing %v must be in [0, 1)", f)
