@@ -36,10 +36,14 @@ type artifactManifest struct {
 }
 
 // Artifacts is a KV decoder over an artifact folder's generation graphs,
-// whose parameters are graph inputs.
+// whose parameters are graph inputs. The parameter values are bound at every
+// run, so a trainer whose optimizer updates them in place keeps one
+// Artifacts for the whole training run; SetParameters swaps in other values.
 type Artifacts struct {
 	*KV
-	owned []*runtime.Value // parameter values loaded here, closed by Close
+	owned  []*runtime.Value  // parameter values loaded here, closed by Close
+	needed map[string]string // parameter name → role of a graph that takes it
+	dir    string
 }
 
 // OpenArtifacts opens the generation graphs of the ortrain artifact folder
@@ -55,19 +59,20 @@ func OpenArtifacts(env *runtime.Env, dir string, params map[string]*runtime.Valu
 	if man.Files.Encoder == "" || man.Files.Decoder == "" || man.Files.DecoderWithPast == "" {
 		return nil, fmt.Errorf("%s: the artifacts have no encoder / decoder / decoder_with_past generation graphs; rebuild them from an export with past key values (Optimum layout)", dir)
 	}
-	a := &Artifacts{}
+	a := &Artifacts{needed: map[string]string{}, dir: dir}
+	for _, g := range man.Generation {
+		for _, name := range g.Parameters {
+			a.needed[name] = g.Role
+		}
+	}
 	if params == nil {
 		if a.owned, params, err = loadArtifactParams(dir, man); err != nil {
 			return nil, err
 		}
 	}
-	for _, g := range man.Generation {
-		for _, name := range g.Parameters {
-			if params[name] == nil {
-				a.closeOwned()
-				return nil, fmt.Errorf("%s: the %s graph takes parameter %q, which was not provided", dir, g.Role, name)
-			}
-		}
+	if err := a.check(params); err != nil {
+		a.closeOwned()
+		return nil, err
 	}
 	pad := int64(0)
 	if p, ok := man.SpecialTokens["pad_token_id"]; ok {
@@ -80,6 +85,26 @@ func OpenArtifacts(env *runtime.Env, dir string, params map[string]*runtime.Valu
 		return nil, err
 	}
 	return a, nil
+}
+
+func (a *Artifacts) check(params map[string]*runtime.Value) error {
+	for name, role := range a.needed {
+		if params[name] == nil {
+			return fmt.Errorf("%s: the %s graph takes parameter %q, which was not provided", a.dir, role, name)
+		}
+	}
+	return nil
+}
+
+// SetParameters makes later decoding read these parameter values (the
+// caller keeps ownership). States already started keep their cache.
+func (a *Artifacts) SetParameters(params map[string]*runtime.Value) error {
+	if err := a.check(params); err != nil {
+		return err
+	}
+	a.closeOwned()
+	a.KV.inputs = params
+	return nil
 }
 
 // Close releases the sessions and the parameters loaded from the folder.

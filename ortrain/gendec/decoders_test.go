@@ -328,7 +328,21 @@ func TestArtifactsDecoder(t *testing.T) {
 	if reflect.DeepEqual(a.Sequences, b.Sequences) {
 		t.Error("negated embeddings fed as inputs left every output unchanged: the graphs do not read the fed parameters")
 	}
+	// the same decoder follows new values after SetParameters
+	if err := dec.SetParameters(params); err != nil {
+		t.Fatal(err)
+	}
+	c, err := generate.Generate(context.Background(), dec, sources, base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(c.Sequences, b.Sequences) {
+		t.Error("after SetParameters the decoder does not decode as one opened with those values")
+	}
 	delete(params, mustManifest(t, dir).Generation[0].Parameters[0])
+	if err := dec.SetParameters(params); err == nil || !strings.Contains(err.Error(), "not provided") {
+		t.Errorf("SetParameters with a missing parameter: %v", err)
+	}
 	if _, err := OpenArtifacts(env, dir, params, Options{}); err == nil || !strings.Contains(err.Error(), "not provided") {
 		t.Errorf("missing parameter: %v", err)
 	}
