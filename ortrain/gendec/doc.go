@@ -10,6 +10,11 @@
 //     parameters are graph inputs, fed the trainer's current parameter
 //     values (or the folder's model.safetensors).
 //
-// Reordering rows (beam search, dropping finished rows) gathers the encoder
-// outputs and the key/value cache along the batch axis in host memory.
+// The key/value cache stays in ONNX Runtime values from one step to the next
+// and is fed back without a copy while the rows keep their order (greedy
+// search until a row finishes). Reordering rows (beam search, dropping
+// finished rows) gathers the decoder cache along the batch axis in host
+// memory; the encoder-side tensors (encoder mask, hidden states and
+// cross-attention cache) are identical for the rows of one source and are
+// only gathered when the rows' sources change.
 package gendec
