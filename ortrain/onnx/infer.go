@@ -230,7 +230,10 @@ func (inf *inferer) graph(g *onnxpb.GraphProto) error {
 				inf.types[s] = TypeInfo{}
 			}
 		}
-		outs, err := inf.node(n)
+		if len(n.Output) == 0 {
+			continue // nothing to type
+		}
+		outs, err := inf.safeNode(n)
 		if err != nil {
 			// Keep going so that the rest of the graph still gets types;
 			// the node's outputs stay unknown.
@@ -293,4 +296,15 @@ func (inf *inferer) recordConst(name string, t *onnxpb.TensorProto) {
 	if fl, err := ToFloat64s(t); err == nil {
 		inf.fvals[name] = fl
 	}
+}
+
+// safeNode runs a rule; a rule that trips over a malformed node (a bug on
+// input nobody foresaw) becomes an error instead of a crash.
+func (inf *inferer) safeNode(n *onnxpb.NodeProto) (outs []TypeInfo, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			outs, err = nil, fmt.Errorf("malformed node (internal error: %v)", r)
+		}
+	}()
+	return inf.node(n)
 }

@@ -31,7 +31,7 @@ func (inf *inferer) foldUnary(n *onnxpb.NodeProto) {
 		}
 	}
 	inf.vals[n.Output[0]] = out
-	if f, ok := inf.fvals[n.Input[0]]; ok && n.GetOpType() == "Identity" {
+	if f, ok := inf.fvals[inName(n, 0)]; ok && n.GetOpType() == "Identity" {
 		inf.fvals[n.Output[0]] = f
 	}
 }
@@ -96,7 +96,7 @@ func (inf *inferer) foldCast(n *onnxpb.NodeProto) {
 		}
 		return
 	}
-	if f, ok := inf.fvals[n.Input[0]]; ok {
+	if f, ok := inf.fvals[inName(n, 0)]; ok {
 		if IsFloat(to) {
 			inf.fvals[n.Output[0]] = f
 			return

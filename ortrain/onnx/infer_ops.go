@@ -18,6 +18,14 @@ func (inf *inferer) in(n *onnxpb.NodeProto, i int) (TypeInfo, bool) {
 	return t, ok
 }
 
+// inName is the name of input i, "" when absent.
+func inName(n *onnxpb.NodeProto, i int) string {
+	if i < len(n.Input) {
+		return n.Input[i]
+	}
+	return ""
+}
+
 func (inf *inferer) in0(n *onnxpb.NodeProto) TypeInfo {
 	t, _ := inf.in(n, 0)
 	return t
@@ -434,6 +442,9 @@ func (inf *inferer) layerNorm(n *onnxpb.NodeProto, x TypeInfo) ([]TypeInfo, erro
 	if op == "SkipLayerNormalization" || op == "SkipSimplifiedLayerNormalization" {
 		// Outputs: output, mean (unused by the simplified form),
 		// inv_std_var, input_skip_bias_sum; stats over the last axis.
+		if len(x.Dims) == 0 {
+			return nil, fmt.Errorf("%s needs an input of rank >= 1", op)
+		}
 		stat := append(append([]Dim{}, x.Dims[:len(x.Dims)-1]...), D(1))
 		return []TypeInfo{x, Tensor(stash, stat...), Tensor(stash, stat...), x}, nil
 	}
@@ -560,7 +571,7 @@ func (inf *inferer) gatherND(n *onnxpb.NodeProto) ([]TypeInfo, error) {
 	}
 	b := int(AttrIntOr(n, "batch_dims", 0))
 	last := int(idx.Dims[len(idx.Dims)-1].Value)
-	if b+last > len(x.Dims) {
+	if b < 0 || b+last > len(x.Dims) || b > len(idx.Dims)-1 {
 		return nil, fmt.Errorf("indices last dimension %d plus batch_dims %d exceeds data rank %d", last, b, len(x.Dims))
 	}
 	dims := append(append([]Dim{}, idx.Dims[:len(idx.Dims)-1]...), x.Dims[b+last:]...)
@@ -1335,9 +1346,9 @@ func (inf *inferer) rangeOp(n *onnxpb.NodeProto) ([]TypeInfo, error) {
 		}
 	}
 	// Float ranges with constant bounds.
-	fs, f1 := inf.fvals[n.Input[0]]
-	fl, f2 := inf.fvals[n.Input[1]]
-	fd, f3 := inf.fvals[n.Input[2]]
+	fs, f1 := inf.fvals[inName(n, 0)]
+	fl, f2 := inf.fvals[inName(n, 1)]
+	fd, f3 := inf.fvals[inName(n, 2)]
 	if f1 && f2 && f3 && len(fs) == 1 && len(fl) == 1 && len(fd) == 1 && fd[0] != 0 {
 		return same(Tensor(x.Elem, D(int64(max(0, math.Ceil((fl[0]-fs[0])/fd[0])))))), nil
 	}
@@ -1384,7 +1395,7 @@ func (inf *inferer) oneHot(n *onnxpb.NodeProto) ([]TypeInfo, error) {
 		if d, ok := v[0].dim(); ok {
 			depth = d
 		}
-	} else if f, ok := inf.fvals[n.Input[1]]; ok && len(f) == 1 {
+	} else if f, ok := inf.fvals[inName(n, 1)]; ok && len(f) == 1 {
 		depth = D(int64(f[0]))
 	}
 	dims := append(append(append([]Dim{}, idx.Dims[:ax]...), depth), idx.Dims[ax:]...)
@@ -1526,6 +1537,9 @@ func (inf *inferer) loop(n *onnxpb.NodeProto) ([]TypeInfo, error) {
 		return nil, fmt.Errorf("Loop has no body")
 	}
 	body := a.G
+	if len(n.Input) < 2 {
+		return nil, fmt.Errorf("Loop needs the trip count and condition inputs (empty names for none)")
+	}
 	carried := len(n.Input) - 2
 	if len(body.Input) != carried+2 {
 		return nil, fmt.Errorf("Loop body has %d inputs for %d loop-carried values", len(body.Input), carried)
@@ -1543,6 +1557,9 @@ func (inf *inferer) loop(n *onnxpb.NodeProto) ([]TypeInfo, error) {
 			t, _ = inf.in(n, i)
 		}
 		inf.types[vi.GetName()] = t
+	}
+	if len(body.Output) != 1+carried+max(0, len(n.Output)-carried) {
+		return nil, fmt.Errorf("Loop body has %d outputs, the node %d loop-carried values and %d outputs", len(body.Output), carried, len(n.Output))
 	}
 	if err := inf.graph(body); err != nil {
 		return nil, fmt.Errorf("body: %w", err)
