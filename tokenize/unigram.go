@@ -35,6 +35,7 @@ func newUnigram(pieces []string, scores []float64, unkID int, hasUnk bool, match
 			minScore = math.Min(minScore, scores[id])
 		}
 	}
+	u.trie.freeze()
 	if math.IsInf(minScore, 1) {
 		minScore = 0
 	}
@@ -177,50 +178,99 @@ func utf8Len(s string) int {
 	return 1
 }
 
-// byteTrie is a byte-wise trie for common-prefix search over pieces.
+// byteTrie is a byte-wise trie for common-prefix search over pieces. It is
+// built with maps, then frozen into flat arrays (children of a node are
+// contiguous and sorted) because map lookups dominated encoding time.
 type byteTrie struct {
-	nodes []trieNode
+	build []trieNode
+	// frozen form
+	root       [256]int32 // child of the root by byte; 0: none
+	childStart []int32    // per node: first child in labels/targets
+	childEnd   []int32
+	labels     []byte
+	targets    []int32
+	ids        []int32 // per node: piece id ending here, -1: none
 }
 
 type trieNode struct {
 	next map[byte]int32
-	id   int32 // -1: no piece ends here
+	id   int32
 }
 
 func newByteTrie() *byteTrie {
-	return &byteTrie{nodes: []trieNode{{id: -1}}}
+	return &byteTrie{build: []trieNode{{id: -1}}}
 }
 
 func (t *byteTrie) insert(s string, id int) {
 	cur := 0
 	for i := 0; i < len(s); i++ {
-		nx, ok := t.nodes[cur].next[s[i]]
+		nx, ok := t.build[cur].next[s[i]]
 		if !ok {
-			if t.nodes[cur].next == nil {
-				t.nodes[cur].next = make(map[byte]int32, 2)
+			if t.build[cur].next == nil {
+				t.build[cur].next = make(map[byte]int32, 2)
 			}
-			t.nodes = append(t.nodes, trieNode{id: -1})
-			nx = int32(len(t.nodes) - 1)
-			t.nodes[cur].next[s[i]] = nx
+			t.build = append(t.build, trieNode{id: -1})
+			nx = int32(len(t.build) - 1)
+			t.build[cur].next[s[i]] = nx
 		}
 		cur = int(nx)
 	}
-	if t.nodes[cur].id < 0 {
-		t.nodes[cur].id = int32(id)
+	if t.build[cur].id < 0 {
+		t.build[cur].id = int32(id)
 	}
+}
+
+func (t *byteTrie) freeze() {
+	n := len(t.build)
+	t.childStart = make([]int32, n)
+	t.childEnd = make([]int32, n)
+	t.ids = make([]int32, n)
+	for i, nd := range t.build {
+		t.ids[i] = nd.id
+		t.childStart[i] = int32(len(t.labels))
+		for b := 0; b < 256; b++ {
+			if nx, ok := nd.next[byte(b)]; ok {
+				t.labels = append(t.labels, byte(b))
+				t.targets = append(t.targets, nx)
+				if i == 0 {
+					t.root[b] = nx
+				}
+			}
+		}
+		t.childEnd[i] = int32(len(t.labels))
+	}
+	t.build = nil
 }
 
 // prefixes calls fn for every inserted string that is a prefix of s.
 func (t *byteTrie) prefixes(s string, fn func(length, id int)) {
-	cur := 0
-	for i := 0; i < len(s); i++ {
-		nx, ok := t.nodes[cur].next[s[i]]
-		if !ok {
-			return
-		}
-		cur = int(nx)
-		if id := t.nodes[cur].id; id >= 0 {
+	if len(s) == 0 {
+		return
+	}
+	cur := t.root[s[0]]
+	if cur == 0 {
+		return
+	}
+	for i := 0; ; {
+		if id := t.ids[cur]; id >= 0 {
 			fn(i+1, int(id))
 		}
+		i++
+		if i >= len(s) {
+			return
+		}
+		b, next := s[i], int32(0)
+		for k := t.childStart[cur]; k < t.childEnd[cur]; k++ {
+			if l := t.labels[k]; l >= b {
+				if l == b {
+					next = t.targets[k]
+				}
+				break
+			}
+		}
+		if next == 0 {
+			return
+		}
+		cur = next
 	}
 }
