@@ -3,12 +3,18 @@
 // the Precompiled normalizer, byte-level BPE, BPE, WordPiece) and Marian
 // models (two SentencePiece files plus vocab.json).
 //
-// Model pieces come from github.com/sugarme/tokenizer where it is right
-// (BPE merges, WordPiece); the pipeline around them (added tokens,
-// normalizers, pre-tokenizers, post-processing, decoding) and the Unigram /
-// SentencePiece parts are ours, because sugarme gets those wrong in ways
-// that change ids (see defects_test.go). Nothing here panics on bad input or
-// exits the process; every error names the file and field at fault.
+// The WordPiece model comes from github.com/sugarme/tokenizer; everything
+// else (added tokens, normalizers, pre-tokenizers, the BPE merge loop, the
+// Unigram / SentencePiece models, post-processing, decoding, batching) is
+// ours, because sugarme v0.3.0 gets those wrong in ways that change ids or
+// stop the program (see defects_test.go). Nothing here panics on bad input
+// or exits the process; every error names the file and field at fault.
+//
+// Load reproduces transformers 5's tokenizer classes, LoadFile the
+// tokenizers library reading a tokenizer.json. They differ for T5:
+// transformers 5 rebuilds T5's pipeline (WhitespaceSplit + Metaspace, no
+// Replace normalizer), so for example a trailing space gives no "▁" token,
+// whereas the file's own pipeline (and transformers 4) gives one.
 package tokenize
 
 import (

@@ -261,11 +261,7 @@ func (r *RecordReader) read() (Example, *RecordError, error) {
 		var pe *csv.ParseError
 		if errors.As(err, &pe) {
 			r.line = pe.StartLine
-			bad := r.bad("", "malformed CSV: %v", pe.Err)
-			if !r.skipBad {
-				return Example{}, bad, nil
-			}
-			return Example{}, bad, nil
+			return Example{}, r.bad("", "malformed CSV: %v", pe.Err), nil
 		}
 		return Example{}, nil, err
 	}
