@@ -166,7 +166,8 @@ func (r *Rows) Batches() (ortrain.BatchIterator, error) {
 
 // Engine runs an artifact folder through artifacts.Trainer.
 type Engine struct {
-	T *artifacts.Trainer
+	T   *artifacts.Trainer
+	Dir string // the artifact folder (for ExportInference)
 	// ModelDir, when set, is the source model folder whose config.json and
 	// generation_config.json are copied next to every model.safetensors, so
 	// checkpoints load back into transformers.

@@ -172,7 +172,7 @@ func Prepare(ctx context.Context, env *runtime.Env, cfg Config) (*Session, error
 		s.Test = &Data{Ctx: ctx, Dataset: d, Collate: col, Order: data.Order{BatchSize: a.PerDeviceEvalBatchSize}}
 	}
 	modelDir := cfg.Model
-	eng := &Engine{T: at, ModelDir: modelDir}
+	eng := &Engine{T: at, Dir: artDir, ModelDir: modelDir}
 	tr.Engine = eng
 	s.Decode = func(ids []int) string { return tok.Target.Decode(ids, true) }
 	if a.PredictWithGenerate {
