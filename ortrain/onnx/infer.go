@@ -249,9 +249,31 @@ func (inf *inferer) graph(g *onnxpb.GraphProto) error {
 				t = outs[i]
 			}
 			if d, ok := inf.decl[o]; ok {
+				if err := conflict(t, d); err != nil {
+					inf.errs = append(inf.errs, fmt.Errorf("onnx: infer shapes: %s: output %q: %w", NodeLabel(n), o, err))
+				}
 				t = mergeDeclared(t, d)
 			}
 			inf.types[o] = inf.named(t)
+		}
+	}
+	return nil
+}
+
+// conflict reports a declared type that contradicts the inferred one.
+func conflict(t, d TypeInfo) error {
+	if t.Elem != Undefined && d.Elem != Undefined && t.Elem != d.Elem {
+		return fmt.Errorf("declared %s, inferred %s", d, t)
+	}
+	if !t.RankKnown || !d.RankKnown {
+		return nil
+	}
+	if len(t.Dims) != len(d.Dims) {
+		return fmt.Errorf("declared %s, inferred %s", d, t)
+	}
+	for i := range t.Dims {
+		if t.Dims[i].Static() && d.Dims[i].Static() && t.Dims[i].Value != d.Dims[i].Value {
+			return fmt.Errorf("declared %s, inferred %s", d, t)
 		}
 	}
 	return nil

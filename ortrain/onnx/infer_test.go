@@ -152,3 +152,17 @@ func TestInferIfAndLoop(t *testing.T) {
 	}
 	wantType(t, types, next, "FLOAT[N,4]")
 }
+
+func TestInferDeclaredConflict(t *testing.T) {
+	b := NewGraphBuilder(nil)
+	x := b.AddInput("x", Float32, D(3), D(4))
+	y := b.Op("Transpose", []string{x})
+	b.AddOutput(y, Float32, D(3), D(4)) // wrong: the transpose is [4, 3]
+	types, err := InferShapes(b.Graph(), nil)
+	if err == nil || !strings.Contains(err.Error(), "declared FLOAT[3,4], inferred FLOAT[4,3]") {
+		t.Fatalf("got %v", err)
+	}
+	if types[y].String() != "FLOAT[4,3]" {
+		t.Fatalf("kept %s", types[y])
+	}
+}
