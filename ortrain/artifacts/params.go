@@ -106,36 +106,43 @@ func matchWeights(cands []candidate, w *safetensors.File, weightsPath string) (p
 		claimed[c.onnxName] = true
 		matched[i] = &Parameter{Name: c.onnxName, Shape: c.shape, DType: "float32"}
 	}
-	pick := func(names []string) (string, int) {
-		free := 0
-		first := ""
+	// pick chooses among unclaimed names with equal contents the one whose
+	// name ends like the initializer's (a wrapper module prefixes names:
+	// "m.encoder.x" holds "encoder.x"), else the first in sorted order. It
+	// also reports whether the choice was ambiguous.
+	pick := func(names []string, onnxName string) (string, bool) {
+		best, bestLen, ties := "", -1, 0
 		for _, n := range names {
-			if !claimed[n] {
-				if first == "" {
-					first = n
-				}
-				free++
+			if claimed[n] {
+				continue
+			}
+			l := commonSuffixParts(n, onnxName)
+			switch {
+			case l > bestLen:
+				best, bestLen, ties = n, l, 1
+			case l == bestLen:
+				ties++
 			}
 		}
-		return first, free
+		return best, ties > 1
 	}
 	for i, c := range cands {
 		if matched[i] != nil {
 			continue
 		}
 		k := keyOf(c.shape, c.raw)
-		name, free := pick(direct[k])
+		name, ambiguous := pick(direct[k], c.onnxName)
 		tr := false
 		if name == "" {
-			name, free = pick(transposed[k])
+			name, ambiguous = pick(transposed[k], c.onnxName)
 			tr = name != ""
 		}
 		if name == "" {
 			constants = append(constants, c.onnxName)
 			continue
 		}
-		if free > 1 {
-			notes = append(notes, fmt.Sprintf("initializer %q has the same values as %d unclaimed tensors of %s; named %q", c.onnxName, free, weightsPath, name))
+		if ambiguous {
+			notes = append(notes, fmt.Sprintf("initializer %q has the same values as several tensors of %s; named %q (any choice gives the same values)", c.onnxName, weightsPath, name))
 		}
 		claimed[name] = true
 		byContent++
@@ -147,6 +154,16 @@ func matchWeights(cands []candidate, w *safetensors.File, weightsPath string) (p
 		}
 	}
 	return params, constants, notes, byContent, nil
+}
+
+// commonSuffixParts counts the trailing dot-separated parts two names share.
+func commonSuffixParts(a, b string) int {
+	pa, pb := strings.Split(a, "."), strings.Split(b, ".")
+	n := 0
+	for n < len(pa) && n < len(pb) && pa[len(pa)-1-n] == pb[len(pb)-1-n] {
+		n++
+	}
+	return n
 }
 
 // unnamedParameters makes every candidate a parameter under its ONNX name,
