@@ -106,6 +106,9 @@ type BLEUStats struct {
 	MaxRefs int `json:"max_refs"`
 	// TokenizedPeriods counts hypotheses ending in " ." (sacrebleu warns at 100).
 	TokenizedPeriods int64 `json:"tokenized_periods"`
+	// PerSegment, kept for bootstrap resampling, holds each segment's
+	// [sys_len, ref_len, correct..., total...], sacrebleu's segment list.
+	PerSegment [][]int64 `json:"per_segment,omitempty"`
 }
 
 func newBLEUStats(order int) BLEUStats {
@@ -115,7 +118,25 @@ func newBLEUStats(order int) BLEUStats {
 func (s BLEUStats) clone() BLEUStats {
 	s.Correct = append([]int64(nil), s.Correct...)
 	s.Total = append([]int64(nil), s.Total...)
+	s.PerSegment = cloneRows(s.PerSegment)
 	return s
+}
+
+func cloneRows(rows [][]int64) [][]int64 {
+	if rows == nil {
+		return nil
+	}
+	out := make([][]int64, len(rows))
+	for i, r := range rows {
+		out[i] = append([]int64(nil), r...)
+	}
+	return out
+}
+
+// row is the segment's statistics as one list, as sacrebleu keeps them.
+func (s BLEUStats) row() []int64 {
+	r := append([]int64{s.SysLen, s.RefLen}, s.Correct...)
+	return append(r, s.Total...)
 }
 
 // add merges t into s.
@@ -137,6 +158,7 @@ func (s *BLEUStats) add(t BLEUStats) {
 		s.Total[i] += t.Total[i]
 	}
 	s.TokenizedPeriods += t.TokenizedPeriods
+	s.PerSegment = append(s.PerSegment, t.PerSegment...)
 }
 
 // NRefs is the signature's nrefs field.
@@ -164,6 +186,12 @@ type BLEUScore struct {
 
 // String formats the score as sacrebleu's text output does.
 func (s BLEUScore) String() string {
+	return fmt.Sprintf("BLEU|%s = %.2f %s", s.Signature, s.Score, s.Verbose())
+}
+
+// Verbose is the part sacrebleu prints after the score: precisions, brevity
+// penalty, length ratio and lengths.
+func (s BLEUScore) Verbose() string {
 	prec := make([]string, len(s.Precisions))
 	for i, p := range s.Precisions {
 		prec[i] = fmt.Sprintf("%.1f", p)
@@ -172,17 +200,22 @@ func (s BLEUScore) String() string {
 	if s.RefLen != 0 {
 		ratio = float64(s.SysLen) / float64(s.RefLen)
 	}
-	return fmt.Sprintf("BLEU|%s = %.2f %s (BP = %.3f ratio = %.3f hyp_len = %d ref_len = %d)",
-		s.Signature, s.Score, strings.Join(prec, "/"), s.BP, ratio, s.SysLen, s.RefLen)
+	return fmt.Sprintf("%s (BP = %.3f ratio = %.3f hyp_len = %d ref_len = %d)",
+		strings.Join(prec, "/"), s.BP, ratio, s.SysLen, s.RefLen)
 }
 
 // BLEU accumulates corpus BLEU segment by segment. It is not safe for
 // concurrent use; AddBatch spreads work over goroutines itself.
 type BLEU struct {
-	opts  BLEUOptions
-	seg   *bleuSegmenter
-	stats BLEUStats
+	opts     BLEUOptions
+	seg      *bleuSegmenter
+	stats    BLEUStats
+	keepSegs bool
 }
+
+// KeepSegmentStats makes the accumulator keep every segment's statistics,
+// which Bootstrap needs; call it before adding segments.
+func (b *BLEU) KeepSegmentStats() { b.keepSegs = true }
 
 // NewBLEU checks the options and returns an empty accumulator.
 func NewBLEU(opts BLEUOptions) (*BLEU, error) {
@@ -201,6 +234,9 @@ func (b *BLEU) Add(hyp string, refs []string) error {
 	st, err := b.seg.segment(hyp, refs)
 	if err != nil {
 		return err
+	}
+	if b.keepSegs {
+		st.PerSegment = [][]int64{st.row()}
 	}
 	b.stats.add(st)
 	return nil
@@ -222,6 +258,9 @@ func (b *BLEU) AddBatch(hyps []string, refs [][]string, workers int) error {
 			st, err := seg.segment(hyps[i], refs[i])
 			if err != nil {
 				return acc, fmt.Errorf("segment %d: %w", i+1, err)
+			}
+			if b.keepSegs {
+				st.PerSegment = [][]int64{st.row()}
 			}
 			acc.add(st)
 		}
@@ -246,6 +285,12 @@ func (b *BLEU) Merge(s BLEUStats) error {
 	}
 	if s.Segments < 0 || s.SysLen < 0 || s.RefLen < 0 {
 		return errors.New("BLEU statistics hold negative counts")
+	}
+	if err := checkRows(s.PerSegment, s.Segments, 2+2*b.opts.MaxNgramOrder, b.keepSegs); err != nil {
+		return err
+	}
+	if !b.keepSegs {
+		s.PerSegment = nil
 	}
 	b.stats.add(s)
 	return nil
@@ -681,4 +726,18 @@ func clippedMatches(hyp []uint64, rk []uint64, rc []int32) int64 {
 		}
 	}
 	return m
+}
+
+// checkRows checks per-segment statistics about to be merged: with keep,
+// there must be one row of width values per segment.
+func checkRows(rows [][]int64, segments int64, width int, keep bool) error {
+	if keep && int64(len(rows)) != segments {
+		return fmt.Errorf("statistics hold %d of %d segments' own statistics; bootstrap needs them all (write every shard with bootstrap on)", len(rows), segments)
+	}
+	for _, r := range rows {
+		if len(r) != width {
+			return fmt.Errorf("a segment's statistics have %d values, want %d", len(r), width)
+		}
+	}
+	return nil
 }

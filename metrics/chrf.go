@@ -42,10 +42,13 @@ type CHRFStats struct {
 	Counts   []int64 `json:"counts"` // 3 per order: hyp, ref, match
 	MinRefs  int     `json:"min_refs"`
 	MaxRefs  int     `json:"max_refs"`
+	// PerSegment, kept for bootstrap resampling, holds each segment's counts.
+	PerSegment [][]int64 `json:"per_segment,omitempty"`
 }
 
 func (s CHRFStats) clone() CHRFStats {
 	s.Counts = append([]int64(nil), s.Counts...)
+	s.PerSegment = cloneRows(s.PerSegment)
 	return s
 }
 
@@ -63,6 +66,7 @@ func (s *CHRFStats) add(t CHRFStats) {
 	for i := range s.Counts {
 		s.Counts[i] += t.Counts[i]
 	}
+	s.PerSegment = append(s.PerSegment, t.PerSegment...)
 }
 
 // CHRFScore is sacrebleu's CHRFScore.
@@ -79,10 +83,15 @@ func (s CHRFScore) String() string {
 
 // CHRF accumulates corpus chrF / chrF++. Not safe for concurrent use.
 type CHRF struct {
-	opts  CHRFOptions
-	seg   *chrfSegmenter
-	stats CHRFStats
+	opts     CHRFOptions
+	seg      *chrfSegmenter
+	stats    CHRFStats
+	keepSegs bool
 }
+
+// KeepSegmentStats makes the accumulator keep every segment's statistics,
+// which Bootstrap needs; call it before adding segments.
+func (c *CHRF) KeepSegmentStats() { c.keepSegs = true }
 
 // NewCHRF checks the options and returns an empty accumulator.
 func NewCHRF(opts CHRFOptions) (*CHRF, error) {
@@ -101,6 +110,9 @@ func (c *CHRF) Add(hyp string, refs []string) error {
 	st, err := c.seg.segment(hyp, refs)
 	if err != nil {
 		return err
+	}
+	if c.keepSegs {
+		st.PerSegment = [][]int64{append([]int64(nil), st.Counts...)}
 	}
 	c.stats.add(st)
 	return nil
@@ -122,6 +134,9 @@ func (c *CHRF) AddBatch(hyps []string, refs [][]string, workers int) error {
 			if err != nil {
 				return acc, fmt.Errorf("segment %d: %w", i+1, err)
 			}
+			if c.keepSegs {
+				st.PerSegment = [][]int64{append([]int64(nil), st.Counts...)}
+			}
 			acc.add(st)
 		}
 		return acc, nil
@@ -142,6 +157,12 @@ func (c *CHRF) Stats() CHRFStats { return c.stats.clone() }
 func (c *CHRF) Merge(s CHRFStats) error {
 	if len(s.Counts) != 3*c.opts.order() {
 		return fmt.Errorf("chrF statistics have %d counts, want %d", len(s.Counts), 3*c.opts.order())
+	}
+	if err := checkRows(s.PerSegment, s.Segments, 3*c.opts.order(), c.keepSegs); err != nil {
+		return err
+	}
+	if !c.keepSegs {
+		s.PerSegment = nil
 	}
 	c.stats.add(s)
 	return nil

@@ -48,8 +48,14 @@
 // rougeLsum summaries one sentence per line instead (as Hugging Face's
 // summarization examples do before calling rouge-score).
 //
-// sacrebleu's bootstrap (BLEU/chrF confidence intervals) uses NumPy's
-// PCG64 Generator and is not reproduced.
+//   - BLEU and chrF bootstrap estimates (BLEU.Bootstrap, CHRF.Bootstrap)
+//     reproduce sacrebleu's corpus_score(n_bootstrap=N): resample indices
+//     from numpy.random.default_rng(SACREBLEU_SEED) (SeedSequence, PCG64,
+//     Lemire draws, internal/nprand), statistics summed in float32 and
+//     scored with NumPy 2's float32 promotion (pynum.go), then
+//     estimate_ci's mean and half interval. Summing in float32 is exact up
+//     to 2**24 tokens per statistic; beyond that NumPy's summation order
+//     would matter, and it is assumed sequential here.
 //
 // # Streaming and sharding
 //

@@ -94,6 +94,9 @@ func (f StatsFile) BLEUAccumulator() (*BLEU, error) {
 	if err != nil {
 		return nil, err
 	}
+	if f.BLEU.Segments > 0 && int64(len(f.BLEU.PerSegment)) == f.BLEU.Segments {
+		b.KeepSegmentStats()
+	}
 	return b, b.Merge(*f.BLEU)
 }
 
@@ -105,6 +108,9 @@ func (f StatsFile) CHRFAccumulator() (*CHRF, error) {
 	c, err := NewCHRF(*f.CHRFOptions)
 	if err != nil {
 		return nil, err
+	}
+	if f.CHRF.Segments > 0 && int64(len(f.CHRF.PerSegment)) == f.CHRF.Segments {
+		c.KeepSegmentStats()
 	}
 	return c, c.Merge(*f.CHRF)
 }
@@ -124,7 +130,8 @@ func (f StatsFile) ROUGEAccumulator() (*ROUGE, error) {
 }
 
 // MergeStatsFiles adds up shards of one metric computed with the same
-// options. ROUGE per-pair scores survive only when every shard has them.
+// options. Per-segment (BLEU, chrF) and per-pair (ROUGE) statistics, kept
+// for bootstrap, survive only when every shard has them.
 func MergeStatsFiles(files []StatsFile) (StatsFile, error) {
 	if len(files) == 0 {
 		return StatsFile{}, fmt.Errorf("no statistics to merge")
@@ -142,32 +149,54 @@ func MergeStatsFiles(files []StatsFile) (StatsFile, error) {
 	}
 	switch first.Metric {
 	case MetricBLEU:
-		acc, err := first.BLEUAccumulator()
+		acc, err := NewBLEU(*first.BLEUOptions)
 		if err != nil {
 			return StatsFile{}, fmt.Errorf("statistics 1: %w", err)
 		}
-		for i, f := range files[1:] {
+		keep := true
+		for _, f := range files {
+			keep = keep && int64(len(f.BLEU.PerSegment)) == f.BLEU.Segments
+		}
+		if keep {
+			acc.KeepSegmentStats()
+		}
+		for i, f := range files {
 			o, err := f.BLEUOptions.normalized()
 			if err != nil || !o.equal(acc.opts) {
-				return StatsFile{}, mismatch(i+1, acc.opts, f.BLEUOptions)
+				return StatsFile{}, mismatch(i, acc.opts, f.BLEUOptions)
 			}
-			if err := acc.Merge(*f.BLEU); err != nil {
-				return StatsFile{}, fmt.Errorf("statistics %d: %w", i+2, err)
+			st := *f.BLEU
+			if !keep {
+				st.PerSegment = nil
+			}
+			if err := acc.Merge(st); err != nil {
+				return StatsFile{}, fmt.Errorf("statistics %d: %w", i+1, err)
 			}
 		}
 		return acc.StatsFile(), nil
 	case MetricCHRF:
-		acc, err := first.CHRFAccumulator()
+		acc, err := NewCHRF(*first.CHRFOptions)
 		if err != nil {
 			return StatsFile{}, fmt.Errorf("statistics 1: %w", err)
 		}
-		for i, f := range files[1:] {
+		keep := true
+		for _, f := range files {
+			keep = keep && int64(len(f.CHRF.PerSegment)) == f.CHRF.Segments
+		}
+		if keep {
+			acc.KeepSegmentStats()
+		}
+		for i, f := range files {
 			o, err := f.CHRFOptions.normalized()
 			if err != nil || o != acc.opts {
-				return StatsFile{}, mismatch(i+1, acc.opts, f.CHRFOptions)
+				return StatsFile{}, mismatch(i, acc.opts, f.CHRFOptions)
 			}
-			if err := acc.Merge(*f.CHRF); err != nil {
-				return StatsFile{}, fmt.Errorf("statistics %d: %w", i+2, err)
+			st := *f.CHRF
+			if !keep {
+				st.PerSegment = nil
+			}
+			if err := acc.Merge(st); err != nil {
+				return StatsFile{}, fmt.Errorf("statistics %d: %w", i+1, err)
 			}
 		}
 		return acc.StatsFile(), nil

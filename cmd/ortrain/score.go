@@ -28,9 +28,11 @@ per type, as rouge-score's score_multi.
 Defaults follow the peers: BLEU tokenizer 13a, smoothing exp, no effective
 order for corpus BLEU; --sentence scores each line and turns effective order
 on, as sacrebleu's sentence_bleu, unless --effective-order=false is given.
---bootstrap N draws rouge-score's BootstrapAggregator intervals with NumPy's
-legacy generator seeded by --seed (numpy.random.seed), so low/mid/high equal
-rouge-score's. --split-summaries is refused: it needs NLTK's Punkt model.
+--bootstrap N resamples as the peers do, with NumPy's random streams
+reproduced: for BLEU and chrF sacrebleu's 95% interval (numpy default_rng
+seeded by --seed, as SACREBLEU_SEED; float32 statistics, as sacrebleu), printed
+as confidence_mean and confidence_var with bs and seed in the signature; for
+ROUGE rouge-score's BootstrapAggregator low/mid/high (numpy.random.seed(--seed)). --split-summaries is refused: it needs NLTK's Punkt model.
 
 Sharded evaluation: score each shard with --stats-out FILE, then
   ortrain score --merge [--json] SHARD.json...
@@ -40,8 +42,8 @@ A statistics file is one JSON object {"format": "` + metrics.StatsFormat + `",
 with the options and sufficient statistics: BLEU sys_len, ref_len, correct
 and total n-gram counts per order, min/max references per segment; chrF
 hypothesis/reference/match counts per order; ROUGE the pair count, exact
-partial sums of precision, recall and F per type, and with --bootstrap every
-pair's scores. Only files with the same metric and options merge.
+partial sums of precision, recall and F per type; with --bootstrap also every
+segment's statistics (every pair's scores for ROUGE). Only files with the same metric and options merge.
 With --merge and --stats-out the merged statistics are written too.`
 
 func newScoreCommand() *cli.Command {
@@ -79,8 +81,8 @@ func newScoreCommand() *cli.Command {
 			&cli.StringFlag{Name: "rouge-types", Value: strings.Join(metrics.DefaultROUGETypes, ","), Usage: "comma list of rouge1..rouge9, rougeL, rougeLsum"},
 			&cli.BoolFlag{Name: "use-stemmer", Usage: "ROUGE: Porter-stem tokens longer than 3 characters"},
 			&cli.BoolFlag{Name: "split-summaries", Usage: "ROUGE: split rougeLsum summaries into sentences (refused: needs NLTK Punkt)"},
-			&cli.IntFlag{Name: "bootstrap", Usage: "ROUGE: bootstrap samples for low/mid/high intervals (0: none; rouge-score uses 1000)"},
-			&cli.IntFlag{Name: "seed", Value: 42, Usage: "ROUGE bootstrap seed, as numpy.random.seed"},
+			&cli.IntFlag{Name: "bootstrap", Usage: "bootstrap resamples: BLEU/chrF 95% interval as sacrebleu --confidence-n; ROUGE low/mid/high as BootstrapAggregator (0: none; both peers default to 1000)"},
+			&cli.IntFlag{Name: "seed", Value: metrics.DefaultSacreBLEUSeed, Usage: "bootstrap seed: SACREBLEU_SEED for BLEU/chrF (numpy default_rng), numpy.random.seed for ROUGE"},
 			&cli.Float64Flag{Name: "confidence", Value: 0.95, Usage: "ROUGE bootstrap confidence interval"},
 		},
 		Action: runScore,
@@ -179,6 +181,12 @@ func scoreBLEU(c *cli.Context, hyps []string, refs [][]string, sentence bool) er
 	if err != nil {
 		return usageError{err}
 	}
+	if err := checkBootstrapFlags(c, sentence); err != nil {
+		return err
+	}
+	if c.Int("bootstrap") > 0 {
+		b.KeepSegmentStats()
+	}
 	w := bufio.NewWriter(c.App.Writer)
 	defer w.Flush()
 	if sentence {
@@ -202,7 +210,44 @@ func scoreBLEU(c *cli.Context, hyps []string, refs [][]string, sentence bool) er
 	if err := writeScoreStats(c, b.StatsFile()); err != nil {
 		return err
 	}
-	return printBLEU(w, b.Score(), c.Bool("json"), true)
+	return finishScoreBLEU(c, w, b)
+}
+
+// checkBootstrapFlags validates --bootstrap and --seed for BLEU and chrF.
+func checkBootstrapFlags(c *cli.Context, perLine bool) error {
+	n := c.Int("bootstrap")
+	switch {
+	case n < 0 || n == 1:
+		return usagef("--bootstrap must be 0 (off) or at least 2")
+	case n > 0 && perLine:
+		return usagef("--bootstrap needs corpus scoring; drop --sentence/--per-line")
+	case c.Int("seed") < 0:
+		return usagef("--seed must not be negative")
+	}
+	return nil
+}
+
+type scoreBLEUJSON struct {
+	metrics.BLEUScore
+	*metrics.BootstrapCI
+}
+
+func finishScoreBLEU(c *cli.Context, w io.Writer, b *metrics.BLEU) error {
+	s := b.Score()
+	n := c.Int("bootstrap")
+	if n == 0 {
+		return printBLEU(w, s, c.Bool("json"), true)
+	}
+	ci, err := b.Bootstrap(n, uint64(c.Int("seed")))
+	if err != nil {
+		return dataError{err}
+	}
+	s.Signature = ci.Signature
+	if c.Bool("json") {
+		return writeScoreJSON(w, scoreBLEUJSON{s, &ci}, true)
+	}
+	_, err = fmt.Fprintf(w, "BLEU|%s = %.2f (μ = %.2f ± %.2f) %s\n", s.Signature, s.Score, ci.Mean, ci.CI, s.Verbose())
+	return err
 }
 
 func printBLEU(w io.Writer, s metrics.BLEUScore, asJSON, indent bool) error {
@@ -224,6 +269,12 @@ func scoreCHRF(c *cli.Context, hyps []string, refs [][]string, sentence bool) er
 	if c.Int("char-order") <= 0 || c.Int("beta") <= 0 {
 		return usagef("--char-order and --beta must be at least 1")
 	}
+	if err := checkBootstrapFlags(c, sentence); err != nil {
+		return err
+	}
+	if c.Int("bootstrap") > 0 {
+		m.KeepSegmentStats()
+	}
 	w := bufio.NewWriter(c.App.Writer)
 	defer w.Flush()
 	if sentence {
@@ -244,7 +295,27 @@ func scoreCHRF(c *cli.Context, hyps []string, refs [][]string, sentence bool) er
 	if err := writeScoreStats(c, m.StatsFile()); err != nil {
 		return err
 	}
-	return printCHRF(w, m.Score(), c.Bool("json"), true)
+	return finishScoreCHRF(c, w, m)
+}
+
+func finishScoreCHRF(c *cli.Context, w io.Writer, m *metrics.CHRF) error {
+	s := m.Score()
+	n := c.Int("bootstrap")
+	if n == 0 {
+		return printCHRF(w, s, c.Bool("json"), true)
+	}
+	ci, err := m.Bootstrap(n, uint64(c.Int("seed")))
+	if err != nil {
+		return dataError{err}
+	}
+	if c.Bool("json") {
+		return writeScoreJSON(w, struct {
+			scoreCHRFJSON
+			*metrics.BootstrapCI
+		}{scoreCHRFJSON{s.Score, ci.Signature}, &ci}, true)
+	}
+	_, err = fmt.Fprintf(w, "%s|%s = %.2f (μ = %.2f ± %.2f)\n", s.Name, ci.Signature, s.Score, ci.Mean, ci.CI)
+	return err
 }
 
 type scoreCHRFJSON struct {
@@ -423,13 +494,19 @@ func runScoreMerge(c *cli.Context) error {
 		if err != nil {
 			return dataError{err}
 		}
-		return printBLEU(w, b.Score(), c.Bool("json"), true)
+		if err := checkBootstrapFlags(c, false); err != nil {
+			return err
+		}
+		return finishScoreBLEU(c, w, b)
 	case metrics.MetricCHRF:
 		m, err := merged.CHRFAccumulator()
 		if err != nil {
 			return dataError{err}
 		}
-		return printCHRF(w, m.Score(), c.Bool("json"), true)
+		if err := checkBootstrapFlags(c, false); err != nil {
+			return err
+		}
+		return finishScoreCHRF(c, w, m)
 	case metrics.MetricROUGE:
 		r, err := merged.ROUGEAccumulator()
 		if err != nil {

@@ -331,7 +331,9 @@ func TestScoreMergeEqualsSinglePass(t *testing.T) {
 	dir := t.TempDir()
 	for _, metricArgs := range [][]string{
 		{"--metric", "bleu", "--tokenize", "intl"},
+		{"--metric", "bleu", "--bootstrap", "100", "--seed", "3"},
 		{"--metric", "chrf", "--word-order", "2"},
+		{"--metric", "chrf", "--bootstrap", "50"},
 		{"--metric", "rouge", "--use-stemmer", "--bootstrap", "200", "--seed", "7"},
 	} {
 		hp, rps := writeScoreSegments(t, dir, "all", d.Preds, d.Targets, true)
@@ -352,8 +354,10 @@ func TestScoreMergeEqualsSinglePass(t *testing.T) {
 			statsFiles = append(statsFiles, sp)
 		}
 		mergeArgs := []string{"score", "--merge", "--json"}
-		if metricArgs[1] == "rouge" {
-			mergeArgs = append(mergeArgs, "--bootstrap", "200", "--seed", "7")
+		for i, a := range metricArgs {
+			if a == "--bootstrap" || a == "--seed" {
+				mergeArgs = append(mergeArgs, a, metricArgs[i+1])
+			}
 		}
 		code, got, errOut := runScoreCLI(t, append(mergeArgs, statsFiles...)...)
 		if code != 0 {
@@ -406,6 +410,9 @@ func TestScoreBadInput(t *testing.T) {
 		{[]string{"--metric", "rouge", "--rouge-types", "rouge1,rougeW", "--hyp", hyp, "--ref", ref}, exitUsage, "invalid ROUGE type"},
 		{[]string{"--metric", "rouge", "--split-summaries", "--hyp", hyp, "--ref", ref}, exitUsage, "Punkt"},
 		{[]string{"--merge"}, exitUsage, "statistics files"},
+		{[]string{"--metric", "bleu", "--bootstrap", "1", "--hyp", hyp, "--ref", ref}, exitUsage, "--bootstrap must be 0"},
+		{[]string{"--metric", "chrf", "--bootstrap", "10", "--sentence", "--hyp", hyp, "--ref", ref}, exitUsage, "--bootstrap needs corpus scoring"},
+		{[]string{"--merge", "--bootstrap", "10", stats}, exitData, "bootstrap needs every segment"},
 		{[]string{"--metric", "bleu", "--sentence", "--stats-out", stats, "--hyp", hyp, "--ref", ref}, exitUsage, "--stats-out"},
 		{[]string{"--metric", "rouge", "--hyp", hyp, "--ref", ref, "extra"}, exitUsage, "unexpected arguments"},
 		{[]string{"--merge", stats, chrfStats}, exitData, "statistics 2 are for chrf"},
@@ -429,5 +436,60 @@ func TestScoreBadInput(t *testing.T) {
 	var s metrics.BLEUScore
 	if err := json.Unmarshal([]byte(want), &s); err != nil || s.SysLen != 6 || s.RefLen != 6 {
 		t.Errorf("plain BLEU output %q", want)
+	}
+}
+
+// --bootstrap for BLEU and chrF: sacrebleu's confidence_mean/confidence_var
+// and signature (bs, seed).
+func TestScoreSacreBLEUBootstrap(t *testing.T) {
+	for _, file := range []string{"bleu.json", "chrf.json"} {
+		var ref struct {
+			Datasets map[string]struct {
+				Hyps []string   `json:"hyps"`
+				Refs [][]string `json:"refs"`
+			} `json:"datasets"`
+			Bootstrap []struct {
+				Data       string         `json:"data"`
+				Options    map[string]any `json:"options"`
+				Seed       int            `json:"seed"`
+				NBootstrap int            `json:"n_bootstrap"`
+				Score      float64        `json:"score"`
+				Mean       float64        `json:"mean"`
+				CI         float64        `json:"ci"`
+				Signature  string         `json:"signature"`
+			} `json:"bootstrap"`
+		}
+		loadScoreRefs(t, file, &ref)
+		dir := t.TempDir()
+		n := 0
+		for _, c := range ref.Bootstrap {
+			if len(c.Options) != 0 {
+				continue
+			}
+			d := ref.Datasets[c.Data]
+			hp, rps := writeScoreSegments(t, dir, "boot", d.Hyps, d.Refs, true)
+			args := append([]string{"score", "--metric", strings.TrimSuffix(file, ".json"), "--json", "--jsonl", "--hyp", hp,
+				"--bootstrap", scoreItoa(c.NBootstrap), "--seed", scoreItoa(c.Seed)}, rps...)
+			code, out, errOut := runScoreCLI(t, args...)
+			if code != 0 {
+				t.Fatalf("%v: exit %d %s", args, code, errOut)
+			}
+			var got struct {
+				Score          float64 `json:"score"`
+				Signature      string  `json:"signature"`
+				ConfidenceMean float64 `json:"confidence_mean"`
+				ConfidenceVar  float64 `json:"confidence_var"`
+			}
+			if err := json.Unmarshal([]byte(out), &got); err != nil {
+				t.Fatal(err)
+			}
+			if !scoreClose(got.Score, c.Score) || !scoreClose(got.ConfidenceMean, c.Mean) || !scoreClose(got.ConfidenceVar, c.CI) || got.Signature != c.Signature {
+				t.Errorf("%s %s seed %d: got %+v, want %v %v %v %s", file, c.Data, c.Seed, got, c.Score, c.Mean, c.CI, c.Signature)
+			}
+			n++
+		}
+		if n == 0 {
+			t.Fatalf("no default-option bootstrap case in %s", file)
+		}
 	}
 }

@@ -220,6 +220,41 @@ def bleu_cases(sets):
     return cases
 
 
+def with_seed(seed, fn):
+    """Runs fn with SACREBLEU_SEED set (sacrebleu reads it at resampling)."""
+    old = os.environ.get("SACREBLEU_SEED")
+    os.environ["SACREBLEU_SEED"] = str(seed)
+    try:
+        return fn()
+    finally:
+        if old is None:
+            del os.environ["SACREBLEU_SEED"]
+        else:
+            os.environ["SACREBLEU_SEED"] = old
+
+
+def bootstrap_cases(sets, metric_cls, grid, names):
+    out = []
+    for name in names:
+        d = sets[name]
+        for opts in grid:
+            for seed, n in [(12345, 1000), (7, 200)]:
+                m = metric_cls(**opts)
+                s = with_seed(seed, lambda: m.corpus_score(d["hyps"], streams(d["refs"]), n_bootstrap=n))
+                out.append({"data": name, "options": opts, "seed": seed, "n_bootstrap": n,
+                            "score": s.score, "mean": float(s._mean), "ci": float(s._ci),
+                            "signature": str(m.get_signature())})
+    return out
+
+
+def pcg64_checks():
+    out = []
+    for seed, k in [(12345, 1000), (0, 7), (2**40 + 5, 100000), (2**32 - 1, 3)]:
+        rng = np.random.default_rng(seed)
+        out.append({"seed": seed, "k": k, "draws": [int(x) for x in rng.choice(k, size=20)]})
+    return out
+
+
 def bleu_sentence_cases(sets):
     grid = [
         dict(),  # sentence_bleu defaults: exp, effective order
@@ -432,10 +467,18 @@ def main():
         "versions": {p: version(p) for p in ["sacrebleu", "rouge-score", "nltk", "numpy", "regex"]},
     }
     tsets = translation_sets(args.data)
-    dump({"meta": meta, "datasets": tsets, "corpus": bleu_cases(tsets), "sentence": bleu_sentence_cases(tsets)},
+    boot_names = ["tatoeba_ro_perturbed", "flores_eng_multiref", "adversarial_3refs"]
+    dump({"meta": meta, "datasets": tsets, "corpus": bleu_cases(tsets), "sentence": bleu_sentence_cases(tsets),
+          "bootstrap": bootstrap_cases(tsets, BLEU, [dict(), dict(tokenize="intl", smooth_method="floor"),
+                                                     dict(smooth_method="add-k", effective_order=True),
+                                                     dict(max_ngram_order=2, lowercase=True)], boot_names),
+          "pcg64": pcg64_checks()},
          os.path.join(args.out, "bleu.json"))
     cases, sent = chrf_cases(tsets)
-    dump({"meta": meta, "datasets": tsets, "corpus": cases, "sentence": sent}, os.path.join(args.out, "chrf.json"))
+    boot = bootstrap_cases(tsets, CHRF, [dict(), dict(word_order=2), dict(eps_smoothing=True, beta=1)],
+                           ["tatoeba_ro_perturbed", "flores_eng_multiref", "adversarial_3refs"])
+    dump({"meta": meta, "datasets": tsets, "corpus": cases, "sentence": sent, "bootstrap": boot},
+         os.path.join(args.out, "chrf.json"))
     rsets = rouge_sets(args.data, tsets)
     dump({"meta": meta, "datasets": rsets, "cases": rouge_cases(rsets)}, os.path.join(args.out, "rouge.json"))
     dump({"meta": meta, **unicode_tables()}, os.path.join(args.out, "pyunicode.json"))

@@ -16,3 +16,20 @@ func TestMatchesNumPyLegacySeed(t *testing.T) {
 		t.Error("Intn(1) must be 0")
 	}
 }
+
+// numpy 2.4.6: np.random.default_rng(12345).bit_generator.random_raw(3) and
+// .choice(1000, size=10) (= .integers(0, 1000, size=10)).
+func TestPCG64MatchesNumPyDefaultRNG(t *testing.T) {
+	g := NewPCG64(12345)
+	for i, w := range []uint64{4193609425186963869, 5843160025838961886, 14708796524633321433} {
+		if got := g.Uint64(); got != w {
+			t.Fatalf("raw %d = %d, want %d", i, got, w)
+		}
+	}
+	g = NewPCG64(12345)
+	for i, w := range []int{699, 227, 788, 316, 204, 797, 642, 676, 988, 391} {
+		if got := g.Intn(1000); got != w {
+			t.Fatalf("draw %d = %d, want %d", i, got, w)
+		}
+	}
+}
