@@ -195,3 +195,58 @@ func (c *shapeChecker) check(n string, got TypeInfo, o *onnxType, run map[string
 	}
 	return better
 }
+
+// TestBindSymbolsPredictsRunShapes binds the input shapes of one ONNX
+// Runtime run of the KV-cache export and predicts every value's shape.
+func TestBindSymbolsPredictsRunShapes(t *testing.T) {
+	m, err := Load(testenv.Testdata(t, "onnx", "kvcache_ts17.onnx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(testenv.Testdata(t, "onnx", "kvcache_ts17.shapes.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ref shapeRef
+	if err := json.Unmarshal(raw, &ref); err != nil {
+		t.Fatal(err)
+	}
+	types, err := InferModelShapes(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, setting := range []string{"a", "b"} {
+		inputs := map[string][]int64{}
+		for _, vi := range m.Graph.Input {
+			inputs[vi.GetName()] = ref.Values[vi.GetName()].Run[setting]
+		}
+		sizes, err := BindSymbols(types, inputs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for name, v := range ref.Values {
+			got, ok := types[name].Shape(sizes)
+			if !ok {
+				t.Errorf("%s: %s not evaluable", name, types[name])
+				continue
+			}
+			if fmt.Sprint(got) != fmt.Sprint(v.Run[setting]) {
+				t.Errorf("%s: predicted %v, ran %v", name, got, v.Run[setting])
+			}
+			n++
+		}
+		if n < 80 {
+			t.Fatalf("only %d values", n)
+		}
+	}
+	// Inconsistent inputs are named.
+	_, err = BindSymbols(types, map[string][]int64{"x": {2, 3, 16}, "past_key": {5, 2, 4, 8}})
+	if err == nil || !strings.Contains(err.Error(), "batch") {
+		t.Fatalf("inconsistent batch: %v", err)
+	}
+	_, err = BindSymbols(types, map[string][]int64{"x": {2, 3, 15}})
+	if err == nil || !strings.Contains(err.Error(), `"x"`) {
+		t.Fatalf("wrong static dim: %v", err)
+	}
+}

@@ -178,3 +178,65 @@ func typeInfoOfProto(tp *onnxpb.TypeProto) (TypeInfo, bool) {
 func TypeInfoOfTensor(t *onnxpb.TensorProto) TypeInfo {
 	return Tensor(DType(t.GetDataType()), Dims(t.GetDims()...)...)
 }
+
+// BindSymbols matches concrete shapes of graph inputs (name -> sizes)
+// against their declared types and returns the size each symbolic
+// dimension stands for. It is an error when a shape has the wrong rank,
+// contradicts a static dimension, or gives one symbol two sizes; the error
+// names the input.
+func BindSymbols(types map[string]TypeInfo, shapes map[string][]int64) (map[string]int64, error) {
+	sizes := map[string]int64{}
+	names := make([]string, 0, len(shapes))
+	for n := range shapes {
+		names = append(names, n)
+	}
+	sortStrings(names)
+	from := map[string]string{}
+	for _, name := range names {
+		shape := shapes[name]
+		t, ok := types[name]
+		if !ok {
+			return nil, fmt.Errorf("onnx: no type known for input %q", name)
+		}
+		if !t.RankKnown {
+			continue
+		}
+		if len(shape) != len(t.Dims) {
+			return nil, fmt.Errorf("onnx: input %q has shape %v, its type %s has rank %d", name, shape, t, len(t.Dims))
+		}
+		for i, d := range t.Dims {
+			switch {
+			case d.Static():
+				if shape[i] != d.Value {
+					return nil, fmt.Errorf("onnx: input %q has shape %v, dimension %d must be %d", name, shape, i, d.Value)
+				}
+			case d.Param != "":
+				if _, isExpr := parsePoly(d.Param); isExpr {
+					continue // an expression: checked once its symbols are bound
+				}
+				if v, seen := sizes[d.Param]; seen && v != shape[i] {
+					return nil, fmt.Errorf("onnx: input %q gives %s = %d, input %q gave %d", name, d.Param, shape[i], from[d.Param], v)
+				}
+				sizes[d.Param], from[d.Param] = shape[i], name
+			}
+		}
+	}
+	return sizes, nil
+}
+
+// Shape evaluates a type's dimensions for bound symbol sizes (see
+// BindSymbols); ok is false when the rank or a dimension stays unknown.
+func (t TypeInfo) Shape(sizes map[string]int64) ([]int64, bool) {
+	if !t.RankKnown {
+		return nil, false
+	}
+	out := make([]int64, len(t.Dims))
+	for i, d := range t.Dims {
+		v, ok := d.Eval(sizes)
+		if !ok {
+			return nil, false
+		}
+		out[i] = v
+	}
+	return out, true
+}
