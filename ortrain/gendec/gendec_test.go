@@ -65,12 +65,20 @@ func openDecoders(t *testing.T, env *runtime.Env, dir string, pad int64) []named
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { kv.Close() })
+	if !kv.inGraphReorder {
+		t.Fatalf("%s: the decoder-with-past graph was not given the in-graph reorder", dir)
+	}
+	host, err := OpenKV(env, dir, pad, Options{HostReorder: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { host.Close() })
 	rc, err := NewRecompute(env, filepath.Join(dir, FullModelFile), pad, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { rc.Close() })
-	return []namedDecoder{{"kv", kv}, {"recompute", rc}}
+	return []namedDecoder{{"kv", kv}, {"recompute", rc}, {"kv-host-reorder", host}}
 }
 
 // TestFixturesMatchHF generates with the tiny T5, BART and Marian fixtures

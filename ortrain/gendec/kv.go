@@ -22,6 +22,9 @@ type Options struct {
 	// (the parameters of artifact generation graphs). The caller keeps
 	// ownership; values may live on the device.
 	Inputs map[string]*runtime.Value
+	// HostReorder reorders the KV cache in Go memory instead of inside the
+	// decoder-with-past graph (see withInGraphReorder).
+	HostReorder bool
 }
 
 func (o Options) session() runtime.SessionOptions {
@@ -44,6 +47,8 @@ type KV struct {
 	// present output name → past input name, for the first step and later ones
 	firstMap, pastMap map[string]string
 	pastNames         []string // past inputs of decoder_with_past, sorted
+	// inGraphReorder: decoder_with_past gathers its decoder past by ortrain_beam_idx.
+	inGraphReorder bool
 }
 
 // NewKV opens encoder, decoder and decoder-with-past graph files. pad fills
@@ -67,7 +72,12 @@ func NewKV(env *runtime.Env, encoder, decoder, decoderWithPast string, pad int64
 		closeAll()
 		return nil, err
 	}
-	if d.past, err = env.NewSession(decoderWithPast, opts.session()); err != nil {
+	if opts.HostReorder {
+		d.past, err = env.NewSession(decoderWithPast, opts.session())
+	} else {
+		d.past, d.inGraphReorder, err = openDecoderWithPast(env, decoderWithPast, opts.session())
+	}
+	if err != nil {
 		closeAll()
 		return nil, err
 	}
@@ -154,6 +164,9 @@ type kvState struct {
 	encPast map[string]*cached // past_key_values.*.encoder.* (fixed per source)
 	decPast map[string]*cached // the rest of the cache, reordered every step
 	seen    int                // decoder positions in the cache
+	// pending is the reorder the next decoder-with-past run applies to the
+	// decoder cache in-graph (nil: none); decPast keeps the previous rows.
+	pending []int
 	logits  []float32
 }
 
@@ -190,6 +203,20 @@ func (s *kvState) Step(ctx context.Context, prefixes [][]int64) (generate.Logits
 		for name, c := range s.decPast {
 			feed[name] = c
 		}
+		if s.d.inGraphReorder {
+			idx := s.pending
+			if idx == nil {
+				idx = make([]int, s.rows)
+				for i := range idx {
+					idx[i] = i
+				}
+			}
+			beam := make([]int64, len(idx))
+			for i, r := range idx {
+				beam[i] = int64(r)
+			}
+			feed[beamIndexInput] = newTensor(beam, []int64{int64(len(beam))})
+		}
 	}
 	want := []string{"logits"}
 	for present := range mapping {
@@ -215,6 +242,9 @@ func (s *kvState) Step(ctx context.Context, prefixes [][]int64) (generate.Logits
 		return generate.Logits{}, err
 	}
 	s.seen = length
+	if !first {
+		s.pending = nil
+	}
 	return lastPosition(logits, s.rows, &s.logits)
 }
 
@@ -233,9 +263,23 @@ func (s *kvState) Reorder(rows []int) error {
 	if identity {
 		return nil
 	}
-	for _, c := range s.decPast {
-		if err := c.gather(rows); err != nil {
-			return err
+	switch {
+	case s.d.inGraphReorder && len(s.decPast) > 0:
+		// compose with a reorder still pending: new row i continues physical row pending[rows[i]]
+		next := make([]int, len(rows))
+		for i, r := range rows {
+			if s.pending != nil {
+				next[i] = s.pending[r]
+			} else {
+				next[i] = r
+			}
+		}
+		s.pending = next
+	default:
+		for _, c := range s.decPast {
+			if err := c.gather(rows); err != nil {
+				return err
+			}
 		}
 	}
 	if !sameSources {
