@@ -312,9 +312,6 @@ func (inf *inferer) broadcastNode(n *onnxpb.NodeProto, elem DType) ([]TypeInfo, 
 		if !ok {
 			continue
 		}
-		if n.GetOpType() == "BitShift" || n.GetOpType() == "Pow" || n.GetOpType() == "PRelu" {
-			// Output type is the first operand's even when the second differs.
-		}
 		if !t.RankKnown {
 			rankKnown = false
 			continue
@@ -330,6 +327,7 @@ func (inf *inferer) broadcastNode(n *onnxpb.NodeProto, elem DType) ([]TypeInfo, 
 		count++
 	}
 	if elem == Undefined {
+		// The first typed operand decides (Pow's exponent may differ).
 		for i := range n.Input {
 			if t, ok := inf.in(n, i); ok && t.Elem != Undefined {
 				elem = t.Elem
@@ -839,7 +837,7 @@ func (inf *inferer) concat(n *onnxpb.NodeProto) ([]TypeInfo, error) {
 }
 
 // clampIndex normalises a Slice start or end against a static size.
-func clampIndex(v, size int64, step int64, isEnd bool) int64 {
+func clampIndex(v, size int64, step int64) int64 {
 	if v < 0 {
 		v += size
 	}
@@ -926,7 +924,7 @@ func (inf *inferer) slice(n *onnxpb.NodeProto) ([]TypeInfo, error) {
 			step = steps[0].v
 		}
 		size := int64(len(vals))
-		s, e := clampIndex(starts[0].v, size, step, false), clampIndex(ends[0].v, size, step, true)
+		s, e := clampIndex(starts[0].v, size, step), clampIndex(ends[0].v, size, step)
 		var sub []sv
 		for j := s; (step > 0 && j < e) || (step < 0 && j > e); j += step {
 			sub = append(sub, vals[j])
@@ -953,8 +951,8 @@ func nums(v []int64) []sv {
 func sliceDim(d Dim, start, end sv, step int64) Dim {
 	const big = math.MaxInt32 // exporters write INT64_MAX or INT32_MAX for "to the end"
 	if d.Static() && start.ok && end.ok {
-		s := clampIndex(start.v, d.Value, step, false)
-		e := clampIndex(end.v, d.Value, step, true)
+		s := clampIndex(start.v, d.Value, step)
+		e := clampIndex(end.v, d.Value, step)
 		if step > 0 {
 			if e <= s {
 				return D(0)
