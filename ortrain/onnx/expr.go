@@ -234,7 +234,7 @@ func (p poly) dim() Dim {
 	}
 	if c, ok := p[""]; ok && len(p) == 1 {
 		if c < 0 {
-			return Unknown
+			return unknownDim
 		}
 		return D(c)
 	}
@@ -248,20 +248,20 @@ func (p poly) dim() Dim {
 	if len(p) == 1 {
 		for _, v := range p {
 			if v < 0 {
-				return Unknown
+				return unknownDim
 			}
 		}
 	}
 	return Sym(p.String())
 }
 
-// dimArith combines two dimensions: op is '+', '-', '*' or '/'. Unknown
-// dimensions and inexact divisions give Unknown.
+// dimArith combines two dimensions: op is '+', '-', '*' or '/'. unknownDim
+// dimensions and inexact divisions give unknownDim.
 func dimArith(a Dim, op byte, b Dim) Dim {
 	pa, ok1 := polyOfDim(a)
 	pb, ok2 := polyOfDim(b)
 	if !ok1 || !ok2 {
-		return Unknown
+		return unknownDim
 	}
 	switch op {
 	case '+':
@@ -275,7 +275,7 @@ func dimArith(a Dim, op byte, b Dim) Dim {
 			return q.dim()
 		}
 	}
-	return Unknown
+	return unknownDim
 }
 
 // dimProduct multiplies dimensions.
@@ -284,7 +284,7 @@ func dimProduct(dims []Dim) Dim {
 	for _, d := range dims {
 		out = dimArith(out, '*', d)
 		if !out.Static() && out.Param == "" {
-			return Unknown
+			return unknownDim
 		}
 	}
 	return out

@@ -22,7 +22,7 @@ func TestDimArith(t *testing.T) {
 		{Sym("seq - 1"), '+', D(1), "seq"},
 		{Sym("a + b"), '*', Sym("c"), "a*c + b*c"},
 		{D(3), '-', D(5), "?"},
-		{Unknown, '+', D(1), "?"},
+		{unknownDim, '+', D(1), "?"},
 		{Sym("weird name"), '+', D(0), "weird name"},
 	}
 	for _, c := range cases {

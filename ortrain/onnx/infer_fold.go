@@ -350,10 +350,10 @@ func svArith(x sv, op byte, y sv) sv {
 	return sv{}
 }
 
-// svDim is a tracked value as a dimension (Unknown when it is not one).
+// svDim is a tracked value as a dimension (unknown when it is not one).
 func svDim(s sv) Dim {
 	if d, ok := s.dim(); ok {
 		return d
 	}
-	return Unknown
+	return unknownDim
 }

@@ -86,7 +86,7 @@ func same(t TypeInfo) []TypeInfo { return []TypeInfo{t} }
 func unknownDims[N int | int64](n N) []Dim {
 	out := make([]Dim, n)
 	for i := range out {
-		out[i] = Unknown
+		out[i] = unknownDim
 	}
 	return out
 }
@@ -238,7 +238,7 @@ func (inf *inferer) node(n *onnxpb.NodeProto) ([]TypeInfo, error) {
 		if !x.RankKnown {
 			return same(TypeInfo{Elem: Int64}), nil
 		}
-		return same(Tensor(Int64, D(int64(len(x.Dims))), Unknown)), nil
+		return same(Tensor(Int64, D(int64(len(x.Dims))), unknownDim)), nil
 	case "OneHot":
 		return inf.oneHot(n)
 	case "Pad":
@@ -511,7 +511,7 @@ func (inf *inferer) gemm(n *onnxpb.NodeProto) ([]TypeInfo, error) {
 	a := inf.in0(n)
 	b, _ := inf.in(n, 1)
 	if !a.RankKnown || !b.RankKnown || len(a.Dims) != 2 || len(b.Dims) != 2 {
-		return same(Tensor(a.Elem, Unknown, Unknown)), nil
+		return same(Tensor(a.Elem, unknownDim, unknownDim)), nil
 	}
 	m, k1 := a.Dims[0], a.Dims[1]
 	if AttrIntOr(n, "transA", 0) == 1 {
@@ -598,7 +598,7 @@ func (inf *inferer) reshape(n *onnxpb.NodeProto) ([]TypeInfo, error) {
 			infer = i
 		case e.ok && e.v == 0 && !allowZero:
 			if !x.RankKnown {
-				out[i] = Unknown
+				out[i] = unknownDim
 			} else if i >= len(x.Dims) {
 				return nil, fmt.Errorf("shape has 0 at position %d but the input has rank %d", i, len(x.Dims))
 			} else {
@@ -610,7 +610,7 @@ func (inf *inferer) reshape(n *onnxpb.NodeProto) ([]TypeInfo, error) {
 			if d, ok := e.dim(); ok {
 				out[i] = d
 			} else {
-				out[i] = Unknown
+				out[i] = unknownDim
 			}
 		}
 	}
@@ -619,7 +619,7 @@ func (inf *inferer) reshape(n *onnxpb.NodeProto) ([]TypeInfo, error) {
 		if infer >= 0 {
 			rest := append(append([]Dim{}, out[:infer]...), out[infer+1:]...)
 			known := dimProduct(rest)
-			out[infer] = Unknown
+			out[infer] = unknownDim
 			if known.Value != 0 {
 				out[infer] = dimArith(in, '/', known)
 			}
@@ -632,7 +632,7 @@ func (inf *inferer) reshape(n *onnxpb.NodeProto) ([]TypeInfo, error) {
 			}
 		}
 	} else if infer >= 0 {
-		out[infer] = Unknown
+		out[infer] = unknownDim
 	}
 	if vals, ok := inf.valsOf(n, 0); ok {
 		if p := dimProduct(out); p.Static() && p.Value == int64(len(vals)) {
@@ -645,7 +645,7 @@ func (inf *inferer) reshape(n *onnxpb.NodeProto) ([]TypeInfo, error) {
 func (inf *inferer) flatten(n *onnxpb.NodeProto) ([]TypeInfo, error) {
 	x := inf.in0(n)
 	if !x.RankKnown {
-		return same(Tensor(x.Elem, Unknown, Unknown)), nil
+		return same(Tensor(x.Elem, unknownDim, unknownDim)), nil
 	}
 	ax := AttrIntOr(n, "axis", 1)
 	if ax < 0 {
@@ -881,7 +881,7 @@ func (inf *inferer) slice(n *onnxpb.NodeProto) ([]TypeInfo, error) {
 		if a, ok := inf.intsOf(n, 3); ok {
 			for _, ax := range a {
 				if i, err := normAxis(ax, r); err == nil {
-					out[i] = Unknown
+					out[i] = unknownDim
 				}
 			}
 			return same(Tensor(x.Elem, out...)), nil
@@ -907,7 +907,7 @@ func (inf *inferer) slice(n *onnxpb.NodeProto) ([]TypeInfo, error) {
 		step := int64(1)
 		if steps != nil {
 			if i >= len(steps) || !steps[i].ok {
-				out[a] = Unknown
+				out[a] = unknownDim
 				continue
 			}
 			step = steps[i].v
@@ -965,7 +965,7 @@ func sliceDim(d Dim, start, end sv, step int64) Dim {
 		return D((s - e - step - 1) / -step)
 	}
 	if step != 1 {
-		return Unknown
+		return unknownDim
 	}
 	bound := func(v sv, isEnd bool) (Dim, bool) {
 		switch {
@@ -988,7 +988,7 @@ func sliceDim(d Dim, start, end sv, step int64) Dim {
 	s, ok1 := bound(start, false)
 	e, ok2 := bound(end, true)
 	if !ok1 || !ok2 {
-		return Unknown
+		return unknownDim
 	}
 	return dimArith(e, '-', s)
 }
@@ -1015,7 +1015,7 @@ func (inf *inferer) split(n *onnxpb.NodeProto) ([]TypeInfo, error) {
 		dims := append([]Dim{}, x.Dims...)
 		switch {
 		case !known:
-			dims[ax] = Unknown
+			dims[ax] = unknownDim
 		case sizes != nil:
 			if len(sizes) != nout {
 				return nil, fmt.Errorf("split has %d sizes for %d outputs", len(sizes), nout)
@@ -1029,7 +1029,7 @@ func (inf *inferer) split(n *onnxpb.NodeProto) ([]TypeInfo, error) {
 			}
 			dims[ax] = D(min(chunk, max(0, total-int64(i)*chunk)))
 		default:
-			dims[ax] = Unknown
+			dims[ax] = unknownDim
 		}
 		outs[i] = Tensor(x.Elem, dims...)
 	}
@@ -1080,7 +1080,7 @@ func (inf *inferer) expand(n *onnxpb.NodeProto) ([]TypeInfo, error) {
 		if d, ok := e.dim(); ok {
 			tdims[i] = d
 		} else {
-			tdims[i] = Unknown
+			tdims[i] = unknownDim
 		}
 	}
 	// Broadcasting where the target's unknown entries may be 1.
@@ -1096,7 +1096,7 @@ func (inf *inferer) expand(n *onnxpb.NodeProto) ([]TypeInfo, error) {
 		}
 		if !b.Static() && b.Param == "" {
 			if a.Value == 1 {
-				out[i] = Unknown
+				out[i] = unknownDim
 			} else {
 				out[i] = a
 			}
@@ -1124,7 +1124,7 @@ func (inf *inferer) tile(n *onnxpb.NodeProto) ([]TypeInfo, error) {
 	for i, d := range x.Dims {
 		switch {
 		case !ok:
-			out[i] = Unknown
+			out[i] = unknownDim
 		case reps[i] == 1:
 			out[i] = d
 		default:
@@ -1215,7 +1215,7 @@ func (inf *inferer) einsum(n *onnxpb.NodeProto) ([]TypeInfo, error) {
 func (inf *inferer) shape(n *onnxpb.NodeProto) ([]TypeInfo, error) {
 	x := inf.in0(n)
 	if !x.RankKnown {
-		return same(Tensor(Int64, Unknown)), nil
+		return same(Tensor(Int64, unknownDim)), nil
 	}
 	r := int64(len(x.Dims))
 	start, end := AttrIntOr(n, "start", 0), AttrIntOr(n, "end", r)
@@ -1257,7 +1257,7 @@ func (inf *inferer) constantOfShape(n *onnxpb.NodeProto) ([]TypeInfo, error) {
 		if d, ok := v.dim(); ok {
 			dims[i] = d
 		} else {
-			dims[i] = Unknown
+			dims[i] = unknownDim
 		}
 	}
 	if p := dimProduct(dims); p.Static() && p.Value <= maxKnownElems {
@@ -1350,7 +1350,7 @@ func (inf *inferer) rangeOp(n *onnxpb.NodeProto) ([]TypeInfo, error) {
 	if f1 && f2 && f3 && len(fs) == 1 && len(fl) == 1 && len(fd) == 1 && fd[0] != 0 {
 		return same(Tensor(x.Elem, D(int64(max(0, math.Ceil((fl[0]-fs[0])/fd[0])))))), nil
 	}
-	return same(Tensor(x.Elem, Unknown)), nil
+	return same(Tensor(x.Elem, unknownDim)), nil
 }
 
 func (inf *inferer) topK(n *onnxpb.NodeProto) ([]TypeInfo, error) {
@@ -1367,12 +1367,12 @@ func (inf *inferer) topK(n *onnxpb.NodeProto) ([]TypeInfo, error) {
 		if d, ok := k[0].dim(); ok {
 			dims[ax] = d
 		} else {
-			dims[ax] = Unknown
+			dims[ax] = unknownDim
 		}
 	} else if k := AttrIntOr(n, "k", -1); k >= 0 && len(n.Input) == 1 {
 		dims[ax] = D(k)
 	} else {
-		dims[ax] = Unknown
+		dims[ax] = unknownDim
 	}
 	return []TypeInfo{Tensor(x.Elem, dims...), Tensor(Int64, dims...)}, nil
 }
@@ -1388,7 +1388,7 @@ func (inf *inferer) oneHot(n *onnxpb.NodeProto) ([]TypeInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	depth := Unknown
+	depth := unknownDim
 	if v, ok := inf.valsOf(n, 1); ok && len(v) == 1 {
 		if d, ok := v[0].dim(); ok {
 			depth = d
@@ -1471,7 +1471,7 @@ func (inf *inferer) attention(n *onnxpb.NodeProto) ([]TypeInfo, error) {
 		}
 		return same(Tensor(x.Elem, x.Dims[0], x.Dims[1], hidden)), nil
 	}
-	hidden := Unknown
+	hidden := unknownDim
 	if sizes, ok := AttrIntsOf(n, "qkv_hidden_sizes"); ok && len(sizes) == 3 {
 		hidden = D(sizes[2])
 	} else if w, ok := inf.in(n, 1); ok && w.RankKnown && len(w.Dims) == 2 && w.Dims[1].Static() {
@@ -1521,7 +1521,7 @@ func (inf *inferer) mergeAlternatives(a, b TypeInfo) TypeInfo {
 		if a.Dims[i].Same(b.Dims[i]) {
 			dims[i] = a.Dims[i]
 		} else {
-			dims[i] = Unknown
+			dims[i] = unknownDim
 		}
 	}
 	return Tensor(elem, dims...)
@@ -1571,7 +1571,7 @@ func (inf *inferer) loop(n *onnxpb.NodeProto) ([]TypeInfo, error) {
 			continue
 		}
 		if t.RankKnown {
-			t = Tensor(t.Elem, append([]Dim{Unknown}, t.Dims...)...)
+			t = Tensor(t.Elem, append([]Dim{unknownDim}, t.Dims...)...)
 		}
 		out = append(out, t)
 	}

@@ -21,8 +21,8 @@ func D(v int64) Dim { return Dim{Value: v} }
 // Sym is a symbolic dimension such as "batch".
 func Sym(name string) Dim { return Dim{Value: -1, Param: name} }
 
-// Unknown is a dimension about which nothing is known.
-var Unknown = Dim{Value: -1}
+// unknownDim is a dimension about which nothing is known.
+var unknownDim = Dim{Value: -1}
 
 // Static reports whether the dimension has a known size.
 func (d Dim) Static() bool { return d.Value >= 0 }
@@ -51,7 +51,7 @@ func Dims(sizes ...int64) []Dim {
 	out := make([]Dim, len(sizes))
 	for i, s := range sizes {
 		if s < 0 {
-			out[i] = Unknown
+			out[i] = unknownDim
 		} else {
 			out[i] = D(s)
 		}
@@ -167,7 +167,7 @@ func typeInfoOfProto(tp *onnxpb.TypeProto) (TypeInfo, bool) {
 			case *onnxpb.TensorShapeProto_Dimension_DimParam:
 				ti.Dims[i] = Sym(v.DimParam)
 			default:
-				ti.Dims[i] = Unknown
+				ti.Dims[i] = unknownDim
 			}
 		}
 	}
