@@ -24,6 +24,10 @@ func Sym(name string) Dim { return Dim{Value: -1, Param: name} }
 // unknownDim is a dimension about which nothing is known.
 var unknownDim = Dim{Value: -1}
 
+// UnknownDim is a dimension about which nothing is known (Value -1, no
+// Param).
+func UnknownDim() Dim { return unknownDim }
+
 // Static reports whether the dimension has a known size.
 func (d Dim) Static() bool { return d.Value >= 0 }
 
