@@ -157,6 +157,9 @@ func runPredict(c *cli.Context) error {
 		cfg.NumBeams = c.Int("num-beams")
 	}
 	if c.IsSet("max-new-tokens") {
+		if c.Int("max-new-tokens") < 1 {
+			return usagef("--max-new-tokens must be at least 1, got %d", c.Int("max-new-tokens"))
+		}
 		cfg.MaxNewTokens = c.Int("max-new-tokens")
 	}
 	if err := cfg.Validate(); err != nil {

@@ -229,6 +229,7 @@ func TestPredictBadInput(t *testing.T) {
 		"bad shard":       {[]string{"--model", model, "--tokenizer", tok, "--input", input, "--output", out, "--shard", "3/3"}, exitUsage, []string{"0 <= i < N"}},
 		"both models":     {[]string{"--model", model, "--artifacts", model, "--input", input, "--output", out}, exitUsage, []string{"exactly one"}},
 		"missing input":   {[]string{"--model", model, "--tokenizer", tok, "--input", filepath.Join(dir, "nope.txt"), "--output", out}, exitData, []string{"nope.txt"}},
+		"zero new tokens": {[]string{"--model", model, "--tokenizer", tok, "--input", input, "--output", out, "--max-new-tokens", "0"}, exitUsage, []string{"--max-new-tokens"}},
 		"bad beams":       {[]string{"--model", model, "--tokenizer", tok, "--input", input, "--output", out, "--num-beams", "0"}, exitUsage, []string{"num_beams"}},
 	} {
 		code, _, stderr := runPredictCLI(t, tc.args...)
