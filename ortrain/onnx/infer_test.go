@@ -166,3 +166,34 @@ func TestInferDeclaredConflict(t *testing.T) {
 		t.Fatalf("kept %s", types[y])
 	}
 }
+
+func TestAnnotateShapes(t *testing.T) {
+	b, v := attentionBlock(t)
+	g := b.Graph()
+	types, err := InferShapes(g, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	AnnotateShapes(g, types)
+	if len(g.ValueInfo) < len(g.Node) {
+		t.Fatalf("%d value_info entries for %d nodes", len(g.ValueInfo), len(g.Node))
+	}
+	recorded := map[string]string{}
+	for _, vi := range g.ValueInfo {
+		ti, _ := TypeInfoOf(vi)
+		recorded[vi.GetName()] = ti.String()
+	}
+	if recorded[v["qh"]] != "FLOAT[batch,2,seq,4]" {
+		t.Errorf("recorded %s", recorded[v["qh"]])
+	}
+	// Inference over the annotated graph agrees with itself.
+	again, err := InferShapes(g, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, ti := range types {
+		if again[name].String() != ti.String() {
+			t.Errorf("%s: %s then %s", name, ti, again[name])
+		}
+	}
+}
