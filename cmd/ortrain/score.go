@@ -107,13 +107,17 @@ func runScore(c *cli.Context) error {
 	if c.String("hyp") == "" || len(c.StringSlice("ref")) == 0 {
 		return usagef("--hyp and at least one --ref are required")
 	}
-	hyps, refs, err := readScoreInputs(c.String("hyp"), c.StringSlice("ref"), c.Bool("jsonl"))
-	if err != nil {
-		return err
-	}
 	perLine := c.Bool("sentence") || c.Bool("per-line")
 	if perLine && c.String("stats-out") != "" {
 		return usagef("--stats-out writes corpus statistics; drop --sentence/--per-line")
+	}
+	// Bad options are usage errors, reported before any file is read.
+	if err := validateScoreFlags(c, metric, perLine); err != nil {
+		return err
+	}
+	hyps, refs, err := readScoreInputs(c.String("hyp"), c.StringSlice("ref"), c.Bool("jsonl"))
+	if err != nil {
+		return err
 	}
 	switch metric {
 	case metrics.MetricBLEU:
@@ -123,6 +127,22 @@ func runScore(c *cli.Context) error {
 	default:
 		return scoreROUGE(c, hyps, refs, perLine)
 	}
+}
+
+func validateScoreFlags(c *cli.Context, metric string, perLine bool) error {
+	var err error
+	switch metric {
+	case metrics.MetricBLEU:
+		_, err = metrics.NewBLEU(scoreBLEUOptions(c, perLine))
+	case metrics.MetricCHRF:
+		_, err = metrics.NewCHRF(scoreCHRFOptions(c))
+	case metrics.MetricROUGE:
+		_, err = metrics.NewROUGE(scoreROUGEOptions(c), false)
+	}
+	if err != nil {
+		return usageError{err}
+	}
+	return nil
 }
 
 func readScoreInputs(hypPath string, refPaths []string, jsonl bool) ([]string, [][]string, error) {
@@ -258,11 +278,15 @@ func printBLEU(w io.Writer, s metrics.BLEUScore, asJSON, indent bool) error {
 	return err
 }
 
-func scoreCHRF(c *cli.Context, hyps []string, refs [][]string, sentence bool) error {
-	m, err := metrics.NewCHRF(metrics.CHRFOptions{
+func scoreCHRFOptions(c *cli.Context) metrics.CHRFOptions {
+	return metrics.CHRFOptions{
 		CharOrder: c.Int("char-order"), WordOrder: c.Int("word-order"), Beta: c.Int("beta"),
 		Lowercase: c.Bool("lowercase"), Whitespace: c.Bool("whitespace"), EpsSmoothing: c.Bool("eps-smoothing"),
-	})
+	}
+}
+
+func scoreCHRF(c *cli.Context, hyps []string, refs [][]string, sentence bool) error {
+	m, err := metrics.NewCHRF(scoreCHRFOptions(c))
 	if err != nil {
 		return usageError{err}
 	}

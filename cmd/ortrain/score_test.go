@@ -404,6 +404,7 @@ func TestScoreBadInput(t *testing.T) {
 		{[]string{"--metric", "bleu", "--hyp", hyp, "--ref", filepath.Join(dir, "missing.txt")}, exitData, "missing.txt"},
 		{[]string{"--metric", "bleu", "--jsonl", "--hyp", hyp, "--ref", ref}, exitData, "hyp.txt:1: not a JSON string"},
 		{[]string{"--metric", "meteor", "--hyp", hyp, "--ref", ref}, exitUsage, "unknown --metric"},
+		{[]string{"--metric", "bleu", "--tokenize", "bogus", "--hyp", empty, "--ref", ref}, exitUsage, "unknown BLEU tokenizer"},
 		{[]string{"--metric", "bleu", "--hyp", hyp}, exitUsage, "--ref"},
 		{[]string{"--metric", "bleu", "--tokenize", "ja-mecab", "--hyp", hyp, "--ref", ref}, exitUsage, "unknown BLEU tokenizer"},
 		{[]string{"--metric", "bleu", "--smooth-method", "laplace", "--hyp", hyp, "--ref", ref}, exitUsage, "unknown smoothing"},
