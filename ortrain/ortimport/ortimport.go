@@ -351,12 +351,13 @@ func semantics(o Optimizer, rep *Report) string {
 	case o.Type == "":
 		return carried + "; no optimizer model, so ortrain's torch.optim.AdamW applies with the training arguments given"
 	case o.Type == "adamw" && o.AdamMode == 0:
-		return fmt.Sprintf("%s; ONNX Runtime's AdamW adam_mode 0 is torch.optim.AdamW, which ortrain's optimizer graph computes (betas %g/%g, epsilon %g, weight decay %g in the source)",
+		return fmt.Sprintf("%s; ONNX Runtime's AdamW adam_mode 0 is torch.optim.AdamW, which ortrain's optimizer graph computes; to keep the source's hyperparameters pass --adam_beta1 %g --adam_beta2 %g --adam_epsilon %g --weight_decay %g",
 			carried, float32(o.Beta1), float32(o.Beta2), float32(o.Epsilon), float32(o.WeightDecay))
 	case o.Type == "adamw":
 		return fmt.Sprintf("%s; the source used ONNX Runtime's AdamW adam_mode %d (transformers' legacy AdamW: epsilon added to sqrt(v) before bias correction, decay applied after the update; betas %g/%g, epsilon %g, weight decay %g for every parameter). "+
-			"The moments mean the same in both modes and carry over exactly; ortrain continues with torch.optim.AdamW (adam_mode 0, HF Trainer's optimizer and no-decay set), so its updates differ from the source's by the epsilon placement (an effective epsilon of epsilon/sqrt(1-beta2^t) in the source) and the order of decay",
-			carried, o.AdamMode, float32(o.Beta1), float32(o.Beta2), float32(o.Epsilon), float32(o.WeightDecay))
+			"The moments mean the same in both modes and carry over exactly; ortrain continues with torch.optim.AdamW (adam_mode 0, HF Trainer's optimizer and no-decay set), so its updates differ from the source's by the epsilon placement (an effective epsilon of epsilon/sqrt(1-beta2^t) in the source) and the order of decay. To keep the source's hyperparameters pass --adam_beta1 %g --adam_beta2 %g --adam_epsilon %g --weight_decay %g (HF's defaults differ: epsilon 1e-08)",
+			carried, o.AdamMode, float32(o.Beta1), float32(o.Beta2), float32(o.Epsilon), float32(o.WeightDecay),
+			float32(o.Beta1), float32(o.Beta2), float32(o.Epsilon), float32(o.WeightDecay))
 	}
 	return carried + "; the source used SGD, and ortrain's SGD optimizer graph (torch.optim.SGD) applies"
 }
