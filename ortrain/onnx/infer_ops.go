@@ -220,8 +220,10 @@ func (inf *inferer) node(n *onnxpb.NodeProto) ([]TypeInfo, error) {
 	case "Shape":
 		return inf.shape(n)
 	case "Size":
-		if s, ok := x.StaticShape(); ok {
-			inf.vals[n.Output[0]] = []sv{num(NumElements(s))}
+		if x.RankKnown {
+			if p := dimProduct(x.Dims); p.Static() || p.Param != "" {
+				inf.vals[n.Output[0]] = []sv{svOfDim(p)}
+			}
 		}
 		return same(Tensor(Int64)), nil
 	case "ConstantOfShape":

@@ -197,3 +197,21 @@ func TestAnnotateShapes(t *testing.T) {
 		}
 	}
 }
+
+func TestInferFoldsSizeIntoReshape(t *testing.T) {
+	// Reshape(x, [Size(x)]) flattens to one symbolic dimension batch*seq*4.
+	b := NewGraphBuilder(nil)
+	x := b.AddInput("x", Float32, Sym("batch"), Sym("seq"), D(4))
+	n := b.Op("Unsqueeze", []string{b.Op("Size", []string{x}), b.ConstInt64Vec(0)})
+	flat := b.Op("Reshape", []string{x, n})
+	back := b.Op("Reshape", []string{flat, b.Op("Shape", []string{x})})
+	types, err := InferShapes(b.Graph(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantType(t, types, flat, "FLOAT[4*batch*seq]")
+	wantType(t, types, back, "FLOAT[batch,seq,4]")
+	if got, ok := types[flat].Shape(map[string]int64{"batch": 2, "seq": 3}); !ok || got[0] != 24 {
+		t.Errorf("evaluated %v %v", got, ok)
+	}
+}
