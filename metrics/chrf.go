@@ -265,7 +265,7 @@ func newCHRFSegmenter(o CHRFOptions) *chrfSegmenter {
 	return s
 }
 
-var chrfPuncts = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"
+const chrfPuncts = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"
 
 // words is CHRF._remove_punctuation: split on whitespace and peel one ASCII
 // punctuation character off the end, else off the start, of each word.

@@ -15,11 +15,11 @@ import (
 const RougeScoreVersion = "0.1.2"
 
 // DefaultROUGETypes are the types Hugging Face's evaluate "rouge" reports.
-var DefaultROUGETypes = []string{"rouge1", "rouge2", "rougeL", "rougeLsum"}
+func DefaultROUGETypes() []string { return []string{"rouge1", "rouge2", "rougeL", "rougeLsum"} }
 
 // ROUGEOptions are rouge_scorer.RougeScorer's arguments.
 type ROUGEOptions struct {
-	// Types: rouge1 ... rouge9, rougeL, rougeLsum; empty means DefaultROUGETypes.
+	// Types: rouge1 ... rouge9, rougeL, rougeLsum; empty means DefaultROUGETypes().
 	Types      []string `json:"types"`
 	UseStemmer bool     `json:"use_stemmer"`
 	// SplitSummaries asks rougeLsum to split summaries into sentences itself.
@@ -32,7 +32,7 @@ type ROUGEOptions struct {
 
 func (o ROUGEOptions) normalized() (ROUGEOptions, error) {
 	if len(o.Types) == 0 {
-		o.Types = DefaultROUGETypes
+		o.Types = DefaultROUGETypes()
 	}
 	o.Types = append([]string(nil), o.Types...)
 	seen := map[string]bool{}

@@ -249,7 +249,7 @@ func (t *bleuTokenizer) tokIntl(line string) string {
 
 // The intl tokenizer's Unicode classes. Go's tables are Unicode 15.0; the
 // regex module sacrebleu uses may know newer code points, listed in the
-// exception maps (checked by the test against pyunicode.json).
+// ranges of unicode_newer.go (checked by the test against pyunicode.json).
 func isUniN(r rune) bool {
 	if r < 0x80 {
 		return '0' <= r && r <= '9'
@@ -258,24 +258,9 @@ func isUniN(r rune) bool {
 }
 
 func isUniP(r rune) bool {
-	if r < 0x80 {
-		return asciiP[r]
-	}
 	return unicode.IsPunct(r) || inRanges(r, uniPNewer)
 }
 
 func isUniS(r rune) bool {
-	if r < 0x80 {
-		return asciiS[r]
-	}
 	return unicode.IsSymbol(r) || inRanges(r, uniSNewer)
-}
-
-var asciiP, asciiS [128]bool
-
-func init() {
-	for r := rune(0); r < 128; r++ {
-		asciiP[r] = unicode.IsPunct(r)
-		asciiS[r] = unicode.IsSymbol(r)
-	}
 }

@@ -78,7 +78,7 @@ func newScoreCommand() *cli.Command {
 			&cli.BoolFlag{Name: "eps-smoothing", Usage: "chrF: epsilon smoothing as chrF++.py instead of effective order"},
 			&cli.BoolFlag{Name: "whitespace", Usage: "chrF: keep whitespace in character n-grams"},
 			// ROUGE
-			&cli.StringFlag{Name: "rouge-types", Value: strings.Join(metrics.DefaultROUGETypes, ","), Usage: "comma list of rouge1..rouge9, rougeL, rougeLsum"},
+			&cli.StringFlag{Name: "rouge-types", Value: strings.Join(metrics.DefaultROUGETypes(), ","), Usage: "comma list of rouge1..rouge9, rougeL, rougeLsum"},
 			&cli.BoolFlag{Name: "use-stemmer", Usage: "ROUGE: Porter-stem tokens longer than 3 characters"},
 			&cli.BoolFlag{Name: "split-summaries", Usage: "ROUGE: split rougeLsum summaries into sentences (refused: needs NLTK Punkt)"},
 			&cli.IntFlag{Name: "bootstrap", Usage: "bootstrap resamples: BLEU/chrF 95% interval as sacrebleu --confidence-n; ROUGE low/mid/high as BootstrapAggregator (0: none; both peers default to 1000)"},
