@@ -58,10 +58,9 @@ def main():
                 buffers.append(init)
                 continue
             # Distinct Parameter objects behind this initializer: tied weights
-            # are one object (its .grad already sums every use); tensors the
-            # exporter merged because their contents are equal (Marian's
-            # encoder/decoder position tables) are separate objects, and the
-            # initializer's gradient is the sum of theirs.
+            # are one object, whose .grad already sums every use. (Should an
+            # export ever merge equal-content tensors into one initializer,
+            # its gradient is the sum of theirs.)
             distinct = []
             for n in info["pytorch"]:
                 if n in params and params[n].requires_grad and all(params[n] is not q for q in distinct):
@@ -107,7 +106,8 @@ def main():
             "grad_global_norm": np.float32(sq ** 0.5),
             "note": ("requires_grad follows the model as AutoModelForSeq2SeqLM.from_pretrained returns it (what HF "
                      "Trainer trains). transformers 5.x turns Marian's sinusoidal position tables trainable on "
-                     "load although a freshly constructed model has them frozen: see requires_grad_when_constructed."),
+                     "load although a freshly constructed model has them frozen: see requires_grad_when_constructed. "
+                     "A consumer that keeps them frozen skips those two entries."),
             "gradients": grads,
             "frozen_initializers": frozen,
             "buffer_initializers": buffers,
