@@ -12,6 +12,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/ortrain/ortrain/generate"
 	"github.com/ortrain/ortrain/ortrain"
@@ -364,4 +365,34 @@ func WriteRecomputeGraph(model string, man *artifacts.Manifest, out string) erro
 	}
 	g.Input = append(ins, inputs...)
 	return onnx.Save(m, out, onnx.SaveOptions{})
+}
+
+// embeddingWeight reports whether a parameter is the weight of an
+// nn.Embedding module in the HF models ortrain knows (token embeddings,
+// learned positions, T5's relative attention bias), which
+// PreTrainedModel.num_parameters(exclude_embeddings=True) leaves out.
+func embeddingWeight(name string) bool {
+	for _, suf := range []string{"shared.weight", "embed_tokens.weight", "embed_positions.weight", "relative_attention_bias.weight"} {
+		if name == suf || strings.HasSuffix(name, "."+suf) {
+			return true
+		}
+	}
+	return false
+}
+
+// NumParameters is num_parameters(exclude_embeddings=...) over the
+// manifest's parameters (tied weights appear once), for HF's total_flos.
+func (e *Engine) NumParameters(excludeEmbeddings bool) int64 {
+	var n int64
+	for _, p := range e.T.Manifest().Parameters {
+		if excludeEmbeddings && embeddingWeight(p.Name) {
+			continue
+		}
+		k := int64(1)
+		for _, d := range p.Shape {
+			k *= d
+		}
+		n += k
+	}
+	return n
 }
