@@ -108,11 +108,10 @@ func (c *charsmap) normalizeHF(s string) string {
 				continue
 			}
 		}
-		for i, r := range cluster {
-			part := cluster[i : i+utf8.RuneLen(r)]
-			if r == utf8.RuneError {
-				part = cluster[i : i+1]
-			}
+		for i := 0; i < len(cluster); {
+			_, n := utf8.DecodeRuneInString(cluster[i:])
+			part := cluster[i : i+n]
+			i += n
 			if rep, ok := c.firstRule(part); ok {
 				b.WriteString(rep)
 			} else {
