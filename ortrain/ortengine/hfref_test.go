@@ -262,6 +262,7 @@ func TestMatchesHFSeq2SeqTrainer(t *testing.T) {
 			if (st.BestMetric == nil) != (sc.BestMetric == nil) || st.BestMetric != nil && !relClose(*st.BestMetric, *sc.BestMetric, 1e-4) {
 				t.Errorf("best_metric %v, HF %v", st.BestMetric, sc.BestMetric)
 			}
+			compareStateFile(t, st, runDir, name)
 		})
 	}
 }
@@ -401,6 +402,60 @@ func TestExportedModelGeneratesLikeTheTrainer(t *testing.T) {
 	for _, f := range []string{"model.onnx", "model.safetensors", "config.json", "training_args.json"} {
 		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
 			t.Errorf("missing %s", f)
+		}
+	}
+}
+
+// compareStateFile checks trainer_state.json (as Trainer.save_state writes
+// it after train()) against HF's: the same keys, the same values outside
+// log_history (best_metric and total_flos numerically), the same number of
+// log entries.
+func compareStateFile(t *testing.T, st *ortrain.TrainerState, runDir, name string) {
+	t.Helper()
+	// the final evaluate() came after save_state in the reference
+	saved := *st
+	saved.LogHistory = st.LogHistory[:len(st.LogHistory)-1]
+	if saved.BestModelCheckpoint != nil {
+		rel, _ := filepath.Rel(runDir, *saved.BestModelCheckpoint)
+		saved.BestModelCheckpoint = &rel
+	}
+	raw, err := saved.MarshalHF()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got, want map[string]any
+	if err := json.Unmarshal(raw, &got); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(testenv.Testdata(t, "trainer", "hf", name, "trainer_state.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, &want); err != nil {
+		t.Fatal(err)
+	}
+	for k, w := range want {
+		g, ok := got[k]
+		switch {
+		case !ok:
+			t.Errorf("trainer_state.json lacks %q", k)
+		case k == "log_history":
+			if len(g.([]any)) != len(w.([]any)) {
+				t.Errorf("log_history: %d entries, HF %d", len(g.([]any)), len(w.([]any)))
+			}
+		case k == "best_metric" || k == "total_flos":
+			if (g == nil) != (w == nil) || g != nil && !relClose(g.(float64), w.(float64), 1e-4) {
+				t.Errorf("%s %v, HF %v", k, g, w)
+			}
+		default:
+			if fmt.Sprint(g) != fmt.Sprint(w) {
+				t.Errorf("trainer_state.json %s = %v, HF %v", k, g, w)
+			}
+		}
+	}
+	for k := range got {
+		if _, ok := want[k]; !ok {
+			t.Errorf("trainer_state.json has %q, HF has not", k)
 		}
 	}
 }
