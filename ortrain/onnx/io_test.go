@@ -241,3 +241,34 @@ func TestLoadPythonExternalData(t *testing.T) {
 		t.Fatalf("external files %v", files)
 	}
 }
+
+func TestSaveExternalTypedFields(t *testing.T) {
+	// Tensors that keep their values in float_data / int64_data (as some
+	// tools write them) go to the data file as raw little-endian bytes.
+	m := smallModel(t)
+	vals := make([]float32, 300)
+	for i := range vals {
+		vals[i] = float32(i) / 7
+	}
+	m.Graph.Initializer = append(m.Graph.Initializer,
+		&onnxpb.TensorProto{Name: proto.String("typed_f"), DataType: proto.Int32(int32(Float32)), Dims: []int64{300}, FloatData: vals},
+		&onnxpb.TensorProto{Name: proto.String("typed_i"), DataType: proto.Int32(int32(Int64)), Dims: []int64{200}, Int64Data: make([]int64, 200)})
+	path := filepath.Join(t.TempDir(), "typed.onnx")
+	if err := Save(m, path, SaveOptions{ExternalData: true}); err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Graph.Initializer[2].FloatData) != 300 {
+		t.Fatal("Save changed the caller's tensor")
+	}
+	got, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := Float32s(got.Graph.Initializer[2])
+	if err != nil || !slices.Equal(f, vals) || got.Graph.Initializer[2].RawData == nil {
+		t.Fatalf("typed float tensor: %v %v", err, f[:3])
+	}
+	if i, err := Int64s(got.Graph.Initializer[3]); err != nil || len(i) != 200 {
+		t.Fatalf("typed int tensor: %v", err)
+	}
+}
