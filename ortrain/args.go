@@ -1,10 +1,3 @@
-// Package ortrain is the trainer: Hugging Face Seq2SeqTrainer semantics
-// (arguments, loop, callbacks, evaluation, checkpoints, best model, resume)
-// over small interfaces for the training engine, the data and generation.
-//
-// The reference is the installed transformers (see HFVersion); where the
-// behaviour of that version differs from older releases, this package
-// follows the installed one and says so next to the code.
 package ortrain
 
 import (
