@@ -184,6 +184,7 @@ type ctx struct {
 	newNodes []*onnxpb.NodeProto
 	newVals  map[string]bool
 	cache    map[string]string
+	sparse   map[string]sparseGrad // deferred Gather gradients (see sum)
 	// edits to forward nodes, applied only when Backward succeeds
 	edits []func()
 }
@@ -204,7 +205,7 @@ func newCtx(g *onnxpb.GraphProto, opsets map[string]int64, prefix string) (*ctx,
 	}
 	c := &ctx{g: g, opsets: opsets, opset: v, prefix: prefix, infos: map[string]info{},
 		producer: map[string]*onnxpb.NodeProto{}, consts: map[string]*onnxpb.TensorProto{},
-		names: map[string]bool{}, newVals: map[string]bool{}, cache: map[string]string{}}
+		names: map[string]bool{}, newVals: map[string]bool{}, cache: map[string]string{}, sparse: map[string]sparseGrad{}}
 	for _, t := range g.Initializer {
 		c.consts[t.GetName()] = t
 		c.names[t.GetName()] = true
@@ -629,12 +630,69 @@ func (c *ctx) zerosLike(x string) (string, error) {
 
 // sum adds gradient contributions (all of shape like).
 func (c *ctx) sum(contribs []string, like info) string {
-	if len(contribs) == 1 {
-		return contribs[0]
+	var dense, sparse []string
+	for _, g := range contribs {
+		if _, ok := c.sparse[g]; ok {
+			sparse = append(sparse, g)
+		} else {
+			dense = append(dense, g)
+		}
 	}
-	sorted := append([]string{}, contribs...)
-	sort.Strings(sorted)
-	return c.op("Sum", sorted)
+	sort.Strings(dense)
+	sort.Strings(sparse)
+	var base string
+	switch {
+	case len(dense) == 0:
+		base = c.materialize(sparse[0])
+		sparse = sparse[1:]
+	case len(dense) == 1:
+		base = dense[0]
+	default:
+		base = c.op("Sum", dense)
+	}
+	// Row gradients of Gather are added into the rest in place of a dense
+	// zeros-plus-scatter tensor each (a tied embedding gets its lookups'
+	// rows added straight into lm_head's gradient).
+	for _, g := range sparse {
+		sg := c.sparse[g]
+		delete(c.sparse, g)
+		base = c.op("ScatterND", []string{base, sg.idx, sg.upd}, stringAttr("reduction", "add"))
+	}
+	return base
+}
+
+// sparseGrad is a gradient that is zero except for rows: ScatterND of upd
+// at idx (reduction add) into zeros shaped like zerosOf.
+type sparseGrad struct {
+	zerosOf, idx, upd string
+	zero              *onnxpb.TensorProto // a one-element 0 of the gradient's type
+}
+
+// scatterGrad returns a name standing for a sparse gradient; sum either
+// adds its rows into other contributions or materializes it under that
+// name.
+func (c *ctx) scatterGrad(zerosOf, idx, upd string) (string, error) {
+	zero, err := scalarTensor(c.info(zerosOf).dtype, 0, []int64{1})
+	if err != nil {
+		return "", err
+	}
+	name := c.fresh("ScatterND")
+	c.newVals[name] = true
+	c.sparse[name] = sparseGrad{zerosOf, idx, upd, zero}
+	return name, nil
+}
+
+func (c *ctx) materialize(name string) string {
+	sg, ok := c.sparse[name]
+	if !ok {
+		return name
+	}
+	delete(c.sparse, name)
+	z := c.op("ConstantOfShape", []string{c.shapeVec(sg.zerosOf)}, tensorAttr("value", sg.zero))
+	n := &onnxpb.NodeProto{OpType: proto.String("ScatterND"), Name: proto.String(c.fresh("ScatterND_node")),
+		Input: []string{z, sg.idx, sg.upd}, Output: []string{name}, Attribute: []*onnxpb.AttributeProto{stringAttr("reduction", "add")}}
+	c.newNodes = append(c.newNodes, n)
+	return name
 }
 
 // reduce emits a Reduce* node over the given axes (attribute or input form

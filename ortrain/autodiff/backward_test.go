@@ -283,3 +283,32 @@ func TestSymbolicBroadcastPaths(t *testing.T) {
 		}
 	}
 }
+
+// A tied embedding (two lookups and the output projection) gets its
+// lookup rows scatter-added into the projection's gradient: no dense zeros
+// and no Sum over table-sized tensors.
+func TestTiedEmbeddingScattersIntoDenseGradient(t *testing.T) {
+	b := onnx.NewGraphBuilder(nil)
+	b.AddInput("table", onnx.Float32, onnx.D(50), onnx.D(4))
+	b.AddInput("src", onnx.Int64, onnx.Sym("B"), onnx.Sym("S"))
+	b.AddInput("tgt", onnx.Int64, onnx.Sym("B"), onnx.Sym("T"))
+	enc := b.Op("Gather", []string{"table", "src"})
+	dec := b.Op("Gather", []string{"table", "tgt"})
+	ctxv := b.Op("ReduceMean", []string{enc}, onnx.AttrInts("axes", []int64{1}))
+	logits := b.Op("MatMul", []string{b.Op("Add", []string{dec, ctxv}), b.Op("Transpose", []string{"table"}, onnx.AttrInts("perm", []int64{1, 0}))})
+	loss := scalarLoss(b, logits)
+	g := b.Graph()
+	n0 := len(g.Node)
+	grads, err := Backward(g, opset17, loss, []string{"table"}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ops := countOps(g.Node[n0:])
+	if ops["ScatterND"] != 2 || ops["ConstantOfShape"] != 0 || ops["Sum"] != 0 {
+		t.Errorf("backward ops %v", ops)
+	}
+	last := g.Node[len(g.Node)-1]
+	if last.GetOpType() != "ScatterND" || last.Output[0] != grads["table"] {
+		t.Errorf("the table's gradient is not the end of the scatter chain: %v", last)
+	}
+}

@@ -326,11 +326,8 @@ func vjpGather(c *ctx, n *onnxpb.NodeProto, gy []string, need []bool) ([]string,
 		s := c.op("ScatterND", []string{z, c.gatherIndices(data, idx, a), g}, stringAttr("reduction", "add"))
 		return []string{c.op("Transpose", []string{s}, intsAttr("perm", inv))}, nil
 	}
-	z, err := c.zerosLike(data)
-	if err != nil {
-		return nil, err
-	}
-	return []string{c.op("ScatterND", []string{z, c.gatherIndices(data, idx, 0), g}, stringAttr("reduction", "add"))}, nil
+	sg, err := c.scatterGrad(data, c.gatherIndices(data, idx, 0), g)
+	return []string{sg}, err
 }
 
 // gatherIndices turns Gather indices into ScatterND indices (a trailing
