@@ -1,11 +1,9 @@
 """Training-step benchmark helper: the PyTorch side and the model export.
 
-  export DIR   build a t5-small-sized T5 (transformers T5Config defaults:
-               d_model 512, 6+6 layers, 8 heads, d_ff 2048, vocab 32128) with
-               random weights (seed 0), save model.safetensors + config.json,
-               export the forward graph to DIR/model.onnx (TorchScript, opset
-               17, eval mode, dynamic batch/sequence axes) and write a fixed
-               random batch to DIR/batch.json.
+  export DIR   make a t5-small-sized T5 with random weights in DIR with
+               scripts/fixtures/make_t5_small.py (d_model 512, 6+6 layers,
+               8 heads, d_ff 2048, vocab 32128; forward graph checked against
+               PyTorch) and write a fixed random batch to DIR/batch.json.
   torch DIR    run PyTorch eager training steps (forward, loss, backward,
                clip_grad_norm_, AdamW) on that batch; print JSON timings.
 
@@ -24,43 +22,29 @@ from transformers import T5Config, T5ForConditionalGeneration
 
 
 def export(d, batch, src, tgt):
-    os.makedirs(d, exist_ok=True)
-    torch.manual_seed(0)
-    cfg = T5Config()  # t5-small sizes
-    model = T5ForConditionalGeneration(cfg).eval()
-    model.save_pretrained(d, safe_serialization=True)
+    """The model comes from scripts/fixtures/make_t5_small.py (same export as
+    the tiny fixtures, checked against PyTorch); this adds the batch."""
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    subprocess.run([sys.executable, os.path.join(root, "scripts", "fixtures", "make_t5_small.py"), "--out", d, "--check"],
+                   check=True)
+    vocab = T5Config.from_pretrained(d).vocab_size
     g = torch.Generator().manual_seed(1)
-    ids = torch.randint(2, cfg.vocab_size, (batch, src), generator=g)
-    labels = torch.randint(2, cfg.vocab_size, (batch, tgt), generator=g)
+    ids = torch.randint(2, vocab, (batch, src), generator=g)
+    labels = torch.randint(2, vocab, (batch, tgt), generator=g)
     dec = torch.cat([torch.zeros(batch, 1, dtype=torch.long), labels[:, :-1]], 1)
     b = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "decoder_input_ids": dec,
          "decoder_attention_mask": torch.ones_like(dec), "labels": labels}
     json.dump({k: {"shape": list(v.shape), "data": v.reshape(-1).tolist()} for k, v in b.items()},
               open(os.path.join(d, "batch.json"), "w"))
 
-    class Fwd(torch.nn.Module):
-        def __init__(self, m):
-            super().__init__()
-            self.m = m
-
-        def forward(self, input_ids, attention_mask, decoder_input_ids, decoder_attention_mask):
-            return self.m(input_ids=input_ids, attention_mask=attention_mask, decoder_input_ids=decoder_input_ids,
-                          decoder_attention_mask=decoder_attention_mask, use_cache=False).logits
-
-    names = ["input_ids", "attention_mask", "decoder_input_ids", "decoder_attention_mask"]
-    axes = {"input_ids": {0: "batch", 1: "src"}, "attention_mask": {0: "batch", 1: "src"},
-            "decoder_input_ids": {0: "batch", 1: "tgt"}, "decoder_attention_mask": {0: "batch", 1: "tgt"},
-            "logits": {0: "batch", 1: "tgt"}}
-    with torch.no_grad():
-        torch.onnx.export(Fwd(model), tuple(b[n][:1, :4] for n in names), os.path.join(d, "model.onnx"),
-                          input_names=names, output_names=["logits"], dynamic_axes=axes, opset_version=17,
-                          do_constant_folding=False, dynamo=False)
-
 
 def bench_torch(d, steps, warmup, threads):
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    model = T5ForConditionalGeneration.from_pretrained(d)
+    model = T5ForConditionalGeneration.from_pretrained(d, attn_implementation="eager")
     model.config.dropout_rate = 0.0
     for m in model.modules():
         if isinstance(m, torch.nn.Dropout):
