@@ -11,6 +11,7 @@ import (
 	"github.com/ortrain/ortrain/generate"
 	"github.com/ortrain/ortrain/ortrain"
 	"github.com/ortrain/ortrain/ortrain/artifacts"
+	"github.com/ortrain/ortrain/ortrain/ortimport"
 	"github.com/ortrain/ortrain/ortrain/data"
 	"github.com/ortrain/ortrain/ortrain/demo"
 	"github.com/ortrain/ortrain/ortrain/gendec"
@@ -118,6 +119,17 @@ func Prepare(ctx context.Context, env *runtime.Env, cfg Config) (*Session, error
 		Beta1: a.AdamBeta1, Beta2: a.AdamBeta2, Eps: a.AdamEpsilon, WeightDecay: a.WeightDecay, MaxGradNorm: a.MaxGradNorm}})
 	if err != nil {
 		return nil, err
+	}
+	// A folder imported from ONNX Runtime's training artifacts carries the
+	// optimizer's moments and step, so training continues where it stopped
+	// (when resuming, the checkpoint's state replaces them later).
+	if cfg.Artifacts != "" && a.ResumeFromCheckpoint == "" {
+		if p := filepath.Join(artDir, ortimport.OptimizerStateFile); exists(p) {
+			if err := at.LoadOptimizerState(p); err != nil {
+				at.Close()
+				return nil, err
+			}
+		}
 	}
 	s := &Session{engine: at, Manifest: man}
 	ok := false
