@@ -11,10 +11,10 @@ import (
 	"github.com/ortrain/ortrain/generate"
 	"github.com/ortrain/ortrain/ortrain"
 	"github.com/ortrain/ortrain/ortrain/artifacts"
-	"github.com/ortrain/ortrain/ortrain/ortimport"
 	"github.com/ortrain/ortrain/ortrain/data"
 	"github.com/ortrain/ortrain/ortrain/demo"
 	"github.com/ortrain/ortrain/ortrain/gendec"
+	"github.com/ortrain/ortrain/ortrain/ortimport"
 	"github.com/ortrain/ortrain/ortrain/runtime"
 	"github.com/ortrain/ortrain/tokenize"
 )
