@@ -58,8 +58,7 @@ var noGradient = map[string]bool{
 	"IsNaN": true, "IsInf": true, "Floor": true, "Ceil": true, "Round": true, "Sign": true,
 	"RandomUniform": true, "RandomNormal": true, "RandomUniformLike": true, "RandomNormalLike": true,
 	"Bernoulli": true, "Multinomial": true, "EyeLike": true, "OneHot": true, "BitShift": true,
-	"BitwiseAnd": true, "BitwiseOr": true, "BitwiseXor": true, "BitwiseNot": true, "Mod": true,
-	"TopK_indices": true,
+	"BitwiseAnd": true, "BitwiseOr": true, "BitwiseXor": true, "BitwiseNot": true,
 }
 
 func nonDifferentiable(n *onnxpb.NodeProto) bool {
