@@ -26,6 +26,11 @@ type rotationRef struct {
 		SaveStrategy    string  `json:"save_strategy"`
 		Patience        int     `json:"patience"`
 		Threshold       float64 `json:"threshold"`
+		Strategy        string  `json:"strategy"`
+		Epochs          float64 `json:"epochs"`
+		TrainRows       int     `json:"train_rows"`
+		GA              int     `json:"ga"`
+		EvalDelay       float64 `json:"eval_delay"`
 	} `json:"scenario"`
 	EvalLosses    []float64 `json:"eval_losses"`
 	EvalScores    []float64 `json:"eval_scores"`
@@ -101,7 +106,7 @@ func TestRotationAndBestMatchHF(t *testing.T) {
 	if err := json.Unmarshal(data, &doc); err != nil {
 		t.Fatal(err)
 	}
-	if len(doc.Scenarios) < 40 {
+	if len(doc.Scenarios) < 50 {
 		t.Fatalf("only %d scenarios", len(doc.Scenarios))
 	}
 	limits := map[string]bool{}
@@ -118,12 +123,29 @@ func TestRotationAndBestMatchHF(t *testing.T) {
 			a.PerDeviceTrainBatchSize = 1
 			a.PerDeviceEvalBatchSize = 2
 			a.LearningRate = 1e-3
-			a.EvalStrategy = StrategySteps
+			strategy := StrategySteps
+			if sc.Strategy != "" {
+				strategy = sc.Strategy
+			}
+			a.EvalStrategy = strategy
+			a.LoggingStrategy = strategy
 			es := float64(sc.EvalSteps)
 			a.EvalSteps = &es
-			a.SaveStrategy = StrategySteps
+			a.SaveStrategy = strategy
 			if sc.SaveStrategy != "" {
 				a.SaveStrategy = sc.SaveStrategy
+			}
+			a.NumTrainEpochs = 3
+			if sc.Epochs > 0 {
+				a.NumTrainEpochs = sc.Epochs
+			}
+			if sc.GA > 0 {
+				a.GradientAccumulationSteps = sc.GA
+			}
+			a.EvalDelay = sc.EvalDelay
+			rows := 64
+			if sc.TrainRows > 0 {
+				rows = sc.TrainRows
 			}
 			a.SaveSteps = float64(sc.SaveSteps)
 			a.SaveTotalLimit = sc.SaveTotalLimit
@@ -143,7 +165,7 @@ func TestRotationAndBestMatchHF(t *testing.T) {
 			eng := &fakeEngine{evalScript: ref.EvalLosses}
 			tr := &Trainer{
 				Args: a, Engine: eng,
-				TrainData: newFakeData(64, 1, 1, true), EvalData: newFakeData(1, 2, 2, false),
+				TrainData: newFakeData(rows, 1, 1, true), EvalData: newFakeData(1, 2, 2, false),
 				Generator: fakeGenerator{}, ComputeMetrics: scriptedMetrics(ref.EvalScores), MetricNames: []string{"score"},
 				Callbacks: []Callback{rec}, Clock: fixedClock(),
 			}

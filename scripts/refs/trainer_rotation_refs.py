@@ -87,18 +87,20 @@ def base(p):
 
 def run(sc):
     rng = random.Random(sc["seed"])
-    n_eval = sc["max_steps"] + 2
+    n_eval = max(sc["max_steps"], 16) + 2
     losses = [rng.randint(32, 128) / 64 for _ in range(n_eval)]
     scores = [rng.randint(0, 40) / 64 for _ in range(n_eval)]
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "out")
+        strategy = sc.get("strategy", "steps")
         kw = dict(output_dir=out, max_steps=sc["max_steps"], per_device_train_batch_size=1,
-                  per_device_eval_batch_size=2, learning_rate=1e-3, eval_strategy="steps",
-                  eval_steps=sc["eval_steps"], save_strategy=sc.get("save_strategy", "steps"),
+                  per_device_eval_batch_size=2, learning_rate=1e-3, eval_strategy=strategy,
+                  eval_steps=sc["eval_steps"], save_strategy=sc.get("save_strategy", strategy),
                   save_steps=sc["save_steps"], save_total_limit=sc["save_total_limit"],
                   load_best_model_at_end=sc.get("load_best", True), metric_for_best_model=sc["metric"],
-                  logging_steps=sc["eval_steps"], report_to="none", disable_tqdm=True, use_cpu=True,
-                  save_only_model=True, seed=0)
+                  logging_steps=sc["eval_steps"], logging_strategy=strategy, report_to="none", disable_tqdm=True,
+                  use_cpu=True, save_only_model=True, seed=0, eval_delay=sc.get("eval_delay", 0),
+                  num_train_epochs=sc.get("epochs", 3), gradient_accumulation_steps=sc.get("ga", 1))
         if sc.get("greater_is_better") is not None:
             kw["greater_is_better"] = sc["greater_is_better"]
         args = TrainingArguments(**kw)
@@ -106,7 +108,7 @@ def run(sc):
         cbs = [rec]
         if sc.get("patience"):
             cbs.append(EarlyStoppingCallback(sc["patience"], sc.get("threshold", 0.0)))
-        tr = ScriptedTrainer(model=TinyModel(), args=args, train_dataset=ListDataset(64),
+        tr = ScriptedTrainer(model=TinyModel(), args=args, train_dataset=ListDataset(sc.get("train_rows", 64)),
                              eval_dataset=ListDataset(2), callbacks=cbs, losses=losses, scores=scores)
         tr.train()
         st = tr.state
@@ -136,6 +138,17 @@ def scenarios():
             out.append({"seed": seed, "save_total_limit": 2, "greater_is_better": gib, "metric": metric,
                         "eval_steps": 1, "save_steps": 1, "max_steps": 16, "patience": patience,
                         "threshold": threshold})
+    # epoch strategies (max_steps -1: num_train_epochs over 7 rows, GA 2 ->
+    # 4 steps per epoch with a short last window), eval_delay
+    for limit in [None, 1, 2]:
+        for gib, metric in [(True, "score"), (None, "loss")]:
+            seed += 1
+            out.append({"seed": seed, "save_total_limit": limit, "greater_is_better": gib, "metric": metric,
+                        "eval_steps": 1, "save_steps": 1, "max_steps": -1, "strategy": "epoch", "epochs": 4,
+                        "train_rows": 7, "ga": 2, "eval_delay": 2 if limit == 2 else 0})
+    seed += 1
+    out.append({"seed": seed, "save_total_limit": 2, "greater_is_better": True, "metric": "score",
+                "eval_steps": 2, "save_steps": 2, "max_steps": 11, "eval_delay": 5})
     return out
 
 
