@@ -6,11 +6,12 @@
 //
 // Gradient accumulation happens inside the training graph: it takes the
 // running sum of gradients grad_accum.<p> and returns new.grad_accum.<p> =
-// (accumulate ? grad_accum.<p> : 0) + loss_scale * d(loss)/d(p), so the
-// buffers never leave the device. loss_scale is HF's per-micro-batch factor
-// (1/micro-batches in the window, or tokens/window tokens for models whose
-// loss takes num_items_in_batch); accumulate is false on the first
-// micro-batch after an optimizer step.
+// accumulate * grad_accum.<p> + loss_scale * d(loss)/d(p), so the buffers
+// never leave the device. accumulate is 0 on the first micro-batch after an
+// optimizer step and 1 after; the sums must start finite (the Trainer
+// zeroes them), since 0 * NaN is NaN. loss_scale is HF's per-micro-batch
+// factor (1/micro-batches in the window, or tokens/window tokens for models
+// whose loss takes num_items_in_batch; see Semantics for transformers 5.24).
 package artifacts
 
 import (
@@ -33,8 +34,11 @@ import (
 // Input and output names of the training and eval graphs besides the batch
 // and the parameters.
 const (
-	LossScale  = "loss_scale" // FLOAT scalar: seed of the backward pass
-	Accumulate = "accumulate" // BOOL scalar: add to grad_accum.<p> (true) or overwrite (false)
+	LossScale = "loss_scale" // FLOAT scalar: seed of the backward pass
+	// Accumulate is a FLOAT scalar, 1 to add to grad_accum.<p>, 0 to start
+	// new sums. A multiply rather than a select: ONNX Runtime's Where with a
+	// broadcast condition is several times slower than Mul on large tensors.
+	Accumulate = "accumulate"
 	Logits     = "logits"
 )
 
@@ -184,7 +188,7 @@ func Build(cfg Config) (*Manifest, error) {
 	man.Inputs = append(man.Inputs,
 		Input{Name: optim.Labels, Role: "labels", DType: "int64", Shape: []string{"batch", "target"}, Graphs: []string{"training", "eval"}},
 		Input{Name: LossScale, Role: "loss_scale", DType: "float32", Shape: []string{}, Graphs: []string{"training"}},
-		Input{Name: Accumulate, Role: "accumulate", DType: "bool", Shape: []string{}, Graphs: []string{"training"}})
+		Input{Name: Accumulate, Role: "accumulate", DType: "float32", Shape: []string{}, Graphs: []string{"training"}})
 	if man.DropoutNodes > 0 {
 		man.Inputs = append(man.Inputs, Input{Name: DropoutSeed, Role: "dropout_seed", DType: "int64", Shape: []string{}, Graphs: []string{"training"}})
 		man.Semantics.Dropout = fmt.Sprintf("%d Dropout nodes in training mode: the mask of element e of node k is a hash of (dropout_seed, k, e) (autodiff.EnableTrainingDropout), so a seed reproduces a step; eval and generation graphs run without dropout", man.DropoutNodes)
@@ -404,7 +408,7 @@ func buildTraining(m *onnxpb.ModelProto, man *Manifest) error {
 	if err := optim.AppendLoss(g, Logits, optim.LossOptions{LabelSmoothing: man.LabelSmoothing}); err != nil {
 		return badModel("%v", err)
 	}
-	g.Input = append(g.Input, onnx.ValueInfo(LossScale, onnx.Float32), onnx.ValueInfo(Accumulate, onnx.Bool))
+	g.Input = append(g.Input, onnx.ValueInfo(LossScale, onnx.Float32), onnx.ValueInfo(Accumulate, onnx.Float32))
 	var wrt []string
 	for _, p := range man.Trainable() {
 		wrt = append(wrt, p.Name)
@@ -435,9 +439,9 @@ func buildTraining(m *onnxpb.ModelProto, man *Manifest) error {
 		}
 		acc := GradAccumName(p.Name)
 		g.Input = append(g.Input, onnx.ValueInfo(acc, onnx.Float32, onnx.Dims(p.Shape...)...))
-		sum := b.Op("Add", []string{acc, gr})
+		kept := b.Op("Mul", []string{acc, Accumulate})
 		out := optim.UpdatedName(acc)
-		b.Node("Where", []string{Accumulate, sum, gr}, []string{out})
+		b.Node("Add", []string{kept, gr}, []string{out})
 		g.Output = append(g.Output, onnx.ValueInfo(out, onnx.Float32, onnx.Dims(p.Shape...)...))
 	}
 	return nil
@@ -665,7 +669,7 @@ func semantics() Semantics {
 			"(torch CrossEntropyLoss(ignore_index=-100)); with label_smoothing eps, transformers' LabelSmoother: " +
 			"(1-eps)*nll + eps*sum(-log_softmax over vocab and active tokens)/(active tokens*vocab). " +
 			"loss_sum = loss*token_count, token_count = labels != -100.",
-		GradientAccumulation: "training graph: new.grad_accum.<p> = (accumulate ? grad_accum.<p> : 0) + loss_scale*d(loss)/d(p); " +
+		GradientAccumulation: "training graph: new.grad_accum.<p> = accumulate*grad_accum.<p> + loss_scale*d(loss)/d(p), accumulate 0 or 1 (buffers start at zero); " +
 			"loss_scale is 1/(micro-batches in the accumulation window) for models whose forward takes no **kwargs, " +
 			"(micro-batch tokens)/(window tokens) for a model whose loss uses num_items_in_batch (HF Trainer.training_step). " +
 			"Note: in transformers 5.24 T5, BART and Marian forwards take **kwargs but return the micro-batch mean, so the Trainer " +

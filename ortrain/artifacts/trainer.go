@@ -180,6 +180,11 @@ func Open(dir string, env *runtime.Env, opts Options) (*Trainer, error) {
 		if err := t.loadParam(p, init); err != nil {
 			return nil, err
 		}
+		// Fresh device memory may hold NaN bit patterns, and the training
+		// graph multiplies the old sums by 0 to restart them.
+		if err := t.upload(t.grad[p.Name], make([]float32, onnx.NumElements(p.Shape))); err != nil {
+			return nil, err
+		}
 	}
 	if err := t.ResetOptimizerState(); err != nil {
 		return nil, err
@@ -416,7 +421,11 @@ func (t *Trainer) TrainMicroBatch(b Batch, lossScale float32, seed int64) (float
 	if in[LossScale], err = c.add(scalarF32(lossScale)); err != nil {
 		return 0, 0, err
 	}
-	if in[Accumulate], err = c.add(runtime.NewTensor(nil, []bool{t.haveGrads})); err != nil {
+	keep := float32(0)
+	if t.haveGrads {
+		keep = 1
+	}
+	if in[Accumulate], err = c.add(scalarF32(keep)); err != nil {
 		return 0, 0, err
 	}
 	if t.trainIns[DropoutSeed] {
