@@ -104,6 +104,19 @@ EDGE_CASES = [
 ]
 
 
+RANDOM_PARTS = ["a", "Z", " ", "  ", "\t", "\n", "\u00a0", "\u200b", "\u0301", "\u0000", "\u001f", "é", "ß", "ﬁ",
+                "中", "ア", "한", "😀", "👍🏽", "<s>", "</s>", "<pad>", "<unk>", "<extra_id_0>", ">>fr<<", "▁", "Ġ", "'s",
+                "\ufffd", "\U0010ffff", "١٢", "ǅ", "Ω", ".", "!!", "-", "\r\n", "<mask>", "[UNK]", "e\u0301\u0302",
+                "ﬃ\u0308", "Ａ", "ｶ\uff9e", "\u3000", "\u2028", "ǰ\u0323", "\U0001F1EB\U0001F1F7", "x"]
+
+
+def random_texts():
+    """Seeded random strings of awkward pieces (same for every tokenizer)."""
+    import random
+    r = random.Random(20261127)
+    return ["".join(r.choice(RANDOM_PARTS) for _ in range(r.randrange(30))) for _ in range(250)]
+
+
 SAMPLE_EVERY = 50
 
 
@@ -183,6 +196,20 @@ def wordpiece_refs(shared, corpora, out_dir):
     """A small WordPiece tokenizer (BERT normalizer and pre-tokenizer) trained
     here on Tatoeba English, saved to testdata/tokenizers/wordpiece-tatoeba.json,
     and its encodings of the English corpora."""
+    from tokenizers import Tokenizer
+    path = os.path.join(out_dir, "wordpiece-tatoeba.json")
+    if os.path.exists(path):
+        # Training is not deterministic across runs; reuse the committed file.
+        tok = Tokenizer.from_file(path)
+    else:
+        tok = train_wordpiece(corpora, path)
+    texts = dict(corpora)["tatoeba-en-ro.test.en"][:300] + dict(corpora)["flores200.eng"][:100] + EDGE_CASES
+    ids = [tok.encode(x).ids for x in texts]
+    return {"file": "wordpiece-tatoeba.json", "texts": texts, "ids": ids,
+            "decoded": [tok.decode(i, skip_special_tokens=True) for i in ids]}
+
+
+def train_wordpiece(corpora, path):
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]", max_input_chars_per_word=30))
     tok.normalizer = normalizers.BertNormalizer(lowercase=True)
@@ -191,12 +218,8 @@ def wordpiece_refs(shared, corpora, out_dir):
     trainer = trainers.WordPieceTrainer(vocab_size=1500, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]"], show_progress=False)
     tok.train_from_iterator(dict(corpora)["tatoeba-en-ro.train.en"], trainer=trainer)
     tok.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
-    path = os.path.join(out_dir, "wordpiece-tatoeba.json")
     tok.save(path)
-    texts = dict(corpora)["tatoeba-en-ro.test.en"][:300] + dict(corpora)["flores200.eng"][:100] + EDGE_CASES
-    ids = [tok.encode(x).ids for x in texts]
-    return {"file": "wordpiece-tatoeba.json", "texts": texts, "ids": ids,
-            "decoded": [tok.decode(i, skip_special_tokens=True) for i in ids]}
+    return tok
 
 
 def main():
@@ -231,7 +254,7 @@ def main():
             summary[f"{name}.{corpus}"] = len(texts)
         with open(os.path.join(args.out, f"{name}.json.gz"), "wb") as f:
             f.write(gzip_json(out))
-        ec = {"texts": EDGE_CASES, "ids": encode_all(fn, EDGE_CASES)}
+        ec = {"texts": EDGE_CASES + random_texts(), "ids": encode_all(fn, EDGE_CASES + random_texts())}
         ec["decoded"] = [tok.decode(x, skip_special_tokens=True) for x in ec["ids"]]
         ec["decoded_with_special"] = [tok.decode(x, skip_special_tokens=False) for x in ec["ids"]]
         # Truncation as a data collator would ask for it.
@@ -244,7 +267,7 @@ def main():
     cases["metaspace_variants"] = metaspace_variants(args.shared)
     cases["wordpiece"] = wordpiece_refs(args.shared, corpora, args.out)
     with open(os.path.join(args.out, "cases.json"), "w", encoding="utf-8") as f:
-        json.dump(cases, f, sort_keys=True, ensure_ascii=False, indent=1)
+        json.dump(cases, f, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
         f.write("\n")
 
 
