@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -33,6 +34,8 @@ training continues on any ONNX Runtime (see ort_import.json in --out for what wa
 			&cli.StringFlag{Name: "decoder", Usage: "decoder graph `FILE` to rewrite for generation"},
 			&cli.StringFlag{Name: "decoder-with-past", Usage: "decoder-with-past graph `FILE` to rewrite for generation"},
 			&cli.StringSliceFlag{Name: "freeze", Usage: "freeze parameters whose name matches `REGEX` (repeatable; each must match)"},
+			&cli.StringSliceFlag{Name: "input", Usage: "`NAME=ROLE`: the forward graph's input NAME is ROLE (input_ids, attention_mask, decoder_input_ids, decoder_attention_mask); repeatable"},
+			&cli.StringFlag{Name: "logits", Usage: "forward graph output `NAME` holding the logits (default logits)"},
 			&cli.Float64Flag{Name: "label-smoothing", Usage: "HF label_smoothing_factor `F` in [0, 1)"},
 			&cli.BoolFlag{Name: "no-dropout", Usage: "train with Dropout nodes in inference mode (default: seeded training-mode dropout where the graph has Dropout)"},
 			&cli.Int64Flag{Name: "opset", Usage: "standard opset `N` of the optimizer graphs (default 17)"},
@@ -63,7 +66,19 @@ training continues on any ONNX Runtime (see ort_import.json in --out for what wa
 					}
 				}
 			}
+			roles := map[string]string{}
+			for _, kv := range c.StringSlice("input") {
+				name, role, ok := strings.Cut(kv, "=")
+				switch {
+				case !ok || name == "":
+					return usagef("--input %q: want NAME=ROLE", kv)
+				case role != "input_ids" && role != "attention_mask" && role != "decoder_input_ids" && role != "decoder_attention_mask":
+					return usagef("--input %q: ROLE must be input_ids, attention_mask, decoder_input_ids or decoder_attention_mask", kv)
+				}
+				roles[name] = role
+			}
 			man, err := artifacts.Build(artifacts.Config{
+				Roles: roles, LogitsOutput: c.String("logits"),
 				Model: c.String("model"), Out: c.String("out"), Weights: c.String("weights"),
 				Encoder: c.String("encoder"), Decoder: c.String("decoder"), DecoderWithPast: c.String("decoder-with-past"),
 				Freeze: c.StringSlice("freeze"), LabelSmoothing: c.Float64("label-smoothing"),

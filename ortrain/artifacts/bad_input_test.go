@@ -32,6 +32,7 @@ type toy struct {
 	dropout    bool   // a training-mode Dropout after the embedding
 	output     string // name of the output
 	extraInput string
+	decName    string // name of the decoder input (default decoder_input_ids)
 }
 
 func writeToy(t *testing.T, dir string, o toy) string {
@@ -41,13 +42,17 @@ func writeToy(t *testing.T, dir string, o toy) string {
 	proj := randFloats(r, dim*vocab) // graph layout [dim, vocab] = lm_head.weight^T
 	b := onnx.NewGraphBuilder(nil)
 	b.AddInput("input_ids", onnx.Int64, onnx.Sym("batch"), onnx.Sym("src"))
-	b.AddInput("decoder_input_ids", onnx.Int64, onnx.Sym("batch"), onnx.Sym("tgt"))
+	dec := "decoder_input_ids"
+	if o.decName != "" {
+		dec = o.decName
+	}
+	b.AddInput(dec, onnx.Int64, onnx.Sym("batch"), onnx.Sym("tgt"))
 	if o.extraInput != "" {
 		b.AddInput(o.extraInput, onnx.Int64, onnx.Sym("batch"))
 	}
 	b.AddInitializer(onnx.MustTensor("shared.weight", []int64{vocab, dim}, emb))
 	b.AddInitializer(onnx.MustTensor("onnx::MatMul_7", []int64{dim, vocab}, proj))
-	h := b.Op("Gather", []string{"shared.weight", "decoder_input_ids"})
+	h := b.Op("Gather", []string{"shared.weight", dec})
 	if o.dropout {
 		ratio := b.AddInitializer(onnx.MustTensor("dropout_ratio", nil, []float32{0.3}))
 		training := b.AddInitializer(onnx.MustTensor("dropout_training", nil, []bool{true}))
@@ -180,5 +185,31 @@ func TestBadInputs(t *testing.T) {
 	_, err = Build(Config{Model: model, Out: filepath.Join(sub, "art"), Weights: filepath.Join(sub, "other.safetensors")})
 	if !errors.Is(err, ErrBadModel) || !strings.Contains(err.Error(), `"shared.weight"`) {
 		t.Errorf("mismatched weights: %v", err)
+	}
+}
+
+// TestRolesByFlag: other input and output names are mapped to the roles.
+func TestRolesByFlag(t *testing.T) {
+	dir := t.TempDir()
+	model := writeToy(t, dir, toy{output: "scores", decName: "tgt_tokens"})
+	if _, err := Build(Config{Model: model, Out: filepath.Join(dir, "a")}); err == nil {
+		t.Fatal("names other than HF's accepted without roles")
+	}
+	man, err := Build(Config{Model: model, Out: filepath.Join(dir, "b"), Roles: map[string]string{"tgt_tokens": "decoder_input_ids"}, LogitsOutput: "scores"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if man.Inputs[1].Name != "decoder_input_ids" {
+		t.Errorf("inputs %+v", man.Inputs)
+	}
+	for _, bad := range []Config{
+		{Roles: map[string]string{"nope": "decoder_input_ids"}, LogitsOutput: "scores"},
+		{Roles: map[string]string{"tgt_tokens": "labels"}, LogitsOutput: "scores"},
+		{Roles: map[string]string{"tgt_tokens": "decoder_input_ids"}, LogitsOutput: "nope"},
+	} {
+		bad.Model, bad.Out = model, filepath.Join(dir, "c")
+		if _, err := Build(bad); err == nil {
+			t.Errorf("accepted %+v", bad)
+		}
 	}
 }

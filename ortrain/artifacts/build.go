@@ -60,7 +60,14 @@ type Config struct {
 	Decoder         string
 	DecoderWithPast string
 	Freeze          []string // regular expressions over parameter names
-	LabelSmoothing  float64
+	// Roles renames forward-graph inputs to the batch roles ortrain uses
+	// (graph input name -> input_ids, attention_mask, decoder_input_ids or
+	// decoder_attention_mask), for exports with other names.
+	Roles map[string]string
+	// LogitsOutput names the forward graph's logits output when it is not
+	// "logits".
+	LogitsOutput   string
+	LabelSmoothing float64
 	// DisableDropout trains without dropout even when the graph has Dropout
 	// nodes (exports in eval mode have none, so they train without it anyway).
 	DisableDropout bool
@@ -90,6 +97,9 @@ func Build(cfg Config) (*Manifest, error) {
 		return nil, err
 	}
 	g := fwd.Graph
+	if err := renameRoles(cfg, g); err != nil {
+		return nil, err
+	}
 	roles, err := checkForward(cfg.Model, g)
 	if err != nil {
 		return nil, err
@@ -277,6 +287,47 @@ func loadModel(path string) (*onnxpb.ModelProto, error) {
 		return nil, fmt.Errorf("%w: %v", ErrBadModel, err)
 	}
 	return m, nil
+}
+
+// renameRoles applies Config.Roles and Config.LogitsOutput to the forward graph.
+func renameRoles(cfg Config, g *onnxpb.GraphProto) error {
+	known := map[string]bool{}
+	for _, r := range batchRoles {
+		known[r] = true
+	}
+	inputs := map[string]bool{}
+	for _, in := range g.GetInput() {
+		inputs[in.GetName()] = true
+	}
+	for _, from := range sortedKeys(cfg.Roles) {
+		to := cfg.Roles[from]
+		if !known[to] {
+			return fmt.Errorf("input role %q for %q: roles are %s", to, from, strings.Join(batchRoles, ", "))
+		}
+		if !inputs[from] {
+			return badModel("%s: no graph input %q to give the role %q", cfg.Model, from, to)
+		}
+		if from != to {
+			if hasValue(g, to) || onnx.Producers(g)[to] != nil {
+				return badModel("%s: cannot rename input %q to %q: the graph already has a value of that name", cfg.Model, from, to)
+			}
+			onnx.RenameValue(g, from, to)
+		}
+	}
+	if o := cfg.LogitsOutput; o != "" && o != Logits {
+		found := false
+		for _, out := range g.GetOutput() {
+			found = found || out.GetName() == o
+		}
+		if !found {
+			return badModel("%s: no graph output %q to use as logits", cfg.Model, o)
+		}
+		if onnx.Producers(g)[Logits] != nil || hasValue(g, Logits) {
+			return badModel("%s: cannot rename output %q to %q: the name is taken", cfg.Model, o, Logits)
+		}
+		onnx.RenameValue(g, o, Logits)
+	}
+	return nil
 }
 
 // checkForward verifies the batch inputs and the logits output and returns
