@@ -169,13 +169,14 @@ class RecordingTrainer(Seq2SeqTrainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         uids = inputs.pop("uid", None)
+        label_tokens = int((inputs["labels"] != -100).sum())  # the label smoother path pops "labels"
         res = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         if model.training and uids is not None:
             loss = res[0] if isinstance(res, tuple) else res
             self.micro.append({
                 "optimizer_step": self.state.global_step + 1,
                 "uids": uids,
-                "label_tokens": int((inputs["labels"] != -100).sum()),
+                "label_tokens": label_tokens,
                 "num_items_in_batch": None if num_items_in_batch is None else int(num_items_in_batch),
                 "loss_returned_by_compute_loss": float(loss.detach()),
             })
@@ -236,6 +237,22 @@ SCENARIOS = {
         save_strategy="steps", save_steps=4, save_total_limit=1, load_best_model_at_end=True,
         metric_for_best_model="loss", greater_is_better=True,
     ),
+    # HF's label smoother path in compute_loss (LabelSmoother, epsilon 0.1).
+    "label_smoothing": dict(
+        max_steps=8, logging_steps=2, label_smoothing_factor=0.1, eval_strategy="steps", eval_steps=4,
+        save_strategy="no",
+    ),
+    # Epoch strategies for logging, evaluation and saving; 60 rows / 8 = 8 steps per epoch.
+    "epoch_strategy": dict(
+        num_train_epochs=2, logging_strategy="epoch", eval_strategy="epoch", save_strategy="epoch",
+        warmup_steps=2,
+    ),
+    # Interrupted and resumed: the run is made twice, uninterrupted (recorded
+    # under uninterrupted_run) and resumed from checkpoint-8 by a new Trainer.
+    "resume": dict(
+        max_steps=16, logging_steps=2, eval_strategy="steps", eval_steps=4, save_strategy="steps",
+        save_steps=8, warmup_steps=3, resume_at=8,
+    ),
     "generate_metrics": dict(
         max_steps=16, warmup_steps=2, logging_steps=4, eval_strategy="steps", eval_steps=8,
         save_strategy="steps", save_steps=8, save_total_limit=2, load_best_model_at_end=True,
@@ -254,8 +271,7 @@ def scrub(o):
     return o
 
 
-def run(name, train, dev):
-    fl.seed_everything(0)
+def fresh_model(name):
     model = fl.load_fixture(MODEL)
     for m in model.modules():
         if isinstance(m, torch.nn.Dropout):
@@ -263,17 +279,42 @@ def run(name, train, dev):
     model.config.dropout_rate = 0.0
     if name == "steps_ga4_mean":
         model.accepts_loss_kwargs = False
+    return model
+
+
+def run(name, train, dev):
+    fl.seed_everything(0)
     tmp = tempfile.mkdtemp(prefix=f"ortrain-trainer-{name}-")
     out_dir = os.path.join(tmp, "out")
     kw = dict(BASE)
     kw.update(SCENARIOS[name])
+    resume_at = kw.pop("resume_at", None)
     args = Seq2SeqTrainingArguments(output_dir=out_dir, **kw)
-    metrics = Metrics() if kw.get("predict_with_generate") else None
-    trainer = RecordingTrainer(
-        model=model, args=args, train_dataset=ListDataset(train), eval_dataset=ListDataset(dev),
-        data_collator=Collator(model), compute_metrics=metrics,
-    )
+
+    def make_trainer():
+        model = fresh_model(name)
+        m = Metrics() if kw.get("predict_with_generate") else None
+        return RecordingTrainer(
+            model=model, args=args, train_dataset=ListDataset(train), eval_dataset=ListDataset(dev),
+            data_collator=Collator(model), compute_metrics=m,
+        ), m
+
+    trainer, metrics = make_trainer()
     res = trainer.train()
+    uninterrupted = None
+    if resume_at is not None:
+        # Keep the uninterrupted run's record, delete every later checkpoint,
+        # and resume a new Trainer (fresh model object) from checkpoint-<resume_at>.
+        uninterrupted = {"log_history": json.load(open(os.path.join(out_dir, f"checkpoint-{res.global_step}",
+                                                                    "trainer_state.json")))["log_history"],
+                         "train_output": {"global_step": res.global_step, "training_loss": res.training_loss,
+                                          "metrics": res.metrics}}
+        for d in os.listdir(out_dir):
+            if d.startswith("checkpoint-") and int(d.split("-")[1]) > resume_at:
+                shutil.rmtree(os.path.join(out_dir, d))
+        fl.seed_everything(0)
+        trainer, metrics = make_trainer()
+        res = trainer.train(resume_from_checkpoint=os.path.join(out_dir, f"checkpoint-{resume_at}"))
     trainer.save_state()
     final_eval = trainer.evaluate()
 
@@ -318,6 +359,8 @@ def run(name, train, dev):
         "compute_metrics": METRICS_DEF if metrics else None,
         "evaluations_with_generate": metrics.calls if metrics else None,
         "log_history": state["log_history"],
+        "resumed_from": None if resume_at is None else f"out/checkpoint-{resume_at}",
+        "uninterrupted_run": uninterrupted,
     }
     state["best_model_checkpoint"] = rel(state.get("best_model_checkpoint"))
     dest = os.path.join(OUT, name)
