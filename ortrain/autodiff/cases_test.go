@@ -316,6 +316,12 @@ func fdCases() []fdCase {
 			y = b.Op("Mul", []string{y, y})
 			b.out(b.Op("Cast", []string{y}, ai("to", int64(onnx.Float32))))
 		}},
+		fdCase{name: "CastLike/f32_roundtrip", op: "CastLike", dtype: onnx.Float32, build: func(b *caseBuilder) {
+			x := b.input("x", b.dims(2, 2, 3), "B")
+			like64 := b.Const(onnx.MustTensor("", nil, []float64{0}))
+			y := b.Op("CastLike", []string{x, like64})
+			b.out(b.Op("CastLike", []string{b.Op("Mul", []string{y, y}), x}))
+		}},
 		fdCase{name: "Dropout/inference_mode", op: "Dropout", build: func(b *caseBuilder) {
 			b.out(b.Op("Dropout", []string{b.input("x", b.dims(2, 2, 3), "B"), b.scalar(0.3)}))
 		}},
