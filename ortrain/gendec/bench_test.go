@@ -23,7 +23,7 @@ func BenchmarkGenerate(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer env.Close()
-	m, err := OpenModel(env, dir, OpenOptions{Options: Options{IntraOpThreads: 2}})
+	m, err := OpenModel(env, dir, OpenOptions{Options: Options{IntraOpThreads: 1}})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -36,7 +36,7 @@ func BenchmarkGenerate(b *testing.B) {
 		}
 		b.Run(name, func(b *testing.B) {
 			cfg := m.Config
-			cfg.NumBeams, cfg.MinNewTokens, cfg.MaxNewTokens = beams, 32, 32
+			cfg.NumBeams, cfg.MinNewTokens, cfg.MaxNewTokens = beams, 16, 16
 			for b.Loop() {
 				if _, err := generate.Generate(context.Background(), m, sources, cfg); err != nil {
 					b.Fatal(err)

@@ -12,8 +12,11 @@ engines do the same work whatever the random model prefers.
 
 sentences/s are medians over --repeats runs of the generation itself (model
 loading excluded; ortrain's figure is the report's generation time, which
-includes tokenization and decoding). Token agreement of ortrain with HF is
-reported too.
+includes tokenization and decoding). Every engine gets --threads threads
+(torch.set_num_threads, CTranslate2 intra_threads, ortrain --threads and
+GOMAXPROCS). Token agreement of ortrain with HF is reported too. On a loaded
+machine prefer --threads 1: OpenMP's spinning threads collapse when cores are
+oversubscribed, which distorts multi-threaded figures.
 
 Usage: scripts/bench/generate_bench.sh [--sentences 64] [--batch-size 16] [--threads 2] [--new-tokens 32]
 """
@@ -37,7 +40,7 @@ import make_tiny_models as mtm  # noqa: E402  (the fixture exporters)
 
 
 def build_model(work):
-    hf_dir = os.path.join(work, "t5-small-random")
+    hf_dir = os.path.join(work, "t5-small-random-v2")
     if os.path.exists(os.path.join(hf_dir, "decoder_with_past_model.onnx")):
         return hf_dir
     os.makedirs(hf_dir, exist_ok=True)
@@ -45,6 +48,10 @@ def build_model(work):
     cfg = T5Config(vocab_size=32128, d_model=512, d_kv=64, d_ff=2048, num_layers=6, num_decoder_layers=6,
                    num_heads=8, decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
     model = T5ForConditionalGeneration(cfg).eval()
+    with torch.no_grad():
+        # a freshly initialised T5 predicts <pad> everywhere; a zero embedding row
+        # for it gives varied outputs (the same work, but agreement is then telling)
+        model.shared.weight[0].zero_()
     model.save_pretrained(hf_dir)
     save_tokenizer(hf_dir, cfg.vocab_size)
     n = cfg.num_layers
@@ -139,7 +146,7 @@ def main():
         json.dump({"min_new_tokens": k, "max_new_tokens": k}, f)
 
     import ctranslate2
-    ct2_dir = os.path.join(args.work, "ct2")
+    ct2_dir = os.path.join(args.work, "ct2-v2")
     if not os.path.exists(os.path.join(ct2_dir, "model.bin")):
         subprocess.run(["ct2-transformers-converter", "--model", hf_dir, "--output_dir", ct2_dir, "--force"],
                        check=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
@@ -164,14 +171,16 @@ def main():
         def ct2_run():
             res = translator.translate_batch(src_tokens, beam_size=beams, max_decoding_length=k,
                                              min_decoding_length=k, max_batch_size=args.batch_size)
-            return [" ".join(r.hypotheses[0]) for r in res]
+            special = {"<pad>", "</s>", "<unk>"}
+            return [" ".join(t for t in r.hypotheses[0] if t not in special) for r in res]
 
         def ortrain_run():
             out = os.path.join(args.work, f"pred{beams}.txt")
             cmd = [args.ortrain, "predict", "--model", hf_dir, "--input", inp, "--output", out, "--refs", inp,
                    "--num-beams", str(beams), "--batch-size", str(args.batch_size), "--threads", str(args.threads),
                    "--generation-config", gen_file, "--no-progress"]
-            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+            # same cores: the Go side (beam rows in parallel) gets as many threads as ONNX Runtime
+            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env={**os.environ, "GOMAXPROCS": str(args.threads)})
             with open(out + ".metrics.json") as f:
                 rep = json.load(f)
             with open(out) as f:
