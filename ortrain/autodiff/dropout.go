@@ -159,12 +159,12 @@ func (c *ctx) squares(n, seed string, stream int64) string {
 		return c.op("Add", []string{hi, lo})
 	}
 	sq := func(v, add string) string { return c.op("Add", []string{c.op("Mul", []string{v, v}), add}) }
-	seedU := c.op("Cast", []string{c.op("Reshape", []string{seed, c.ints(nil)})}, intAttr("to", tUint64))
-	// An odd key from (seed, stream).
-	key := c.op("Add", []string{c.op("Mul", []string{seedU, u64(0x9E3779B97F4A7C15)}), u64(uint64(stream) * 0xBF58476D1CE4E5B9)})
-	key = rot32(sq(key, u64(0x94D049BB133111EB)))
-	key = rot32(sq(key, u64(0x2545F4914F6CDD1D)))
-	key = c.op("Add", []string{c.op("Mul", []string{c.op("BitShift", []string{key, u64(1)}, stringAttr("direction", "RIGHT")), u64(2)}), u64(1)})
+	// The key: one mix of the seed shared by every stream (cached), then
+	// an odd affine map per stream with constants from splitmix64, so each
+	// stream costs two scalar ops.
+	mixed := c.seedMix(seed)
+	a, d := splitmix64(uint64(stream)*2), splitmix64(uint64(stream)*2+1)
+	key := c.op("Add", []string{c.op("Mul", []string{mixed, u64(a << 1)}), u64(d | 1)})
 	count := c.op("Squeeze", []string{n, c.ints([]int64{0})})
 	ctr := c.op("Cast", []string{c.op("Range", []string{c.int64Scalar(0), count, c.int64Scalar(1)})}, intAttr("to", tUint64))
 	y := c.op("Mul", []string{ctr, key})
@@ -188,4 +188,34 @@ func (c *ctx) uint32Scalar(v uint32) string {
 	name := c.op("Constant", nil, tensorAttr("value", t))
 	c.cache[key] = name
 	return name
+}
+
+// seedMix turns the seed input into a well-mixed uint64 (built once).
+func (c *ctx) seedMix(seed string) string {
+	cacheKey := "seedmix/" + seed
+	if name, ok := c.cache[cacheKey]; ok {
+		return name
+	}
+	u64 := func(v uint64) string { return c.uint64Scalar(v) }
+	rot32 := func(v string) string {
+		hi := c.op("BitShift", []string{v, u64(32)}, stringAttr("direction", "RIGHT"))
+		lo := c.op("BitShift", []string{v, u64(32)}, stringAttr("direction", "LEFT"))
+		return c.op("Add", []string{hi, lo})
+	}
+	sq := func(v, add string) string { return c.op("Add", []string{c.op("Mul", []string{v, v}), add}) }
+	s := c.op("Cast", []string{c.op("Reshape", []string{seed, c.ints(nil)})}, intAttr("to", tUint64))
+	s = c.op("Add", []string{c.op("Mul", []string{s, u64(0x9E3779B97F4A7C15)}), u64(0xBF58476D1CE4E5B9)})
+	s = rot32(sq(s, u64(0x94D049BB133111EB)))
+	s = rot32(sq(s, u64(0x2545F4914F6CDD1D)))
+	c.cache[cacheKey] = s
+	return s
+}
+
+// splitmix64 is Steele et al.'s SplitMix64 output function (used at build
+// time to derive per-stream constants).
+func splitmix64(x uint64) uint64 {
+	x += 0x9E3779B97F4A7C15
+	x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9
+	x = (x ^ (x >> 27)) * 0x94D049BB133111EB
+	return x ^ (x >> 31)
 }
