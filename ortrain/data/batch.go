@@ -244,3 +244,15 @@ func (r *BatchReader) Len() int { return r.n }
 
 // Err is the first error; nil at a clean end.
 func (r *BatchReader) Err() error { return r.err }
+
+// LabelTokens counts the labels that are not padding: HF's
+// num_items_in_batch contribution of this batch.
+func (b *Batch) LabelTokens() int {
+	n := 0
+	for _, v := range b.Labels {
+		if v != LabelPad {
+			n++
+		}
+	}
+	return n
+}

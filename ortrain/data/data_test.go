@@ -203,6 +203,17 @@ func TestCollateMatchesHF(t *testing.T) {
 			check("attention_mask", bt.AttentionMask, bt.SourceLen, c.AttentionMask)
 			check("labels", bt.Labels, bt.TargetLen, c.Labels)
 			check("decoder_input_ids", bt.DecoderInputIDs, bt.TargetLen, c.DecoderInputIDs)
+			n := 0
+			for _, row := range c.Labels {
+				for _, v := range row {
+					if v != -100 {
+						n++
+					}
+				}
+			}
+			if bt.LabelTokens() != n {
+				t.Errorf("LabelTokens = %d, want %d", bt.LabelTokens(), n)
+			}
 			if r.Next() {
 				t.Error("more than one batch")
 			}
