@@ -13,6 +13,7 @@ import (
 
 	"github.com/ortrain/ortrain/internal/testenv"
 	"github.com/ortrain/ortrain/metrics"
+	"github.com/ortrain/ortrain/ortrain/artifacts"
 )
 
 // testdata/generate/predict/hf.json comes from scripts/refs/generate_predict_refs.py:
@@ -243,4 +244,33 @@ func TestPredictBadInput(t *testing.T) {
 		}
 	}
 	_ = refPath
+}
+
+// predict --artifacts decodes through an artifact folder's generation graphs.
+func TestPredictArtifactsMatchesHF(t *testing.T) {
+	var refs predictRefs
+	b, err := os.ReadFile(testenv.Testdata(t, "generate", "predict", "hf.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &refs); err != nil {
+		t.Fatal(err)
+	}
+	model, tok, input, _ := predictPaths(t)
+	art := t.TempDir()
+	if _, err := artifacts.Build(artifacts.Config{
+		Model: filepath.Join(model, "model.onnx"), Out: art,
+		Encoder: filepath.Join(model, "encoder_model.onnx"), Decoder: filepath.Join(model, "decoder_model.onnx"),
+		DecoderWithPast: filepath.Join(model, "decoder_with_past_model.onnx"), Version: "test",
+	}); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "pred.txt")
+	code, _, stderr := runPredictCLI(t, "--artifacts", art, "--tokenizer", tok, "--input", input, "--output", out, "--num-beams", "4", "--batch-size", "4")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if got, want := readLinesT(t, out), refs.Settings["beam4"].Predictions; !reflect.DeepEqual(got, want) {
+		t.Errorf("artifacts beam 4:\n got %q\nwant %q", got, want)
+	}
 }
