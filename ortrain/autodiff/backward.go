@@ -104,7 +104,7 @@ func Backward(g *onnxpb.GraphProto, opsets map[string]int64, loss string, wrt []
 				continue
 			}
 			if contribs := grads[o]; len(contribs) > 0 {
-				gy[j] = c.sum(contribs, c.info(o))
+				gy[j] = c.sum(contribs)
 				grads[o] = []string{gy[j]}
 				any = true
 			}
@@ -141,7 +141,7 @@ func Backward(g *onnxpb.GraphProto, opsets map[string]int64, loss string, wrt []
 		var name string
 		switch contribs := grads[w]; {
 		case len(contribs) > 0:
-			name = c.sum(contribs, c.info(w))
+			name = c.sum(contribs)
 		case opts.ZeroGradients:
 			z, err := c.zerosLike(w)
 			if err != nil {
@@ -628,8 +628,8 @@ func (c *ctx) zerosLike(x string) (string, error) {
 	return c.op("ConstantOfShape", []string{c.shapeVec(x)}, tensorAttr("value", t)), nil
 }
 
-// sum adds gradient contributions (all of shape like).
-func (c *ctx) sum(contribs []string, like info) string {
+// sum adds the gradient contributions to one value (all of its shape).
+func (c *ctx) sum(contribs []string) string {
 	var dense, sparse []string
 	for _, g := range contribs {
 		if _, ok := c.sparse[g]; ok {

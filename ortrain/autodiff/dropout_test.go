@@ -9,7 +9,6 @@ import (
 
 	"github.com/ortrain/ortrain/ortrain/onnx"
 	"github.com/ortrain/ortrain/ortrain/onnx/onnxpb"
-	"github.com/ortrain/ortrain/ortrain/runtime"
 )
 
 // dropoutGraph: two Dropout nodes of ratio 0.1 on x [rows, cols] (ones),
@@ -227,5 +226,3 @@ func TestNativeTrainingDropoutReusesMask(t *testing.T) {
 		t.Errorf("%d of %d dropped at ratio 0.3", dropped, n)
 	}
 }
-
-var _ = runtime.Float32

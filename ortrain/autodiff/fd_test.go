@@ -1,7 +1,6 @@
 package autodiff
 
 import (
-	"errors"
 	"fmt"
 	"math"
 	"math/rand"
@@ -442,5 +441,3 @@ func TestFiniteDifferences(t *testing.T) {
 	}
 	t.Log(sb.String())
 }
-
-var _ = errors.New

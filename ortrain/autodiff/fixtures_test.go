@@ -12,7 +12,6 @@ import (
 
 	"github.com/ortrain/ortrain/internal/testenv"
 	"github.com/ortrain/ortrain/ortrain/onnx"
-	"github.com/ortrain/ortrain/ortrain/onnx/onnxpb"
 	"github.com/ortrain/ortrain/ortrain/runtime"
 )
 
@@ -221,5 +220,3 @@ func paddingRow(fixture, name string, shape []int64) func(int) bool {
 	}
 	return func(int) bool { return false }
 }
-
-var _ = onnxpb.TensorProto_FLOAT

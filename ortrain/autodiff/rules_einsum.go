@@ -8,10 +8,6 @@ import (
 	"github.com/ortrain/ortrain/ortrain/onnx/onnxpb"
 )
 
-func init() {
-	// Einsum registered in rules_nn.go's init through vjpEinsum.
-}
-
 // einsumEq is an Einsum equation with any ellipsis spelled out as letters.
 type einsumEq struct {
 	inputs []string

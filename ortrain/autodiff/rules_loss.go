@@ -170,7 +170,7 @@ func vjpSoftmaxCrossEntropy(c *ctx, n *onnxpb.NodeProto, gy []string, need []boo
 		s := c.reduce("ReduceSum", gy[1], []int{1}, true)
 		parts = append(parts, c.op("Sub", []string{gy[1], c.op("Mul", []string{p, s})}))
 	}
-	return []string{c.sum(parts, info{})}, nil
+	return []string{c.sum(parts)}, nil
 }
 
 func vjpNLL(c *ctx, n *onnxpb.NodeProto, gy []string, need []bool) ([]string, error) {

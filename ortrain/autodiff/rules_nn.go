@@ -4,7 +4,6 @@ import (
 	"fmt"
 
 	"github.com/ortrain/ortrain/ortrain/onnx/onnxpb"
-	"google.golang.org/protobuf/proto"
 )
 
 func init() {
@@ -252,13 +251,9 @@ func vjpLayerNorm(c *ctx, n *onnxpb.NodeProto, gy []string, need []bool) ([]stri
 	}
 	simplified := n.GetOpType() == "SimplifiedLayerNormalization"
 	a := normAxis(attrInt(n, "axis", -1), xi.rank)
-	var normAxes, outerAxes []int
-	for i := 0; i < xi.rank; i++ {
-		if i < a {
-			outerAxes = append(outerAxes, i)
-		} else {
-			normAxes = append(normAxes, i)
-		}
+	var normAxes []int
+	for i := a; i < xi.rank; i++ {
+		normAxes = append(normAxes, i)
 	}
 	cast := func(v string) string {
 		// Statistics are float32 (stash_type) whatever x's type; bring
@@ -304,7 +299,6 @@ func vjpLayerNorm(c *ctx, n *onnxpb.NodeProto, gy []string, need []bool) ([]stri
 			return nil, err
 		}
 	}
-	_ = outerAxes
 	return out, nil
 }
 
@@ -388,5 +382,3 @@ func (c *ctx) reducedCount(x string, xi info, y string, axes []int) (string, err
 	prod := c.op("ReduceProd", []string{dims}, intAttr("keepdims", 0))
 	return c.op("Cast", []string{prod}, intAttr("to", int64(xi.dtype))), nil
 }
-
-var _ = proto.String
