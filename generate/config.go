@@ -75,6 +75,9 @@ type Config struct {
 	EOSTokenIDs         []int64
 	ForcedBOSTokenID    int64
 	ForcedEOSTokenIDs   []int64
+	// BadWordsIDs are token sequences that may never be generated
+	// (NoBadWordsLogitsProcessor; a lone EOS id is ignored, as in HF).
+	BadWordsIDs [][]int64
 
 	// MaxPositionEmbeddings (config.json) caps the default max length; 0 = none.
 	MaxPositionEmbeddings int
@@ -210,6 +213,8 @@ func (c *Config) ApplyJSON(m map[string]json.RawMessage) error {
 			err = json.Unmarshal(raw, &c.ForcedBOSTokenID)
 		case "forced_eos_token_id":
 			c.ForcedEOSTokenIDs, err = parseIDs(raw)
+		case "bad_words_ids":
+			err = json.Unmarshal(raw, &c.BadWordsIDs)
 		}
 		if err != nil {
 			return fmt.Errorf("field %q: %w", key, err)
@@ -252,6 +257,16 @@ func (c Config) Validate() error {
 	for _, id := range c.EOSTokenIDs {
 		if id < 0 {
 			return fmt.Errorf("eos_token_id must be non-negative, got %d", id)
+		}
+	}
+	for _, seq := range c.BadWordsIDs {
+		if len(seq) == 0 {
+			return errors.New("bad_words_ids has to be a list of non-empty lists of token ids")
+		}
+		for _, id := range seq {
+			if id < 0 {
+				return fmt.Errorf("bad_words_ids has to hold non-negative token ids, got %d", id)
+			}
 		}
 	}
 	for _, id := range c.ForcedEOSTokenIDs {

@@ -8,11 +8,12 @@ import (
 var negInf = float32(math.Inf(-1))
 
 // processor applies HF's logits processors, in _get_logits_processor's order,
-// to one row's scores: RepetitionPenalty, NoRepeatNGram, MinLength,
-// MinNewTokens (folded into MinLength: both block EOS below the same length),
-// ForcedBOS, ForcedEOS, then the sampling warpers.
+// to one row's scores: RepetitionPenalty, NoRepeatNGram, NoBadWords,
+// MinLength, MinNewTokens (folded into MinLength: both block EOS below the
+// same length), ForcedBOS, ForcedEOS, then the sampling warpers.
 type processor struct {
 	cfg       Config
+	badWords  [][]int64 // bad_words_ids without lone EOS ids
 	maxLen    int
 	minLen    int
 	penalty   float32
@@ -23,7 +24,14 @@ type processor struct {
 }
 
 func newProcessor(cfg Config, maxLen, minLen int) *processor {
-	return &processor{cfg: cfg, maxLen: maxLen, minLen: minLen, penalty: float32(cfg.RepetitionPenalty)}
+	p := &processor{cfg: cfg, maxLen: maxLen, minLen: minLen, penalty: float32(cfg.RepetitionPenalty)}
+	for _, seq := range cfg.BadWordsIDs {
+		if len(seq) == 1 && cfg.isEOS(seq[0]) {
+			continue
+		}
+		p.badWords = append(p.badWords, seq)
+	}
+	return p
 }
 
 // apply edits scores (length vocab) for a row whose decoder sequence so far is tokens.
@@ -68,6 +76,25 @@ func (p *processor) apply(tokens []int64, scores []float32) {
 					scores[t] = negInf
 				}
 			}
+		}
+	}
+	for _, seq := range p.badWords {
+		// ban the last token where the sequence's prefix ends the decoder sequence
+		// (ids beyond the logits are skipped; HF raises an error for them)
+		prefix := seq[:len(seq)-1]
+		last := seq[len(seq)-1]
+		if len(prefix) > cur || last >= int64(vocab) {
+			continue
+		}
+		match := true
+		for j, t := range prefix {
+			if tokens[cur-len(prefix)+j] != t {
+				match = false
+				break
+			}
+		}
+		if match {
+			scores[last] = negInf
 		}
 	}
 	if cur < p.minLen {

@@ -211,6 +211,14 @@ def cases():
     # config.json fallback: no generation_config.json, ids and defaults from config.json
     add("bartlike/configjson/beam4", "bartlike", {}, gc={},
         cfg={**GENCONF["bartlike"], "num_beams": 4, "forced_eos_token_id": 2, "max_length": 16})
+    # bad_words_ids (NoBadWordsLogitsProcessor): single tokens, sequences, and a lone EOS (filtered out)
+    for kind, kw in (("greedy", {}), ("beam4", {"num_beams": 4})):
+        add(f"t5like/{kind}/bad_words", "t5like", {**kw, "bad_words_ids": [[2], [7, 9], [20, 21, 22], [1]]})
+        add(f"bartlike/{kind}/bad_words", "bartlike", {**kw, "bad_words_ids": [[5], [2, 11], [1]]})
+    # Marian-like config.json: bad_words_ids [[pad]] and decoder start = pad, read from config.json
+    add("t5like/configjson/marianlike", "t5like", {}, gc={},
+        cfg={"decoder_start_token_id": 3, "pad_token_id": 3, "eos_token_id": 1, "bad_words_ids": [[3]],
+             "num_beams": 4, "max_length": 14})
     return out
 
 
