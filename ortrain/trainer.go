@@ -245,6 +245,13 @@ func (t *Trainer) Train(ctx context.Context) (*TrainOutput, error) {
 	bs := a.PerDeviceTrainBatchSize
 	t.state.TrainBatchSize = &bs
 	t.state.computeSteps(a, maxSteps)
+	// TrainerState(stateful_callbacks=...) records their state at creation.
+	for _, cb := range t.handler.callbacks {
+		if sc, ok := cb.(StatefulCallback); ok {
+			t.state.StatefulCallbacks[sc.StateName()] = sc.State()
+		}
+	}
+	t.state.StatefulCallbacks["TrainerControl"] = t.control.stateMap()
 	epochsTrained, stepsTrainedInEpoch := 0, 0
 	t.schedStep = 0
 	if resume != "" {

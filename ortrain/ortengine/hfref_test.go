@@ -124,6 +124,8 @@ func compareLogs(t *testing.T, what string, got ortrain.Logs, step int, want map
 		}
 		if !relClose(g, w, tol) {
 			t.Errorf("%s: %s = %.10g, HF %.10g (rel %.2g)", what, k, g, w, math.Abs(g-w)/math.Abs(w))
+		} else if os.Getenv("ORTRAIN_SHOW_DIFFS") != "" && w != 0 {
+			t.Logf("%s: %s rel %.2g", what, k, math.Abs(g-w)/math.Abs(w))
 		}
 	}
 	for _, m := range got {
@@ -147,13 +149,21 @@ func TestMatchesHFSeq2SeqTrainer(t *testing.T) {
 	}
 	defer env.Close()
 	modelDir := testenv.Testdata(t, "models", "t5-tiny")
-	art := t.TempDir()
-	if _, err := artifacts.Build(artifacts.Config{
-		Model: filepath.Join(modelDir, "model.onnx"), Out: art,
-		Encoder: filepath.Join(modelDir, "encoder_model.onnx"), Decoder: filepath.Join(modelDir, "decoder_model.onnx"),
-		DecoderWithPast: filepath.Join(modelDir, "decoder_with_past_model.onnx"),
-	}); err != nil {
-		t.Fatal(err)
+	arts := map[float64]string{}
+	artFor := func(ls float64) string {
+		if d, ok := arts[ls]; ok {
+			return d
+		}
+		d := t.TempDir()
+		if _, err := artifacts.Build(artifacts.Config{
+			Model: filepath.Join(modelDir, "model.onnx"), Out: d, LabelSmoothing: ls,
+			Encoder: filepath.Join(modelDir, "encoder_model.onnx"), Decoder: filepath.Join(modelDir, "decoder_model.onnx"),
+			DecoderWithPast: filepath.Join(modelDir, "decoder_with_past_model.onnx"),
+		}); err != nil {
+			t.Fatal(err)
+		}
+		arts[ls] = d
+		return d
 	}
 	train := readExamples(t, testenv.Testdata(t, "trainer", "data", "train.jsonl"))
 	dev := readExamples(t, testenv.Testdata(t, "trainer", "data", "eval.jsonl"))
@@ -161,7 +171,7 @@ func TestMatchesHFSeq2SeqTrainer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	names := []string{"steps_ga1", "steps_ga4", "steps_ga4_mean", "best_limit1", "best_limit2", "generate_metrics"}
+	names := []string{"steps_ga1", "steps_ga4", "steps_ga4_mean", "steps_ga4_ls", "best_limit1", "best_limit2", "generate_metrics"}
 	for _, name := range names {
 		t.Run(name, func(t *testing.T) {
 			var sc hfScenario
@@ -189,6 +199,7 @@ func TestMatchesHFSeq2SeqTrainer(t *testing.T) {
 			if err := a.Finalize(); err != nil {
 				t.Fatal(err)
 			}
+			art := artFor(a.LabelSmoothingFactor)
 			tr, err := artifacts.Open(art, env, artifacts.Options{
 				Session: runtime.SessionOptions{IntraOpThreads: 1},
 				Hyper:   artifacts.Hyper{Beta1: a.AdamBeta1, Beta2: a.AdamBeta2, Eps: a.AdamEpsilon, WeightDecay: a.WeightDecay, MaxGradNorm: a.MaxGradNorm},

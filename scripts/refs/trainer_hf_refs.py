@@ -9,7 +9,8 @@ attention weights), so attention dropout stays active at p=0.1 and the
 reference losses depend on torch's RNG stream, which no other
 implementation can reproduce. This wrapper runs the same scenarios with the
 same code after also zeroing those float attributes, and writes
-testdata/trainer/hf/<scenario>/{scenario.json,trainer_state.json}.
+testdata/trainer/hf/<scenario>/{scenario.json,trainer_state.json}, plus one
+scenario of its own: steps_ga4_ls (label smoothing with accumulation).
 
 Run: /work/pyenv/bin/python scripts/refs/trainer_hf_refs.py [scenario ...]
 """
@@ -38,6 +39,13 @@ def load_without_dropout(name, root=None):
 
 
 tr.fl.load_fixture = load_without_dropout
+# Label smoothing with gradient accumulation: LabelSmoother divides each
+# micro-batch's token sum by the window's label tokens (num_items_in_batch).
+tr.SCENARIOS["steps_ga4_ls"] = dict(
+    per_device_train_batch_size=4, gradient_accumulation_steps=4, num_train_epochs=1,
+    warmup_steps=1, max_grad_norm=0.5, logging_steps=1, label_smoothing_factor=0.1,
+    eval_strategy="steps", eval_steps=2, save_strategy="no",
+)
 tr.OUT = os.path.join(tr.fl.TESTDATA, "trainer", "hf")
 
 if __name__ == "__main__":
