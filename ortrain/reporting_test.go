@@ -153,3 +153,35 @@ func TestRunWritesHFOutputs(t *testing.T) {
 		t.Errorf("trainer_state.json layout: %.200s", raw)
 	}
 }
+
+// TestProgressBarOnlyWhenAsked: with Progress the console keeps a bar on
+// the last line (redrawn after every step and around log lines); without
+// it, only the log lines are written.
+func TestProgressBarOnlyWhenAsked(t *testing.T) {
+	for _, progress := range []bool{false, true} {
+		a := resumeArgs(filepath.Join(t.TempDir(), "out"))
+		a.EvalStrategy = StrategyNo
+		a.SaveStrategy = StrategyNo
+		a.EarlyStoppingPatience = 0
+		a.LoggingSteps = 4
+		if err := a.Finalize(); err != nil {
+			t.Fatal(err)
+		}
+		tr, _ := newResumeTrainer(a, nil)
+		tr.EvalData = nil
+		var out strings.Builder
+		tr.Callbacks = []Callback{&ConsoleCallback{Out: &out, Progress: progress, Clock: fixedClock()}}
+		if _, err := tr.Train(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		s := out.String()
+		lines := strings.Count(s, "{'loss'")
+		if lines != 3 {
+			t.Errorf("progress=%v: %d loss lines", progress, lines)
+		}
+		hasBar := strings.Contains(s, "\r") && strings.Contains(s, "| 12/12 [")
+		if hasBar != progress {
+			t.Errorf("progress=%v: bar drawn %v:\n%q", progress, hasBar, s)
+		}
+	}
+}
