@@ -9,6 +9,8 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 )
 
 // NoToken marks an unset token id.
@@ -81,6 +83,49 @@ type Config struct {
 
 	// MaxPositionEmbeddings (config.json) caps the default max length; 0 = none.
 	MaxPositionEmbeddings int
+
+	// Unsupported lists generation parameters that were set to a value that
+	// changes HF's output but that this package does not implement
+	// (Validate refuses them rather than silently decode differently).
+	Unsupported []string
+}
+
+// unsupported maps generation parameters this package does not implement to
+// a test of whether a JSON value leaves HF's behaviour unchanged.
+var unsupported = map[string]func(v any) bool{
+	"renormalize_logits":               isFalse,
+	"remove_invalid_values":            isFalse,
+	"suppress_tokens":                  isNullish,
+	"begin_suppress_tokens":            isNullish,
+	"sequence_bias":                    isNullish,
+	"exponential_decay_length_penalty": isNullish,
+	"constraints":                      isNullish,
+	"force_words_ids":                  isNullish,
+	"encoder_no_repeat_ngram_size":     func(v any) bool { return v == float64(0) },
+	"encoder_repetition_penalty":       func(v any) bool { return v == float64(1) },
+	"guidance_scale":                   func(v any) bool { return v == float64(1) },
+	"num_beam_groups":                  func(v any) bool { return v == float64(1) },
+	"diversity_penalty":                func(v any) bool { return v == float64(0) },
+	"penalty_alpha":                    isNullish,
+	"typical_p":                        func(v any) bool { return v == float64(1) },
+	"min_p":                            isNullish,
+	"top_h":                            isNullish,
+	"epsilon_cutoff":                   func(v any) bool { return v == float64(0) },
+	"eta_cutoff":                       func(v any) bool { return v == float64(0) },
+	"stop_strings":                     isNullish,
+	"max_time":                         isNullish,
+}
+
+func isFalse(v any) bool { return v == false }
+
+func isNullish(v any) bool {
+	switch x := v.(type) {
+	case []any:
+		return len(x) == 0
+	case map[string]any:
+		return len(x) == 0
+	}
+	return v == nil
 }
 
 // DefaultConfig returns HF's global defaults (GenerationConfig._get_default_generation_params).
@@ -171,6 +216,17 @@ func (c *Config) ApplyJSON(m map[string]json.RawMessage) error {
 		if isNull(raw) {
 			continue
 		}
+		if isDefault, ok := unsupported[key]; ok {
+			var v any
+			if err := json.Unmarshal(raw, &v); err != nil {
+				return fmt.Errorf("field %q: %w", key, err)
+			}
+			if !isDefault(v) && !slices.Contains(c.Unsupported, key) {
+				c.Unsupported = append(c.Unsupported, key)
+				slices.Sort(c.Unsupported)
+			}
+			continue
+		}
 		var err error
 		switch key {
 		case "max_length":
@@ -227,6 +283,8 @@ func (c *Config) ApplyJSON(m map[string]json.RawMessage) error {
 // (GenerationConfig.validate and generate()'s own checks).
 func (c Config) Validate() error {
 	switch {
+	case len(c.Unsupported) > 0:
+		return fmt.Errorf("the generation settings use %s, which ortrain's generate does not implement; remove them from generation_config.json / config.json (or the arguments) to decode without them", strings.Join(c.Unsupported, ", "))
 	case c.NumBeams < 1:
 		return fmt.Errorf("num_beams must be at least 1, got %d", c.NumBeams)
 	case c.MaxNewTokens < 0:

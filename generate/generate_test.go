@@ -8,6 +8,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/ortrain/ortrain/internal/testenv"
 )
 
 func t5likeSpec(t *testing.T) scriptedSpec {
@@ -174,6 +176,26 @@ func TestSampling(t *testing.T) {
 	}
 }
 
+func TestUnsupportedParametersAreRefused(t *testing.T) {
+	cfg := t5likeConfig()
+	var m map[string]json.RawMessage
+	_ = json.Unmarshal([]byte(`{"renormalize_logits": false, "suppress_tokens": null, "encoder_no_repeat_ngram_size": 0,
+		"typical_p": 1.0, "num_beam_groups": 1}`), &m)
+	if err := cfg.ApplyJSON(m); err != nil || cfg.Validate() != nil {
+		t.Fatalf("default values of unimplemented parameters: %v / %v", err, cfg.Validate())
+	}
+	_ = json.Unmarshal([]byte(`{"renormalize_logits": true, "suppress_tokens": [5, 6], "encoder_no_repeat_ngram_size": 3}`), &m)
+	if err := cfg.ApplyJSON(m); err != nil {
+		t.Fatal(err)
+	}
+	err := cfg.Validate()
+	for _, want := range []string{"encoder_no_repeat_ngram_size", "renormalize_logits", "suppress_tokens", "does not implement"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v does not mention %q", err, want)
+		}
+	}
+}
+
 func TestApplyJSONKwargs(t *testing.T) {
 	cfg := DefaultConfig()
 	var m map[string]json.RawMessage
@@ -183,5 +205,34 @@ func TestApplyJSONKwargs(t *testing.T) {
 	}
 	if cfg.NumBeams != 4 || cfg.EarlyStopping != EarlyStopTrue || cfg.LengthPenalty != 0.6 {
 		t.Errorf("%+v", cfg)
+	}
+}
+
+// The generation defaults of real checkpoints (../shared/data) load as HF reads them.
+func TestLoadRealModelConfigs(t *testing.T) {
+	bart, err := LoadConfig(testenv.SharedData(t, "tokenizers", "distilbart-cnn-6-6"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bart.NumBeams != 4 || bart.LengthPenalty != 2 || bart.EarlyStopping != EarlyStopTrue || bart.MinLength != 56 ||
+		bart.MaxLength != 142 || bart.NoRepeatNGramSize != 3 || bart.ForcedBOSTokenID != 0 ||
+		!reflect.DeepEqual(bart.ForcedEOSTokenIDs, []int64{2}) || bart.DecoderStartTokenID != 2 || bart.PadTokenID != 1 {
+		t.Errorf("distilbart-cnn-6-6: %+v", bart)
+	}
+	if err := bart.Validate(); err != nil {
+		t.Error(err)
+	}
+	// no generation_config.json: config.json's generation fields (bad_words_ids bans the pad token)
+	marian, err := LoadConfig(testenv.SharedData(t, "tokenizers", "opus-mt-en-mg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if marian.NumBeams != 4 || marian.MaxLength != 512 || marian.DecoderStartTokenID != 54687 || marian.PadTokenID != 54687 ||
+		!reflect.DeepEqual(marian.BadWordsIDs, [][]int64{{54687}}) || !reflect.DeepEqual(marian.EOSTokenIDs, []int64{0}) ||
+		marian.MaxPositionEmbeddings != 512 {
+		t.Errorf("opus-mt-en-mg: %+v", marian)
+	}
+	if err := marian.Validate(); err != nil {
+		t.Error(err)
 	}
 }
