@@ -440,6 +440,21 @@ func fdCases() []fdCase {
 			n := b.Op("Div", []string{d, b.Op("Sqrt", []string{b.Op("Add", []string{v, b.scalar(1e-5)})})})
 			b.out(b.Op("Add", []string{b.Op("Mul", []string{n, b.input("g", []int64{4})}), b.input("beta", []int64{4})}))
 		}},
+		unaryCase("Sin", -2, 2),
+		unaryCase("Cos", -2, 2),
+		unaryCase("Softplus", -2, 2),
+		unaryCase("LeakyRelu", -1, 1, af("alpha", 0.1)),
+		unaryCase("Elu", -1, 1, af("alpha", 0.7)),
+		fdCase{name: "Mean/variadic_bcast", op: "Mean", build: func(b *caseBuilder) {
+			d := b.dims(2, 2, 3)
+			b.out(b.Op("Mean", []string{b.input("x", d, "B"), b.input("y", d[1:]), b.input("z", []int64{d[0], 1})}))
+		}},
+		fdCase{name: "CumSum/exclusive", op: "CumSum", build: func(b *caseBuilder) {
+			b.out(b.Op("CumSum", []string{b.input("x", []int64{2, 5}, "B"), b.ConstInt64(1)}, ai("exclusive", 1)))
+		}},
+		fdCase{name: "CumSum/reverse", op: "CumSum", build: func(b *caseBuilder) {
+			b.out(b.Op("CumSum", []string{b.input("x", []int64{4, 3}, "T"), b.ConstInt64(0)}, ai("reverse", 1)))
+		}},
 		fdCase{name: "chain/t5_rmsnorm_gated_gelu", op: "chain", build: func(b *caseBuilder) {
 			// T5 v1.1 layer: RMS norm written out as torch exports it, then a
 			// gated-GELU feed-forward and the residual connection.

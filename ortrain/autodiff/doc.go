@@ -44,18 +44,20 @@
 // reduced correctly.
 //
 // Operators with rules (standard domain unless noted): Abs, Add, Cast,
-// CastLike, Clip, Concat, Div, Dropout, Einsum, Erf, Exp, Expand, Flatten,
-// Gather, GatherElements, GatherND, Gelu (and com.microsoft Gelu, FastGelu),
-// Gemm, Identity, LayerNormalization, Log, LogSoftmax, MatMul, Max, Min,
-// Mul, Neg, Pad, Pow, Reciprocal, ReduceL2, ReduceLogSumExp, ReduceMax,
-// ReduceMean, ReduceMin, ReduceSum, ReduceSumSquare, Relu, Reshape,
-// Sigmoid, SimplifiedLayerNormalization (standard and com.microsoft
-// domains, as ONNX Runtime registers it), Slice, Softmax,
-// SoftmaxCrossEntropyLoss, NegativeLogLikelihoodLoss, Split, Sqrt, Squeeze,
-// Sub, Sum, Tanh, Tile, Transpose, Trilu, Unsqueeze, Where. Ops() lists
-// them. A node on a path from a parameter to the loss whose operator has no
-// rule is an error (errors.Is ErrNoRule) naming the node, the operator and
-// the parameter whose gradient it blocks.
+// CastLike, Clip, Concat, Cos, CumSum, Div, Dropout, Einsum, Elu, Erf, Exp,
+// Expand, Flatten, Gather, GatherElements, GatherND, Gelu (and com.microsoft
+// Gelu, FastGelu), Gemm, Identity, LayerNormalization, LeakyRelu, Log,
+// LogSoftmax, MatMul, Max, Mean, Min, Mul, Neg, NegativeLogLikelihoodLoss,
+// Pad, Pow, Reciprocal, ReduceL2, ReduceLogSumExp, ReduceMax, ReduceMean,
+// ReduceMin, ReduceSum, ReduceSumSquare, Relu, Reshape, Sigmoid,
+// SimplifiedLayerNormalization (standard and com.microsoft domains, as ONNX
+// Runtime registers it), Sin, Slice, Softmax, SoftmaxCrossEntropyLoss,
+// Softplus, Split, Sqrt, Squeeze, Sub, Sum, Tanh, Tile, Transpose, Trilu,
+// Unsqueeze, Where; Ops() lists them. Shape, Size, comparisons,
+// Floor/Ceil/Round/Sign, random sources and other integer or boolean
+// computations carry no gradient. A node on a path from a parameter to the
+// loss whose operator has no rule is an error (errors.Is ErrNoRule) naming
+// the node, the operator and the parameter whose gradient it blocks.
 //
 // Dropout: torch exports Dropout in inference mode, or with a training_mode
 // input and a random mask that changes on every run. EnableTrainingDropout
