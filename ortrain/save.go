@@ -87,6 +87,14 @@ func (t *Trainer) saveCheckpoint() error {
 			return fail(err)
 		}
 	}
+	// Informational: resume derives the position from global_step as HF
+	// does (epochs_trained, batches to skip).
+	if err := writeJSON(fsys, filepath.Join(tmp, DataStateName), map[string]any{
+		"epoch": t.posEpoch, "micro_batches_consumed": t.posBatch, "micro_batches_per_epoch": t.stepsInEpoch,
+		"data_seed": a.dataSeed(), "global_step": t.state.GlobalStep,
+	}, 2); err != nil {
+		return fail(err)
+	}
 	for _, cb := range t.handler.callbacks {
 		if sc, ok := cb.(StatefulCallback); ok {
 			t.state.StatefulCallbacks[sc.StateName()] = sc.State()

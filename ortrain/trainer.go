@@ -47,6 +47,8 @@ type Trainer struct {
 	currentFlos          float64
 	earlyStopping        *EarlyStoppingCallback
 	lastSaved            string
+	// data position: epoch and micro-batches consumed in it
+	posEpoch, posBatch, stepsInEpoch int
 }
 
 // TrainOutput is HF's TrainOutput.
@@ -408,6 +410,7 @@ func (t *Trainer) runEpoch(ctx context.Context, epoch, skip, stepsInEpoch, numUp
 				return err
 			}
 			step++
+			t.posEpoch, t.posBatch, t.stepsInEpoch = epoch, step+1, stepsInEpoch
 			doSync := (step+1)%ga == 0 || step+1 == stepsInEpoch
 			if step%ga == 0 {
 				if err := t.handler.stepBegin(t.event()); err != nil {
