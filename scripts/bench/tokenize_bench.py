@@ -47,21 +47,25 @@ def hf_rates(repeat):
     }
     out = {}
     for name, tok in fast.items():
-        runs = []
+        runs, cpu = [], []
         for _ in range(repeat):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             tok.encode_batch(texts)
             runs.append(len(texts) / (time.perf_counter() - t0))
+            cpu.append(len(texts) / (time.process_time() - c0))
         out[name] = statistics.median(runs)
+        out[name + "@cpu"] = statistics.median(cpu)
     if os.environ.get("RAYON_NUM_THREADS") != "1":
         marian = MarianTokenizer.from_pretrained(os.path.join(tk, "opus-mt-en-mg"))
-        runs = []
+        runs, cpu = [], []
         for _ in range(repeat):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             for x in texts:
                 marian(x)
             runs.append(len(texts) / (time.perf_counter() - t0))
+            cpu.append(len(texts) / (time.process_time() - c0))
         out["opus-mt-en-mg.source"] = statistics.median(runs)
+        out["opus-mt-en-mg.source@cpu"] = statistics.median(cpu)
     return len(texts), out
 
 
@@ -70,9 +74,13 @@ def go_rates(repeat):
     res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=True)
     runs = {}
     for line in res.stdout.splitlines():
-        m = re.match(r"BenchmarkEncodeCorpus/(\S+?)/workers=(\w+)-\d+\s.*?([\d.e+]+) sentences/s", line)
-        if m:
-            runs.setdefault((m.group(1), m.group(2)), []).append(float(m.group(3)))
+        m = re.match(r"BenchmarkEncodeCorpus/(\S+?)/workers=(\w+)-\d+\s", line)
+        if not m:
+            continue
+        wall = re.search(r"([\d.e+]+) sentences/s\b", line)
+        cpu = re.search(r"([\d.e+]+) sentences/cpu-s", line)
+        runs.setdefault((m.group(1), m.group(2)), []).append(float(wall.group(1)))
+        runs.setdefault((m.group(1), m.group(2) + "@cpu"), []).append(float(cpu.group(1)))
     return {k: statistics.median(v) for k, v in runs.items()}, " ".join(cmd)
 
 
@@ -89,19 +97,22 @@ def main():
     hf_one = json.loads(subprocess.run([sys.executable, __file__, "--child", "--repeat", str(args.repeat)], env=env,
                                        capture_output=True, text=True, check=True).stdout)
     # MarianTokenizer runs in one Python thread: compare it with Go on one core.
-    if "opus-mt-en-mg.source" in hf_all:
-        hf_one["opus-mt-en-mg.source"] = hf_all.pop("opus-mt-en-mg.source")
+    for k in ("opus-mt-en-mg.source", "opus-mt-en-mg.source@cpu"):
+        if k in hf_all:
+            hf_one[k] = hf_all.pop(k)
     go, go_cmd = go_rates(args.repeat)
     print(f"corpus: {n} sentences; cores: {os.cpu_count()}; medians of {args.repeat} runs; Go: {go_cmd}")
-    print(f"{'tokenizer':24} {'cores':>5} {'HF sent/s':>11} {'Go sent/s':>11} {'Go/HF':>6}")
+    print("wall: sentences per second of elapsed time; cpu: sentences per CPU-second of the process (robust to other load)")
+    print(f"{'tokenizer':24} {'cores':>5} {'HF wall':>9} {'Go wall':>9} {'Go/HF':>6} {'HF cpu':>9} {'Go cpu':>9} {'Go/HF':>6}")
+    fmt = lambda v: f"{v:9.0f}" if v else f"{'-':>9}"
+    rat = lambda a, b: f"{a / b:6.2f}" if a and b else f"{'-':>6}"
     for name in ("flan-t5-small", "distilbart-cnn-6-6", "opus-mt-en-mg.source", "opus-mt-en-mg.target"):
-        for cores, hf in (("1", hf_one.get(name)), ("all", hf_all.get(name))):
-            g = go.get((name, cores))
-            if g is None:
+        for cores, hf in (("1", hf_one), ("all", hf_all)):
+            gw, gc = go.get((name, cores)), go.get((name, cores + "@cpu"))
+            if gw is None:
                 continue
-            peer = f"{hf:11.0f}" if hf else f"{'-':>11}"
-            ratio = f"{g / hf:6.2f}" if hf else f"{'-':>6}"
-            print(f"{name:24} {cores:>5} {peer} {g:11.0f} {ratio}")
+            hw, hc = hf.get(name), hf.get(name + "@cpu")
+            print(f"{name:24} {cores:>5} {fmt(hw)} {fmt(gw)} {rat(gw, hw)} {fmt(hc)} {fmt(gc)} {rat(gc, hc)}")
     print("HF peers: tokenizers (Rust) encode_batch for T5/BART; MarianTokenizer (Python+sentencepiece, one thread) per sentence, one-core row only.")
 
 
