@@ -407,3 +407,49 @@ func TestStream(t *testing.T) {
 		t.Errorf("positions %d vs %d", s.Position(), mem.Position())
 	}
 }
+
+// TestSciTLDRReferences reads the real multi-reference summarization set:
+// list sources are joined with spaces, every target is a reference.
+func TestSciTLDRReferences(t *testing.T) {
+	path := testenv.SharedData(t, "summarization", "scitldr-a", "dev.jsonl")
+	exs, skipped, err := ReadAll(path, Format{}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	refs := 0
+	multi := 0
+	for _, ex := range exs {
+		refs += len(ex.Targets)
+		if len(ex.Targets) > 1 {
+			multi++
+		}
+	}
+	if len(exs) != 619 || refs != 1453 || len(skipped) != 0 || multi == 0 {
+		t.Errorf("%d examples, %d references (%d with several), %d skipped; want 619 and 1453", len(exs), refs, multi, len(skipped))
+	}
+	if !strings.HasPrefix(exs[0].Source, "Mixed precision training (MPT) is becoming") || !strings.Contains(exs[0].Source, "GPUs. MPT is typically") {
+		t.Errorf("source not joined with spaces: %.120q", exs[0].Source)
+	}
+	tok := t5(t)
+	d, err := Load(t.Context(), path, Format{}, tok, Options{SourcePrefix: "summarize: ", MaxSourceLength: 512, MaxTargetLength: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := d.Epoch(t.Context(), Order{BatchSize: 32}, Collator{PadID: 0}, 0, 0)
+	rows := 0
+	for r.Next() {
+		b := r.Batch()
+		if b.SourceLen > 512 || b.TargetLen > 64 || len(b.References) != b.Rows {
+			t.Fatalf("batch %d: source %d target %d refs %d rows %d", r.Position(), b.SourceLen, b.TargetLen, len(b.References), b.Rows)
+		}
+		for i, ix := range b.Indices {
+			if !slices.Equal(b.References[i], exs[ix].Targets) {
+				t.Fatalf("references of example %d differ", ix)
+			}
+		}
+		rows += b.Rows
+	}
+	if r.Err() != nil || rows != 619 {
+		t.Errorf("rows %d, err %v", rows, r.Err())
+	}
+}
