@@ -148,7 +148,7 @@ var (
 	envErr  error
 )
 
-func ortEnv(t *testing.T) *runtime.Env {
+func ortEnv(t testing.TB) *runtime.Env {
 	t.Helper()
 	lib := testenv.ORTLibrary(t)
 	envOnce.Do(func() { envVal, envErr = runtime.Open(lib) })
