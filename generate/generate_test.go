@@ -236,3 +236,14 @@ func TestLoadRealModelConfigs(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+func TestGenerateStopsWhenCancelled(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	cfg := t5likeConfig()
+	cfg.NumBeams = 4
+	_, err := Generate(ctx, &scriptedDecoder{spec: t5likeSpec(t)}, someSources(3), cfg)
+	if err != context.Canceled {
+		t.Errorf("cancelled context: %v", err)
+	}
+}
