@@ -132,7 +132,7 @@ func (s *search) beam(ctx context.Context, nSources int) (*Output, error) {
 			src := make([]int, nb)
 			for b, j := range topK(adj, nb) {
 				c := cands[j]
-				running[b] = hyp{tokens: extend(it.running[c.beam].tokens, c.token, s.maxLen), score: adj[j]}
+				running[b] = hyp{tokens: extend(it.running[c.beam].tokens, c.token), score: adj[j]}
 				src[b] = ai*nb + c.beam
 			}
 			it.running = running
@@ -150,7 +150,7 @@ func (s *search) beam(ctx context.Context, nSources int) (*Output, error) {
 			}
 		}
 	}
-	return s.beamOutput(items, prompt), nil
+	return s.beamOutput(items), nil
 }
 
 // updateFinished is HF's _update_finished_beams for one item: candidates in
@@ -188,14 +188,14 @@ func (s *search) updateFinished(it *beamItem, cands []candidate, hits []bool, di
 		}
 		j := m - nb
 		c := cands[j]
-		slots[r] = hyp{tokens: extend(it.running[c.beam].tokens, c.token, 0), score: merged[m], finished: finished[j]}
+		slots[r] = hyp{tokens: extend(it.running[c.beam].tokens, c.token), score: merged[m], finished: finished[j]}
 	}
 	it.slots = slots
 }
 
 // extend returns a copy of tokens with tok appended.
-func extend(tokens []int64, tok int64, capacity int) []int64 {
-	out := make([]int64, len(tokens)+1, max(capacity, len(tokens)+1))
+func extend(tokens []int64, tok int64) []int64 {
+	out := make([]int64, len(tokens)+1)
 	copy(out, tokens)
 	out[len(tokens)] = tok
 	return out
@@ -223,7 +223,7 @@ func (s *search) checkImprovable(it *beamItem, curLen, prompt int) {
 
 // beamOutput takes the best num_return_sequences hypotheses of every item,
 // padded to the longest with HF's fill value.
-func (s *search) beamOutput(items []*beamItem, prompt int) *Output {
+func (s *search) beamOutput(items []*beamItem) *Output {
 	nrs := s.cfg.NumReturnSequences
 	out := &Output{}
 	width := 0
@@ -245,7 +245,6 @@ func (s *search) beamOutput(items []*beamItem, prompt int) *Output {
 		}
 		out.Sequences[i] = row
 	}
-	_ = prompt
 	return out
 }
 
