@@ -307,3 +307,8 @@ func (s *kvState) Close() error {
 	}
 	return nil
 }
+
+// SetInputs replaces Options.Inputs for later runs (the caller keeps
+// ownership): a trainer that swaps its parameter buffers points the decoder
+// at the current ones without reopening the sessions.
+func (d *KV) SetInputs(inputs map[string]*runtime.Value) { d.inputs = inputs }

@@ -97,3 +97,6 @@ func (s *recomputeState) Reorder(rows []int) error {
 }
 
 func (s *recomputeState) Close() error { return nil }
+
+// SetInputs replaces Options.Inputs for later runs (see KV.SetInputs).
+func (d *Recompute) SetInputs(inputs map[string]*runtime.Value) { d.inputs = inputs }
