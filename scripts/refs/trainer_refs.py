@@ -271,14 +271,33 @@ def scrub(o):
     return o
 
 
-def fresh_model(name):
+DROPOUT_ATTRS = ("dropout", "attention_dropout", "activation_dropout")
+
+
+def fresh_model(name, train_rows):
+    """The fixture with every dropout off: nn.Dropout modules, and the float
+    rates that attention modules keep for nn.functional.dropout (T5Attention
+    copies config.dropout_rate into self.dropout at construction)."""
     model = fl.load_fixture(MODEL)
     for m in model.modules():
         if isinstance(m, torch.nn.Dropout):
             m.p = 0.0
+        for attr in DROPOUT_ATTRS:
+            if isinstance(getattr(m, attr, None), float):
+                setattr(m, attr, 0.0)
     model.config.dropout_rate = 0.0
     if name == "steps_ga4_mean":
         model.accepts_loss_kwargs = False
+    # Proof that dropout is off: training mode gives the eval-mode loss, bit for bit.
+    batch = Collator(model)(train_rows[:8])
+    batch.pop("uid")
+    with torch.no_grad():
+        model.train()
+        lt = model(**batch).loss
+        model.eval()
+        le = model(**batch).loss
+    if not torch.equal(lt, le):
+        raise SystemExit(f"dropout is still active: train-mode loss {float(lt)} != eval-mode loss {float(le)}")
     return model
 
 
@@ -292,7 +311,7 @@ def run(name, train, dev):
     args = Seq2SeqTrainingArguments(output_dir=out_dir, **kw)
 
     def make_trainer():
-        model = fresh_model(name)
+        model = fresh_model(name, train)
         m = Metrics() if kw.get("predict_with_generate") else None
         return RecordingTrainer(
             model=model, args=args, train_dataset=ListDataset(train), eval_dataset=ListDataset(dev),
@@ -334,7 +353,8 @@ def run(name, train, dev):
     doc = {
         "command": fl.command(),
         "versions": fl.versions("torch", "transformers", "accelerate", "numpy", "sacrebleu", "rouge_score"),
-        "model": f"testdata/models/{MODEL} with every Dropout p=0",
+        "model": f"testdata/models/{MODEL} with every dropout off (nn.Dropout p=0 and the float rates of "
+                 "attention modules; checked: train-mode loss == eval-mode loss)",
         "data": {"train": "testdata/trainer/data/train.jsonl", "eval": "testdata/trainer/data/eval.jsonl",
                  "order": "dataset order (train_sampling_strategy='sequential'); eval is sequential",
                  "collator": Collator.__doc__.strip()},
