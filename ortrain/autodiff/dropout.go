@@ -109,8 +109,8 @@ func (c *ctx) trainingDropout(n *onnxpb.NodeProto, k int, seed string) error {
 		return nil
 	}
 	// Random bits: a counter-based generator in the manner of Widynski's
-	// "Squares" gives a uint32 per column (last dim) and one per row (the
-	// other dims flattened); element (i, j) takes h = (row_i + col_j)^2
+	// "Squares" gives a uint32 per row (the dims before the last, flattened)
+	// and one per column (the last dim); element (i, j) takes h = (row_i + col_j)^2
 	// mod 2^32, whose square breaks the additive structure. So only three
 	// cheap passes run over the full tensor (Add, Mul, Less), and the
 	// generator's dozen passes run over rows and columns only. Unsigned Mul
@@ -125,8 +125,11 @@ func (c *ctx) trainingDropout(n *onnxpb.NodeProto, k int, seed string) error {
 	} else if r == 1 {
 		rows = c.ints([]int64{1})
 	}
-	rowBits := c.squares(rows, seed, 2*int64(k)+1)
-	colBits := c.squares(cols, seed, 2*int64(k)+2)
+	// One stream per node: counters [0, rows) give the row values,
+	// [rows, rows+cols) the column values.
+	bits := c.squares(c.op("Add", []string{rows, cols}), seed, int64(k)+1)
+	rowBits := c.op("Slice", []string{bits, c.ints([]int64{0}), rows})
+	colBits := c.op("Slice", []string{bits, rows, c.ints([]int64{math.MaxInt64})})
 	v := c.op("Add", []string{c.op("Unsqueeze", []string{rowBits, c.ints([]int64{1})}), colBits})
 	h := c.op("Mul", []string{v, v})
 	threshold := uint64(math.Floor((1 - ratio) * (1 << 32)))

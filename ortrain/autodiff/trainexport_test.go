@@ -137,28 +137,42 @@ func TestTrainingModeExportWithDropout(t *testing.T) {
 	if math.Abs(l1-refs.Loss.Mean) < 1e-6 {
 		t.Errorf("loss with dropout %v equals the dropout-free loss", l1)
 	}
-	// Directional derivative along a random direction, same seed.
+	// Directional derivative along the gradient plus a random direction
+	// (a large derivative keeps float32 rounding small next to it; the
+	// random part catches errors orthogonal to the gradient), same seed.
+	rms := 0.0
+	for _, v := range g1 {
+		rms += float64(v) * float64(v)
+	}
+	rms = math.Sqrt(rms / float64(len(g1)))
 	rng := rand.New(rand.NewSource(3))
 	dir := make([]float32, len(w0))
 	an := 0.0
 	for i := range dir {
-		dir[i] = float32(rng.NormFloat64())
+		dir[i] = float32(float64(g1[i])/rms + rng.NormFloat64())
 		an += float64(dir[i]) * float64(g1[i])
 	}
-	const h = 3e-4 // smaller: float32 rounding; larger: ReLU kinks downstream
-	shift := func(sign float32) []float32 {
+	shift := func(h float32) []float32 {
 		w := make([]float32, len(w0))
 		for i := range w {
-			w[i] = w0[i] + sign*h*dir[i]
+			w[i] = w0[i] + h*dir[i]
 		}
 		return w
 	}
-	lp, _ := run(1, shift(1))
-	lm, _ := run(1, shift(-1))
-	fd := (lp - lm) / (2 * h)
-	rel := math.Abs(fd-an) / math.Abs(an)
+	// float32 central differences: rounding grows as h shrinks and ReLU
+	// kinks crossed downstream grow with h, so the best of three steps is
+	// taken; a wrong rule is off by O(1) at every step.
+	rel, fd := math.Inf(1), 0.0
+	for _, h := range []float32{1e-5, 3e-5, 1e-4} {
+		lp, _ := run(1, shift(h))
+		lm, _ := run(1, shift(-h))
+		d := (lp - lm) / (2 * float64(h))
+		if e := math.Abs(d-an) / math.Abs(an); e < rel {
+			rel, fd = e, d
+		}
+	}
 	t.Logf("losses: seed 1 %.6f, seed 2 %.6f, no dropout %.6f; directional derivative %.6g, finite difference %.6g (relative error %.2e)", l1, l2, refs.Loss.Mean, an, fd, rel)
-	if rel > 5e-3 {
+	if rel > 2e-3 {
 		t.Errorf("directional derivative %.6g, finite difference %.6g", an, fd)
 	}
 }
