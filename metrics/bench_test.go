@@ -52,3 +52,19 @@ func BenchmarkROUGE10k(b *testing.B) {
 		}
 	}
 }
+
+func BenchmarkROUGEBootstrap20k(b *testing.B) {
+	hyps, refs := benchPairs(b)
+	r, _ := NewROUGE(ROUGEOptions{}, true)
+	for i := 0; i < 2; i++ {
+		if _, err := r.AddBatch(hyps, refs, 0); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := r.Bootstrap(200, 0.95, 1); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

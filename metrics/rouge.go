@@ -272,27 +272,53 @@ func (r *ROUGE) Bootstrap(samples int, confidence float64, seed uint32) ([]ROUGE
 	if n == 0 {
 		return nil, errors.New("bootstrap needs at least one scored pair")
 	}
-	rng := nprand.New(seed)
 	out := make([]ROUGEInterval, len(r.opts.Types))
 	means := make([][3]float64, samples)
 	col := make([]float64, samples)
 	delta := (1 - confidence) / 2
 	qs := [3]float64{100 * delta, 100 * 0.5, 100 * (1 - delta)}
 	vals := make([]float64, 3*n)
-	bound := nprand.NewBound(n)
+	// One goroutine draws each resample's indices (the random stream is
+	// sequential: every type's resamples, type after type) while this one
+	// sums the previous resample.
+	draws := make(chan []int32, 2)
+	spare := make(chan []int32, 3)
+	for i := 0; i < 3; i++ {
+		spare <- make([]int32, n)
+	}
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		rng := nprand.New(seed)
+		bound := nprand.NewBound(n)
+		for k := 0; k < len(r.opts.Types)*samples; k++ {
+			var buf []int32
+			select {
+			case buf = <-spare:
+			case <-stop:
+				return
+			}
+			for i := range buf {
+				buf[i] = int32(rng.Draw(bound))
+			}
+			draws <- buf
+		}
+	}()
 	for t := range r.opts.Types {
 		// This type's scores, contiguous: the resampling loop is all reads.
 		for i, p := range r.stats.Pairs {
 			copy(vals[3*i:3*i+3], p[3*t:3*t+3])
 		}
 		for s := 0; s < samples; s++ {
+			idx := <-draws
 			var p, rc, f float64
-			for k := 0; k < n; k++ {
-				i := 3 * rng.Draw(bound)
+			for _, j := range idx {
+				i := 3 * int(j)
 				p += vals[i]
 				rc += vals[i+1]
 				f += vals[i+2]
 			}
+			spare <- idx
 			means[s] = [3]float64{p / float64(n), rc / float64(n), f / float64(n)}
 		}
 		var res [3][3]float64 // [bound][measure]
