@@ -51,8 +51,8 @@ func resumeRun(lib, art, modelDir, trainFile, out string, resume bool, killStep 
 	a := ortrain.DefaultArguments()
 	a.OutputDir = out
 	a.DoTrain = true
-	a.NumTrainEpochs = 2
-	a.PerDeviceTrainBatchSize = 8 // 60 rows: 8 batches, windows 3,3,2
+	a.NumTrainEpochs = 3
+	a.PerDeviceTrainBatchSize = 8 // 60 rows: 8 batches, windows 3,3,2: 3 steps per epoch
 	a.GradientAccumulationSteps = 3
 	a.LearningRate = 3e-3
 	a.WeightDecay = 0.01
@@ -127,7 +127,7 @@ func TestResumeAfterSIGKILLRealEngine(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	k := 3 + rand.IntN(6) // 6 steps per epoch, 12 in all; checkpoints every 2
+	k := 3 + rand.IntN(6) // 9 steps in all, checkpoints every 2: kill at 3..8
 	out := filepath.Join(t.TempDir(), "out")
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), "ORTENGINE_CHILD=1", "ORTENGINE_LIB="+lib, "ORTENGINE_ART="+art, "ORTENGINE_MODEL="+modelDir,
