@@ -226,3 +226,33 @@ func TestNativeTrainingDropoutReusesMask(t *testing.T) {
 		t.Errorf("%d of %d dropped at ratio 0.3", dropped, n)
 	}
 }
+
+// Options.SeedGradient scales every gradient by the value fed.
+func TestSeedGradientScales(t *testing.T) {
+	b := onnx.NewGraphBuilder(nil)
+	b.Consts = onnx.ConstNode
+	b.AddInput("x", onnx.Float64, onnx.Sym("N"))
+	b.AddInput("w", onnx.Float64, onnx.Sym("N"))
+	b.AddInput("scale", onnx.Float64)
+	loss := scalarLoss(b, b.Op("Mul", []string{"x", "w"}))
+	g := b.Graph()
+	grads, err := Backward(g, opset17, loss, []string{"w"}, Options{SeedGradient: "scale"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.Output = nil
+	b.AddOutput(grads["w"], onnx.Float64, onnx.Sym("N"))
+	s, err := newSession(t, g, opset17)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := []float64{1, -2, 3}
+	out := s.run(t, onnx.Float64, map[string]fdTensor{"x": {shape: []int64{3}, data: x}, "w": {shape: []int64{3}, data: []float64{5, 6, 7}},
+		"scale": {shape: []int64{}, data: []float64{0.25}}}, []string{grads["w"]})
+	for i, v := range out[grads["w"]].data {
+		if v != 0.25*x[i] {
+			t.Errorf("gradient %v, want 0.25 * x", out[grads["w"]].data)
+			break
+		}
+	}
+}
