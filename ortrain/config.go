@@ -27,6 +27,14 @@ func jsonName(f reflect.StructField) string {
 	return n
 }
 
+// ArgumentIsBool reports whether the named argument is a boolean (a flag
+// without a value).
+func ArgumentIsBool(name string) bool {
+	var a TrainingArguments
+	f, ok := a.field(name)
+	return ok && f.Kind() == reflect.Bool
+}
+
 // NormalizeName maps "eval-steps" and "--eval_steps" to "eval_steps".
 func NormalizeName(name string) string {
 	return strings.ReplaceAll(strings.TrimLeft(name, "-"), "-", "_")

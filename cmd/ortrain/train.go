@@ -133,11 +133,7 @@ func trainArguments(c *cli.Context) (ortrain.TrainingArguments, error) {
 			continue
 		}
 		var v any = c.String(name)
-		if f, ok := reflect.TypeOf(a).FieldByNameFunc(func(n string) bool {
-			sf, _ := reflect.TypeOf(a).FieldByName(n)
-			tag, _, _ := strings.Cut(sf.Tag.Get("json"), ",")
-			return tag == name
-		}); ok && f.Type.Kind() == reflect.Bool {
+		if ortrain.ArgumentIsBool(name) {
 			v = c.Bool(name)
 		}
 		if err := a.Set(name, v); err != nil {
