@@ -300,3 +300,54 @@ func TestBadInput(t *testing.T) {
 		t.Errorf("max length 1 = eos only: %v", err)
 	}
 }
+
+// TestNormalizerSequenceWithHF checks NFD, StripAccents, Lowercase, Strip,
+// Replace (regex and string), NFKC and ByteLevel add_prefix_space against
+// HF on BART's tokenizer.json with that normalizer sequence, built as
+// scripts/refs/tokenizer_refs.py's normalizer_variant does.
+func TestNormalizerSequenceWithHF(t *testing.T) {
+	var c idCases
+	if err := json.Unmarshal(readCases(t)["normalizer_variant"], &c); err != nil || len(c.Texts) == 0 {
+		t.Fatalf("normalizer_variant: %v", err)
+	}
+	data, err := os.ReadFile(testenv.SharedData(t, "tokenizers", "distilbart-cnn-6-6", "tokenizer.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(data, &m); err != nil {
+		t.Fatal(err)
+	}
+	m["normalizer"] = map[string]any{"type": "Sequence", "normalizers": []any{
+		map[string]any{"type": "NFD"}, map[string]any{"type": "StripAccents"}, map[string]any{"type": "Lowercase"},
+		map[string]any{"type": "Strip", "strip_left": true, "strip_right": true},
+		map[string]any{"type": "Replace", "pattern": map[string]any{"Regex": `\s+`}, "content": " "},
+		map[string]any{"type": "Replace", "pattern": map[string]any{"String": "``"}, "content": `"`},
+		map[string]any{"type": "NFKC"},
+	}}
+	m["pre_tokenizer"].(map[string]any)["add_prefix_space"] = true
+	variant, _ := json.Marshal(m)
+	tok, err := parseFile("variant.json", variant)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := 0
+	for i, text := range c.Texts {
+		ids, err := tok.Encode(text)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(ids, c.IDs[i]) {
+			if bad++; bad <= 10 {
+				t.Errorf("%q:\n  HF %v\n  Go %v %q", text, c.IDs[i], ids, tok.Tokens(ids))
+			}
+			continue
+		}
+		if got := tok.Decode(ids, true); got != c.Decoded[i] {
+			t.Errorf("decode %q: HF %q, Go %q", text, c.Decoded[i], got)
+		}
+	}
+	if bad > 0 {
+		t.Errorf("%d of %d texts differ", bad, len(c.Texts))
+	}
+}

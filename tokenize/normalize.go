@@ -55,7 +55,7 @@ func newReplacePattern(field string, p patternJSON) (literal string, re *regexp.
 	case p.String != nil:
 		return *p.String, nil, nil
 	case p.Regex != nil:
-		re, err := regexp.Compile(*p.Regex)
+		re, err := compileHFRegex(*p.Regex)
 		if err != nil {
 			return "", nil, fmt.Errorf("%s.pattern.Regex %q: not a regular expression Go can run (lookaround and backreferences are unsupported): %v", field, *p.Regex, err)
 		}
@@ -76,9 +76,14 @@ func stripNorm(left, right bool) normFunc {
 	}
 }
 
-func stripAccents(s string) string {
+// stripAccents is HF's StripAccents normalizer: drops combining marks
+// (General_Category M). It does not decompose; HF pipelines put NFD first.
+func stripAccents(s string) string { return dropRunes(s, unicode.M) }
+
+// dropRunes removes the runes of a Unicode category.
+func dropRunes(s string, cat *unicode.RangeTable) string {
 	return strings.Map(func(r rune) rune {
-		if unicode.Is(unicode.Mn, r) {
+		if unicode.Is(cat, r) {
 			return -1
 		}
 		return r
@@ -123,7 +128,7 @@ func bertNorm(cleanText, chinese, stripAcc, lower bool) normFunc {
 		}
 		out := b.String()
 		if stripAcc {
-			out = stripAccents(norm.NFD.String(out))
+			out = dropRunes(norm.NFD.String(out), unicode.Mn) // BertNormalizer drops nonspacing marks only
 		}
 		if lower {
 			out = strings.ToLower(out)

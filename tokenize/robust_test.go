@@ -57,3 +57,43 @@ func FuzzEncodeT5(f *testing.F) {
 		}
 	})
 }
+
+// TestLowercaseLikeRust checks the two places where Rust's to_lowercase
+// (HF's Lowercase normalizer) differs from strings.ToLower.
+func TestLowercaseLikeRust(t *testing.T) {
+	for in, want := range map[string]string{
+		"ΟΔΟΣ":        "οδος",
+		"ΟΔΟΣ ΜΑΣ.":   "οδος μας.",
+		"Σ":           "σ",
+		"ΑΣΑ":         "ασα",
+		"İstanbul":    "i\u0307stanbul",
+		"Hello WORLD": "hello world",
+	} {
+		if got := lowercase(in); got != want {
+			t.Errorf("lowercase(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestHFRegexClasses(t *testing.T) {
+	for _, c := range []struct{ pattern, in, want string }{
+		{`\s+`, "a\u2028\u3000b\u00a0 c", "a_b_c"},
+		{`[\s,]+`, "a,\u3000b", "a_b"},
+		{`\S+`, "ab\u3000cd", "_\u3000_"},
+		{`\d`, "1١", "__"},
+		{`\w+`, "é́x_1 -", "_ -"},
+		{`\\s`, `a\sb`, "a_b"},
+		{`[]a]`, "]a", "__"},
+	} {
+		re, err := compileHFRegex(c.pattern)
+		if err != nil {
+			t.Fatalf("%s: %v", c.pattern, err)
+		}
+		if got := re.ReplaceAllString(c.in, "_"); got != c.want {
+			t.Errorf("%s on %q = %q, want %q", c.pattern, c.in, got, c.want)
+		}
+	}
+	if _, err := compileHFRegex(`[\S]`); err == nil {
+		t.Error(`[\S] accepted`)
+	}
+}

@@ -192,6 +192,29 @@ def metaspace_variants(shared):
     return out
 
 
+NORMALIZER_VARIANT = [
+    {"type": "NFD"}, {"type": "StripAccents"}, {"type": "Lowercase"},
+    {"type": "Strip", "strip_left": True, "strip_right": True},
+    {"type": "Replace", "pattern": {"Regex": "\\s+"}, "content": " "},
+    {"type": "Replace", "pattern": {"String": "``"}, "content": "\""}, {"type": "NFKC"},
+]
+
+
+def normalizer_variant(shared, corpora):
+    """BART's tokenizer.json with a normalizer sequence (NFD, StripAccents,
+    Lowercase, Strip, Replace regex and string, NFKC) and ByteLevel with
+    add_prefix_space; tokenize/ builds the same variant in memory."""
+    with open(os.path.join(shared, "tokenizers", "distilbart-cnn-6-6", "tokenizer.json"), encoding="utf-8") as f:
+        d = json.load(f)
+    d["normalizer"] = {"type": "Sequence", "normalizers": NORMALIZER_VARIANT}
+    d["pre_tokenizer"]["add_prefix_space"] = True
+    tok = tokenizers.Tokenizer.from_str(json.dumps(d))
+    c = dict(corpora)
+    texts = c["flores200.fra"][:150] + c["flores200.deu"][:150] + c["scitldr.dev.source"][:100] + EDGE_CASES + random_texts()
+    ids = [tok.encode(x).ids for x in texts]
+    return {"texts": texts, "ids": ids, "decoded": [tok.decode(i, skip_special_tokens=True) for i in ids]}
+
+
 def wordpiece_refs(shared, corpora, out_dir):
     """A small WordPiece tokenizer (BERT normalizer and pre-tokenizer) trained
     here on Tatoeba English, saved to testdata/tokenizers/wordpiece-tatoeba.json,
@@ -265,6 +288,7 @@ def main():
     cases["corpora"] = summary
     cases["collate"] = collate_refs(args.shared, corpora)
     cases["metaspace_variants"] = metaspace_variants(args.shared)
+    cases["normalizer_variant"] = normalizer_variant(args.shared, corpora)
     cases["wordpiece"] = wordpiece_refs(args.shared, corpora, args.out)
     with open(os.path.join(args.out, "cases.json"), "w", encoding="utf-8") as f:
         json.dump(cases, f, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
