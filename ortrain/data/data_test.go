@@ -130,6 +130,10 @@ func TestBadRecords(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), `"source"`) {
 		t.Errorf("missing column: %v", err)
 	}
+	// A file without a single good record is an error for Load.
+	if _, err := Load(t.Context(), write(t, "empty.jsonl", "\n\n"), Format{}, nil, Options{}); err == nil || !strings.Contains(err.Error(), "no examples") {
+		t.Errorf("empty file: %v", err)
+	}
 	// Unknown extension.
 	if _, _, err := ReadAll(write(t, "x.txt", "a\n"), Format{}, false); err == nil || !strings.Contains(err.Error(), ".jsonl") {
 		t.Errorf("unknown format: %v", err)

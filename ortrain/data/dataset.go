@@ -59,6 +59,9 @@ func Load(ctx context.Context, path string, format Format, tok *tokenize.Pair, o
 	if err != nil {
 		return nil, err
 	}
+	if len(exs) == 0 {
+		return nil, fmt.Errorf("%s: no examples (%d bad records skipped); check the file and the source/target field names", path, len(skipped))
+	}
 	d := &Dataset{File: path, Examples: exs, Skipped: skipped}
 	if err := d.encode(ctx, tok, opt); err != nil {
 		return nil, err
