@@ -131,7 +131,7 @@ func TestBadRecords(t *testing.T) {
 		t.Errorf("missing column: %v", err)
 	}
 	// A file without a single good record is an error for Load.
-	if _, err := Load(t.Context(), write(t, "empty.jsonl", "\n\n"), Format{}, nil, Options{}); err == nil || !strings.Contains(err.Error(), "no examples") {
+	if _, err := Load(t.Context(), write(t, "empty.jsonl", "\n\n"), Format{}, t5(t), Options{}); err == nil || !strings.Contains(err.Error(), "no examples") {
 		t.Errorf("empty file: %v", err)
 	}
 	// Unknown extension.

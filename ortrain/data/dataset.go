@@ -44,6 +44,9 @@ func (d *Dataset) Len() int { return len(d.Examples) }
 
 // Load reads and tokenizes a whole file.
 func Load(ctx context.Context, path string, format Format, tok *tokenize.Pair, opt Options) (*Dataset, error) {
+	if tok == nil || tok.Source == nil || tok.Target == nil {
+		return nil, fmt.Errorf("data.Load: no tokenizer")
+	}
 	var key string
 	if opt.CacheDir != "" {
 		var err error
