@@ -35,13 +35,12 @@ training continues on any ONNX Runtime (see ort_import.json in --out for what wa
 			&cli.StringFlag{Name: "decoder-with-past", Usage: "decoder-with-past graph `FILE` to rewrite for generation"},
 			&cli.StringSliceFlag{Name: "freeze", Usage: "freeze parameters whose name matches `REGEX` (repeatable; each must match)"},
 			&cli.StringSliceFlag{Name: "input", Usage: "`NAME=ROLE`: the forward graph's input NAME is ROLE (input_ids, attention_mask, decoder_input_ids, decoder_attention_mask); repeatable"},
-			&cli.StringFlag{Name: "logits", Usage: "forward graph output `NAME` holding the logits (default logits)"},
+			&cli.StringFlag{Name: "logits", Usage: "forward graph output `NAME` holding the logits (default logits); with --from-ort: the forward output inside the eval model (default: logits, else traced from the loss)"},
 			&cli.Float64Flag{Name: "label-smoothing", Usage: "HF label_smoothing_factor `F` in [0, 1)"},
 			&cli.BoolFlag{Name: "no-dropout", Usage: "train with Dropout nodes in inference mode (default: seeded training-mode dropout where the graph has Dropout)"},
 			&cli.Int64Flag{Name: "opset", Usage: "standard opset `N` of the optimizer graphs (default 17)"},
 			&cli.StringFlag{Name: "from-ort", Usage: "import an ONNX Runtime training artifact `DIR` (checkpoint, eval_model.onnx, optimizer_model.onnx) instead of --model"},
 			&cli.StringFlag{Name: "prefix", Usage: "with --from-ort: the `PREFIX` generate_artifacts put before the file names"},
-			&cli.StringFlag{Name: "logits", Usage: "with --from-ort: the forward output `NAME` inside the eval model (default: logits, else traced from the loss)"},
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
