@@ -649,7 +649,23 @@ func (t *Trainer) ResetOptimizerState() error {
 // model's own names and PyTorch layout, loadable by transformers.
 func (t *Trainer) SaveParameters(path string) error {
 	tensors := map[string]safetensors.Tensor{}
+	var initial *safetensors.File // frozen parameters never change: copy them from the folder's file
 	for _, p := range t.man.Parameters {
+		if !p.Trainable {
+			if initial == nil {
+				f, err := safetensors.ReadFile(filepath.Join(t.dir, t.man.Files.Parameters))
+				if err != nil {
+					return err
+				}
+				initial = f
+			}
+			ts, ok := initial.Tensors[p.Name]
+			if !ok {
+				return fmt.Errorf("frozen parameter %q is missing from %s", p.Name, t.man.Files.Parameters)
+			}
+			tensors[p.Name] = ts
+			continue
+		}
 		v, err := t.Param(p.Name)
 		if err != nil {
 			return err

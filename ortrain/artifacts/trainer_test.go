@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/ortrain/ortrain/ortrain/onnx"
+	"github.com/ortrain/ortrain/ortrain/safetensors"
 )
 
 func toyBatch() Batch {
@@ -224,5 +225,40 @@ func TestSGDThroughTrainer(t *testing.T) {
 	a := openTrainer(t, env, out, Options{})
 	if err := a.LoadOptimizerState(sPath); err == nil {
 		t.Error("AdamW trainer loaded SGD state")
+	}
+}
+
+// TestSaveWithFrozen: saved parameters include frozen ones, unchanged, in
+// PyTorch layout, next to the trained ones.
+func TestSaveWithFrozen(t *testing.T) {
+	env := openEnv(t)
+	dir := t.TempDir()
+	model := writeToy(t, dir, toy{act: "Tanh", output: "logits"})
+	out := filepath.Join(dir, "art")
+	if _, err := Build(Config{Model: model, Out: out, Freeze: []string{"lm_head"}}); err != nil {
+		t.Fatal(err)
+	}
+	tr := openTrainer(t, env, out, Options{})
+	tr.TrainMicroBatch(toyBatch(), 1, 0)
+	if _, err := tr.OptimizerStep(0.1); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, "saved.safetensors")
+	if err := tr.SaveParameters(p); err != nil {
+		t.Fatal(err)
+	}
+	saved, err := safetensors.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	orig, _ := safetensors.ReadFile(filepath.Join(dir, "model.safetensors"))
+	if string(saved.Tensors["lm_head.weight"].Data) != string(orig.Tensors["lm_head.weight"].Data) {
+		t.Error("frozen lm_head.weight changed or lost its layout")
+	}
+	if string(saved.Tensors["shared.weight"].Data) == string(orig.Tensors["shared.weight"].Data) {
+		t.Error("trained shared.weight was not updated")
+	}
+	if saved.Metadata["format"] != "pt" {
+		t.Errorf("metadata %v", saved.Metadata)
 	}
 }
