@@ -186,11 +186,17 @@ def main():
             with open(out) as f:
                 return rep["seconds"], f.read().splitlines()
 
-        hf_t, hf_preds = median_time(hf_run, args.repeats)
-        ct_t, ct_preds = median_time(ct2_run, args.repeats)
-        runs = [ortrain_run() for _ in range(args.repeats)]
-        or_t = statistics.median(r[0] for r in runs)
-        or_preds = runs[-1][1]
+        # interleave the engines, repeat by repeat, so that a change in the
+        # machine's load shifts all of them alike
+        hf_ts, ct_ts, or_ts = [], [], []
+        for _ in range(args.repeats):
+            t, hf_preds = median_time(hf_run, 1)
+            hf_ts.append(t)
+            t, ct_preds = median_time(ct2_run, 1)
+            ct_ts.append(t)
+            t, or_preds = ortrain_run()
+            or_ts.append(t)
+        hf_t, ct_t, or_t = statistics.median(hf_ts), statistics.median(ct_ts), statistics.median(or_ts)
         n = len(lines)
         mode = {
             "hf_sentences_per_s": n / hf_t, "ct2_sentences_per_s": n / ct_t, "ortrain_sentences_per_s": n / or_t,
@@ -198,6 +204,8 @@ def main():
             "ortrain_equal_to_hf_predictions": sum(a == b for a, b in zip(or_preds, hf_preds)),
             "ct2_equal_to_hf_predictions": sum(a == b for a, b in zip(ct_preds, hf_preds)),
             "sentences": n,
+            "seconds": {"hf": hf_ts, "ct2": ct_ts, "ortrain": or_ts},
+            "load_average": os.getloadavg(),
         }
         results["modes"]["greedy" if beams == 1 else f"beam{beams}"] = mode
         print(f"beams {beams}: HF {mode['hf_sentences_per_s']:.1f}/s, CTranslate2 {mode['ct2_sentences_per_s']:.1f}/s, "
