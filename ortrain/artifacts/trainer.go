@@ -93,7 +93,8 @@ type Trainer struct {
 	st        map[string]*runtime.Value
 	stNext    map[string]*runtime.Value
 	step      int64
-	haveGrads bool // a micro-batch ran since the last optimizer step
+	haveGrads bool      // a micro-batch ran since the last optimizer step
+	zeros     []float32 // host zeros for zero()
 }
 
 // Open loads the artifact folder dir onto the device of opts.Session.
@@ -182,7 +183,7 @@ func Open(dir string, env *runtime.Env, opts Options) (*Trainer, error) {
 		}
 		// Fresh device memory may hold NaN bit patterns, and the training
 		// graph multiplies the old sums by 0 to restart them.
-		if err := t.upload(t.grad[p.Name], make([]float32, onnx.NumElements(p.Shape))); err != nil {
+		if err := t.zero(t.grad[p.Name]); err != nil {
 			return nil, err
 		}
 	}
@@ -293,11 +294,15 @@ func (t *Trainer) loadParam(p Parameter, f *safetensors.File) error {
 	if fmt.Sprint(ts.Shape) != fmt.Sprint(p.TorchShape()) {
 		return fmt.Errorf("parameter %q has shape %v in the file, the model needs %v", p.Name, ts.Shape, p.TorchShape())
 	}
+	dst := t.cur[p.Name]
+	if ts.DType == safetensors.Float32 && !p.Transposed && dst.Device().Kind == "cpu" {
+		return dst.SetBytes(ts.Data) // straight from the file's bytes, no float copy
+	}
 	v, err := ts.Float32s()
 	if err != nil {
 		return fmt.Errorf("parameter %q: %w", p.Name, err)
 	}
-	return t.upload(t.cur[p.Name], toGraph(p, v))
+	return t.upload(dst, toGraph(p, v))
 }
 
 // Param returns a parameter's values in PyTorch layout (frozen ones too).
@@ -634,15 +639,24 @@ func (t *Trainer) Eval(b Batch, withLogits bool) (EvalResult, error) {
 // ResetOptimizerState zeroes the moments and the step, as a fresh torch optimizer.
 func (t *Trainer) ResetOptimizerState() error {
 	for _, p := range t.params {
-		zero := make([]float32, onnx.NumElements(p.Shape))
 		for _, sn := range t.state {
-			if err := t.upload(t.st[sn(p.Name)], zero); err != nil {
+			if err := t.zero(t.st[sn(p.Name)]); err != nil {
 				return err
 			}
 		}
 	}
 	t.step = 0
+	t.zeros = nil
 	return nil
+}
+
+// zero fills a value with zeros, reusing one host buffer of zeros.
+func (t *Trainer) zero(v *runtime.Value) error {
+	n := v.Len()
+	if len(t.zeros) < n {
+		t.zeros = make([]float32, n)
+	}
+	return t.upload(v, t.zeros[:n])
 }
 
 // SaveParameters writes every parameter (frozen ones too) under the
