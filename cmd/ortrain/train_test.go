@@ -75,6 +75,8 @@ func TestTrainBadInput(t *testing.T) {
 	os.WriteFile(filepath.Join(full, "x"), []byte("x"), 0o644)
 	cfg := filepath.Join(dir, "args.yaml")
 	os.WriteFile(cfg, []byte("learning_rate: 1e-3\nnot_an_argument: 3\n"), 0o644)
+	good := filepath.Join(dir, "good.json")
+	os.WriteFile(good, []byte(`{"save_steps": 10, "eval_steps": 3}`), 0o644)
 	for _, c := range []struct {
 		args []string
 		code int
@@ -87,6 +89,9 @@ func TestTrainBadInput(t *testing.T) {
 		{[]string{"--demo", "--output_dir", full, "--overwrite_output_dir=false"}, exitUsage, "already exists and is not empty"},
 		{[]string{"--demo", "--config", cfg}, exitData, "not_an_argument"},
 		{[]string{"--demo", "--logging_steps", "2.5"}, exitUsage, "--logging_steps must be an integer if bigger than 1: 2.5"},
+		// the config file is read, and flags override it
+		{[]string{"--demo", "--config", good}, exitUsage, "found 10, which is not a round multiple of 3"},
+		{[]string{"--demo", "--config", good, "--save-steps", "8"}, exitUsage, "found 8, which is not a round multiple of 3"},
 		{[]string{"--demo", "--max_steps", "x"}, exitUsage, "--max_steps"},
 	} {
 		args := c.args
