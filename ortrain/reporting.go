@@ -253,7 +253,7 @@ func (tb *TensorBoardCallback) Close() error {
 
 // PlotPanels turns log_history into plot panels: training loss with
 // eval_loss, the learning rate, and the evaluation metrics (wall-clock and
-// sample-count keys left out).
+// sample-count keys left out), up to the end of training.
 func PlotPanels(hist []LogEntry) []report.Panel {
 	series := map[string]*report.Series{}
 	var order []string
@@ -269,7 +269,8 @@ func PlotPanels(hist []LogEntry) []report.Panel {
 	}
 	for _, e := range hist {
 		if _, ok := e.Logs.Get("train_runtime"); ok {
-			continue
+			// what follows evaluates the final (best) model, not the run
+			break
 		}
 		for _, m := range e.Logs {
 			switch {
