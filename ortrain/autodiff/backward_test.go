@@ -285,9 +285,12 @@ func TestSymbolicBroadcastPaths(t *testing.T) {
 }
 
 // A tied embedding (two lookups and the output projection) gets its
-// lookup rows scatter-added into the projection's gradient: no dense zeros
-// and no Sum over table-sized tensors.
-func TestTiedEmbeddingScattersIntoDenseGradient(t *testing.T) {
+// gradient in PyTorch's order: each lookup's rows summed into a dense
+// tensor of their own (embedding backward), then one Sum with the
+// projection's gradient (autograd's accumulation of a tied weight).
+// Adding the rows straight into the projection's gradient rounds
+// differently, and Adam amplifies that over a run (HF parity tests).
+func TestTiedEmbeddingSumsInTorchOrder(t *testing.T) {
 	b := onnx.NewGraphBuilder(nil)
 	b.AddInput("table", onnx.Float32, onnx.D(50), onnx.D(4))
 	b.AddInput("src", onnx.Int64, onnx.Sym("B"), onnx.Sym("S"))
@@ -304,11 +307,11 @@ func TestTiedEmbeddingScattersIntoDenseGradient(t *testing.T) {
 		t.Fatal(err)
 	}
 	ops := countOps(g.Node[n0:])
-	if ops["ScatterND"] != 2 || ops["ConstantOfShape"] != 0 || ops["Sum"] != 0 {
+	if ops["ScatterND"] != 2 || ops["ConstantOfShape"] != 2 || ops["Sum"] != 1 {
 		t.Errorf("backward ops %v", ops)
 	}
 	last := g.Node[len(g.Node)-1]
-	if last.GetOpType() != "ScatterND" || last.Output[0] != grads["table"] {
-		t.Errorf("the table's gradient is not the end of the scatter chain: %v", last)
+	if last.GetOpType() != "Sum" || len(last.Input) != 3 || last.Output[0] != grads["table"] {
+		t.Errorf("the table's gradient is not one Sum of the projection's and each lookup's: %v", last)
 	}
 }
