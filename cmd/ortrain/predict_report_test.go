@@ -1,0 +1,6 @@
+package main
+
+import "github.com/ortrain/ortrain/ortrain/predict"
+
+// predictReport is the report type predict_test.go reads back.
+type predictReport = predict.Report
