@@ -7,7 +7,7 @@ import (
 )
 
 // HFVersion is the transformers release whose Trainer semantics this package
-// reproduces (read from /work/pyenv; the reference JSON files record it too).
+// reproduces (the reference JSON files record it too).
 const HFVersion = "5.24.0"
 
 // Strategy names, as in transformers.trainer_utils.IntervalStrategy/SaveStrategy.

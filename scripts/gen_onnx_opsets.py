@@ -3,7 +3,7 @@ ONNX domains, the opset versions at which its definition changed (negative:
 deprecated from that version on), from the operator schemas of the installed
 onnx package.
 
-Run: /work/pyenv/bin/python scripts/gen_onnx_opsets.py && gofmt -w ortrain/onnx/opsets_gen.go
+Run: .venv/bin/python scripts/gen_onnx_opsets.py && gofmt -w ortrain/onnx/opsets_gen.go
 """
 
 import os

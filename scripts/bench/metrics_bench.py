@@ -8,7 +8,7 @@ Every command runs REPEATS times as a fresh process (file reading, Python
 start-up and imports included); the table gives median wall seconds and the
 ratio peer / ortrain, and checks that both print the same score.
 
-    /work/pyenv/bin/python scripts/bench/metrics_bench.py [--n 100000] [--repeats 3] [--data ../shared/data]
+    .venv/bin/python scripts/bench/metrics_bench.py [--n 100000] [--repeats 3] [--data ../shared/data]
 """
 import argparse
 import json

@@ -3,7 +3,7 @@ onnx Python's shape_inference on testdata/onnx/t5_ts17.onnx and save/load of
 a 64 MiB model (16 MatMuls with [1024,1024] float32 weights), inline and
 with external data. Prints medians of several runs.
 
-Run: /work/pyenv/bin/python scripts/bench/onnx_io.py
+Run: .venv/bin/python scripts/bench/onnx_io.py
 Compare: go test ./ortrain/onnx -run '^$' -bench . -benchtime 10x
 """
 

@@ -10,7 +10,7 @@ source sentences, about 28k sentences), same machine, same cores:
   - Go: go test ./tokenize -bench BenchmarkEncodeCorpus (workers=1 and all).
 Prints a table with medians over --repeat runs and the Go/HF ratios.
 
-Usage: /work/pyenv/bin/python scripts/bench/tokenize_bench.py [--repeat 3]
+Usage: .venv/bin/python scripts/bench/tokenize_bench.py [--repeat 3]
 """
 import argparse
 import json

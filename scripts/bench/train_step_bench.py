@@ -8,7 +8,7 @@
                clip_grad_norm_, AdamW) on that batch; print JSON timings.
 
 Run through scripts/bench/train_step_bench.sh, which also runs ortrain and
-compares. Needs /work/pyenv (torch, transformers, onnx).
+compares. Needs .venv (torch, transformers, onnx).
 """
 
 import argparse

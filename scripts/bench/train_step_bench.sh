@@ -9,7 +9,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 work=${1:-/tmp/ortrain-bench-t5-small}
 threads=${2:-2}; batch=${3:-8}; src=${4:-64}; tgt=${5:-32}; steps=${6:-5}
-py=${PYTHON:-/work/pyenv/bin/python}
+py=${PYTHON:-.venv/bin/python}
 export ORTRAIN_ORT_LIB=${ORTRAIN_ORT_LIB:-$("$root/scripts/fetch-onnxruntime.sh")}
 cd "$root"
 if [ ! -f "$work/model.onnx" ]; then

@@ -21,8 +21,8 @@ first 200 dev pairs, or --dev dev.jsonl for all 719), T5 prefix
             writes training_curves.png; the same run with HF is optional
             (--with-hf) for comparing curves.
 
-Run: /work/pyenv/bin/python scripts/bench/trainer_bench.py bench --steps 60 --repeats 3
-     /work/pyenv/bin/python scripts/bench/trainer_bench.py finetune --steps 1500 --eval-steps 250
+Run: .venv/bin/python scripts/bench/trainer_bench.py bench --steps 60 --repeats 3
+     .venv/bin/python scripts/bench/trainer_bench.py finetune --steps 1500 --eval-steps 250
 Needs: go (builds ./cmd/ortrain), ONNX Runtime (scripts/fetch-onnxruntime.sh).
 """
 import argparse

@@ -11,7 +11,7 @@ at the end, for t5-tiny every parameter value, and for the other fixtures
 (files kept small) each parameter's L2 norm and first 4 values, keyed by
 ONNX initializer name.
 
-Run: /work/pyenv/bin/python scripts/refs/adamw_refs.py
+Run: .venv/bin/python scripts/refs/adamw_refs.py
 """
 
 import os

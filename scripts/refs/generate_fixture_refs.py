@@ -9,7 +9,7 @@ records the sequences (and beam scores). ortrain/gendec's tests run the same
 sources through the ONNX graphs (KV cache and recompute) and compare token for
 token.
 
-Usage: /work/pyenv/bin/python scripts/refs/generate_fixture_refs.py [--out testdata/generate/fixtures/refs.json]
+Usage: .venv/bin/python scripts/refs/generate_fixture_refs.py [--out testdata/generate/fixtures/refs.json]
 """
 import argparse
 import json

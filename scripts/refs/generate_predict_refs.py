@@ -11,7 +11,7 @@ Writes testdata/generate/predict/:
                   padding=True) -> model.generate -> batch_decode(skip_special_tokens),
                   and sacrebleu corpus BLEU / rouge-score mean F of those predictions.
 
-Usage: /work/pyenv/bin/python scripts/refs/generate_predict_refs.py
+Usage: .venv/bin/python scripts/refs/generate_predict_refs.py
 """
 import json
 import os

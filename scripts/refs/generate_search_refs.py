@@ -21,7 +21,7 @@ Every value is a multiple of 1/1024 below 64, hence exact in float32 in both
 languages. The bias makes EOS unlikely early and likely later, at a different
 position per source, so that the finishing logic of both searches is exercised.
 
-Usage: /work/pyenv/bin/python scripts/refs/generate_search_refs.py [--out testdata/generate/search/cases.json]
+Usage: .venv/bin/python scripts/refs/generate_search_refs.py [--out testdata/generate/search/cases.json]
 Output: one JSON file (sorted keys) with the generating command, package
 versions, the model specs and every case: generation_config.json contents of the
 scripted model, generate() kwargs, sources, and HF's sequences and scores.

@@ -5,7 +5,7 @@ Runs the real sacrebleu and rouge-score on subsamples of the shared corpora
 and on adversarial strings, and writes testdata/metrics/*.json with the inputs
 and the results, so the Go tests need neither Python nor the corpora.
 
-    /work/pyenv/bin/python scripts/refs/metrics_refs.py [--data ../shared/data] [--out testdata/metrics]
+    .venv/bin/python scripts/refs/metrics_refs.py [--data ../shared/data] [--out testdata/metrics]
 
 Deterministic: seeded perturbations, sorted keys; rerunning gives the same bytes.
 """

@@ -9,7 +9,7 @@ the PyTorch parameter names (tied weights carry the sum over their uses, as in
 PyTorch). Frozen initializers (Marian's sinusoidal positions) and buffers are
 listed without gradients.
 
-Run: /work/pyenv/bin/python scripts/refs/model_grad_refs.py
+Run: .venv/bin/python scripts/refs/model_grad_refs.py
 """
 
 import os

@@ -3,7 +3,7 @@ clipping (torch.nn.utils.clip_grad_norm_), and HF's seq2seq loss with and
 without label smoothing (transformers' LabelSmoother).
 
 Writes testdata/optim/{adamw,sgd,loss}.json.
-Run: /work/pyenv/bin/python scripts/refs/optim_ref.py
+Run: .venv/bin/python scripts/refs/optim_ref.py
 """
 
 import os

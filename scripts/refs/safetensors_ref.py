@@ -2,7 +2,7 @@
 safetensors package and testdata/safetensors/reference.json describing its
 tensors, so the Go reader/writer can be checked for byte compatibility.
 
-Run: /work/pyenv/bin/python scripts/refs/safetensors_ref.py
+Run: .venv/bin/python scripts/refs/safetensors_ref.py
 """
 
 import os

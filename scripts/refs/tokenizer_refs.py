@@ -11,7 +11,7 @@ for every SAMPLE_EVERY-th sentence): the full ids of all corpora would be 12 MB
 even gzip-compressed. The Go tests in
 tokenize/ read the same corpora and compare sentence by sentence.
 
-Usage: /work/pyenv/bin/python scripts/refs/tokenizer_refs.py [--shared ../shared/data] [--out testdata/tokenizers]
+Usage: .venv/bin/python scripts/refs/tokenizer_refs.py [--shared ../shared/data] [--out testdata/tokenizers]
 
 Output (deterministic, sorted keys):
   testdata/tokenizers/<tok>.json.gz  per corpus: count, text_sha256, "sums" (base64 of 8 bytes per

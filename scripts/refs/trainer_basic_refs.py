@@ -9,7 +9,7 @@ Writes testdata/trainer/basic_refs.json:
   - compute_steps: TrainerState.compute_steps for ratio step arguments
   - validation: the ValueError messages TrainingArguments raises for bad combinations
 
-Run: /work/pyenv/bin/python scripts/refs/trainer_basic_refs.py
+Run: .venv/bin/python scripts/refs/trainer_basic_refs.py
 """
 import json
 import math

@@ -12,7 +12,7 @@ same code after also zeroing those float attributes, and writes
 testdata/trainer/hf/<scenario>/{scenario.json,trainer_state.json}, plus one
 scenario of its own: steps_ga4_ls (label smoothing with accumulation).
 
-Run: /work/pyenv/bin/python scripts/refs/trainer_hf_refs.py [scenario ...]
+Run: .venv/bin/python scripts/refs/trainer_hf_refs.py [scenario ...]
 """
 import os
 import sys

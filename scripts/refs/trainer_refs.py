@@ -18,7 +18,7 @@ Wall-clock fields (train_runtime, eval_runtime, *_per_second) are replaced by
 null in both files so that reruns are byte-identical; everything else is
 verbatim.
 
-Run: /work/pyenv/bin/python scripts/refs/trainer_refs.py [scenario ...]
+Run: .venv/bin/python scripts/refs/trainer_refs.py [scenario ...]
 """
 
 import argparse

@@ -13,7 +13,7 @@ and the final global_step.
 
 Values are multiples of 1/64 so they are exact in float32 and float64.
 
-Run: /work/pyenv/bin/python scripts/refs/trainer_rotation_refs.py
+Run: .venv/bin/python scripts/refs/trainer_rotation_refs.py
 Writes testdata/trainer/rotation_refs.json.
 """
 import json

@@ -6,7 +6,7 @@ HF's TensorBoardCallback calls) at fixed wall times, and stores the file's
 bytes (hex) with the inputs, then reads the file back with tensorboard's
 EventAccumulator to record what TensorBoard itself sees.
 
-Run: /work/pyenv/bin/python scripts/refs/trainer_tensorboard_refs.py
+Run: .venv/bin/python scripts/refs/trainer_tensorboard_refs.py
 (needs the tensorboard package: pip install tensorboard==2.21.0)
 Writes testdata/trainer/tensorboard_refs.json.
 """
