@@ -6,6 +6,13 @@ import (
 	"strings"
 )
 
+// Optimizers (TrainingArguments.optim).
+const (
+	OptimAdamWTorch = "adamw_torch"
+	OptimAdamWHF    = "adamw_hf"
+	OptimSGD        = "sgd"
+)
+
 // HFVersion is the transformers release whose Trainer semantics this package
 // reproduces (the reference JSON files record it too).
 const HFVersion = "5.24.0"
@@ -35,12 +42,16 @@ type TrainingArguments struct {
 	PerDeviceEvalBatchSize    int     `json:"per_device_eval_batch_size"`
 	GradientAccumulationSteps int     `json:"gradient_accumulation_steps"`
 
-	LearningRate      float64            `json:"learning_rate"`
-	WeightDecay       float64            `json:"weight_decay"`
-	AdamBeta1         float64            `json:"adam_beta1"`
-	AdamBeta2         float64            `json:"adam_beta2"`
-	AdamEpsilon       float64            `json:"adam_epsilon"`
-	MaxGradNorm       float64            `json:"max_grad_norm"`
+	LearningRate float64 `json:"learning_rate"`
+	WeightDecay  float64 `json:"weight_decay"`
+	AdamBeta1    float64 `json:"adam_beta1"`
+	AdamBeta2    float64 `json:"adam_beta2"`
+	AdamEpsilon  float64 `json:"adam_epsilon"`
+	MaxGradNorm  float64 `json:"max_grad_norm"`
+	// Optim: adamw_torch (torch.optim.AdamW; adamw_torch_fused is the same
+	// update), adamw_hf (transformers' legacy AdamW, which ONNX Runtime
+	// training's adam_mode 1 computes) or sgd.
+	Optim             string             `json:"optim"`
 	LRSchedulerType   string             `json:"lr_scheduler_type"`
 	LRSchedulerKwargs map[string]float64 `json:"lr_scheduler_kwargs"`
 	// WarmupSteps >= 1 is a step count, in [0,1) a ratio of max_steps (HF v5).
@@ -104,6 +115,7 @@ func DefaultArguments() TrainingArguments {
 		AdamBeta2:                 0.999,
 		AdamEpsilon:               1e-8,
 		MaxGradNorm:               1.0,
+		Optim:                     OptimAdamWTorch,
 		LRSchedulerType:           "linear",
 		LoggingStrategy:           StrategySteps,
 		LoggingSteps:              500,
@@ -163,6 +175,11 @@ func (a *TrainingArguments) Finalize() error {
 	case StrategyNo, StrategySteps, StrategyEpoch, StrategyBest:
 	default:
 		return argErr("save_strategy", "%q is not a valid SaveStrategy (save_strategy: no, steps, epoch, best)", a.SaveStrategy)
+	}
+	switch a.Optim {
+	case OptimAdamWTorch, "adamw_torch_fused", OptimAdamWHF, OptimSGD:
+	default:
+		return argErr("optim", "%q is not a supported OptimizerNames (optim: adamw_torch, adamw_torch_fused, adamw_hf, sgd)", a.Optim)
 	}
 	switch a.LRSchedulerType {
 	case "linear", "cosine", "constant", "constant_with_warmup", "polynomial", "inverse_sqrt":

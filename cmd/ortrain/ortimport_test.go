@@ -132,6 +132,17 @@ func TestTrainImportedORTArtifacts(t *testing.T) {
 	if len(losses) != 3 || !(losses[2] < losses[0]) {
 		t.Fatalf("logged losses %v: expected three that fall", losses)
 	}
+	// By default the run continues ONNX Runtime's optimizer as it was:
+	// legacy AdamW (adam_mode 1), its epsilon, no clipping.
+	var args map[string]any
+	ab, err := os.ReadFile(filepath.Join(out, "training_args.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	json.Unmarshal(ab, &args)
+	if args["optim"] != "adamw_hf" || args["adam_epsilon"] != 1e-06 || args["max_grad_norm"] != 0.0 {
+		t.Fatalf("training args optim %v, adam_epsilon %v, max_grad_norm %v; want adamw_hf, 1e-06, 0", args["optim"], args["adam_epsilon"], args["max_grad_norm"])
+	}
 	// The optimizer continued from ONNX Runtime's step 1: 12 more steps make 13.
 	st, err := safetensors.ReadFile(filepath.Join(out, "checkpoint-12", "optimizer.safetensors"))
 	if err != nil {

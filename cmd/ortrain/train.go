@@ -14,6 +14,7 @@ import (
 	"github.com/ortrain/ortrain/ortrain/artifacts"
 	"github.com/ortrain/ortrain/ortrain/data"
 	"github.com/ortrain/ortrain/ortrain/ortengine"
+	"github.com/ortrain/ortrain/ortrain/ortimport"
 	"github.com/ortrain/ortrain/tokenize"
 )
 
@@ -119,6 +120,21 @@ func trainArguments(c *cli.Context) (ortrain.TrainingArguments, error) {
 	a := ortrain.DefaultArguments()
 	if c.Bool("demo") {
 		a = ortengine.DemoArguments("ortrain-demo")
+	}
+	// Artifacts imported from ONNX Runtime continue their optimizer as it
+	// was unless the config or flags say otherwise.
+	if dir := c.String("artifacts"); dir != "" {
+		defs, err := ortimport.TrainingDefaults(dir)
+		if err != nil {
+			return a, dataError{err}
+		}
+		for _, name := range ortrain.ArgumentNames() {
+			if v, ok := defs[name]; ok {
+				if err := a.Set(name, v); err != nil {
+					return a, dataError{fmt.Errorf("%s: %s: %w", dir, name, err)}
+				}
+			}
+		}
 	}
 	if p := c.String("config"); p != "" {
 		if err := a.LoadConfigFile(p); err != nil {

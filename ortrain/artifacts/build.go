@@ -160,7 +160,7 @@ func Build(cfg Config) (*Manifest, error) {
 	if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
 		return nil, err
 	}
-	man.Files = Files{Training: TrainingFile, Eval: EvalFile, AdamW: AdamWFile, SGD: SGDFile, Parameters: ParametersFile}
+	man.Files = Files{Training: TrainingFile, Eval: EvalFile, AdamW: AdamWFile, SGD: SGDFile, AdamWLegacy: AdamWLegacyFile, Parameters: ParametersFile}
 
 	// Eval graph: parameters in, loss and logits out.
 	eval := proto.Clone(fwd).(*onnxpb.ModelProto)
@@ -219,15 +219,19 @@ func Build(cfg Config) (*Manifest, error) {
 	if err != nil {
 		return nil, err
 	}
+	adamwLegacy, err := optim.BuildAdamWLegacy(ops)
+	if err != nil {
+		return nil, err
+	}
 	man.OptimizerOpset = optim.Opset
 	if cfg.OptimizerOpset != 0 {
 		if cfg.OptimizerOpset < 13 {
 			return nil, fmt.Errorf("--opset %d: the optimizer graphs need opset 13 or newer", cfg.OptimizerOpset)
 		}
-		onnx.SetOpset(adamw, "", cfg.OptimizerOpset)
-		onnx.SetOpset(sgd, "", cfg.OptimizerOpset)
-		adamw.IrVersion = proto.Int64(onnx.IRVersionFor(cfg.OptimizerOpset))
-		sgd.IrVersion = proto.Int64(onnx.IRVersionFor(cfg.OptimizerOpset))
+		for _, m := range []*onnxpb.ModelProto{adamw, sgd, adamwLegacy} {
+			onnx.SetOpset(m, "", cfg.OptimizerOpset)
+			m.IrVersion = proto.Int64(onnx.IRVersionFor(cfg.OptimizerOpset))
+		}
 		man.OptimizerOpset = cfg.OptimizerOpset
 	}
 
@@ -264,7 +268,7 @@ func Build(cfg Config) (*Manifest, error) {
 		}
 	}
 
-	for file, m := range map[string]*onnxpb.ModelProto{TrainingFile: train, EvalFile: eval, AdamWFile: adamw, SGDFile: sgd} {
+	for file, m := range map[string]*onnxpb.ModelProto{TrainingFile: train, EvalFile: eval, AdamWFile: adamw, SGDFile: sgd, AdamWLegacyFile: adamwLegacy} {
 		if err := onnx.Save(m, filepath.Join(cfg.Out, file), onnx.SaveOptions{}); err != nil {
 			return nil, err
 		}
@@ -729,6 +733,9 @@ func semantics() Semantics {
 			"torch.optim.AdamW single-tensor update: p *= 1-lr*wd (decay set only: HF get_decay_parameter_names), " +
 			"m = lerp(m, g, 1-beta1), v = beta2*v + (1-beta2)*g*g, p -= lr/(1-beta1^step) * m/(sqrt(v)/sqrt(1-beta2^step)+eps). " +
 			"Hyperparameters in float64 as Python, cast to float32 at the kernels; step is torch's state step after increment.",
+		AdamWLegacy: "clip as AdamW, then transformers' legacy AdamW (optim adamw_hf; ONNX Runtime training's AdamWOptimizer " +
+			"with adam_mode 1): m = beta1*m + (1-beta1)*g, v = beta2*v + (1-beta2)*g*g, " +
+			"p -= lr*sqrt(1-beta2^step)/(1-beta1^step) * m/(sqrt(v)+eps), then p -= lr*wd*p (decay set only).",
 		SGD: "clip as AdamW, then torch.optim.SGD (dampening 0, nesterov off): g += wd*p (decay set only), " +
 			"buf = momentum*buf + g (buf starts at zero, equal to torch's clone on the first step), p -= lr*buf.",
 		Dropout: "none: the forward graph has no Dropout nodes (exported in eval mode); training runs without dropout",

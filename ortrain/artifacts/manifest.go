@@ -21,6 +21,7 @@ const (
 	EvalFile            = "eval_model.onnx"
 	AdamWFile           = "optimizer_model.onnx"
 	SGDFile             = "optimizer_sgd_model.onnx"
+	AdamWLegacyFile     = "optimizer_adamw_legacy_model.onnx"
 	EncoderFile         = "encoder_model.onnx"
 	DecoderFile         = "decoder_model.onnx"
 	DecoderWithPastFile = "decoder_with_past_model.onnx"
@@ -62,10 +63,13 @@ type Source struct {
 
 // Files names the graphs and the parameter file, relative to the folder.
 type Files struct {
-	Training        string `json:"training"`
-	Eval            string `json:"eval"`
-	AdamW           string `json:"optimizer_adamw"`
-	SGD             string `json:"optimizer_sgd"`
+	Training string `json:"training"`
+	Eval     string `json:"eval"`
+	AdamW    string `json:"optimizer_adamw"`
+	SGD      string `json:"optimizer_sgd"`
+	// AdamWLegacy is transformers' legacy AdamW (optim "adamw_hf"; ONNX
+	// Runtime training's adam_mode 1); absent in folders made before it.
+	AdamWLegacy     string `json:"optimizer_adamw_legacy,omitempty"`
 	Encoder         string `json:"encoder,omitempty"`
 	Decoder         string `json:"decoder,omitempty"`
 	DecoderWithPast string `json:"decoder_with_past,omitempty"`
@@ -124,6 +128,7 @@ type Semantics struct {
 	GradientAccumulation string `json:"gradient_accumulation"`
 	AdamW                string `json:"optimizer_adamw"`
 	SGD                  string `json:"optimizer_sgd"`
+	AdamWLegacy          string `json:"optimizer_adamw_legacy"`
 	Dropout              string `json:"dropout"`
 }
 

@@ -38,7 +38,7 @@ func DefaultHyper() Hyper {
 // Options for Open.
 type Options struct {
 	Session   runtime.SessionOptions
-	Optimizer string // "adamw" (default) or "sgd"
+	Optimizer string // "adamw" (default, torch.optim.AdamW), "adamw_hf" (transformers' legacy AdamW) or "sgd"
 	// DoubleBuffer writes every updated tensor (parameters, gradient sums,
 	// optimizer state) to a second buffer and swaps, instead of updating in
 	// place: twice the memory, for runtimes that may not alias an input
@@ -120,11 +120,17 @@ func Open(dir string, env *runtime.Env, opts Options) (*Trainer, error) {
 	switch opts.Optimizer {
 	case "", "adamw":
 		t.state = []func(string) string{optim.ExpAvgName, optim.ExpAvgSqName}
+	case "adamw_hf":
+		if man.Files.AdamWLegacy == "" {
+			return nil, fmt.Errorf("%s has no legacy AdamW graph (optimizer adamw_hf): rebuild the artifacts with this ortrain", dir)
+		}
+		optFile = man.Files.AdamWLegacy
+		t.state = []func(string) string{optim.ExpAvgName, optim.ExpAvgSqName}
 	case "sgd":
 		optFile = man.Files.SGD
 		t.state = []func(string) string{optim.MomentumBufferName}
 	default:
-		return nil, fmt.Errorf("optimizer %q: want adamw or sgd", opts.Optimizer)
+		return nil, fmt.Errorf("optimizer %q: want adamw, adamw_hf or sgd", opts.Optimizer)
 	}
 	if t.train, err = env.NewSession(filepath.Join(dir, man.Files.Training), opts.Session); err != nil {
 		return nil, err
@@ -736,7 +742,14 @@ func (t *Trainer) LoadOptimizerState(path string) error {
 	if opt == "" {
 		opt = "adamw"
 	}
-	if got := f.Metadata["optimizer"]; got != opt {
+	// Both AdamW variants keep the same moments with the same meaning.
+	family := func(o string) string {
+		if o == "adamw_hf" {
+			return "adamw"
+		}
+		return o
+	}
+	if got := f.Metadata["optimizer"]; family(got) != family(opt) {
 		return fmt.Errorf("%s: optimizer state of %q, this trainer uses %q", path, got, opt)
 	}
 	step, err := strconv.ParseInt(f.Metadata["step"], 10, 64)

@@ -63,6 +63,16 @@ func (s *Session) Close() error {
 	return nil
 }
 
+// artifactsOptimizer maps TrainingArguments.optim to the artifact
+// folder's optimizer graph.
+func artifactsOptimizer(optim string) string {
+	switch optim {
+	case ortrain.OptimAdamWHF, ortrain.OptimSGD:
+		return optim
+	}
+	return "adamw" // adamw_torch and adamw_torch_fused: torch.optim.AdamW
+}
+
 func exists(p string) bool {
 	_, err := os.Stat(p)
 	return err == nil
@@ -115,7 +125,7 @@ func Prepare(ctx context.Context, env *runtime.Env, cfg Config) (*Session, error
 	}
 
 	so := runtime.SessionOptions{Device: a.Device, IntraOpThreads: a.Threads}
-	at, err := artifacts.Open(artDir, env, artifacts.Options{Session: so, Hyper: artifacts.Hyper{
+	at, err := artifacts.Open(artDir, env, artifacts.Options{Session: so, Optimizer: artifactsOptimizer(a.Optim), Hyper: artifacts.Hyper{
 		Beta1: a.AdamBeta1, Beta2: a.AdamBeta2, Eps: a.AdamEpsilon, WeightDecay: a.WeightDecay, MaxGradNorm: a.MaxGradNorm}})
 	if err != nil {
 		return nil, err

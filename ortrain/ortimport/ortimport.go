@@ -350,16 +350,49 @@ func semantics(o Optimizer, rep *Report) string {
 	switch {
 	case o.Type == "":
 		return carried + "; no optimizer model, so ortrain's torch.optim.AdamW applies with the training arguments given"
-	case o.Type == "adamw" && o.AdamMode == 0:
-		return fmt.Sprintf("%s; ONNX Runtime's AdamW adam_mode 0 is torch.optim.AdamW, which ortrain's optimizer graph computes; to keep the source's hyperparameters pass --adam_beta1 %g --adam_beta2 %g --adam_epsilon %g --weight_decay %g",
-			carried, float32(o.Beta1), float32(o.Beta2), float32(o.Epsilon), float32(o.WeightDecay))
-	case o.Type == "adamw":
-		return fmt.Sprintf("%s; the source used ONNX Runtime's AdamW adam_mode %d (transformers' legacy AdamW: epsilon added to sqrt(v) before bias correction, decay applied after the update; betas %g/%g, epsilon %g, weight decay %g for every parameter). "+
-			"The moments mean the same in both modes and carry over exactly; ortrain continues with torch.optim.AdamW (adam_mode 0, HF Trainer's optimizer and no-decay set), so its updates differ from the source's by the epsilon placement (an effective epsilon of epsilon/sqrt(1-beta2^t) in the source) and the order of decay. To keep the source's hyperparameters pass --adam_beta1 %g --adam_beta2 %g --adam_epsilon %g --weight_decay %g (HF's defaults differ: epsilon 1e-08)",
-			carried, o.AdamMode, float32(o.Beta1), float32(o.Beta2), float32(o.Epsilon), float32(o.WeightDecay),
-			float32(o.Beta1), float32(o.Beta2), float32(o.Epsilon), float32(o.WeightDecay))
+	case o.Type == "sgd":
+		return carried + "; the source used SGD: ortrain train defaults to optim sgd"
 	}
-	return carried + "; the source used SGD, and ortrain's SGD optimizer graph (torch.optim.SGD) applies"
+	name := "adamw_torch (torch.optim.AdamW)"
+	if o.AdamMode == 1 {
+		name = "adamw_hf (transformers' legacy AdamW: epsilon added to sqrt(v) before the bias correction, decay after the update)"
+	}
+	return fmt.Sprintf("%s; the source used ONNX Runtime's AdamW adam_mode %d with betas %g/%g, epsilon %g, weight decay %g, max_grad_norm %g. "+
+		"`ortrain train --artifacts` continues with the same update by default: optim %s and those hyperparameters (flags or --config override them; see %s). "+
+		"One difference remains: ONNX Runtime decays every parameter, ortrain keeps HF's no-decay set (biases and norms), which matters only with weight decay > 0",
+		carried, o.AdamMode, float32(o.Beta1), float32(o.Beta2), float32(o.Epsilon), float32(o.WeightDecay), float32(o.MaxGradNorm), name, ReportFile)
+}
+
+// TrainingDefaults returns, for an artifact folder imported from ONNX
+// Runtime, the TrainingArguments (by HF name) that continue its optimizer
+// as it was: optim, betas, epsilon, weight decay and clipping. It returns
+// nil for other folders. Callers apply them before the user's own settings.
+func TrainingDefaults(dir string) (map[string]string, error) {
+	b, err := os.ReadFile(filepath.Join(dir, ReportFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var rep Report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, ReportFile), err)
+	}
+	o := rep.Optimizer
+	f := func(v float64) string { return strconv.FormatFloat(float64(float32(v)), 'g', -1, 32) }
+	switch o.Type {
+	case "adamw":
+		optim := "adamw_torch"
+		if o.AdamMode == 1 {
+			optim = "adamw_hf"
+		}
+		return map[string]string{"optim": optim, "adam_beta1": f(o.Beta1), "adam_beta2": f(o.Beta2),
+			"adam_epsilon": f(o.Epsilon), "weight_decay": f(o.WeightDecay), "max_grad_norm": f(o.MaxGradNorm)}, nil
+	case "sgd":
+		return map[string]string{"optim": "sgd", "max_grad_norm": f(o.MaxGradNorm)}, nil
+	}
+	return nil, nil
 }
 
 func writeJSON(path string, v any) error {
