@@ -63,6 +63,20 @@ func (s *Session) Close() error {
 	return nil
 }
 
+// lossScalingFor picks HF's gradient-accumulation rule by config.json's
+// model type: the seq2seq models whose transformers 5.24 forward takes
+// **kwargs make HF's Trainer skip the 1/accumulation division
+// (ortrain.LossScalingHF); for any other model — ortrain's own demo
+// included — it divides each micro-batch loss by the micro-batches in its
+// window, as HF does for a model without loss kwargs.
+func lossScalingFor(modelType string) ortrain.LossScaling {
+	switch modelType {
+	case "t5", "mt5", "umt5", "bart", "mbart", "marian":
+		return ortrain.LossScalingHF
+	}
+	return ortrain.LossScalingMean
+}
+
 // artifactsOptimizer maps TrainingArguments.optim to the artifact
 // folder's optimizer graph.
 func artifactsOptimizer(optim string) string {
@@ -167,7 +181,7 @@ func Prepare(ctx context.Context, env *runtime.Env, cfg Config) (*Session, error
 	if a.DataSeed != nil {
 		seed = uint64(*a.DataSeed)
 	}
-	tr := &ortrain.Trainer{Args: a, Warn: cfg.Warn}
+	tr := &ortrain.Trainer{Args: a, Warn: cfg.Warn, LossScaling: lossScalingFor(man.ModelType)}
 	if a.DoTrain {
 		if cfg.TrainFile == "" {
 			return nil, errors.New("do_train needs a training file (--train_file)")
