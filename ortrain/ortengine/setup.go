@@ -35,8 +35,10 @@ type Config struct {
 	MaxSourceLength, MaxTargetLength    int
 	GroupByLength                       bool
 	RougeUseStemmer                     bool
-	Version                             string // recorded in artifacts
-	Warn                                io.Writer
+	// NoCPUArena trades step time for peak memory (runtime.SessionOptions).
+	NoCPUArena bool
+	Version    string // recorded in artifacts
+	Warn       io.Writer
 }
 
 // TrainingArgs is ortrain.TrainingArguments (an alias, to keep Config short).
@@ -138,7 +140,7 @@ func Prepare(ctx context.Context, env *runtime.Env, cfg Config) (*Session, error
 		return nil, fmt.Errorf("%s was built with label smoothing %v but label_smoothing_factor is %v; rebuild the artifacts or drop --artifacts", artDir, man.LabelSmoothing, a.LabelSmoothingFactor)
 	}
 
-	so := runtime.SessionOptions{Device: a.Device, IntraOpThreads: a.Threads}
+	so := runtime.SessionOptions{Device: a.Device, IntraOpThreads: a.Threads, NoCPUArena: cfg.NoCPUArena}
 	at, err := artifacts.Open(artDir, env, artifacts.Options{Session: so, Optimizer: artifactsOptimizer(a.Optim), Hyper: artifacts.Hyper{
 		Beta1: a.AdamBeta1, Beta2: a.AdamBeta2, Eps: a.AdamEpsilon, WeightDecay: a.WeightDecay, MaxGradNorm: a.MaxGradNorm}})
 	if err != nil {

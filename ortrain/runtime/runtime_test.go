@@ -432,3 +432,23 @@ const Base *OrtGetApiBase(void) { return &base; }
 		}
 	})
 }
+
+// Sessions without the CPU arena run the same graphs.
+func TestNoCPUArena(t *testing.T) {
+	env := openEnv(t)
+	m := model(t, []*onnxpb.NodeProto{node("Mul", []string{"a", "a"}, []string{"sq"})},
+		[]*onnxpb.ValueInfoProto{vi("a", f32, "n")}, []*onnxpb.ValueInfoProto{vi("sq", f32, "n")})
+	s, err := env.NewSessionFromBytes(m, "sq", SessionOptions{NoCPUArena: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	out, err := s.Run(map[string]*Value{"a": mustF32(t, []int64{2}, []float32{3, -4})}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out["sq"].Close()
+	if got, _ := out["sq"].Float32s(); got[0] != 9 || got[1] != 16 {
+		t.Fatalf("%v", got)
+	}
+}

@@ -28,6 +28,10 @@ type SessionOptions struct {
 	InterOpThreads int
 	// DisableOptimizations turns graph optimisations off (for debugging).
 	DisableOptimizations bool
+	// NoCPUArena allocates CPU tensors without ONNX Runtime's arena, which
+	// keeps freed blocks for reuse: less peak memory for graphs whose
+	// intermediate sizes vary, at some allocation cost.
+	NoCPUArena bool
 }
 
 // IOInfo describes a model input or output. Shape holds -1 for symbolic dims.
@@ -90,6 +94,11 @@ func (e *Env) newSession(path string, data []byte, name string, opts SessionOpti
 	if opts.InterOpThreads > 0 {
 		if err := so.SetInterOpNumThreads(opts.InterOpThreads); err != nil {
 			return nil, fmt.Errorf("setting inter-op threads: %w", err)
+		}
+	}
+	if opts.NoCPUArena {
+		if err := so.SetCpuMemArena(false); err != nil {
+			return nil, fmt.Errorf("disabling the CPU arena: %w", err)
 		}
 	}
 	if opts.DisableOptimizations {

@@ -55,7 +55,7 @@ func run(dir, batchPath string, threads, steps, warmup int, device string) error
 	defer env.Close()
 	h := artifacts.DefaultHyper()
 	h.WeightDecay = 0.01
-	tr, err := artifacts.Open(dir, env, artifacts.Options{Session: runtime.SessionOptions{Device: device, IntraOpThreads: threads, InterOpThreads: 1}, Hyper: h})
+	tr, err := artifacts.Open(dir, env, artifacts.Options{Session: runtime.SessionOptions{Device: device, IntraOpThreads: threads, InterOpThreads: 1, NoCPUArena: os.Getenv("ORTRAIN_BENCH_NO_CPU_ARENA") == "1"}, Hyper: h})
 	if err != nil {
 		return err
 	}
