@@ -30,8 +30,48 @@ const double = onnxpb.TensorProto_DOUBLE
 // schedule. Scalar arithmetic on hyperparameters is done in float64 as in
 // Python and cast to float32 where torch hands the scalar to a kernel.
 func BuildAdamW(params []Param) (*onnxpb.ModelProto, error) {
-	g := &onnxpb.GraphProto{Name: proto.String("ortrain_adamw")}
-	b := newBuilder(g, "adamw/")
+	return buildAdam("ortrain_adamw", "adamw/", params, func(b *builder, s adamScalars) adamUpdate {
+		// step_size = lr / bias_correction1; bias_correction2_sqrt = sqrt(1 - beta2**step)
+		stepSize := b.cast(b.op("Div", []string{LearningRate, s.bc1}), float)
+		bc2Sqrt := b.cast(b.op("Sqrt", []string{s.bc2}), float)
+		decayFactor := b.cast(b.op("Sub", []string{s.one, b.op("Mul", []string{LearningRate, WeightDecay})}), float)
+		oneMinusB1 := b.cast(b.op("Sub", []string{s.one, Beta1}), float)
+		beta2F := b.cast(Beta2, float)
+		oneMinusB2 := b.cast(b.op("Sub", []string{s.one, Beta2}), float)
+		epsF := b.cast(Epsilon, float)
+		return func(p Param, grad, m, v string) {
+			w := p.Name
+			if p.Decay {
+				w = b.op("Mul", []string{w, decayFactor}) // param.mul_(1 - lr*wd)
+			}
+			// exp_avg.lerp_(grad, 1-beta1) = m + (1-beta1)*(grad-m)
+			b.opTo("Add", []string{m, b.op("Mul", []string{b.op("Sub", []string{grad, m}), oneMinusB1})}, UpdatedName(m))
+			// exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1-beta2)
+			b.opTo("Add", []string{b.op("Mul", []string{v, beta2F}), b.op("Mul", []string{b.op("Mul", []string{grad, oneMinusB2}), grad})}, UpdatedName(v))
+			// denom = exp_avg_sq.sqrt() / bias_correction2_sqrt + eps
+			denom := b.op("Add", []string{b.op("Div", []string{b.op("Sqrt", []string{UpdatedName(v)}), bc2Sqrt}), epsF})
+			// param.addcdiv_(exp_avg, denom, value=-step_size)
+			b.opTo("Sub", []string{w, b.op("Div", []string{b.op("Mul", []string{UpdatedName(m), stepSize}), denom})}, UpdatedName(p.Name))
+		}
+	})
+}
+
+// adamScalars are the step-dependent scalars both AdamW variants need
+// (float64, as Python computes them).
+type adamScalars struct {
+	one, bc1, bc2 string // 1, 1 - beta1**step, 1 - beta2**step
+}
+
+// adamUpdate writes the updated parameter and moments of p from its
+// clipped gradient and moments m, v.
+type adamUpdate func(p Param, grad, m, v string)
+
+// buildAdam lays out what the AdamW variants share: the inputs, clipping,
+// the bias-correction terms, per-parameter moments and the outputs; the
+// variant supplies its update.
+func buildAdam(name, prefix string, params []Param, variant func(*builder, adamScalars) adamUpdate) (*onnxpb.ModelProto, error) {
+	g := &onnxpb.GraphProto{Name: proto.String(name)}
+	b := newBuilder(g, prefix)
 	if err := declareCommon(g, params, []string{LearningRate, Beta1, Beta2, Epsilon, WeightDecay}); err != nil {
 		return nil, err
 	}
@@ -41,35 +81,16 @@ func BuildAdamW(params []Param) (*onnxpb.ModelProto, error) {
 
 	one := b.scalarF64(1)
 	stepD := b.cast(Step, double)
-	// bias_correction1 = 1 - beta1**step; step_size = lr / bias_correction1
-	bc1 := b.op("Sub", []string{one, b.op("Pow", []string{Beta1, stepD})})
-	stepSize := b.cast(b.op("Div", []string{LearningRate, bc1}), float)
-	// bias_correction2_sqrt = sqrt(1 - beta2**step)
-	bc2Sqrt := b.cast(b.op("Sqrt", []string{b.op("Sub", []string{one, b.op("Pow", []string{Beta2, stepD})})}), float)
-	decayFactor := b.cast(b.op("Sub", []string{one, b.op("Mul", []string{LearningRate, WeightDecay})}), float)
-	oneMinusB1 := b.cast(b.op("Sub", []string{one, Beta1}), float)
-	beta2F := b.cast(Beta2, float)
-	oneMinusB2 := b.cast(b.op("Sub", []string{one, Beta2}), float)
-	epsF := b.cast(Epsilon, float)
-
+	s := adamScalars{one: one,
+		bc1: b.op("Sub", []string{one, b.op("Pow", []string{Beta1, stepD})}),
+		bc2: b.op("Sub", []string{one, b.op("Pow", []string{Beta2, stepD})})}
+	update := variant(b, s)
 	for _, p := range params {
 		m, v := ExpAvgName(p.Name), ExpAvgSqName(p.Name)
 		for _, n := range []string{m, v} {
 			g.Input = append(g.Input, valueInfo(n, float, p.Shape, nil))
 		}
-		grad := b.op("Mul", []string{GradName(p.Name), coef})
-		w := p.Name
-		if p.Decay {
-			w = b.op("Mul", []string{w, decayFactor}) // param.mul_(1 - lr*wd)
-		}
-		// exp_avg.lerp_(grad, 1-beta1) = m + (1-beta1)*(grad-m)
-		b.opTo("Add", []string{m, b.op("Mul", []string{b.op("Sub", []string{grad, m}), oneMinusB1})}, UpdatedName(m))
-		// exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1-beta2)
-		b.opTo("Add", []string{b.op("Mul", []string{v, beta2F}), b.op("Mul", []string{b.op("Mul", []string{grad, oneMinusB2}), grad})}, UpdatedName(v))
-		// denom = exp_avg_sq.sqrt() / bias_correction2_sqrt + eps
-		denom := b.op("Add", []string{b.op("Div", []string{b.op("Sqrt", []string{UpdatedName(v)}), bc2Sqrt}), epsF})
-		// param.addcdiv_(exp_avg, denom, value=-step_size)
-		b.opTo("Sub", []string{w, b.op("Div", []string{b.op("Mul", []string{UpdatedName(m), stepSize}), denom})}, UpdatedName(p.Name))
+		update(p, b.op("Mul", []string{GradName(p.Name), coef}), m, v)
 		for _, n := range []string{p.Name, m, v} {
 			g.Output = append(g.Output, valueInfo(UpdatedName(n), float, p.Shape, nil))
 		}
