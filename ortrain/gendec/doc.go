@@ -10,11 +10,15 @@
 //     parameters are graph inputs, fed the trainer's current parameter
 //     values (or the folder's model.safetensors).
 //
-// The key/value cache stays in ONNX Runtime values from one step to the next
-// and is fed back without a copy while the rows keep their order (greedy
-// search until a row finishes). Reordering rows (beam search, dropping
-// finished rows) gathers the decoder cache along the batch axis in host
-// memory; the encoder-side tensors (encoder mask, hidden states and
+// The encoder output and the key/value cache stay in ONNX Runtime values, in
+// the session's device memory (outputs bound to the device), from one step
+// to the next and are fed back without a copy; only the logits come to host
+// memory. Reordering rows (beam search, dropping finished rows) gathers the
+// decoder cache along the batch axis inside the decoder-with-past graph (a
+// Gather added in front of it; graphs with external data use the one-node
+// Gather graph below instead); the encoder-side tensors (hidden states and
 // cross-attention cache) are identical for the rows of one source and are
-// only gathered when the rows' sources change.
+// only gathered, by a one-node Gather graph on the same device, when the
+// rows' sources change. Options.HostReorder instead brings every output to
+// host memory and gathers rows in Go.
 package gendec

@@ -22,8 +22,10 @@ type Options struct {
 	// (the parameters of artifact generation graphs). The caller keeps
 	// ownership; values may live on the device.
 	Inputs map[string]*runtime.Value
-	// HostReorder reorders the KV cache in Go memory instead of inside the
-	// decoder-with-past graph (see withInGraphReorder).
+	// HostReorder reorders the KV cache in Go memory instead of inside ONNX
+	// Runtime (see withInGraphReorder): every run then brings the encoder
+	// output and the cache to host memory, and the next run copies them
+	// back to the session's device.
 	HostReorder bool
 }
 
@@ -49,6 +51,15 @@ type KV struct {
 	pastNames         []string // past inputs of decoder_with_past, sorted
 	// inGraphReorder: decoder_with_past gathers its decoder past by ortrain_beam_idx.
 	inGraphReorder bool
+	// hostOutputs brings every output to host memory and reorders rows in
+	// Go (Options.HostReorder). Otherwise the values that are only fed back
+	// into ONNX Runtime (last_hidden_state, present.*) stay in the sessions'
+	// device memory, only the logits come to the host, and rows are gathered
+	// by the gatherers' graphs, on the device.
+	hostOutputs bool
+	gatherers   map[runtime.DType]*runtime.Session
+	// traceBind, if set (tests), hears where each output of a run is bound.
+	traceBind func(graph, output string, onDevice bool)
 }
 
 // NewKV opens encoder, decoder and decoder-with-past graph files. pad fills
@@ -62,7 +73,7 @@ func NewKV(env *runtime.Env, encoder, decoder, decoderWithPast string, pad int64
 			return nil, fmt.Errorf("generation graph: %w", err)
 		}
 	}
-	d := &KV{pad: pad, inputs: opts.Inputs}
+	d := &KV{pad: pad, inputs: opts.Inputs, hostOutputs: opts.HostReorder}
 	var err error
 	closeAll := func() { d.Close() }
 	if d.enc, err = env.NewSession(encoder, opts.session()); err != nil {
@@ -84,6 +95,12 @@ func NewKV(env *runtime.Env, encoder, decoder, decoderWithPast string, pad int64
 	if err := d.mapCache(decoder, decoderWithPast); err != nil {
 		closeAll()
 		return nil, err
+	}
+	if !d.hostOutputs {
+		if d.gatherers, err = openGatherers(env, d.fedBackTypes(), opts.session()); err != nil {
+			closeAll()
+			return nil, err
+		}
 	}
 	return d, nil
 }
@@ -124,6 +141,25 @@ func (d *KV) mapCache(decoder, decoderWithPast string) error {
 	return nil
 }
 
+// fedBackTypes lists the element types of the outputs that are fed back
+// into later runs (and gathered when rows change).
+func (d *KV) fedBackTypes() []runtime.DType {
+	var out []runtime.DType
+	for _, o := range d.enc.Outputs() {
+		if o.Name == "last_hidden_state" {
+			out = append(out, o.DType)
+		}
+	}
+	for _, s := range []*runtime.Session{d.dec, d.past} {
+		for _, o := range s.Outputs() {
+			if strings.HasPrefix(o.Name, "present.") {
+				out = append(out, o.DType)
+			}
+		}
+	}
+	return out
+}
+
 // Close releases the sessions.
 func (d *KV) Close() error {
 	for _, s := range []*runtime.Session{d.enc, d.dec, d.past} {
@@ -131,19 +167,58 @@ func (d *KV) Close() error {
 			s.Close()
 		}
 	}
+	for _, s := range d.gatherers {
+		s.Close()
+	}
+	d.gatherers = nil
+	return nil
+}
+
+// run runs a session of the decoder: the host outputs come to Go, the
+// fed-back ones stay on the device unless hostOutputs.
+func (d *KV) run(s *runtime.Session, graph string, feed map[string]any, host, fedBack []string) (map[string]*runtime.Value, error) {
+	if d.hostOutputs {
+		host, fedBack = append(append([]string(nil), host...), fedBack...), nil
+	}
+	if d.traceBind != nil {
+		for _, name := range host {
+			d.traceBind(graph, name, false)
+		}
+		for _, name := range fedBack {
+			d.traceBind(graph, name, true)
+		}
+	}
+	return runValues(s, d.inputs, feed, host, fedBack)
+}
+
+// gather picks rows of a kept value: in Go memory on the host path, else
+// inside ONNX Runtime on the session's device.
+func (d *KV) gather(c *cached, rows []int) error {
+	if d.hostOutputs {
+		return c.gather(rows)
+	}
+	v, err := c.value()
+	if err != nil {
+		return err
+	}
+	g, err := gatherValue(d.gatherers, v, rows)
+	if err != nil {
+		return err
+	}
+	c.close()
+	c.host, c.val = nil, g
 	return nil
 }
 
 // Start runs the encoder over the sources.
 func (d *KV) Start(ctx context.Context, sources [][]int64) (generate.State, error) {
 	ids, mask, width := padSources(sources, d.pad)
-	hidden, shape, err := runEncoder(d.enc, d.inputs, ids, mask, len(sources), width)
+	shape := []int64{int64(len(sources)), int64(width)}
+	outs, err := d.run(d.enc, "encoder", map[string]any{"input_ids": newTensor(ids, shape), "attention_mask": newTensor(mask, shape)}, nil, []string{"last_hidden_state"})
 	if err != nil {
 		return nil, err
 	}
-	maskT := newTensor(mask, []int64{int64(len(sources)), int64(width)})
-	hiddenT := tensor[float32]{data: hidden, shape: shape}
-	s := &kvState{d: d, rows: len(sources), mask: maskT, hidden: &cached{host: &hiddenT},
+	s := &kvState{d: d, rows: len(sources), mask: newTensor(mask, shape), hidden: &cached{val: outs["last_hidden_state"]},
 		encPast: map[string]*cached{}, decPast: map[string]*cached{}, srcOf: make([]int, len(sources))}
 	for i := range s.srcOf {
 		s.srcOf[i] = i
@@ -194,9 +269,9 @@ func (s *kvState) Step(ctx context.Context, prefixes [][]int64) (generate.Logits
 		"encoder_attention_mask": s.mask,
 		"encoder_hidden_states":  s.hidden,
 	}
-	sess, mapping := s.d.dec, s.d.firstMap
+	sess, mapping, graph := s.d.dec, s.d.firstMap, "decoder"
 	if !first {
-		sess, mapping = s.d.past, s.d.pastMap
+		sess, mapping, graph = s.d.past, s.d.pastMap, "decoder_with_past"
 		for name, c := range s.encPast {
 			feed[name] = c
 		}
@@ -218,11 +293,12 @@ func (s *kvState) Step(ctx context.Context, prefixes [][]int64) (generate.Logits
 			feed[beamIndexInput] = newTensor(beam, []int64{int64(len(beam))})
 		}
 	}
-	want := []string{"logits"}
+	presents := make([]string, 0, len(mapping))
 	for present := range mapping {
-		want = append(want, present)
+		presents = append(presents, present)
 	}
-	outs, err := runValues(sess, s.d.inputs, feed, want)
+	sort.Strings(presents)
+	outs, err := s.d.run(sess, graph, feed, []string{"logits"}, presents)
 	if err != nil {
 		return generate.Logits{}, err
 	}
@@ -277,18 +353,18 @@ func (s *kvState) Reorder(rows []int) error {
 		s.pending = next
 	default:
 		for _, c := range s.decPast {
-			if err := c.gather(rows); err != nil {
+			if err := s.d.gather(c, rows); err != nil {
 				return err
 			}
 		}
 	}
 	if !sameSources {
 		s.mask = s.mask.gather(rows)
-		if err := s.hidden.gather(rows); err != nil {
+		if err := s.d.gather(s.hidden, rows); err != nil {
 			return err
 		}
 		for _, c := range s.encPast {
-			if err := c.gather(rows); err != nil {
+			if err := s.d.gather(c, rows); err != nil {
 				return err
 			}
 		}

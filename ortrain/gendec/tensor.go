@@ -57,7 +57,7 @@ func padSources(sources [][]int64, pad int64) (ids, mask []int64, width int) {
 // returns the wanted outputs as host tensors. feed values are tensor[int64],
 // tensor[float32] or *cached.
 func run(s *runtime.Session, extra map[string]*runtime.Value, feed map[string]any, want []string) (map[string]tensor[float32], error) {
-	outs, err := runValues(s, extra, feed, want)
+	outs, err := runValues(s, extra, feed, want, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -78,8 +78,11 @@ func readValue(v *runtime.Value) (tensor[float32], error) {
 	return tensor[float32]{data: data, shape: v.Shape()}, err
 }
 
-// runValues is run returning ONNX Runtime's output values (the caller closes them).
-func runValues(s *runtime.Session, extra map[string]*runtime.Value, feed map[string]any, want []string) (map[string]*runtime.Value, error) {
+// runValues is run returning ONNX Runtime's output values (the caller closes
+// them). The host outputs come to host memory, for Go to read; the onDevice
+// ones stay in the session's device memory, for outputs that are only fed
+// back into later runs (on a CPU session both are host memory).
+func runValues(s *runtime.Session, extra map[string]*runtime.Value, feed map[string]any, host, onDevice []string) (map[string]*runtime.Value, error) {
 	in := map[string]*runtime.Value{}
 	var created []*runtime.Value
 	defer func() {
@@ -115,11 +118,38 @@ func runValues(s *runtime.Session, extra map[string]*runtime.Value, feed map[str
 		created = append(created, v)
 		in[info.Name] = v
 	}
-	return s.Run(in, want)
+	if len(onDevice) == 0 {
+		return s.Run(in, host)
+	}
+	b, err := s.NewBinding()
+	if err != nil {
+		return nil, err
+	}
+	defer b.Close()
+	for name, v := range in {
+		if err := b.BindInput(name, v); err != nil {
+			return nil, err
+		}
+	}
+	for _, name := range host {
+		if err := b.BindOutputToHost(name); err != nil {
+			return nil, err
+		}
+	}
+	for _, name := range onDevice {
+		if err := b.BindOutputToDevice(name); err != nil {
+			return nil, err
+		}
+	}
+	if err := b.Run(); err != nil {
+		return nil, err
+	}
+	return b.Outputs()
 }
 
 // cached is a float tensor kept between steps, as an ONNX Runtime value
-// (fed again without a copy) and/or host data (for gathering rows).
+// (fed again without a copy) and/or host data (for gathering rows on the
+// host path, see KV.hostOutputs).
 type cached struct {
 	host *tensor[float32]
 	val  *runtime.Value
@@ -156,17 +186,6 @@ func (c *cached) close() {
 		c.val.Close()
 		c.val = nil
 	}
-}
-
-// runEncoder runs an encoder graph (input_ids, attention_mask → last_hidden_state).
-func runEncoder(s *runtime.Session, extra map[string]*runtime.Value, ids, mask []int64, rows, width int) ([]float32, []int64, error) {
-	shape := []int64{int64(rows), int64(width)}
-	outs, err := run(s, extra, map[string]any{"input_ids": newTensor(ids, shape), "attention_mask": newTensor(mask, shape)}, []string{"last_hidden_state"})
-	if err != nil {
-		return nil, nil, err
-	}
-	h := outs["last_hidden_state"]
-	return h.data, h.shape, nil
 }
 
 // lastPosition copies the logits of the last decoder position of every row.
