@@ -18,6 +18,9 @@ var (
 	ErrProviderUnavailable = errors.New("execution provider unavailable")
 	// ErrUnknownProvider: the device string names no provider we know.
 	ErrUnknownProvider = errors.New("unknown execution provider")
+	// ErrModelUnloadable: ONNX Runtime cannot parse the model file (cut
+	// short, not ONNX): the user's input, not ONNX Runtime itself.
+	ErrModelUnloadable = errors.New("model ONNX Runtime cannot load")
 	// ErrClosed: the object was used after Close.
 	ErrClosed = errors.New("runtime object used after Close")
 )
@@ -32,3 +35,9 @@ func IsRuntimeError(err error) bool {
 func wrapf(sentinel error, format string, args ...any) error {
 	return fmt.Errorf("%w: %s", sentinel, fmt.Sprintf(format, args...))
 }
+
+// modelError keeps a load error's message and tags it with ErrModelUnloadable.
+type modelError struct{ err error }
+
+func (e modelError) Error() string   { return e.err.Error() }
+func (e modelError) Unwrap() []error { return []error{e.err, ErrModelUnloadable} }
