@@ -2,6 +2,7 @@ package artifacts
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -132,8 +133,27 @@ type Semantics struct {
 	Dropout              string `json:"dropout"`
 }
 
+// ErrManifest marks a folder that is not a readable ortrain artifact folder
+// (no manifest, a malformed one, or another format version): the user's
+// input, not a failure of ortrain.
+var ErrManifest = errors.New("not a readable ortrain artifact folder")
+
+// manifestError keeps the message and tags it with ErrManifest.
+type manifestError struct{ err error }
+
+func (e manifestError) Error() string   { return e.err.Error() }
+func (e manifestError) Unwrap() []error { return []error{e.err, ErrManifest} }
+
 // ReadManifest reads dir/manifest.json and checks its format.
 func ReadManifest(dir string) (*Manifest, error) {
+	m, err := readManifest(dir)
+	if err != nil {
+		return nil, manifestError{err}
+	}
+	return m, nil
+}
+
+func readManifest(dir string) (*Manifest, error) {
 	path := filepath.Join(dir, ManifestFile)
 	b, err := os.ReadFile(path)
 	if err != nil {

@@ -3,6 +3,7 @@ package gendec
 import (
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -121,7 +122,25 @@ func (a *Artifacts) closeOwned() {
 	a.owned = nil
 }
 
+// ErrNotArtifacts marks a folder without a readable ortrain manifest: the
+// user's input, not a failure of ortrain.
+var ErrNotArtifacts = errors.New("not a readable ortrain artifact folder")
+
+// manifestError keeps the message and tags it with ErrNotArtifacts.
+type manifestError struct{ err error }
+
+func (e manifestError) Error() string   { return e.err.Error() }
+func (e manifestError) Unwrap() []error { return []error{e.err, ErrNotArtifacts} }
+
 func readArtifactManifest(dir string) (*artifactManifest, error) {
+	m, err := readManifestFile(dir)
+	if err != nil {
+		return nil, manifestError{err}
+	}
+	return m, nil
+}
+
+func readManifestFile(dir string) (*artifactManifest, error) {
 	path := filepath.Join(dir, "manifest.json")
 	b, err := os.ReadFile(path)
 	if err != nil {
