@@ -65,7 +65,7 @@ func (f Format) kind(path string) (string, error) {
 	case ".tsv", ".tab":
 		return "tsv", nil
 	}
-	return "", fmt.Errorf("%s: cannot tell the format from the extension; name it .jsonl, .csv or .tsv or set the format", path)
+	return "", fileError{fmt.Errorf("%s: cannot tell the format from the extension; name it .jsonl, .csv or .tsv or set the format", path)}
 }
 
 func (f Format) fields() (string, string) {
@@ -114,6 +114,17 @@ type RecordReader struct {
 	Skipped []*RecordError
 }
 
+// ErrFile marks a data file that cannot be used as given (missing,
+// unreadable, of unknown format, without examples): the user's to fix, unlike
+// a failure of ortrain. Bad records are *RecordError instead.
+var ErrFile = errors.New("unusable data file")
+
+// fileError keeps the message and tags it with ErrFile.
+type fileError struct{ err error }
+
+func (e fileError) Error() string   { return e.err.Error() }
+func (e fileError) Unwrap() []error { return []error{e.err, ErrFile} }
+
 // OpenRecords opens path for reading records.
 func OpenRecords(path string, format Format, skipBad bool) (*RecordReader, error) {
 	kind, err := format.kind(path)
@@ -128,7 +139,7 @@ func OpenRecords(path string, format Format, skipBad bool) (*RecordReader, error
 	}
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, err
+		return nil, fileError{err}
 	}
 	r := &RecordReader{file: path, kind: kind, format: format, skipBad: skipBad, f: f, br: bufio.NewReaderSize(f, 1<<16)}
 	if kind == "csv" {
