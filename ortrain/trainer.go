@@ -180,12 +180,12 @@ func (t *Trainer) resolveResume() (string, error) {
 			return "", err
 		}
 		if last == "" {
-			return "", fmt.Errorf("No valid checkpoint found in output directory (%s)", t.Args.OutputDir)
+			return "", argErr("resume_from_checkpoint", "No valid checkpoint found in output directory (%s)", t.Args.OutputDir)
 		}
 		return last, nil
 	}
 	if _, err := os.Stat(filepath.Join(r, TrainerStateName)); err != nil {
-		return "", fmt.Errorf("resume_from_checkpoint %s: not a checkpoint folder (no %s): %w", r, TrainerStateName, err)
+		return "", argErr("resume_from_checkpoint", "resume_from_checkpoint %s: not a checkpoint folder (no %s): %v", r, TrainerStateName, err)
 	}
 	return r, nil
 }
