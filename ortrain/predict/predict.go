@@ -3,6 +3,7 @@ package predict
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"time"
@@ -78,6 +79,12 @@ func (o Options) Validate() error {
 	}
 	if o.BatchSize < 1 {
 		return settingsErrorf("--batch-size must be at least 1, got %d", o.BatchSize)
+	}
+	if o.MaxSourceLength != nil && *o.MaxSourceLength < 0 {
+		return settingsErrorf("--max-source-length must be 0 (no limit) or positive, got %d", *o.MaxSourceLength)
+	}
+	if o.Threads < 0 {
+		return settingsErrorf("--threads must be 0 (ONNX Runtime's default) or positive, got %d", o.Threads)
 	}
 	if o.Shards < 0 || o.Shard < 0 || o.Shard >= max(o.Shards, 1) {
 		return settingsErrorf("--shard %d/%d: want i/N with 0 <= i < N (e.g. 0/4 ... 3/4)", o.Shard, o.Shards)
@@ -177,7 +184,11 @@ func openModel(env *runtime.Env, opts Options) (*gendec.Model, error) {
 	if opts.Model != "" {
 		return gendec.OpenModel(env, opts.Model, gendec.OpenOptions{Options: o, NoCache: opts.NoCache})
 	}
-	return gendec.OpenArtifactModel(env, opts.Artifacts, o)
+	m, err := gendec.OpenArtifactModel(env, opts.Artifacts, o)
+	if errors.Is(err, gendec.ErrNotArtifacts) {
+		return nil, inputError(err)
+	}
+	return m, err
 }
 
 // generationConfig layers the generation config file and the explicit
