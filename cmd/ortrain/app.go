@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 )
@@ -109,12 +110,21 @@ func exitCode(ctx context.Context, err error) int {
 	switch {
 	case errors.Is(err, context.Canceled) || ctx.Err() != nil:
 		return exitInterrupted
-	case errors.As(err, &ue):
+	case errors.As(err, &ue), isMissingRequiredFlag(err), isUnknownDevice(err):
 		return exitUsage
 	case errors.As(err, &de):
 		return exitData
 	case isRuntimeError(err):
 		return exitRuntime
+	case isUnloadableModel(err):
+		return exitData
 	}
 	return exitError
+}
+
+// isMissingRequiredFlag recognises urfave/cli's error for a missing
+// Required flag; its type is unexported, its message is stable
+// ("Required flag \"out\" not set", "Required flags \"a, b\" not set").
+func isMissingRequiredFlag(err error) bool {
+	return strings.HasPrefix(err.Error(), "Required flag")
 }

@@ -3,7 +3,7 @@ package main
 import (
 	"encoding/json"
 	"errors"
-	"os"
+	"io/fs"
 
 	"github.com/urfave/cli/v2"
 
@@ -24,7 +24,8 @@ func newInspectCommand() *cli.Command {
 			// External tensors are not read: inspecting a 10 GB model stays cheap.
 			m, err := onnx.LoadWith(path, onnx.LoadOptions{KeepExternal: true})
 			if err != nil {
-				if errors.Is(err, os.ErrNotExist) || errors.Is(err, onnx.ErrNotModel) {
+				var pe *fs.PathError // missing, a directory, unreadable: all the user's to fix
+				if errors.As(err, &pe) || errors.Is(err, onnx.ErrNotModel) {
 					return dataError{err}
 				}
 				return err

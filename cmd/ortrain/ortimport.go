@@ -7,6 +7,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/ortrain/ortrain/ortrain/artifacts"
 	"github.com/ortrain/ortrain/ortrain/ortckpt"
 	"github.com/ortrain/ortrain/ortrain/ortimport"
 	"github.com/ortrain/ortrain/ortrain/safetensors"
@@ -53,7 +54,7 @@ CheckpointState.load_checkpoint, with the parameter names and layout of the arti
 			err := ortimport.Export(ortimport.ExportOptions{Artifacts: c.String("artifacts"), Parameters: c.String("params"),
 				OptimizerState: c.String("optimizer-state"), InitialLR: float32(c.Float64("initial-lr")), Out: c.String("out")})
 			if err != nil {
-				if errors.Is(err, os.ErrNotExist) || errors.Is(err, safetensors.ErrFormat) {
+				if errors.Is(err, os.ErrNotExist) || errors.Is(err, safetensors.ErrFormat) || errors.Is(err, artifacts.ErrManifest) {
 					return dataError{err}
 				}
 				return err

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"errors"
+
 	"github.com/urfave/cli/v2"
 
 	"github.com/ortrain/ortrain/ortrain/runtime"
@@ -8,6 +10,14 @@ import (
 
 // isRuntimeError reports whether err means ONNX Runtime itself is unusable.
 func isRuntimeError(err error) bool { return runtime.IsRuntimeError(err) }
+
+// isUnknownDevice reports whether err comes from a --device value that names
+// no execution provider: a usage error.
+func isUnknownDevice(err error) bool { return errors.Is(err, runtime.ErrUnknownProvider) }
+
+// isUnloadableModel reports whether ONNX Runtime could not parse a model
+// file (cut short, not ONNX): bad input data.
+func isUnloadableModel(err error) bool { return errors.Is(err, runtime.ErrModelUnloadable) }
 
 // openRuntime loads ONNX Runtime as the global --ort-lib flag says (else
 // $ORTRAIN_ORT_LIB, else the user cache).

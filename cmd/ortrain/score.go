@@ -111,6 +111,9 @@ func runScore(c *cli.Context) error {
 	if perLine && c.String("stats-out") != "" {
 		return usagef("--stats-out writes corpus statistics; drop --sentence/--per-line")
 	}
+	if n := c.Int("workers"); n < 0 {
+		return usagef("--workers %d: must be 0 (one per CPU) or positive", n)
+	}
 	// Bad options are usage errors, reported before any file is read.
 	if err := validateScoreFlags(c, metric, perLine); err != nil {
 		return err

@@ -153,5 +153,12 @@ func parseIDs(s string) ([]int, error) {
 			ids = append(ids, id)
 		}
 	}
+	// Ids past the vocabulary decode to nothing, as in HF (models often
+	// have more logits than tokens); a negative id is never valid.
+	for _, id := range ids {
+		if id < 0 {
+			return nil, fmt.Errorf("token id %d is negative; ids start at 0", id)
+		}
+	}
 	return ids, nil
 }

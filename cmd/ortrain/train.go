@@ -200,6 +200,11 @@ func runTrain(c *cli.Context) error {
 			SourcePrefix: c.String("source_prefix"), MaxSourceLength: c.Int("max_source_length"), MaxTargetLength: c.Int("max_target_length"),
 			GroupByLength: c.Bool("group_by_length"), RougeUseStemmer: c.Bool("rouge_use_stemmer"), NoCPUArena: c.Bool("no-cpu-arena"),
 		}
+		for _, name := range []string{"max_source_length", "max_target_length"} {
+			if n := c.Int(name); n < 0 {
+				return usagef("--%s %d: must be 0 (no limit) or positive", name, n)
+			}
+		}
 		if cfg.Model == "" && cfg.Artifacts == "" {
 			return usagef("give --model DIR (or --artifacts DIR), or try --demo")
 		}
@@ -224,7 +229,7 @@ func runTrain(c *cli.Context) error {
 	sess, err := ortengine.Prepare(c.Context, env, cfg)
 	if err != nil {
 		var re *data.RecordError
-		if errors.As(err, &re) || errors.Is(err, artifacts.ErrBadModel) || isTokenizerError(err) {
+		if errors.As(err, &re) || errors.Is(err, artifacts.ErrBadModel) || errors.Is(err, artifacts.ErrManifest) || errors.Is(err, data.ErrFile) || isTokenizerError(err) {
 			return dataError{err}
 		}
 		return err
@@ -263,6 +268,10 @@ func runTrain(c *cli.Context) error {
 	}
 	res, err := tr.Run(c.Context, ortrain.RunOptions{TestData: sess.Test, Decode: sess.Decode, Out: stdout})
 	if err != nil {
+		var ae *ortrain.ArgumentError // e.g. a resume_from_checkpoint that is no checkpoint
+		if errors.As(err, &ae) {
+			return usageError{err}
+		}
 		return err
 	}
 	if st := tr.State(); st != nil && st.BestModelCheckpoint != nil {
@@ -275,5 +284,6 @@ func runTrain(c *cli.Context) error {
 
 func isTokenizerError(err error) bool {
 	var ie *tokenize.InvalidUTF8Error
-	return errors.As(err, &ie) || strings.HasPrefix(err.Error(), "tokenizer")
+	var fe *tokenize.FieldError
+	return errors.As(err, &ie) || errors.As(err, &fe) || strings.HasPrefix(err.Error(), "tokenizer")
 }
