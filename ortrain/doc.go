@@ -2,7 +2,7 @@
 // (arguments, loop, callbacks, evaluation, checkpoints, best model, resume,
 // reporting) over small interfaces for the training engine (Engine), the
 // data (TrainData, EvalData) and generation (Generator, MetricsFunc).
-// Package ortengine implements them over ONNX Runtime; tests use fakes.
+// Package ortrain/engine implements them over ONNX Runtime; tests use fakes.
 //
 // # Reference version
 //

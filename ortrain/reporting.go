@@ -10,8 +10,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ortrain/ortrain/ortrain/pyjson"
-	"github.com/ortrain/ortrain/ortrain/report"
+	"github.com/ortrain/ortrain/internal/pyjson"
+	"github.com/ortrain/ortrain/internal/report"
 )
 
 // pyG formats like Python's f"{v:.4g}".

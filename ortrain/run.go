@@ -12,7 +12,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/ortrain/ortrain/ortrain/pyjson"
+	"github.com/ortrain/ortrain/internal/pyjson"
 )
 
 // Output files of Run, as HF's example scripts name them.

@@ -7,7 +7,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/ortrain/ortrain/ortrain/pyjson"
+	"github.com/ortrain/ortrain/internal/pyjson"
 )
 
 // SaveError is a failed checkpoint write. Nothing of the new checkpoint is

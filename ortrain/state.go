@@ -7,7 +7,7 @@ import (
 	"os"
 	"strings"
 
-	"github.com/ortrain/ortrain/ortrain/pyjson"
+	"github.com/ortrain/ortrain/internal/pyjson"
 )
 
 // Metric is one logged value.

@@ -11,7 +11,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/ortrain/ortrain/ortrain/schedule"
+	"github.com/ortrain/ortrain/internal/schedule"
 )
 
 // Trainer runs HF Seq2SeqTrainer's training loop over an Engine. Fill the

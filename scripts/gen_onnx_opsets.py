@@ -1,9 +1,9 @@
-"""Generates ortrain/onnx/opsets_gen.go: for every operator of the standard
+"""Generates internal/onnx/opsets_gen.go: for every operator of the standard
 ONNX domains, the opset versions at which its definition changed (negative:
 deprecated from that version on), from the operator schemas of the installed
 onnx package.
 
-Run: .venv/bin/python scripts/gen_onnx_opsets.py && gofmt -w ortrain/onnx/opsets_gen.go
+Run: .venv/bin/python scripts/gen_onnx_opsets.py && gofmt -w internal/onnx/opsets_gen.go
 """
 
 import os

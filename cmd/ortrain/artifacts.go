@@ -8,8 +8,8 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/ortrain/ortrain/ortrain/artifacts"
-	"github.com/ortrain/ortrain/ortrain/safetensors"
+	"github.com/ortrain/ortrain/internal/artifacts"
+	"github.com/ortrain/ortrain/internal/safetensors"
 )
 
 func newArtifactsCommand() *cli.Command {

@@ -6,8 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ortrain/ortrain/internal/artifacts"
 	"github.com/ortrain/ortrain/internal/testenv"
-	"github.com/ortrain/ortrain/ortrain/artifacts"
 )
 
 func TestArtifactsCommand(t *testing.T) {

@@ -10,7 +10,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/ortrain/ortrain/ortrain/ortlib"
+	"github.com/ortrain/ortrain/internal/ortlib"
 )
 
 type envReport struct {

@@ -7,7 +7,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/ortrain/ortrain/ortrain/onnx"
+	"github.com/ortrain/ortrain/internal/onnx"
 )
 
 func newInspectCommand() *cli.Command {

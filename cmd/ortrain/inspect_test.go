@@ -9,8 +9,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ortrain/ortrain/ortrain/demo"
-	"github.com/ortrain/ortrain/ortrain/onnx"
+	"github.com/ortrain/ortrain/internal/demo"
+	"github.com/ortrain/ortrain/internal/onnx"
 )
 
 // runCLI runs the CLI in-process and returns exit code, stdout and stderr.

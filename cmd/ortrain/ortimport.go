@@ -7,10 +7,10 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/ortrain/ortrain/ortrain/artifacts"
-	"github.com/ortrain/ortrain/ortrain/ortckpt"
-	"github.com/ortrain/ortrain/ortrain/ortimport"
-	"github.com/ortrain/ortrain/ortrain/safetensors"
+	"github.com/ortrain/ortrain/internal/artifacts"
+	"github.com/ortrain/ortrain/internal/ortckpt"
+	"github.com/ortrain/ortrain/internal/ortimport"
+	"github.com/ortrain/ortrain/internal/safetensors"
 )
 
 // runImportORT is `ortrain artifacts --from-ort DIR --out DIR`.

@@ -8,9 +8,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ortrain/ortrain/internal/ortckpt"
+	"github.com/ortrain/ortrain/internal/safetensors"
 	"github.com/ortrain/ortrain/internal/testenv"
-	"github.com/ortrain/ortrain/ortrain/ortckpt"
-	"github.com/ortrain/ortrain/ortrain/safetensors"
 )
 
 func TestArtifactsFromORTAndBack(t *testing.T) {

@@ -10,7 +10,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/ortrain/ortrain/ortrain/predict"
+	"github.com/ortrain/ortrain/generate/predict"
 )
 
 const predictDescription = `Generates one prediction per input line with greedy or beam search, with

@@ -11,9 +11,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ortrain/ortrain/internal/artifacts"
 	"github.com/ortrain/ortrain/internal/testenv"
 	"github.com/ortrain/ortrain/metrics"
-	"github.com/ortrain/ortrain/ortrain/artifacts"
 )
 
 // testdata/generate/predict/hf.json comes from scripts/refs/generate_predict_refs.py:

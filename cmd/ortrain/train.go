@@ -10,11 +10,11 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/ortrain/ortrain/internal/artifacts"
+	"github.com/ortrain/ortrain/internal/data"
+	"github.com/ortrain/ortrain/internal/ortimport"
 	"github.com/ortrain/ortrain/ortrain"
-	"github.com/ortrain/ortrain/ortrain/artifacts"
-	"github.com/ortrain/ortrain/ortrain/data"
-	"github.com/ortrain/ortrain/ortrain/ortengine"
-	"github.com/ortrain/ortrain/ortrain/ortimport"
+	"github.com/ortrain/ortrain/ortrain/engine"
 	"github.com/ortrain/ortrain/tokenize"
 )
 
@@ -120,7 +120,7 @@ func newTrainCommand() *cli.Command {
 func trainArguments(c *cli.Context) (ortrain.TrainingArguments, error) {
 	a := ortrain.DefaultArguments()
 	if c.Bool("demo") {
-		a = ortengine.DemoArguments("ortrain-demo")
+		a = engine.DemoArguments("ortrain-demo")
 	}
 	// Artifacts imported from ONNX Runtime continue their optimizer as it
 	// was unless the config or flags say otherwise.
@@ -179,7 +179,7 @@ func runTrain(c *cli.Context) error {
 		return usagef("%v", err)
 	}
 	stdout, stderr := c.App.Writer, c.App.ErrWriter
-	var cfg ortengine.Config
+	var cfg engine.Config
 	if c.Bool("demo") {
 		if c.IsSet("model") || c.IsSet("train_file") {
 			return usagef("--demo brings its own model and data; drop --model/--train_file")
@@ -187,12 +187,12 @@ func runTrain(c *cli.Context) error {
 		if err := os.MkdirAll(a.OutputDir, 0o755); err != nil {
 			return err
 		}
-		if cfg, err = ortengine.DemoConfig(a.OutputDir, a); err != nil {
+		if cfg, err = engine.DemoConfig(a.OutputDir, a); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "ortrain demo: model, tokenizer and data in %s\n", filepath.Join(a.OutputDir, "model"))
 	} else {
-		cfg = ortengine.Config{
+		cfg = engine.Config{
 			Args: a, Model: c.String("model"), Artifacts: c.String("artifacts"), Tokenizer: c.String("tokenizer"),
 			TrainFile: c.String("train_file"), ValidationFile: c.String("validation_file"), TestFile: c.String("test_file"),
 			Format: data.Format{SourceLang: c.String("source_lang"), TargetLang: c.String("target_lang"),
@@ -226,7 +226,7 @@ func runTrain(c *cli.Context) error {
 		return err
 	}
 	defer env.Close()
-	sess, err := ortengine.Prepare(c.Context, env, cfg)
+	sess, err := engine.Prepare(c.Context, env, cfg)
 	if err != nil {
 		var re *data.RecordError
 		if errors.As(err, &re) || errors.Is(err, artifacts.ErrBadModel) || errors.Is(err, artifacts.ErrManifest) || errors.Is(err, data.ErrFile) || isTokenizerError(err) {

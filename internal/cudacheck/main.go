@@ -1,4 +1,4 @@
-// Command cudacheck exercises the CUDA path of ortrain/runtime on a GPU host
+// Command cudacheck exercises the CUDA path of internal/onnxrt on a GPU host
 // with the CUDA build of ONNX Runtime (scripts/check-cuda.sh runs it): a
 // session on cuda:N, parameters allocated in device memory and updated in
 // place through IoBinding for many steps, only a scalar copied to the host
@@ -16,8 +16,8 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/ortrain/ortrain/ortrain/onnx/onnxpb"
-	"github.com/ortrain/ortrain/ortrain/runtime"
+	"github.com/ortrain/ortrain/internal/onnx/onnxpb"
+	"github.com/ortrain/ortrain/internal/onnxrt"
 )
 
 func main() {
@@ -85,7 +85,7 @@ type report struct {
 }
 
 func check(lib, device string, n, steps int) (*report, error) {
-	env, err := runtime.Open(lib)
+	env, err := onnxrt.Open(lib)
 	if err != nil {
 		return nil, err
 	}
@@ -106,8 +106,8 @@ func check(lib, device string, n, steps int) (*report, error) {
 	return rep, nil
 }
 
-func timeSteps(env *runtime.Env, model []byte, dev string, n, steps int) (*run, error) {
-	s, err := env.NewSessionFromBytes(model, "step", runtime.SessionOptions{Device: dev})
+func timeSteps(env *onnxrt.Env, model []byte, dev string, n, steps int) (*run, error) {
+	s, err := env.NewSessionFromBytes(model, "step", onnxrt.SessionOptions{Device: dev})
 	if err != nil {
 		return nil, err
 	}
@@ -116,26 +116,26 @@ func timeSteps(env *runtime.Env, model []byte, dev string, n, steps int) (*run, 
 	for i := range ones {
 		ones[i] = 1
 	}
-	x, err := runtime.NewTensor([]int64{int64(n), int64(n)}, ones)
+	x, err := onnxrt.NewTensor([]int64{int64(n), int64(n)}, ones)
 	if err != nil {
 		return nil, err
 	}
 	defer x.Close()
-	decay, _ := runtime.NewTensor(nil, []float32{0.99})
+	decay, _ := onnxrt.NewTensor(nil, []float32{0.99})
 	defer decay.Close()
 	// Parameters in device memory, initialised once by a run that writes
 	// w_new = host_w * 1 into the device buffer.
-	a, err := s.Alloc(runtime.Float32, []int64{int64(n), int64(n)})
+	a, err := s.Alloc(onnxrt.Float32, []int64{int64(n), int64(n)})
 	if err != nil {
 		return nil, err
 	}
 	defer a.Close()
-	bbuf, err := s.Alloc(runtime.Float32, []int64{int64(n), int64(n)})
+	bbuf, err := s.Alloc(onnxrt.Float32, []int64{int64(n), int64(n)})
 	if err != nil {
 		return nil, err
 	}
 	defer bbuf.Close()
-	one, _ := runtime.NewTensor(nil, []float32{1})
+	one, _ := onnxrt.NewTensor(nil, []float32{1})
 	defer one.Close()
 	init, _ := s.NewBinding()
 	init.BindInput("x", x)

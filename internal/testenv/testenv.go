@@ -7,7 +7,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/ortrain/ortrain/ortrain/ortlib"
+	"github.com/ortrain/ortrain/internal/ortlib"
 )
 
 // RepoRoot walks up from the working directory to the folder holding go.mod.

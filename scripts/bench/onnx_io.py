@@ -1,10 +1,10 @@
-"""Peer timings for the Go benchmarks of ortrain/onnx (bench_test.go):
+"""Peer timings for the Go benchmarks of internal/onnx (bench_test.go):
 onnx Python's shape_inference on testdata/onnx/t5_ts17.onnx and save/load of
 a 64 MiB model (16 MatMuls with [1024,1024] float32 weights), inline and
 with external data. Prints medians of several runs.
 
 Run: .venv/bin/python scripts/bench/onnx_io.py
-Compare: go test ./ortrain/onnx -run '^$' -bench . -benchtime 10x
+Compare: go test ./internal/onnx -run '^$' -bench . -benchtime 10x
 """
 
 import os

@@ -15,8 +15,8 @@ import (
 	"sort"
 	"time"
 
-	"github.com/ortrain/ortrain/ortrain/artifacts"
-	"github.com/ortrain/ortrain/ortrain/runtime"
+	"github.com/ortrain/ortrain/internal/artifacts"
+	"github.com/ortrain/ortrain/internal/onnxrt"
 )
 
 func main() {
@@ -48,14 +48,14 @@ func run(dir, batchPath string, threads, steps, warmup int, device string) error
 	batch := artifacts.Batch{Rows: raw["input_ids"].Shape[0], SourceLen: raw["input_ids"].Shape[1], TargetLen: raw["labels"].Shape[1],
 		InputIDs: raw["input_ids"].Data, AttentionMask: raw["attention_mask"].Data, DecoderInputIDs: raw["decoder_input_ids"].Data,
 		DecoderAttentionMask: raw["decoder_attention_mask"].Data, Labels: raw["labels"].Data}
-	env, err := runtime.Open("")
+	env, err := onnxrt.Open("")
 	if err != nil {
 		return err
 	}
 	defer env.Close()
 	h := artifacts.DefaultHyper()
 	h.WeightDecay = 0.01
-	tr, err := artifacts.Open(dir, env, artifacts.Options{Session: runtime.SessionOptions{Device: device, IntraOpThreads: threads, InterOpThreads: 1, NoCPUArena: os.Getenv("ORTRAIN_BENCH_NO_CPU_ARENA") == "1"}, Hyper: h})
+	tr, err := artifacts.Open(dir, env, artifacts.Options{Session: onnxrt.SessionOptions{Device: device, IntraOpThreads: threads, InterOpThreads: 1, NoCPUArena: os.Getenv("ORTRAIN_BENCH_NO_CPU_ARENA") == "1"}, Hyper: h})
 	if err != nil {
 		return err
 	}

@@ -5,7 +5,7 @@ Loads each fixture with transformers (config.json + model.safetensors, its own
 generation_config.json), generates from batches of source token ids (batch 1,
 and batch 8 with unequal lengths, right-padded with the pad id and an
 attention mask as a tokenizer would) under several generation options, and
-records the sequences (and beam scores). ortrain/gendec's tests run the same
+records the sequences (and beam scores). generate/ortdecoder's tests run the same
 sources through the ONNX graphs (KV cache and recompute) and compare token for
 token.
 

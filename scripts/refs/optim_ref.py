@@ -1,4 +1,4 @@
-"""References for ortrain/optim: torch.optim.AdamW / SGD after HF-style
+"""References for internal/optim: torch.optim.AdamW / SGD after HF-style
 clipping (torch.nn.utils.clip_grad_norm_), and HF's seq2seq loss with and
 without label smoothing (transformers' LabelSmoother).
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""TensorBoard event-file reference for ortrain/report (issue 8).
+"""TensorBoard event-file reference for internal/report (issue 8).
 
 Writes scalars with torch.utils.tensorboard.SummaryWriter.add_scalar (what
 HF's TensorBoardCallback calls) at fixed wall times, and stores the file's

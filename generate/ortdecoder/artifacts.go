@@ -1,0 +1,214 @@
+package ortdecoder
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+
+	"github.com/ortrain/ortrain/internal/onnxrt"
+	"github.com/ortrain/ortrain/internal/safetensors"
+)
+
+// artifactManifest is the part of an ortrain artifact folder's manifest.json
+// that generation needs (the full schema lives in internal/artifacts).
+type artifactManifest struct {
+	Format string `json:"format"`
+	Files  struct {
+		Encoder         string `json:"encoder"`
+		Decoder         string `json:"decoder"`
+		DecoderWithPast string `json:"decoder_with_past"`
+		Parameters      string `json:"parameters"`
+	} `json:"files"`
+	Parameters []struct {
+		Name       string  `json:"name"`
+		Shape      []int64 `json:"shape"`
+		DType      string  `json:"dtype"`
+		Transposed bool    `json:"transposed"`
+	} `json:"parameters"`
+	Generation []struct {
+		Role       string   `json:"role"`
+		Parameters []string `json:"parameters"`
+	} `json:"generation"`
+	SpecialTokens map[string]int64 `json:"special_tokens"`
+}
+
+// Artifacts is a KV decoder over an artifact folder's generation graphs,
+// whose parameters are graph inputs. The parameter values are bound at every
+// run, so a trainer whose optimizer updates them in place keeps one
+// Artifacts for the whole training run; SetParameters swaps in other values.
+type Artifacts struct {
+	*KV
+	owned  []*onnxrt.Value   // parameter values loaded here, closed by Close
+	needed map[string]string // parameter name → role of a graph that takes it
+	dir    string
+}
+
+// OpenArtifacts opens the generation graphs of the ortrain artifact folder
+// dir. params feeds the parameters by name (the trainer's current values,
+// in the graphs' layout, on any device); nil loads the folder's initial
+// parameters (model.safetensors, transposed back where the graphs hold the
+// transpose). opts.Inputs is ignored.
+func OpenArtifacts(env *onnxrt.Env, dir string, params map[string]*onnxrt.Value, opts Options) (*Artifacts, error) {
+	man, err := readArtifactManifest(dir)
+	if err != nil {
+		return nil, err
+	}
+	if man.Files.Encoder == "" || man.Files.Decoder == "" || man.Files.DecoderWithPast == "" {
+		return nil, fmt.Errorf("%s: the artifacts have no encoder / decoder / decoder_with_past generation graphs; rebuild them from an export with past key values (Optimum layout)", dir)
+	}
+	a := &Artifacts{needed: map[string]string{}, dir: dir}
+	for _, g := range man.Generation {
+		for _, name := range g.Parameters {
+			a.needed[name] = g.Role
+		}
+	}
+	if params == nil {
+		if a.owned, params, err = loadArtifactParams(dir, man); err != nil {
+			return nil, err
+		}
+	}
+	if err := a.check(params); err != nil {
+		a.closeOwned()
+		return nil, err
+	}
+	pad := int64(0)
+	if p, ok := man.SpecialTokens["pad_token_id"]; ok {
+		pad = p
+	}
+	opts.Inputs = params
+	a.KV, err = NewKV(env, filepath.Join(dir, man.Files.Encoder), filepath.Join(dir, man.Files.Decoder), filepath.Join(dir, man.Files.DecoderWithPast), pad, opts)
+	if err != nil {
+		a.closeOwned()
+		return nil, err
+	}
+	return a, nil
+}
+
+func (a *Artifacts) check(params map[string]*onnxrt.Value) error {
+	for name, role := range a.needed {
+		if params[name] == nil {
+			return fmt.Errorf("%s: the %s graph takes parameter %q, which was not provided", a.dir, role, name)
+		}
+	}
+	return nil
+}
+
+// SetParameters makes later decoding read these parameter values (the
+// caller keeps ownership). States already started keep their cache.
+func (a *Artifacts) SetParameters(params map[string]*onnxrt.Value) error {
+	if err := a.check(params); err != nil {
+		return err
+	}
+	a.closeOwned()
+	a.KV.inputs = params
+	return nil
+}
+
+// Close releases the sessions and the parameters loaded from the folder.
+func (a *Artifacts) Close() error {
+	a.KV.Close()
+	a.closeOwned()
+	return nil
+}
+
+func (a *Artifacts) closeOwned() {
+	for _, v := range a.owned {
+		v.Close()
+	}
+	a.owned = nil
+}
+
+// ErrNotArtifacts marks a folder without a readable ortrain manifest: the
+// user's input, not a failure of ortrain.
+var ErrNotArtifacts = errors.New("not a readable ortrain artifact folder")
+
+// manifestError keeps the message and tags it with ErrNotArtifacts.
+type manifestError struct{ err error }
+
+func (e manifestError) Error() string   { return e.err.Error() }
+func (e manifestError) Unwrap() []error { return []error{e.err, ErrNotArtifacts} }
+
+func readArtifactManifest(dir string) (*artifactManifest, error) {
+	m, err := readManifestFile(dir)
+	if err != nil {
+		return nil, manifestError{err}
+	}
+	return m, nil
+}
+
+func readManifestFile(dir string) (*artifactManifest, error) {
+	path := filepath.Join(dir, "manifest.json")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading the artifact manifest: %w (is %s an ortrain artifact folder?)", err, dir)
+	}
+	var m artifactManifest
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("%s: not a valid manifest: %v", path, err)
+	}
+	if m.Format != "ortrain-artifacts" {
+		return nil, fmt.Errorf("%s: format %q is not \"ortrain-artifacts\"", path, m.Format)
+	}
+	return &m, nil
+}
+
+// loadArtifactParams reads the initial parameters into host values, in the
+// graphs' layout.
+func loadArtifactParams(dir string, man *artifactManifest) ([]*onnxrt.Value, map[string]*onnxrt.Value, error) {
+	file := man.Files.Parameters
+	if file == "" {
+		file = "model.safetensors"
+	}
+	st, err := safetensors.ReadFile(filepath.Join(dir, file))
+	if err != nil {
+		return nil, nil, err
+	}
+	var owned []*onnxrt.Value
+	params := map[string]*onnxrt.Value{}
+	fail := func(err error) ([]*onnxrt.Value, map[string]*onnxrt.Value, error) {
+		for _, v := range owned {
+			v.Close()
+		}
+		return nil, nil, err
+	}
+	for _, p := range man.Parameters {
+		t, ok := st.Tensors[p.Name]
+		if !ok {
+			continue // frozen constants stay in the graphs
+		}
+		if t.DType != safetensors.Float32 {
+			return fail(fmt.Errorf("%s: parameter %q is %s; only float32 parameters are supported", file, p.Name, t.DType))
+		}
+		data := make([]float32, len(t.Data)/4)
+		for i := range data {
+			data[i] = math.Float32frombits(binary.LittleEndian.Uint32(t.Data[4*i:]))
+		}
+		if p.Transposed {
+			if len(t.Shape) != 2 {
+				return fail(fmt.Errorf("%s: parameter %q is marked transposed but has shape %v", file, p.Name, t.Shape))
+			}
+			data = transpose(data, int(t.Shape[0]), int(t.Shape[1]))
+		}
+		v, err := onnxrt.NewTensor(p.Shape, data)
+		if err != nil {
+			return fail(fmt.Errorf("parameter %q: %w", p.Name, err))
+		}
+		owned = append(owned, v)
+		params[p.Name] = v
+	}
+	return owned, params, nil
+}
+
+func transpose(data []float32, rows, cols int) []float32 {
+	out := make([]float32, len(data))
+	for r := range rows {
+		for c := range cols {
+			out[c*rows+r] = data[r*cols+c]
+		}
+	}
+	return out
+}

@@ -1,0 +1,390 @@
+package ortdecoder
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/ortrain/ortrain/generate"
+	"github.com/ortrain/ortrain/internal/onnxrt"
+)
+
+// Options configure the sessions of a decoder.
+type Options struct {
+	// Device is "cpu", "cuda" or "cuda:N".
+	Device         string
+	IntraOpThreads int
+	// Inputs are fed to every run of every graph that declares them by name
+	// (the parameters of artifact generation graphs). The caller keeps
+	// ownership; values may live on the device.
+	Inputs map[string]*onnxrt.Value
+	// HostReorder reorders the KV cache in Go memory instead of inside ONNX
+	// Runtime (see withInGraphReorder): every run then brings the encoder
+	// output and the cache to host memory, and the next run copies them
+	// back to the session's device.
+	HostReorder bool
+}
+
+func (o Options) session() onnxrt.SessionOptions {
+	return onnxrt.SessionOptions{Device: o.Device, IntraOpThreads: o.IntraOpThreads}
+}
+
+// Files of Optimum's encoder-decoder layout.
+const (
+	EncoderFile         = "encoder_model.onnx"
+	DecoderFile         = "decoder_model.onnx"
+	DecoderWithPastFile = "decoder_with_past_model.onnx"
+	FullModelFile       = "model.onnx"
+)
+
+// KV decodes with a key/value cache over Optimum's three graphs.
+type KV struct {
+	enc, dec, past *onnxrt.Session
+	pad            int64
+	inputs         map[string]*onnxrt.Value
+	// present output name → past input name, for the first step and later ones
+	firstMap, pastMap map[string]string
+	pastNames         []string // past inputs of decoder_with_past, sorted
+	// inGraphReorder: decoder_with_past gathers its decoder past by ortrain_beam_idx.
+	inGraphReorder bool
+	// hostOutputs brings every output to host memory and reorders rows in
+	// Go (Options.HostReorder). Otherwise the values that are only fed back
+	// into ONNX Runtime (last_hidden_state, present.*) stay in the sessions'
+	// device memory, only the logits come to the host, and rows are gathered
+	// by the gatherers' graphs, on the device.
+	hostOutputs bool
+	gatherers   map[onnxrt.DType]*onnxrt.Session
+	// traceBind, if set (tests), hears where each output of a run is bound.
+	traceBind func(graph, output string, onDevice bool)
+}
+
+// NewKV opens encoder, decoder and decoder-with-past graph files. pad fills
+// the encoder inputs beyond each source's length (masked out).
+func NewKV(env *onnxrt.Env, encoder, decoder, decoderWithPast string, pad int64, opts Options) (*KV, error) {
+	for _, p := range []string{encoder, decoder, decoderWithPast} {
+		if _, err := os.Stat(p); err != nil {
+			if errors.Is(err, os.ErrNotExist) && p == decoderWithPast {
+				return nil, fmt.Errorf("KV-cache decoding needs %s, which does not exist: export the model with past key values (Optimum: --task text2text-generation-with-past) or decode without the cache", p)
+			}
+			return nil, fmt.Errorf("generation graph: %w", err)
+		}
+	}
+	d := &KV{pad: pad, inputs: opts.Inputs, hostOutputs: opts.HostReorder}
+	var err error
+	closeAll := func() { d.Close() }
+	if d.enc, err = env.NewSession(encoder, opts.session()); err != nil {
+		return nil, err
+	}
+	if d.dec, err = env.NewSession(decoder, opts.session()); err != nil {
+		closeAll()
+		return nil, err
+	}
+	if opts.HostReorder {
+		d.past, err = env.NewSession(decoderWithPast, opts.session())
+	} else {
+		d.past, d.inGraphReorder, err = openDecoderWithPast(env, decoderWithPast, opts.session())
+	}
+	if err != nil {
+		closeAll()
+		return nil, err
+	}
+	if err := d.mapCache(decoder, decoderWithPast); err != nil {
+		closeAll()
+		return nil, err
+	}
+	if !d.hostOutputs {
+		if d.gatherers, err = openGatherers(env, d.fedBackTypes(), opts.session()); err != nil {
+			closeAll()
+			return nil, err
+		}
+	}
+	return d, nil
+}
+
+// OpenKV opens Optimum's layout in dir.
+func OpenKV(env *onnxrt.Env, dir string, pad int64, opts Options) (*KV, error) {
+	return NewKV(env, filepath.Join(dir, EncoderFile), filepath.Join(dir, DecoderFile), filepath.Join(dir, DecoderWithPastFile), pad, opts)
+}
+
+// mapCache pairs present.* outputs with past_key_values.* inputs.
+func (d *KV) mapCache(decoder, decoderWithPast string) error {
+	pastIn := map[string]bool{}
+	for _, in := range d.past.Inputs() {
+		if strings.HasPrefix(in.Name, "past_key_values.") {
+			pastIn[in.Name] = true
+			d.pastNames = append(d.pastNames, in.Name)
+		}
+	}
+	sort.Strings(d.pastNames)
+	if len(pastIn) == 0 {
+		return fmt.Errorf("%s has no past_key_values.* inputs: it is not a decoder-with-past graph", decoderWithPast)
+	}
+	toPast := func(present string) string { return "past_key_values." + strings.TrimPrefix(present, "present.") }
+	d.firstMap, d.pastMap = map[string]string{}, map[string]string{}
+	for _, out := range d.dec.Outputs() {
+		if strings.HasPrefix(out.Name, "present.") && pastIn[toPast(out.Name)] {
+			d.firstMap[out.Name] = toPast(out.Name)
+		}
+	}
+	for _, out := range d.past.Outputs() {
+		if strings.HasPrefix(out.Name, "present.") && pastIn[toPast(out.Name)] {
+			d.pastMap[out.Name] = toPast(out.Name)
+		}
+	}
+	if len(d.firstMap) != len(pastIn) {
+		return fmt.Errorf("%s provides %d of the %d past key/value tensors %s needs (present.* outputs): export the decoder with use_cache=True, or decode without the cache", decoder, len(d.firstMap), len(pastIn), decoderWithPast)
+	}
+	return nil
+}
+
+// fedBackTypes lists the element types of the outputs that are fed back
+// into later runs (and gathered when rows change).
+func (d *KV) fedBackTypes() []onnxrt.DType {
+	var out []onnxrt.DType
+	for _, o := range d.enc.Outputs() {
+		if o.Name == "last_hidden_state" {
+			out = append(out, o.DType)
+		}
+	}
+	for _, s := range []*onnxrt.Session{d.dec, d.past} {
+		for _, o := range s.Outputs() {
+			if strings.HasPrefix(o.Name, "present.") {
+				out = append(out, o.DType)
+			}
+		}
+	}
+	return out
+}
+
+// Close releases the sessions.
+func (d *KV) Close() error {
+	for _, s := range []*onnxrt.Session{d.enc, d.dec, d.past} {
+		if s != nil {
+			s.Close()
+		}
+	}
+	for _, s := range d.gatherers {
+		s.Close()
+	}
+	d.gatherers = nil
+	return nil
+}
+
+// run runs a session of the decoder: the host outputs come to Go, the
+// fed-back ones stay on the device unless hostOutputs.
+func (d *KV) run(s *onnxrt.Session, graph string, feed map[string]any, host, fedBack []string) (map[string]*onnxrt.Value, error) {
+	if d.hostOutputs {
+		host, fedBack = append(append([]string(nil), host...), fedBack...), nil
+	}
+	if d.traceBind != nil {
+		for _, name := range host {
+			d.traceBind(graph, name, false)
+		}
+		for _, name := range fedBack {
+			d.traceBind(graph, name, true)
+		}
+	}
+	return runValues(s, d.inputs, feed, host, fedBack)
+}
+
+// gather picks rows of a kept value: in Go memory on the host path, else
+// inside ONNX Runtime on the session's device.
+func (d *KV) gather(c *cached, rows []int) error {
+	if d.hostOutputs {
+		return c.gather(rows)
+	}
+	v, err := c.value()
+	if err != nil {
+		return err
+	}
+	g, err := gatherValue(d.gatherers, v, rows)
+	if err != nil {
+		return err
+	}
+	c.close()
+	c.host, c.val = nil, g
+	return nil
+}
+
+// Start runs the encoder over the sources.
+func (d *KV) Start(ctx context.Context, sources [][]int64) (generate.State, error) {
+	ids, mask, width := padSources(sources, d.pad)
+	shape := []int64{int64(len(sources)), int64(width)}
+	outs, err := d.run(d.enc, "encoder", map[string]any{"input_ids": newTensor(ids, shape), "attention_mask": newTensor(mask, shape)}, nil, []string{"last_hidden_state"})
+	if err != nil {
+		return nil, err
+	}
+	s := &kvState{d: d, rows: len(sources), mask: newTensor(mask, shape), hidden: &cached{val: outs["last_hidden_state"]},
+		encPast: map[string]*cached{}, decPast: map[string]*cached{}, srcOf: make([]int, len(sources))}
+	for i := range s.srcOf {
+		s.srcOf[i] = i
+	}
+	return s, nil
+}
+
+// kvState keeps, per row, the encoder outputs and the key/value cache. Rows
+// of the same source share identical encoder-side tensors, so those are
+// only gathered when the rows' sources change (beam expansion, dropped
+// items), not when beams are reordered within a source.
+type kvState struct {
+	d       *KV
+	rows    int
+	srcOf   []int // source of each row
+	mask    tensor[int64]
+	hidden  *cached
+	encPast map[string]*cached // past_key_values.*.encoder.* (fixed per source)
+	decPast map[string]*cached // the rest of the cache, reordered every step
+	seen    int                // decoder positions in the cache
+	// pending is the reorder the next decoder-with-past run applies to the
+	// decoder cache in-graph (nil: none); decPast keeps the previous rows.
+	pending []int
+	logits  []float32
+}
+
+func isEncoderPast(name string) bool { return strings.Contains(name, ".encoder.") }
+
+func (s *kvState) Step(ctx context.Context, prefixes [][]int64) (generate.Logits, error) {
+	if len(prefixes) != s.rows {
+		return generate.Logits{}, fmt.Errorf("decoder step over %d prefixes, state has %d rows", len(prefixes), s.rows)
+	}
+	length := len(prefixes[0])
+	first := s.seen == 0
+	if !first && length <= s.seen {
+		return generate.Logits{}, fmt.Errorf("decoder prefix of %d tokens, cache already holds %d", length, s.seen)
+	}
+	from := s.seen
+	ids := make([]int64, 0, s.rows*(length-from))
+	for _, p := range prefixes {
+		if len(p) != length {
+			return generate.Logits{}, errors.New("decoder prefixes of unequal length")
+		}
+		ids = append(ids, p[from:]...)
+	}
+	feed := map[string]any{
+		"input_ids":              newTensor(ids, []int64{int64(s.rows), int64(length - from)}),
+		"encoder_attention_mask": s.mask,
+		"encoder_hidden_states":  s.hidden,
+	}
+	sess, mapping, graph := s.d.dec, s.d.firstMap, "decoder"
+	if !first {
+		sess, mapping, graph = s.d.past, s.d.pastMap, "decoder_with_past"
+		for name, c := range s.encPast {
+			feed[name] = c
+		}
+		for name, c := range s.decPast {
+			feed[name] = c
+		}
+		if s.d.inGraphReorder {
+			idx := s.pending
+			if idx == nil {
+				idx = make([]int, s.rows)
+				for i := range idx {
+					idx[i] = i
+				}
+			}
+			beam := make([]int64, len(idx))
+			for i, r := range idx {
+				beam[i] = int64(r)
+			}
+			feed[beamIndexInput] = newTensor(beam, []int64{int64(len(beam))})
+		}
+	}
+	presents := make([]string, 0, len(mapping))
+	for present := range mapping {
+		presents = append(presents, present)
+	}
+	sort.Strings(presents)
+	outs, err := s.d.run(sess, graph, feed, []string{"logits"}, presents)
+	if err != nil {
+		return generate.Logits{}, err
+	}
+	logits, err := readValue(outs["logits"])
+	outs["logits"].Close()
+	for present, pastName := range mapping {
+		dst := s.decPast
+		if isEncoderPast(pastName) {
+			dst = s.encPast
+		}
+		if old := dst[pastName]; old != nil {
+			old.close()
+		}
+		dst[pastName] = &cached{val: outs[present]}
+	}
+	if err != nil {
+		return generate.Logits{}, err
+	}
+	s.seen = length
+	if !first {
+		s.pending = nil
+	}
+	return lastPosition(logits, s.rows, &s.logits)
+}
+
+func (s *kvState) Reorder(rows []int) error {
+	srcOf := make([]int, len(rows))
+	sameSources := len(rows) == s.rows
+	identity := sameSources
+	for i, r := range rows {
+		if r < 0 || r >= s.rows {
+			return fmt.Errorf("reorder: row %d of %d", r, s.rows)
+		}
+		srcOf[i] = s.srcOf[r]
+		sameSources = sameSources && srcOf[i] == s.srcOf[i]
+		identity = identity && r == i
+	}
+	if identity {
+		return nil
+	}
+	switch {
+	case s.d.inGraphReorder && len(s.decPast) > 0:
+		// compose with a reorder still pending: new row i continues physical row pending[rows[i]]
+		next := make([]int, len(rows))
+		for i, r := range rows {
+			if s.pending != nil {
+				next[i] = s.pending[r]
+			} else {
+				next[i] = r
+			}
+		}
+		s.pending = next
+	default:
+		for _, c := range s.decPast {
+			if err := s.d.gather(c, rows); err != nil {
+				return err
+			}
+		}
+	}
+	if !sameSources {
+		s.mask = s.mask.gather(rows)
+		if err := s.d.gather(s.hidden, rows); err != nil {
+			return err
+		}
+		for _, c := range s.encPast {
+			if err := s.d.gather(c, rows); err != nil {
+				return err
+			}
+		}
+	}
+	s.srcOf, s.rows = srcOf, len(rows)
+	return nil
+}
+
+// Close releases the values the state holds.
+func (s *kvState) Close() error {
+	s.hidden.close()
+	for _, m := range []map[string]*cached{s.encPast, s.decPast} {
+		for _, c := range m {
+			c.close()
+		}
+	}
+	return nil
+}
+
+// SetInputs replaces Options.Inputs for later runs (the caller keeps
+// ownership): a trainer that swaps its parameter buffers points the decoder
+// at the current ones without reopening the sessions.
+func (d *KV) SetInputs(inputs map[string]*onnxrt.Value) { d.inputs = inputs }

@@ -1,0 +1,105 @@
+package ortdecoder
+
+import (
+	"fmt"
+	"os"
+	"strings"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/ortrain/ortrain/internal/onnx/onnxpb"
+	"github.com/ortrain/ortrain/internal/onnxrt"
+)
+
+// beamIndexInput is the input that withInGraphReorder adds to a
+// decoder-with-past graph: the row of the past that each new row continues.
+const beamIndexInput = "ortrain_beam_idx"
+
+// withInGraphReorder rewrites a decoder-with-past graph so that it gathers
+// its decoder past_key_values inputs along the batch axis by
+// ortrain_beam_idx before use: beam search then feeds the previous step's
+// present values back as they are, and the reordering (HF's cache
+// reorder_cache) happens inside ONNX Runtime, on its device, with no copy
+// through Go. Graphs with external data are left alone (ok false), since a
+// session made from bytes could not find their data files.
+func withInGraphReorder(path string) (model []byte, ok bool, err error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, false, err
+	}
+	var m onnxpb.ModelProto
+	if err := proto.Unmarshal(data, &m); err != nil {
+		return nil, false, fmt.Errorf("%s: not an ONNX model: %w", path, err)
+	}
+	g := m.Graph
+	for _, t := range g.Initializer {
+		if t.GetDataLocation() == onnxpb.TensorProto_EXTERNAL {
+			return nil, false, nil
+		}
+	}
+	var gathers []*onnxpb.NodeProto
+	renamed := map[string]string{}
+	for _, in := range g.Input {
+		name := in.GetName()
+		if name == beamIndexInput {
+			return nil, false, nil
+		}
+		if !strings.HasPrefix(name, "past_key_values.") || isEncoderPast(name) {
+			continue
+		}
+		out := name + ".reordered"
+		renamed[name] = out
+		gathers = append(gathers, &onnxpb.NodeProto{
+			Name: proto.String("ortrain_reorder_" + name), OpType: proto.String("Gather"),
+			Input: []string{name, beamIndexInput}, Output: []string{out},
+			Attribute: []*onnxpb.AttributeProto{{Name: proto.String("axis"), Type: onnxpb.AttributeProto_INT.Enum(), I: proto.Int64(0)}},
+		})
+	}
+	if len(gathers) == 0 {
+		return nil, false, nil
+	}
+	renameUses(g, renamed)
+	g.Node = append(gathers, g.Node...)
+	g.Input = append(g.Input, &onnxpb.ValueInfoProto{Name: proto.String(beamIndexInput), Type: &onnxpb.TypeProto{
+		Value: &onnxpb.TypeProto_TensorType{TensorType: &onnxpb.TypeProto_Tensor{
+			ElemType: proto.Int32(int32(onnxpb.TensorProto_INT64)),
+			Shape: &onnxpb.TensorShapeProto{Dim: []*onnxpb.TensorShapeProto_Dimension{
+				{Value: &onnxpb.TensorShapeProto_Dimension_DimParam{DimParam: "batch_size"}}}},
+		}}}})
+	out, err := proto.Marshal(&m)
+	return out, err == nil, err
+}
+
+// renameUses makes nodes (and subgraphs) read renamed values.
+func renameUses(g *onnxpb.GraphProto, renamed map[string]string) {
+	for _, n := range g.Node {
+		for i, in := range n.Input {
+			if to, ok := renamed[in]; ok {
+				n.Input[i] = to
+			}
+		}
+		for _, a := range n.Attribute {
+			if a.G != nil {
+				renameUses(a.G, renamed)
+			}
+			for _, sg := range a.Graphs {
+				renameUses(sg, renamed)
+			}
+		}
+	}
+}
+
+// openDecoderWithPast opens the decoder-with-past graph, with the in-graph
+// reorder where the graph allows it.
+func openDecoderWithPast(env *onnxrt.Env, path string, opts onnxrt.SessionOptions) (*onnxrt.Session, bool, error) {
+	model, ok, err := withInGraphReorder(path)
+	if err != nil {
+		return nil, false, err
+	}
+	if !ok {
+		s, err := env.NewSession(path, opts)
+		return s, false, err
+	}
+	s, err := env.NewSessionFromBytes(model, path, opts)
+	return s, true, err
+}

@@ -1,0 +1,56 @@
+package onnxrt
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// Device names where a session runs and where a value's memory is.
+type Device struct {
+	Kind string // "cpu" or "cuda"
+	ID   int
+}
+
+// CPU is host memory and the CPU execution provider.
+var CPU = Device{Kind: "cpu"}
+
+func (d Device) String() string {
+	if d.Kind == "cpu" || d.Kind == "" {
+		return "cpu"
+	}
+	return fmt.Sprintf("%s:%d", d.Kind, d.ID)
+}
+
+// ParseDevice reads "cpu", "cuda" or "cuda:N".
+func ParseDevice(s string) (Device, error) {
+	s = strings.TrimSpace(strings.ToLower(s))
+	switch {
+	case s == "" || s == "cpu":
+		return CPU, nil
+	case s == "cuda" || s == "gpu":
+		return Device{Kind: "cuda"}, nil
+	case strings.HasPrefix(s, "cuda:"):
+		id, err := strconv.Atoi(s[len("cuda:"):])
+		if err != nil || id < 0 {
+			return Device{}, fmt.Errorf("%w: %q: the device number after cuda: must be a non-negative integer", ErrUnknownProvider, s)
+		}
+		return Device{Kind: "cuda", ID: id}, nil
+	}
+	return Device{}, fmt.Errorf("%w: %q (use cpu, cuda or cuda:N)", ErrUnknownProvider, s)
+}
+
+// memoryName is ONNX Runtime's allocator name for the device.
+func (d Device) memoryName() string {
+	if d.Kind == "cuda" {
+		return "Cuda"
+	}
+	return "Cpu"
+}
+
+func deviceKind(memoryName string) string {
+	if strings.HasPrefix(memoryName, "Cuda") {
+		return "cuda"
+	}
+	return strings.ToLower(memoryName)
+}

@@ -1,0 +1,467 @@
+package onnxrt
+
+/*
+#include <stdlib.h>
+#include "shim.h"
+*/
+import "C"
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"unsafe"
+
+	ort "github.com/yalue/onnxruntime_go"
+)
+
+// SessionOptions configure a session.
+type SessionOptions struct {
+	// Device is "cpu" (default), "cuda" or "cuda:N". A device that cannot be
+	// used is an error; there is never a silent fallback to the CPU.
+	Device string
+	// IntraOpThreads and InterOpThreads: 0 leaves ONNX Runtime's default.
+	IntraOpThreads int
+	InterOpThreads int
+	// DisableOptimizations turns graph optimisations off (for debugging).
+	DisableOptimizations bool
+	// NoCPUArena allocates CPU tensors without ONNX Runtime's arena, which
+	// keeps freed blocks for reuse: less peak memory for graphs whose
+	// intermediate sizes vary, at some allocation cost.
+	NoCPUArena bool
+}
+
+// IOInfo describes a model input or output. Shape holds -1 for symbolic dims.
+type IOInfo struct {
+	Name  string
+	DType DType
+	Shape []int64
+}
+
+// Session is a loaded model.
+type Session struct {
+	env     *Env
+	lib     *library
+	sess    *ort.DynamicAdvancedSession
+	raw     *C.OrtSession
+	device  Device
+	inputs  []IOInfo
+	outputs []IOInfo
+	name    string
+
+	mu     sync.Mutex
+	devMem *C.OrtMemoryInfo
+	devA   *C.OrtAllocator
+}
+
+// NewSession loads a model file.
+func (e *Env) NewSession(path string, opts SessionOptions) (*Session, error) {
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("model %s: %w", path, err)
+	}
+	return e.newSession(path, nil, path, opts)
+}
+
+// NewSessionFromBytes loads a serialized model; name labels errors.
+func (e *Env) NewSessionFromBytes(model []byte, name string, opts SessionOptions) (*Session, error) {
+	if name == "" {
+		name = "model bytes"
+	}
+	return e.newSession("", model, name, opts)
+}
+
+func (e *Env) newSession(path string, data []byte, name string, opts SessionOptions) (*Session, error) {
+	if e.closed {
+		return nil, ErrClosed
+	}
+	dev, err := ParseDevice(opts.Device)
+	if err != nil {
+		return nil, err
+	}
+	so, err := ort.NewSessionOptions()
+	if err != nil {
+		return nil, fmt.Errorf("creating session options: %w", err)
+	}
+	defer so.Destroy()
+	if opts.IntraOpThreads > 0 {
+		if err := so.SetIntraOpNumThreads(opts.IntraOpThreads); err != nil {
+			return nil, fmt.Errorf("setting intra-op threads: %w", err)
+		}
+	}
+	if opts.InterOpThreads > 0 {
+		if err := so.SetInterOpNumThreads(opts.InterOpThreads); err != nil {
+			return nil, fmt.Errorf("setting inter-op threads: %w", err)
+		}
+	}
+	if opts.NoCPUArena {
+		if err := so.SetCpuMemArena(false); err != nil {
+			return nil, fmt.Errorf("disabling the CPU arena: %w", err)
+		}
+	}
+	if opts.DisableOptimizations {
+		if err := so.SetGraphOptimizationLevel(ort.GraphOptimizationLevelDisableAll); err != nil {
+			return nil, err
+		}
+	}
+	if dev.Kind == "cuda" {
+		if err := e.appendCUDA(so, dev); err != nil {
+			return nil, err
+		}
+	}
+
+	var ins, outs []ort.InputOutputInfo
+	var sess *ort.DynamicAdvancedSession
+	if data != nil {
+		ins, outs, err = ort.GetInputOutputInfoWithONNXData(data)
+	} else {
+		ins, outs, err = ort.GetInputOutputInfo(path)
+	}
+	if err != nil {
+		return nil, modelError{fmt.Errorf("%s is not a model ONNX Runtime can load: %w", name, err)}
+	}
+	// Names are passed per run through our IoBinding, so the wrapper's
+	// session is created without fixed input/output lists.
+	if data != nil {
+		sess, err = ort.NewDynamicAdvancedSessionWithONNXData(data, nil, nil, so)
+	} else {
+		sess, err = ort.NewDynamicAdvancedSession(path, nil, nil, so)
+	}
+	if err != nil {
+		if dev.Kind == "cuda" {
+			return nil, wrapf(ErrProviderUnavailable, "creating a %v session for %s: %v", dev, name, err)
+		}
+		return nil, fmt.Errorf("loading %s: %w", name, err)
+	}
+	s := &Session{env: e, lib: e.lib, sess: sess, raw: rawSession(sess), device: dev, name: name,
+		inputs: convertInfo(ins), outputs: convertInfo(outs)}
+	return s, nil
+}
+
+func (e *Env) appendCUDA(so *ort.SessionOptions, dev Device) error {
+	providers, err := e.Providers()
+	if err != nil {
+		return err
+	}
+	found := false
+	for _, p := range providers {
+		if p == "CUDAExecutionProvider" {
+			found = true
+		}
+	}
+	if !found {
+		return wrapf(ErrProviderUnavailable, "%v requested, but %s (ONNX Runtime %s) has no CUDA execution provider (it offers %v); use a CUDA build of ONNX Runtime with libonnxruntime_providers_cuda.so and libonnxruntime_providers_shared.so beside it (see README), or --device cpu",
+			dev, e.lib.path, e.lib.version, providers)
+	}
+	dir := filepath.Dir(e.lib.path)
+	for _, f := range []string{"libonnxruntime_providers_shared.so", "libonnxruntime_providers_cuda.so"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			return wrapf(ErrProviderUnavailable, "%v requested, but %s is not beside %s: this is not a CUDA build of ONNX Runtime; put the CUDA provider libraries of ONNX Runtime %s next to the core library (scripts/fetch-onnxruntime-cuda.sh, see README), or use --device cpu",
+				dev, f, e.lib.path, e.lib.version)
+		}
+	}
+	co, err := ort.NewCUDAProviderOptions()
+	if err != nil {
+		return wrapf(ErrProviderUnavailable, "CUDA provider options: %v", err)
+	}
+	defer co.Destroy()
+	if err := co.Update(map[string]string{"device_id": strconv.Itoa(dev.ID)}); err != nil {
+		return wrapf(ErrProviderUnavailable, "configuring CUDA device %d: %v", dev.ID, err)
+	}
+	if err := so.AppendExecutionProviderCUDA(co); err != nil {
+		return wrapf(ErrProviderUnavailable, "the CUDA execution provider of %s cannot load (are the CUDA 13 and cuDNN 9 libraries on the library path?): %v", e.lib.path, err)
+	}
+	return nil
+}
+
+func convertInfo(in []ort.InputOutputInfo) []IOInfo {
+	out := make([]IOInfo, len(in))
+	for i, x := range in {
+		out[i] = IOInfo{Name: x.Name, DType: DType(x.DataType), Shape: append([]int64(nil), x.Dimensions...)}
+	}
+	return out
+}
+
+// rawSession reads the OrtSession pointer out of the wrapper's session; the
+// layout (a pointer to a struct whose first field is the OrtSession) is that
+// of onnxruntime_go v1.27.0, pinned in go.mod and exercised by every test.
+func rawSession(s *ort.DynamicAdvancedSession) *C.OrtSession {
+	type advanced struct{ ortSession unsafe.Pointer }
+	type dynamic struct{ s *advanced }
+	return (*C.OrtSession)((*dynamic)(unsafe.Pointer(s)).s.ortSession)
+}
+
+// Inputs describes the model's inputs.
+func (s *Session) Inputs() []IOInfo { return s.inputs }
+
+// Outputs describes the model's outputs.
+func (s *Session) Outputs() []IOInfo { return s.outputs }
+
+// Device is where the session runs.
+func (s *Session) Device() Device { return s.device }
+
+// Close releases the session.
+func (s *Session) Close() error {
+	if s.sess == nil {
+		return nil
+	}
+	s.mu.Lock()
+	if s.devA != nil {
+		C.ortrain_allocator_release(s.lib.api, s.devA)
+		s.devA = nil
+	}
+	if s.devMem != nil {
+		C.ortrain_memory_info_release(s.lib.api, s.devMem)
+		s.devMem = nil
+	}
+	s.mu.Unlock()
+	err := s.sess.Destroy()
+	s.sess = nil
+	return err
+}
+
+// Run feeds the inputs and returns the named outputs (all outputs if names
+// is empty) in host memory, allocated by ONNX Runtime; the caller closes them.
+func (s *Session) Run(inputs map[string]*Value, names []string) (map[string]*Value, error) {
+	b, err := s.NewBinding()
+	if err != nil {
+		return nil, err
+	}
+	defer b.Close()
+	for name, v := range inputs {
+		if err := b.BindInput(name, v); err != nil {
+			return nil, err
+		}
+	}
+	if len(names) == 0 {
+		for _, o := range s.outputs {
+			names = append(names, o.Name)
+		}
+	}
+	for _, name := range names {
+		if err := b.BindOutputToHost(name); err != nil {
+			return nil, err
+		}
+	}
+	if err := b.Run(); err != nil {
+		return nil, err
+	}
+	return b.Outputs()
+}
+
+// RunInto feeds the inputs and writes the outputs into preallocated values.
+func (s *Session) RunInto(inputs, outputs map[string]*Value) error {
+	b, err := s.NewBinding()
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	for name, v := range inputs {
+		if err := b.BindInput(name, v); err != nil {
+			return err
+		}
+	}
+	for name, v := range outputs {
+		if err := b.BindOutput(name, v); err != nil {
+			return err
+		}
+	}
+	return b.Run()
+}
+
+// deviceAllocator returns (creating once) the allocator for the session's
+// device memory.
+func (s *Session) deviceAllocator() (*C.OrtAllocator, *C.OrtMemoryInfo, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.device.Kind == "cpu" {
+		return s.lib.cpuA, s.lib.cpuMem, nil
+	}
+	if s.devA != nil {
+		return s.devA, s.devMem, nil
+	}
+	name := C.CString(s.device.memoryName())
+	defer C.free(unsafe.Pointer(name))
+	if err := s.lib.check(C.ortrain_memory_info(s.lib.api, name, C.int(s.device.ID), &s.devMem)); err != nil {
+		return nil, nil, fmt.Errorf("memory info for %v: %w", s.device, err)
+	}
+	if err := s.lib.check(C.ortrain_allocator(s.lib.api, s.raw, s.devMem, &s.devA)); err != nil {
+		return nil, nil, fmt.Errorf("allocator for %v: %w", s.device, err)
+	}
+	return s.devA, s.devMem, nil
+}
+
+// Alloc makes an uninitialised tensor in the session's device memory (host
+// memory for a CPU session). Use it for values that stay on the device
+// between runs, bound with a Binding.
+func (s *Session) Alloc(dtype DType, shape []int64) (*Value, error) {
+	if dtype.Size() == 0 {
+		return nil, fmt.Errorf("unsupported tensor element type %v", dtype)
+	}
+	if _, err := elements(shape); err != nil {
+		return nil, err
+	}
+	a, _, err := s.deviceAllocator()
+	if err != nil {
+		return nil, err
+	}
+	cshape := make([]C.int64_t, len(shape)+1)
+	for i, d := range shape {
+		cshape[i] = C.int64_t(d)
+	}
+	var raw *C.OrtValue
+	if err := s.lib.check(C.ortrain_tensor_alloc(s.lib.api, a, &cshape[0], C.size_t(len(shape)), C.int(dtype), &raw)); err != nil {
+		return nil, fmt.Errorf("allocating %v %v on %v: %w", dtype, shape, s.device, err)
+	}
+	return &Value{lib: s.lib, raw: raw, dtype: dtype, shape: append([]int64(nil), shape...), loc: s.device}, nil
+}
+
+// Binding binds inputs and outputs to values for repeated runs without
+// copies. Bound input values must stay open until the run returns.
+type Binding struct {
+	s     *Session
+	b     *C.OrtIoBinding
+	names []string // output names in bind order: ONNX Runtime returns values in this order
+}
+
+// NewBinding makes an empty binding for the session.
+func (s *Session) NewBinding() (*Binding, error) {
+	if s.sess == nil {
+		return nil, ErrClosed
+	}
+	var b *C.OrtIoBinding
+	if err := s.lib.check(C.ortrain_binding_create(s.lib.api, s.raw, &b)); err != nil {
+		return nil, fmt.Errorf("creating an IoBinding: %w", err)
+	}
+	return &Binding{s: s, b: b}, nil
+}
+
+func (b *Binding) bindErr(kind, name string, err error) error {
+	return fmt.Errorf("%s: binding %s %q: %w", b.s.name, kind, name, err)
+}
+
+// BindInput binds a value to an input.
+func (b *Binding) BindInput(name string, v *Value) error {
+	if v == nil || v.raw == nil {
+		return b.bindErr("input", name, errors.New("value is nil or closed"))
+	}
+	cname := C.CString(name)
+	defer C.free(unsafe.Pointer(cname))
+	if err := b.s.lib.check(C.ortrain_binding_input(b.s.lib.api, b.b, cname, v.raw)); err != nil {
+		return b.bindErr("input", name, err)
+	}
+	return nil
+}
+
+// BindOutput makes the run write an output into a preallocated value.
+func (b *Binding) BindOutput(name string, v *Value) error {
+	if v == nil || v.raw == nil {
+		return b.bindErr("output", name, errors.New("value is nil or closed"))
+	}
+	cname := C.CString(name)
+	defer C.free(unsafe.Pointer(cname))
+	if err := b.s.lib.check(C.ortrain_binding_output(b.s.lib.api, b.b, cname, v.raw)); err != nil {
+		return b.bindErr("output", name, err)
+	}
+	b.names = append(b.names, name)
+	return nil
+}
+
+// BindOutputToDevice lets ONNX Runtime allocate the output in the session's
+// device memory; read it with Outputs.
+func (b *Binding) BindOutputToDevice(name string) error {
+	_, mem, err := b.s.deviceAllocator()
+	if err != nil {
+		return err
+	}
+	return b.bindTo(name, mem)
+}
+
+// BindOutputToHost lets ONNX Runtime allocate the output in host memory,
+// copying it from the device if the session runs elsewhere.
+func (b *Binding) BindOutputToHost(name string) error { return b.bindTo(name, b.s.lib.cpuMem) }
+
+func (b *Binding) bindTo(name string, mem *C.OrtMemoryInfo) error {
+	cname := C.CString(name)
+	defer C.free(unsafe.Pointer(cname))
+	if err := b.s.lib.check(C.ortrain_binding_output_device(b.s.lib.api, b.b, cname, mem)); err != nil {
+		return b.bindErr("output", name, err)
+	}
+	b.names = append(b.names, name)
+	return nil
+}
+
+// Run executes the session with the bound values.
+func (b *Binding) Run() error {
+	if b.s.sess == nil {
+		return ErrClosed
+	}
+	if err := b.s.lib.check(C.ortrain_binding_run(b.s.lib.api, b.s.raw, b.b)); err != nil {
+		return fmt.Errorf("running %s: %w", b.s.name, err)
+	}
+	return nil
+}
+
+// OutputNames lists the bound outputs in bind order (tracked here, since the
+// wrapper's GetBoundOutputNames garbles every name after the first).
+func (b *Binding) OutputNames() []string { return append([]string(nil), b.names...) }
+
+// Outputs returns the bound outputs of the last run, by name. Each is a new
+// reference the caller closes (for a preallocated output it shares memory
+// with the bound value).
+func (b *Binding) Outputs() (map[string]*Value, error) {
+	var arr **C.OrtValue
+	var n C.size_t
+	if err := b.s.lib.check(C.ortrain_binding_outputs(b.s.lib.api, b.b, &arr, &n)); err != nil {
+		return nil, fmt.Errorf("%s: reading bound outputs: %w", b.s.name, err)
+	}
+	if n == 0 {
+		return map[string]*Value{}, nil
+	}
+	raws := unsafe.Slice(arr, int(n))
+	defer C.ortrain_binding_free_output_array(b.s.lib.api, arr)
+	if int(n) != len(b.names) {
+		for _, r := range raws {
+			C.ortrain_value_release(b.s.lib.api, r)
+		}
+		return nil, fmt.Errorf("%s: %d bound outputs returned for %d names", b.s.name, n, len(b.names))
+	}
+	out := make(map[string]*Value, int(n))
+	var firstErr error
+	for i, r := range raws {
+		if firstErr != nil {
+			C.ortrain_value_release(b.s.lib.api, r)
+			continue
+		}
+		v, err := wrap(b.s.lib, r)
+		if err != nil {
+			firstErr = fmt.Errorf("output %q: %w", b.names[i], err)
+			continue
+		}
+		out[b.names[i]] = v
+	}
+	if firstErr != nil {
+		for _, v := range out {
+			v.Close()
+		}
+		return nil, firstErr
+	}
+	return out, nil
+}
+
+// Clear unbinds everything.
+func (b *Binding) Clear() {
+	C.ortrain_binding_clear(b.s.lib.api, b.b)
+	b.names = b.names[:0]
+}
+
+// Close releases the binding.
+func (b *Binding) Close() error {
+	if b.b != nil {
+		C.ortrain_binding_release(b.s.lib.api, b.b)
+		b.b = nil
+	}
+	return nil
+}

@@ -1,0 +1,395 @@
+package onnxrt
+
+/*
+#include <stdlib.h>
+#include <string.h>
+#include "shim.h"
+*/
+import "C"
+
+import (
+	"fmt"
+	"runtime"
+	"unsafe"
+)
+
+// DType is a tensor element type; the values are ONNX's TensorProto codes.
+type DType int32
+
+const (
+	Float32  DType = 1
+	Uint8    DType = 2
+	Int8     DType = 3
+	Uint16   DType = 4
+	Int16    DType = 5
+	Int32    DType = 6
+	Int64    DType = 7
+	Bool     DType = 9
+	Float16  DType = 10
+	Float64  DType = 11
+	Uint32   DType = 12
+	Uint64   DType = 13
+	BFloat16 DType = 16
+)
+
+var dtypeNames = map[DType]string{
+	Float32: "float32", Uint8: "uint8", Int8: "int8", Uint16: "uint16", Int16: "int16",
+	Int32: "int32", Int64: "int64", Bool: "bool", Float16: "float16", Float64: "float64",
+	Uint32: "uint32", Uint64: "uint64", BFloat16: "bfloat16",
+}
+
+func (d DType) String() string {
+	if s, ok := dtypeNames[d]; ok {
+		return s
+	}
+	return fmt.Sprintf("dtype(%d)", int32(d))
+}
+
+// Size is the element size in bytes (0 for types we do not handle).
+func (d DType) Size() int {
+	switch d {
+	case Float32, Int32, Uint32:
+		return 4
+	case Float64, Int64, Uint64:
+		return 8
+	case Float16, BFloat16, Int16, Uint16:
+		return 2
+	case Uint8, Int8, Bool:
+		return 1
+	}
+	return 0
+}
+
+// Elem lists the Go element types a tensor can be made from. uint16 carries
+// raw float16 or bfloat16 bits (see NewTensorRaw).
+type Elem interface {
+	float32 | float64 | int64 | int32 | int16 | int8 | uint8 | uint16 | uint32 | uint64 | bool
+}
+
+func dtypeOf[T Elem]() DType {
+	var z T
+	switch any(z).(type) {
+	case float32:
+		return Float32
+	case float64:
+		return Float64
+	case int64:
+		return Int64
+	case int32:
+		return Int32
+	case int16:
+		return Int16
+	case int8:
+		return Int8
+	case uint8:
+		return Uint8
+	case uint16:
+		return Uint16
+	case uint32:
+		return Uint32
+	case uint64:
+		return Uint64
+	case bool:
+		return Bool
+	}
+	panic("unreachable: Elem covers every case")
+}
+
+// Value is a tensor held by ONNX Runtime, in host or device memory. A Value
+// must be closed; Values returned by Run belong to the caller.
+type Value struct {
+	lib   *library
+	raw   *C.OrtValue
+	dtype DType
+	shape []int64
+	loc   Device
+}
+
+// NewTensor copies data into a new host tensor of the given shape. A nil or
+// empty shape makes a scalar (rank 0).
+func NewTensor[T Elem](shape []int64, data []T) (*Value, error) {
+	dt := dtypeOf[T]()
+	var p unsafe.Pointer
+	if len(data) > 0 {
+		p = unsafe.Pointer(&data[0])
+	}
+	v, err := newHost(dt, shape, len(data), p)
+	runtime.KeepAlive(data)
+	return v, err
+}
+
+// NewTensorRaw copies little-endian element bytes into a new host tensor; use
+// it for float16 and bfloat16.
+func NewTensorRaw(dtype DType, shape []int64, raw []byte) (*Value, error) {
+	if dtype.Size() == 0 {
+		return nil, fmt.Errorf("unsupported tensor element type %v", dtype)
+	}
+	if len(raw)%dtype.Size() != 0 {
+		return nil, fmt.Errorf("%d bytes is not a whole number of %v elements", len(raw), dtype)
+	}
+	var p unsafe.Pointer
+	if len(raw) > 0 {
+		p = unsafe.Pointer(&raw[0])
+	}
+	v, err := newHost(dtype, shape, len(raw)/dtype.Size(), p)
+	runtime.KeepAlive(raw)
+	return v, err
+}
+
+// NewZeros makes a zero-filled host tensor.
+func NewZeros(dtype DType, shape []int64) (*Value, error) {
+	if dtype.Size() == 0 {
+		return nil, fmt.Errorf("unsupported tensor element type %v", dtype)
+	}
+	n, err := elements(shape)
+	if err != nil {
+		return nil, err
+	}
+	v, err := newHost(dtype, shape, n, nil)
+	if err != nil {
+		return nil, err
+	}
+	if n > 0 {
+		var data unsafe.Pointer
+		if err := v.lib.check(C.ortrain_tensor_data(v.lib.api, v.raw, &data)); err != nil {
+			v.Close()
+			return nil, err
+		}
+		C.memset(data, 0, C.size_t(n*dtype.Size()))
+	}
+	return v, nil
+}
+
+func elements(shape []int64) (int, error) {
+	n := 1
+	for i, d := range shape {
+		if d < 0 {
+			return 0, fmt.Errorf("shape %v: dimension %d is negative", shape, i)
+		}
+		n *= int(d)
+	}
+	return n, nil
+}
+
+// newHost allocates with ORT's CPU allocator and copies count elements from
+// src (if not nil). ORT owns the memory, so no Go pointer outlives the call.
+func newHost(dt DType, shape []int64, count int, src unsafe.Pointer) (*Value, error) {
+	lib, err := current()
+	if err != nil {
+		return nil, err
+	}
+	n, err := elements(shape)
+	if err != nil {
+		return nil, err
+	}
+	if src != nil && n != count {
+		return nil, fmt.Errorf("shape %v holds %d elements but %d were given", shape, n, count)
+	}
+	if src == nil && count != n {
+		return nil, fmt.Errorf("shape %v holds %d elements but %d were given", shape, n, count)
+	}
+	var shp *C.int64_t
+	cshape := make([]C.int64_t, len(shape)+1) // +1 keeps &cshape[0] valid for rank 0
+	for i, d := range shape {
+		cshape[i] = C.int64_t(d)
+	}
+	shp = &cshape[0]
+	var raw *C.OrtValue
+	if err := lib.check(C.ortrain_tensor_alloc(lib.api, lib.cpuA, shp, C.size_t(len(shape)), C.int(dt), &raw)); err != nil {
+		return nil, fmt.Errorf("allocating a %v tensor of shape %v: %w", dt, shape, err)
+	}
+	v := &Value{lib: lib, raw: raw, dtype: dt, shape: append([]int64(nil), shape...), loc: CPU}
+	if src != nil && n > 0 {
+		var data unsafe.Pointer
+		if err := lib.check(C.ortrain_tensor_data(lib.api, raw, &data)); err != nil {
+			v.Close()
+			return nil, err
+		}
+		C.memcpy(data, src, C.size_t(n*dt.Size()))
+	}
+	return v, nil
+}
+
+// wrap takes ownership of an OrtValue produced by ONNX Runtime.
+func wrap(lib *library, raw *C.OrtValue) (*Value, error) {
+	var et C.int
+	var rank C.size_t
+	dims := make([]C.int64_t, 16)
+	if err := lib.check(C.ortrain_tensor_info(lib.api, raw, &et, &rank, &dims[0], C.size_t(len(dims)))); err != nil {
+		C.ortrain_value_release(lib.api, raw)
+		return nil, fmt.Errorf("reading an output's type and shape: %w", err)
+	}
+	if int(rank) > len(dims) {
+		dims = make([]C.int64_t, int(rank))
+		if err := lib.check(C.ortrain_tensor_info(lib.api, raw, &et, &rank, &dims[0], C.size_t(len(dims)))); err != nil {
+			C.ortrain_value_release(lib.api, raw)
+			return nil, err
+		}
+	}
+	shape := make([]int64, int(rank))
+	for i := range shape {
+		shape[i] = int64(dims[i])
+	}
+	var name *C.char
+	var id C.int
+	loc := CPU
+	if err := lib.check(C.ortrain_tensor_location(lib.api, raw, &name, &id)); err == nil && name != nil {
+		if n := C.GoString(name); n != "Cpu" && n != "CudaPinned" {
+			loc = Device{Kind: deviceKind(n), ID: int(id)}
+		}
+	}
+	return &Value{lib: lib, raw: raw, dtype: DType(et), shape: shape, loc: loc}, nil
+}
+
+// Shape returns the tensor's dimensions (empty for a scalar).
+func (v *Value) Shape() []int64 { return append([]int64(nil), v.shape...) }
+
+// DType returns the element type.
+func (v *Value) DType() DType { return v.dtype }
+
+// Device tells where the tensor's memory is.
+func (v *Value) Device() Device { return v.loc }
+
+// Len is the number of elements.
+func (v *Value) Len() int {
+	n, _ := elements(v.shape)
+	return n
+}
+
+// Close releases the tensor. Closing twice is harmless.
+func (v *Value) Close() error {
+	if v == nil || v.raw == nil {
+		return nil
+	}
+	C.ortrain_value_release(v.lib.api, v.raw)
+	v.raw = nil
+	return nil
+}
+
+// hostData returns a pointer to the elements after checking the type and
+// that the tensor is in host memory.
+func (v *Value) hostData(want DType) (unsafe.Pointer, error) {
+	if v.raw == nil {
+		return nil, ErrClosed
+	}
+	if want != 0 && v.dtype != want {
+		return nil, fmt.Errorf("tensor holds %v, not %v", v.dtype, want)
+	}
+	if v.loc.Kind != "cpu" {
+		return nil, fmt.Errorf("tensor lives in %v memory; bind the output to the host to read it", v.loc)
+	}
+	var data unsafe.Pointer
+	if err := v.lib.check(C.ortrain_tensor_data(v.lib.api, v.raw, &data)); err != nil {
+		return nil, err
+	}
+	return data, nil
+}
+
+func read[T Elem](v *Value) ([]T, error) {
+	p, err := v.hostData(dtypeOf[T]())
+	if err != nil {
+		return nil, err
+	}
+	n := v.Len()
+	out := make([]T, n)
+	if n > 0 {
+		copy(out, unsafe.Slice((*T)(p), n))
+	}
+	return out, nil
+}
+
+func write[T Elem](v *Value, data []T) error {
+	p, err := v.hostData(dtypeOf[T]())
+	if err != nil {
+		return err
+	}
+	if len(data) != v.Len() {
+		return fmt.Errorf("tensor of shape %v holds %d elements, got %d", v.shape, v.Len(), len(data))
+	}
+	if len(data) > 0 {
+		copy(unsafe.Slice((*T)(p), len(data)), data)
+	}
+	return nil
+}
+
+// Float32s copies the elements out of a float32 host tensor.
+func (v *Value) Float32s() ([]float32, error) { return read[float32](v) }
+
+// Float64s copies the elements out of a float64 host tensor.
+func (v *Value) Float64s() ([]float64, error) { return read[float64](v) }
+
+// Int64s copies the elements out of an int64 host tensor.
+func (v *Value) Int64s() ([]int64, error) { return read[int64](v) }
+
+// Int32s copies the elements out of an int32 host tensor.
+func (v *Value) Int32s() ([]int32, error) { return read[int32](v) }
+
+// Bools copies the elements out of a bool host tensor.
+func (v *Value) Bools() ([]bool, error) { return read[bool](v) }
+
+// Bytes copies the raw little-endian element bytes of any host tensor
+// (float16 and bfloat16 included).
+func (v *Value) Bytes() ([]byte, error) {
+	p, err := v.hostData(0)
+	if err != nil {
+		return nil, err
+	}
+	n := v.Len() * v.dtype.Size()
+	out := make([]byte, n)
+	if n > 0 {
+		copy(out, unsafe.Slice((*byte)(p), n))
+	}
+	return out, nil
+}
+
+// SetFloat32s overwrites a float32 host tensor in place.
+func (v *Value) SetFloat32s(data []float32) error { return write(v, data) }
+
+// SetFloat64s overwrites a float64 host tensor in place.
+func (v *Value) SetFloat64s(data []float64) error { return write(v, data) }
+
+// SetInt64s overwrites an int64 host tensor in place.
+func (v *Value) SetInt64s(data []int64) error { return write(v, data) }
+
+// SetBytes overwrites any host tensor with raw little-endian element bytes.
+func (v *Value) SetBytes(raw []byte) error {
+	p, err := v.hostData(0)
+	if err != nil {
+		return err
+	}
+	if len(raw) != v.Len()*v.dtype.Size() {
+		return fmt.Errorf("tensor of shape %v needs %d bytes, got %d", v.shape, v.Len()*v.dtype.Size(), len(raw))
+	}
+	if len(raw) > 0 {
+		copy(unsafe.Slice((*byte)(p), len(raw)), raw)
+	}
+	return nil
+}
+
+// Scalar reads a one-element float tensor (float32 or float64) as float64.
+func (v *Value) Scalar() (float64, error) {
+	if v.Len() != 1 {
+		return 0, fmt.Errorf("tensor of shape %v is not a single value", v.shape)
+	}
+	switch v.dtype {
+	case Float32:
+		x, err := v.Float32s()
+		if err != nil {
+			return 0, err
+		}
+		return float64(x[0]), nil
+	case Float64:
+		x, err := v.Float64s()
+		if err != nil {
+			return 0, err
+		}
+		return x[0], nil
+	case Int64:
+		x, err := v.Int64s()
+		if err != nil {
+			return 0, err
+		}
+		return float64(x[0]), nil
+	}
+	return 0, fmt.Errorf("tensor holds %v, not a number type Scalar reads", v.dtype)
+}

@@ -1,0 +1,127 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/ortrain/ortrain/internal/artifacts"
+	"github.com/ortrain/ortrain/internal/onnx"
+	"github.com/ortrain/ortrain/internal/onnx/onnxpb"
+)
+
+// tokenizerFiles are copied from the source model folder next to the
+// exported graphs so that the folder is complete for `ortrain predict`.
+var tokenizerFiles = []string{"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "spiece.model",
+	"source.spm", "target.spm", "vocab.json"}
+
+// graphValues returns a trainable parameter's current value in the graphs'
+// layout (transposed back where the graphs hold the transpose).
+func (e *Engine) graphValues(p artifacts.Parameter) ([]float32, error) {
+	v, err := e.T.Param(p.Name)
+	if err != nil {
+		return nil, err
+	}
+	if p.Transposed && len(p.Shape) == 2 {
+		rows, cols := int(p.Shape[1]), int(p.Shape[0]) // torch layout [rows, cols]
+		out := make([]float32, len(v))
+		for r := 0; r < rows; r++ {
+			for c := 0; c < cols; c++ {
+				out[c*rows+r] = v[r*cols+c]
+			}
+		}
+		return out, nil
+	}
+	return v, nil
+}
+
+// ExportInference writes ONNX inference graphs with the current (trained)
+// parameters as initializers into dir: model.onnx from the source model
+// folder, and the artifacts' encoder/decoder/decoder_with_past generation
+// graphs, plus the tokenizer files. dir then works as a model folder for
+// `ortrain predict --model` and any ONNX consumer.
+func (e *Engine) ExportInference(dir string) error {
+	man := e.T.Manifest()
+	byName := map[string]artifacts.Parameter{}
+	byONNX := map[string]artifacts.Parameter{}
+	for _, p := range man.Parameters {
+		if !p.Trainable {
+			continue
+		}
+		byName[p.Name] = p
+		n := p.ONNXName
+		if n == "" {
+			n = p.Name
+		}
+		byONNX[n] = p
+	}
+	tensor := func(name string, p artifacts.Parameter) (*onnxpb.TensorProto, error) {
+		v, err := e.graphValues(p)
+		if err != nil {
+			return nil, err
+		}
+		return onnx.NewTensor(name, p.Shape, v)
+	}
+	if e.ModelDir != "" {
+		src := filepath.Join(e.ModelDir, "model.onnx")
+		m, err := onnx.Load(src)
+		if err != nil {
+			return err
+		}
+		if err := onnx.ResolveExternalData(m, e.ModelDir); err != nil {
+			return err
+		}
+		for i, init := range m.Graph.Initializer {
+			if p, ok := byONNX[init.GetName()]; ok {
+				t, err := tensor(init.GetName(), p)
+				if err != nil {
+					return err
+				}
+				m.Graph.Initializer[i] = t
+			}
+		}
+		if err := onnx.Save(m, filepath.Join(dir, "model.onnx"), onnx.SaveOptions{}); err != nil {
+			return err
+		}
+		for _, f := range tokenizerFiles {
+			data, err := os.ReadFile(filepath.Join(e.ModelDir, f))
+			if errors.Is(err, os.ErrNotExist) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if err := os.WriteFile(filepath.Join(dir, f), data, 0o644); err != nil {
+				return err
+			}
+		}
+	}
+	if len(man.Generation) > 0 && e.Dir == "" {
+		return errors.New("engine: Engine.Dir (the artifact folder) is needed to export the generation graphs")
+	}
+	for _, g := range man.Generation {
+		m, err := onnx.Load(filepath.Join(e.Dir, g.File))
+		if err != nil {
+			return err
+		}
+		ins := m.Graph.Input[:0]
+		for _, in := range m.Graph.Input {
+			p, ok := byName[in.GetName()]
+			if !ok {
+				ins = append(ins, in)
+				continue
+			}
+			t, err := tensor(in.GetName(), p)
+			if err != nil {
+				return err
+			}
+			m.Graph.Initializer = append(m.Graph.Initializer, t)
+		}
+		m.Graph.Input = ins
+		if err := onnx.Save(m, filepath.Join(dir, g.File), onnx.SaveOptions{}); err != nil {
+			return fmt.Errorf("%s: %w", g.File, err)
+		}
+	}
+	return nil
+}

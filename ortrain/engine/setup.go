@@ -1,0 +1,296 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/ortrain/ortrain/generate"
+	"github.com/ortrain/ortrain/generate/ortdecoder"
+	"github.com/ortrain/ortrain/internal/artifacts"
+	"github.com/ortrain/ortrain/internal/data"
+	"github.com/ortrain/ortrain/internal/demo"
+	"github.com/ortrain/ortrain/internal/onnxrt"
+	"github.com/ortrain/ortrain/internal/ortimport"
+	"github.com/ortrain/ortrain/ortrain"
+	"github.com/ortrain/ortrain/tokenize"
+)
+
+// Config says what to train on besides the TrainingArguments.
+type Config struct {
+	Args TrainingArgs
+	// Model is an exported model folder (model.onnx, optionally Optimum's
+	// encoder/decoder/decoder_with_past graphs, model.safetensors,
+	// config.json, tokenizer); artifacts are built from it into
+	// output_dir/artifacts. Artifacts instead names a prebuilt folder.
+	Model, Artifacts string
+	Tokenizer        string // default: the model folder
+	// Data files (JSONL, CSV, TSV), read as HF's run_translation does.
+	TrainFile, ValidationFile, TestFile string
+	Format                              data.Format
+	SourcePrefix                        string
+	MaxSourceLength, MaxTargetLength    int
+	GroupByLength                       bool
+	RougeUseStemmer                     bool
+	// NoCPUArena trades step time for peak memory (onnxrt.SessionOptions).
+	NoCPUArena bool
+	Version    string // recorded in artifacts
+	Warn       io.Writer
+}
+
+// TrainingArgs is ortrain.TrainingArguments (an alias, to keep Config short).
+type TrainingArgs = ortrain.TrainingArguments
+
+// Session is a prepared trainer with what it owns.
+type Session struct {
+	Trainer  *ortrain.Trainer
+	Test     ortrain.EvalData
+	Decode   func([]int) string
+	engine   *artifacts.Trainer
+	gen      *Generator
+	Manifest *artifacts.Manifest
+}
+
+// Close releases ONNX Runtime sessions.
+func (s *Session) Close() error {
+	if s.gen != nil {
+		s.gen.Close()
+	}
+	if s.engine != nil {
+		return s.engine.Close()
+	}
+	return nil
+}
+
+// lossScalingFor picks HF's gradient-accumulation rule by config.json's
+// model type: the seq2seq models whose transformers 5.24 forward takes
+// **kwargs make HF's Trainer skip the 1/accumulation division
+// (ortrain.LossScalingHF); for any other model — ortrain's own demo
+// included — it divides each micro-batch loss by the micro-batches in its
+// window, as HF does for a model without loss kwargs.
+func lossScalingFor(modelType string) ortrain.LossScaling {
+	switch modelType {
+	case "t5", "mt5", "umt5", "bart", "mbart", "marian":
+		return ortrain.LossScalingHF
+	}
+	return ortrain.LossScalingMean
+}
+
+// artifactsOptimizer maps TrainingArguments.optim to the artifact
+// folder's optimizer graph.
+func artifactsOptimizer(optim string) string {
+	switch optim {
+	case ortrain.OptimAdamWHF, ortrain.OptimSGD:
+		return optim
+	}
+	return "adamw" // adamw_torch and adamw_torch_fused: torch.optim.AdamW
+}
+
+func exists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+// Prepare loads the tokenizer and data, builds (or opens) the artifacts and
+// wires engine, generator and metrics into a Trainer.
+func Prepare(ctx context.Context, env *onnxrt.Env, cfg Config) (*Session, error) {
+	a := cfg.Args
+	if cfg.Model == "" && cfg.Artifacts == "" {
+		return nil, errors.New("give a model folder (--model) or an artifact folder (--artifacts)")
+	}
+	tokPath := cfg.Tokenizer
+	if tokPath == "" {
+		tokPath = cfg.Model
+		if tokPath == "" {
+			tokPath = cfg.Artifacts
+		}
+	}
+	tok, err := tokenize.Load(tokPath)
+	if err != nil {
+		return nil, err
+	}
+
+	artDir := cfg.Artifacts
+	var man *artifacts.Manifest
+	if artDir == "" {
+		artDir = filepath.Join(a.OutputDir, "artifacts")
+		m, err := artifacts.ReadManifest(artDir)
+		if err == nil && a.ResumeFromCheckpoint != "" && m.LabelSmoothing == a.LabelSmoothingFactor {
+			man = m // resuming: keep the artifacts the checkpoints were made with
+		} else {
+			bc := artifacts.Config{Model: filepath.Join(cfg.Model, "model.onnx"), Out: artDir, LabelSmoothing: a.LabelSmoothingFactor, Version: cfg.Version}
+			if exists(filepath.Join(cfg.Model, ortdecoder.DecoderWithPastFile)) {
+				bc.Encoder = filepath.Join(cfg.Model, ortdecoder.EncoderFile)
+				bc.Decoder = filepath.Join(cfg.Model, ortdecoder.DecoderFile)
+				bc.DecoderWithPast = filepath.Join(cfg.Model, ortdecoder.DecoderWithPastFile)
+			}
+			if err := os.MkdirAll(artDir, 0o755); err != nil {
+				return nil, err
+			}
+			if man, err = artifacts.Build(bc); err != nil {
+				return nil, err
+			}
+		}
+	} else if man, err = artifacts.ReadManifest(artDir); err != nil {
+		return nil, err
+	} else if man.LabelSmoothing != a.LabelSmoothingFactor {
+		return nil, fmt.Errorf("%s was built with label smoothing %v but label_smoothing_factor is %v; rebuild the artifacts or drop --artifacts", artDir, man.LabelSmoothing, a.LabelSmoothingFactor)
+	}
+
+	so := onnxrt.SessionOptions{Device: a.Device, IntraOpThreads: a.Threads, NoCPUArena: cfg.NoCPUArena}
+	at, err := artifacts.Open(artDir, env, artifacts.Options{Session: so, Optimizer: artifactsOptimizer(a.Optim), Hyper: artifacts.Hyper{
+		Beta1: a.AdamBeta1, Beta2: a.AdamBeta2, Eps: a.AdamEpsilon, WeightDecay: a.WeightDecay, MaxGradNorm: a.MaxGradNorm}})
+	if err != nil {
+		return nil, err
+	}
+	// A folder imported from ONNX Runtime's training artifacts carries the
+	// optimizer's moments and step, so training continues where it stopped
+	// (when resuming, the checkpoint's state replaces them later).
+	if cfg.Artifacts != "" && a.ResumeFromCheckpoint == "" {
+		if p := filepath.Join(artDir, ortimport.OptimizerStateFile); exists(p) {
+			if err := at.LoadOptimizerState(p); err != nil {
+				at.Close()
+				return nil, err
+			}
+		}
+	}
+	s := &Session{engine: at, Manifest: man}
+	ok := false
+	defer func() {
+		if !ok {
+			s.Close()
+		}
+	}()
+	pad := tok.Target.Special().Pad
+	if pad < 0 {
+		pad = 0
+	}
+	decStart := pad
+	if v, ok := man.SpecialTokens["decoder_start_token_id"]; ok {
+		decStart = int(v)
+	}
+	col := data.Collator{PadID: pad, DecoderStartID: decStart}
+	opt := data.Options{SourcePrefix: cfg.SourcePrefix, MaxSourceLength: cfg.MaxSourceLength, MaxTargetLength: cfg.MaxTargetLength}
+	load := func(path string, allowEmpty bool) (*data.Dataset, error) {
+		f := cfg.Format
+		f.AllowEmptyTarget = allowEmpty
+		return data.Load(ctx, path, f, tok, opt)
+	}
+	seed := uint64(a.Seed)
+	if a.DataSeed != nil {
+		seed = uint64(*a.DataSeed)
+	}
+	tr := &ortrain.Trainer{Args: a, Warn: cfg.Warn, LossScaling: lossScalingFor(man.ModelType)}
+	if a.DoTrain {
+		if cfg.TrainFile == "" {
+			return nil, errors.New("do_train needs a training file (--train_file)")
+		}
+		d, err := load(cfg.TrainFile, false)
+		if err != nil {
+			return nil, err
+		}
+		tr.TrainData = &Data{Ctx: ctx, Dataset: d, Collate: col,
+			Order: data.Order{BatchSize: a.PerDeviceTrainBatchSize, Shuffle: true, Seed: seed, GroupByLength: cfg.GroupByLength}}
+	}
+	if cfg.ValidationFile != "" {
+		d, err := load(cfg.ValidationFile, false)
+		if err != nil {
+			return nil, err
+		}
+		tr.EvalData = &Data{Ctx: ctx, Dataset: d, Collate: col, Order: data.Order{BatchSize: a.PerDeviceEvalBatchSize}}
+	}
+	if cfg.TestFile != "" && a.DoPredict {
+		d, err := load(cfg.TestFile, false)
+		if err != nil {
+			return nil, err
+		}
+		s.Test = &Data{Ctx: ctx, Dataset: d, Collate: col, Order: data.Order{BatchSize: a.PerDeviceEvalBatchSize}}
+	}
+	modelDir := cfg.Model
+	eng := &Engine{T: at, Dir: artDir, ModelDir: modelDir}
+	tr.Engine = eng
+	s.Decode = func(ids []int) string { return tok.Target.Decode(ids, true) }
+	if a.PredictWithGenerate {
+		genCfg := generate.DefaultConfig()
+		if modelDir != "" {
+			if genCfg, err = generate.LoadConfig(modelDir); err != nil {
+				return nil, err
+			}
+		} else if m, err := ortdecoder.OpenArtifactModel(env, artDir, ortdecoder.Options{Device: a.Device}); err == nil {
+			genCfg = m.Config
+			m.Close()
+		}
+		g := &Generator{Env: env, Dir: artDir, Engine: eng, Config: genCfg, Opts: ortdecoder.Options{Device: a.Device, IntraOpThreads: a.Threads}}
+		if man.Files.DecoderWithPast == "" {
+			if modelDir == "" {
+				return nil, fmt.Errorf("%s has no KV-cache generation graphs; give --model so that ortrain can generate with the full graph", artDir)
+			}
+			g.RecomputeGraph = filepath.Join(artDir, "generate_recompute.onnx")
+			if err := WriteRecomputeGraph(filepath.Join(modelDir, "model.onnx"), man, g.RecomputeGraph); err != nil {
+				return nil, err
+			}
+		}
+		s.gen = g
+		tr.Generator = g
+		tr.ComputeMetrics = ortrain.TextMetrics(s.Decode, pad, cfg.RougeUseStemmer)
+		tr.MetricNames = ortrain.TextMetricNames
+	}
+	s.Trainer = tr
+	ok = true
+	return s, nil
+}
+
+// DemoConfig writes the embedded demo (a small transformer and a synthetic
+// SVO-to-SOV translation task, internal/demo) into dir/model and returns a
+// Config that trains it with the seed settings scaled down: steps-based
+// evaluation and saving at the same interval, save_total_limit 3, the best
+// model by eval_loss loaded at the end, logging every few steps,
+// predict_with_generate with BLEU and ROUGE, gradient accumulation 2.
+func DemoConfig(dir string, args ortrain.TrainingArguments) (Config, error) {
+	modelDir := filepath.Join(dir, "model")
+	if _, _, err := demo.WriteFolder(modelDir, 1); err != nil {
+		return Config{}, err
+	}
+	return Config{
+		Args: args, Model: modelDir,
+		TrainFile:      filepath.Join(modelDir, demo.TrainFile),
+		ValidationFile: filepath.Join(modelDir, demo.DevFile),
+		TestFile:       filepath.Join(modelDir, demo.TestFile),
+		Format:         data.Format{SourceLang: demo.SourceLang, TargetLang: demo.TargetLang},
+	}, nil
+}
+
+// DemoArguments are the demo's TrainingArguments (flags may override them).
+func DemoArguments(outputDir string) ortrain.TrainingArguments {
+	a := ortrain.DefaultArguments()
+	a.OutputDir = outputDir
+	a.OverwriteOutputDir = true
+	a.DoTrain, a.DoEval, a.DoPredict = true, true, true
+	a.NumTrainEpochs = 3 // 189 optimizer steps
+	a.PerDeviceTrainBatchSize = 32
+	a.PerDeviceEvalBatchSize = 50
+	a.GradientAccumulationSteps = 2
+	a.LearningRate = 1e-3
+	a.WeightDecay = 0.01
+	a.WarmupSteps = 0.1
+	a.LoggingSteps = 5
+	a.EvalStrategy = ortrain.StrategySteps
+	es := 20.0
+	a.EvalSteps = &es
+	a.EvalOnStart = true // the curves start from the untrained model
+	a.SaveSteps = 20
+	lim := 3
+	a.SaveTotalLimit = &lim
+	a.LoadBestModelAtEnd = true
+	m := "eval_loss"
+	a.MetricForBestModel = &m
+	a.PredictWithGenerate = true
+	ml := 32
+	a.GenerationMaxLength = &ml
+	a.ReportTo = []string{"jsonl"}
+	a.Seed = 42
+	return a
+}
