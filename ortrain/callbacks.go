@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"sort"
 )
 
 // Event is what every callback receives: the arguments, the state and the
@@ -222,13 +221,4 @@ func (c *EarlyStoppingCallback) RestoreState(m map[string]any) error {
 		c.Counter = int(f)
 	}
 	return nil
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

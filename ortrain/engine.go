@@ -21,9 +21,10 @@ type LabeledBatch interface {
 	LabelIDs() [][]int
 }
 
-// BatchIterator yields batches; Next returns io.EOF after the last one.
+// BatchIterator yields batches; Next returns io.EOF after the last one,
+// and ctx's error once ctx is done.
 type BatchIterator interface {
-	Next() (Batch, error)
+	Next(ctx context.Context) (Batch, error)
 }
 
 // TrainData is the training set: a fixed number of micro-batches per epoch

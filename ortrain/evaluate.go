@@ -42,7 +42,7 @@ func (t *Trainer) evaluationLoop(ctx context.Context, data EvalData, prefix stri
 	var losses []float64
 	out := &Prediction{}
 	for i := 0; ; i++ {
-		b, err := it.Next()
+		b, err := it.Next(ctx)
 		if err == io.EOF {
 			break
 		}

@@ -66,7 +66,7 @@ type sliceIter struct {
 	i  int
 }
 
-func (it *sliceIter) Next() (Batch, error) {
+func (it *sliceIter) Next(context.Context) (Batch, error) {
 	if it.i >= len(it.bs) {
 		return nil, io.EOF
 	}

@@ -3,8 +3,10 @@ package ortrain
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/ortrain/ortrain/internal/pyjson"
@@ -230,7 +232,7 @@ func LoadTrainerState(path string) (*TrainerState, error) {
 			return nil, fmt.Errorf("%s: log_history[%d] is not an object", path, i)
 		}
 		var e LogEntry
-		for _, k := range sortedKeys(m) {
+		for _, k := range slices.Sorted(maps.Keys(m)) {
 			if k == "step" {
 				f, err := jsonFloat(m[k])
 				if err != nil {

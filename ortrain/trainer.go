@@ -395,7 +395,7 @@ func (t *Trainer) runEpoch(ctx context.Context, epoch, skip, stepsInEpoch, numUp
 		}
 		window := make([]Batch, 0, n)
 		for len(window) < n {
-			b, err := it.Next()
+			b, err := it.Next(ctx)
 			if err == io.EOF {
 				exhausted = true
 				break

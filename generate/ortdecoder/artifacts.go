@@ -1,40 +1,13 @@
 package ortdecoder
 
 import (
-	"encoding/binary"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"math"
-	"os"
 	"path/filepath"
 
+	"github.com/ortrain/ortrain/internal/artifacts"
 	"github.com/ortrain/ortrain/internal/onnxrt"
 	"github.com/ortrain/ortrain/internal/safetensors"
 )
-
-// artifactManifest is the part of an ortrain artifact folder's manifest.json
-// that generation needs (the full schema lives in internal/artifacts).
-type artifactManifest struct {
-	Format string `json:"format"`
-	Files  struct {
-		Encoder         string `json:"encoder"`
-		Decoder         string `json:"decoder"`
-		DecoderWithPast string `json:"decoder_with_past"`
-		Parameters      string `json:"parameters"`
-	} `json:"files"`
-	Parameters []struct {
-		Name       string  `json:"name"`
-		Shape      []int64 `json:"shape"`
-		DType      string  `json:"dtype"`
-		Transposed bool    `json:"transposed"`
-	} `json:"parameters"`
-	Generation []struct {
-		Role       string   `json:"role"`
-		Parameters []string `json:"parameters"`
-	} `json:"generation"`
-	SpecialTokens map[string]int64 `json:"special_tokens"`
-}
 
 // Artifacts is a KV decoder over an artifact folder's generation graphs,
 // whose parameters are graph inputs. The parameter values are bound at every
@@ -53,7 +26,7 @@ type Artifacts struct {
 // parameters (model.safetensors, transposed back where the graphs hold the
 // transpose). opts.Inputs is ignored.
 func OpenArtifacts(env *onnxrt.Env, dir string, params map[string]*onnxrt.Value, opts Options) (*Artifacts, error) {
-	man, err := readArtifactManifest(dir)
+	man, err := artifacts.ReadManifest(dir)
 	if err != nil {
 		return nil, err
 	}
@@ -122,43 +95,9 @@ func (a *Artifacts) closeOwned() {
 	a.owned = nil
 }
 
-// ErrNotArtifacts marks a folder without a readable ortrain manifest: the
-// user's input, not a failure of ortrain.
-var ErrNotArtifacts = errors.New("not a readable ortrain artifact folder")
-
-// manifestError keeps the message and tags it with ErrNotArtifacts.
-type manifestError struct{ err error }
-
-func (e manifestError) Error() string   { return e.err.Error() }
-func (e manifestError) Unwrap() []error { return []error{e.err, ErrNotArtifacts} }
-
-func readArtifactManifest(dir string) (*artifactManifest, error) {
-	m, err := readManifestFile(dir)
-	if err != nil {
-		return nil, manifestError{err}
-	}
-	return m, nil
-}
-
-func readManifestFile(dir string) (*artifactManifest, error) {
-	path := filepath.Join(dir, "manifest.json")
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("reading the artifact manifest: %w (is %s an ortrain artifact folder?)", err, dir)
-	}
-	var m artifactManifest
-	if err := json.Unmarshal(b, &m); err != nil {
-		return nil, fmt.Errorf("%s: not a valid manifest: %v", path, err)
-	}
-	if m.Format != "ortrain-artifacts" {
-		return nil, fmt.Errorf("%s: format %q is not \"ortrain-artifacts\"", path, m.Format)
-	}
-	return &m, nil
-}
-
 // loadArtifactParams reads the initial parameters into host values, in the
 // graphs' layout.
-func loadArtifactParams(dir string, man *artifactManifest) ([]*onnxrt.Value, map[string]*onnxrt.Value, error) {
+func loadArtifactParams(dir string, man *artifacts.Manifest) ([]*onnxrt.Value, map[string]*onnxrt.Value, error) {
 	file := man.Files.Parameters
 	if file == "" {
 		file = "model.safetensors"
@@ -183,16 +122,17 @@ func loadArtifactParams(dir string, man *artifactManifest) ([]*onnxrt.Value, map
 		if t.DType != safetensors.Float32 {
 			return fail(fmt.Errorf("%s: parameter %q is %s; only float32 parameters are supported", file, p.Name, t.DType))
 		}
-		data := make([]float32, len(t.Data)/4)
-		for i := range data {
-			data[i] = math.Float32frombits(binary.LittleEndian.Uint32(t.Data[4*i:]))
+		if t.DType != safetensors.Float32 {
+			return fail(fmt.Errorf("%s: parameter %q is %s; only float32 parameters are supported", file, p.Name, t.DType))
 		}
-		if p.Transposed {
-			if len(t.Shape) != 2 {
-				return fail(fmt.Errorf("%s: parameter %q is marked transposed but has shape %v", file, p.Name, t.Shape))
-			}
-			data = transpose(data, int(t.Shape[0]), int(t.Shape[1]))
+		if fmt.Sprint(t.Shape) != fmt.Sprint(p.TorchShape()) {
+			return fail(fmt.Errorf("%s: parameter %q has shape %v, the manifest says %v", file, p.Name, t.Shape, p.TorchShape()))
 		}
+		data, err := t.Float32s()
+		if err != nil {
+			return fail(fmt.Errorf("%s: parameter %q: %w", file, p.Name, err))
+		}
+		data = p.ToGraph(data)
 		v, err := onnxrt.NewTensor(p.Shape, data)
 		if err != nil {
 			return fail(fmt.Errorf("parameter %q: %w", p.Name, err))
@@ -201,14 +141,4 @@ func loadArtifactParams(dir string, man *artifactManifest) ([]*onnxrt.Value, map
 		params[p.Name] = v
 	}
 	return owned, params, nil
-}
-
-func transpose(data []float32, rows, cols int) []float32 {
-	out := make([]float32, len(data))
-	for r := range rows {
-		for c := range cols {
-			out[c*rows+r] = data[r*cols+c]
-		}
-	}
-	return out
 }

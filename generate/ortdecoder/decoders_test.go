@@ -12,12 +12,14 @@ import (
 	"strings"
 	"testing"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/ortrain/ortrain/generate"
+	"github.com/ortrain/ortrain/internal/artifacts"
 	"github.com/ortrain/ortrain/internal/onnx/onnxpb"
 	"github.com/ortrain/ortrain/internal/onnxrt"
 	"github.com/ortrain/ortrain/internal/safetensors"
 	"github.com/ortrain/ortrain/internal/testenv"
-	"google.golang.org/protobuf/proto"
 )
 
 func randomSources(n int, lo, hi, eos int64, seed uint64) [][]int64 {
@@ -223,7 +225,7 @@ func makeArtifactFolder(t *testing.T, src string) (string, map[string][]float32)
 			p := param{Name: name, Shape: init.Dims, DType: "float32", Transposed: len(init.Dims) == 2, Trainable: true}
 			stored, shape := data, init.Dims
 			if p.Transposed {
-				stored, shape = transpose(data, int(init.Dims[0]), int(init.Dims[1])), []int64{init.Dims[1], init.Dims[0]}
+				stored, shape = artifacts.Transpose(data, init.Dims[0], init.Dims[1]), []int64{init.Dims[1], init.Dims[0]}
 			}
 			raw := make([]byte, 4*len(stored))
 			for i, v := range stored {
@@ -348,9 +350,9 @@ func TestArtifactsDecoder(t *testing.T) {
 	}
 }
 
-func mustManifest(t *testing.T, dir string) *artifactManifest {
+func mustManifest(t *testing.T, dir string) *artifacts.Manifest {
 	t.Helper()
-	m, err := readArtifactManifest(dir)
+	m, err := artifacts.ReadManifest(dir)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 
 	"github.com/ortrain/ortrain/generate"
+	"github.com/ortrain/ortrain/internal/artifacts"
 	"github.com/ortrain/ortrain/internal/onnxrt"
 )
 
@@ -74,7 +75,7 @@ func OpenModel(env *onnxrt.Env, dir string, opts OpenOptions) (*Model, error) {
 // OpenArtifactModel opens an ortrain artifact folder's generation graphs
 // with its initial parameters.
 func OpenArtifactModel(env *onnxrt.Env, dir string, opts Options) (*Model, error) {
-	man, err := readArtifactManifest(dir)
+	man, err := artifacts.ReadManifest(dir)
 	if err != nil {
 		return nil, err
 	}

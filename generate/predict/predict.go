@@ -10,6 +10,7 @@ import (
 
 	"github.com/ortrain/ortrain/generate"
 	"github.com/ortrain/ortrain/generate/ortdecoder"
+	"github.com/ortrain/ortrain/internal/artifacts"
 	"github.com/ortrain/ortrain/internal/onnxrt"
 	"github.com/ortrain/ortrain/tokenize"
 )
@@ -185,7 +186,7 @@ func openModel(env *onnxrt.Env, opts Options) (*ortdecoder.Model, error) {
 		return ortdecoder.OpenModel(env, opts.Model, ortdecoder.OpenOptions{Options: o, NoCache: opts.NoCache})
 	}
 	m, err := ortdecoder.OpenArtifactModel(env, opts.Artifacts, o)
-	if errors.Is(err, ortdecoder.ErrNotArtifacts) {
+	if errors.Is(err, artifacts.ErrManifest) {
 		return nil, inputError(err)
 	}
 	return m, err

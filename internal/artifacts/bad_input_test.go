@@ -2,7 +2,6 @@ package artifacts
 
 import (
 	"errors"
-	"math/rand"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,75 +10,12 @@ import (
 	"github.com/ortrain/ortrain/internal/autodiff"
 	"github.com/ortrain/ortrain/internal/onnx"
 	"github.com/ortrain/ortrain/internal/safetensors"
+	"github.com/ortrain/ortrain/internal/testmodel"
 )
-
-const vocab, dim = 11, 4
-
-func randFloats(r *rand.Rand, n int) []float32 {
-	out := make([]float32, n)
-	for i := range out {
-		out[i] = float32(r.NormFloat64())
-	}
-	return out
-}
-
-// toyModel writes a small forward graph: decoder tokens -> embedding ->
-// act -> projection. The projection is stored transposed under a synthetic
-// name as TorchScript exports Linear weights; weights.safetensors holds the
-// PyTorch names and layouts. Options vary the graph for the error cases.
-type toy struct {
-	act        string // op between embedding and projection
-	dropout    bool   // a training-mode Dropout after the embedding
-	output     string // name of the output
-	extraInput string
-	decName    string // name of the decoder input (default decoder_input_ids)
-}
-
-func writeToy(t *testing.T, dir string, o toy) string {
-	t.Helper()
-	r := rand.New(rand.NewSource(1))
-	emb := randFloats(r, vocab*dim)
-	proj := randFloats(r, dim*vocab) // graph layout [dim, vocab] = lm_head.weight^T
-	b := onnx.NewGraphBuilder(nil)
-	b.AddInput("input_ids", onnx.Int64, onnx.Sym("batch"), onnx.Sym("src"))
-	dec := "decoder_input_ids"
-	if o.decName != "" {
-		dec = o.decName
-	}
-	b.AddInput(dec, onnx.Int64, onnx.Sym("batch"), onnx.Sym("tgt"))
-	if o.extraInput != "" {
-		b.AddInput(o.extraInput, onnx.Int64, onnx.Sym("batch"))
-	}
-	b.AddInitializer(onnx.MustTensor("shared.weight", []int64{vocab, dim}, emb))
-	b.AddInitializer(onnx.MustTensor("onnx::MatMul_7", []int64{dim, vocab}, proj))
-	h := b.Op("Gather", []string{"shared.weight", dec})
-	if o.dropout {
-		ratio := b.AddInitializer(onnx.MustTensor("dropout_ratio", nil, []float32{0.3}))
-		training := b.AddInitializer(onnx.MustTensor("dropout_training", nil, []bool{true}))
-		h = b.Op("Dropout", []string{h, ratio, training})
-	}
-	if o.act != "" {
-		h = b.Op(o.act, []string{h})
-	}
-	b.Node("MatMul", []string{h, "onnx::MatMul_7"}, []string{o.output})
-	b.AddOutput(o.output, onnx.Float32, onnx.Sym("batch"), onnx.Sym("tgt"), onnx.D(vocab))
-	path := filepath.Join(dir, "model.onnx")
-	if err := onnx.Save(onnx.NewModel(b.Graph(), 17), path, onnx.SaveOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	lmHead := transposeF32(proj, dim, vocab)
-	if err := safetensors.WriteFile(filepath.Join(dir, "model.safetensors"), map[string]safetensors.Tensor{
-		"shared.weight":  safetensors.FromFloat32([]int64{vocab, dim}, emb),
-		"lm_head.weight": safetensors.FromFloat32([]int64{vocab, dim}, lmHead),
-	}, nil); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
 
 func TestToyNamesTransposedWeights(t *testing.T) {
 	dir := t.TempDir()
-	model := writeToy(t, dir, toy{act: "Tanh", output: "logits"})
+	model := testmodel.WriteToy(t, dir, testmodel.Toy{Act: "Tanh", Output: "logits"})
 	out := filepath.Join(dir, "art")
 	man, err := Build(Config{Model: model, Out: out, Decoder: model})
 	if err != nil {
@@ -130,23 +66,23 @@ func TestBadInputs(t *testing.T) {
 	dir := t.TempDir()
 	cases := []struct {
 		name  string
-		toy   toy
+		toy   testmodel.Toy
 		cfg   func(c *Config)
 		is    error
 		wants []string
 	}{
-		{"no logits", toy{output: "scores"}, nil, ErrBadModel, []string{`no output named "logits"`, "scores"}},
-		{"unexpected input", toy{output: "logits", extraInput: "past_key_values.0.key"}, nil, ErrBadModel, []string{"unexpected graph inputs past_key_values.0.key", "decoder_input_ids"}},
-		{"op without rule", toy{act: "Atan", output: "logits"}, nil, autodiff.ErrNoRule, []string{"Atan", "shared.weight"}},
-		{"freeze matches nothing", toy{output: "logits"}, func(c *Config) { c.Freeze = []string{"encoder"} }, nil, []string{`--freeze "encoder" matches no parameter`}},
-		{"freeze everything", toy{output: "logits"}, func(c *Config) { c.Freeze = []string{"."} }, nil, []string{"no trainable parameter"}},
-		{"bad regex", toy{output: "logits"}, func(c *Config) { c.Freeze = []string{"("} }, nil, []string{"not a valid regular expression"}},
-		{"label smoothing", toy{output: "logits"}, func(c *Config) { c.LabelSmoothing = 1 }, nil, []string{"label smoothing"}},
+		{"no logits", testmodel.Toy{Output: "scores"}, nil, ErrBadModel, []string{`no output named "logits"`, "scores"}},
+		{"unexpected input", testmodel.Toy{Output: "logits", ExtraInput: "past_key_values.0.key"}, nil, ErrBadModel, []string{"unexpected graph inputs past_key_values.0.key", "decoder_input_ids"}},
+		{"op without rule", testmodel.Toy{Act: "Atan", Output: "logits"}, nil, autodiff.ErrNoRule, []string{"Atan", "shared.weight"}},
+		{"freeze matches nothing", testmodel.Toy{Output: "logits"}, func(c *Config) { c.Freeze = []string{"encoder"} }, nil, []string{`--freeze "encoder" matches no parameter`}},
+		{"freeze everything", testmodel.Toy{Output: "logits"}, func(c *Config) { c.Freeze = []string{"."} }, nil, []string{"no trainable parameter"}},
+		{"bad regex", testmodel.Toy{Output: "logits"}, func(c *Config) { c.Freeze = []string{"("} }, nil, []string{"not a valid regular expression"}},
+		{"label smoothing", testmodel.Toy{Output: "logits"}, func(c *Config) { c.LabelSmoothing = 1 }, nil, []string{"label smoothing"}},
 	}
 	for i, c := range cases {
 		sub := filepath.Join(dir, string(rune('a'+i)))
 		os.MkdirAll(sub, 0o755)
-		cfg := Config{Model: writeToy(t, sub, c.toy), Out: filepath.Join(sub, "art")}
+		cfg := Config{Model: testmodel.WriteToy(t, sub, c.toy), Out: filepath.Join(sub, "art")}
 		if c.cfg != nil {
 			c.cfg(&cfg)
 		}
@@ -178,9 +114,9 @@ func TestBadInputs(t *testing.T) {
 	// Weights that belong to another model.
 	sub := filepath.Join(dir, "mismatch")
 	os.MkdirAll(sub, 0o755)
-	model := writeToy(t, sub, toy{output: "logits"})
+	model := testmodel.WriteToy(t, sub, testmodel.Toy{Output: "logits"})
 	safetensors.WriteFile(filepath.Join(sub, "other.safetensors"), map[string]safetensors.Tensor{
-		"shared.weight": safetensors.FromFloat32([]int64{vocab, dim}, make([]float32, vocab*dim)),
+		"shared.weight": safetensors.FromFloat32([]int64{testmodel.Vocab, testmodel.Dim}, make([]float32, testmodel.Vocab*testmodel.Dim)),
 	}, nil)
 	_, err = Build(Config{Model: model, Out: filepath.Join(sub, "art"), Weights: filepath.Join(sub, "other.safetensors")})
 	if !errors.Is(err, ErrBadModel) || !strings.Contains(err.Error(), `"shared.weight"`) {
@@ -191,7 +127,7 @@ func TestBadInputs(t *testing.T) {
 // TestRolesByFlag: other input and output names are mapped to the roles.
 func TestRolesByFlag(t *testing.T) {
 	dir := t.TempDir()
-	model := writeToy(t, dir, toy{output: "scores", decName: "tgt_tokens"})
+	model := testmodel.WriteToy(t, dir, testmodel.Toy{Output: "scores", DecName: "tgt_tokens"})
 	if _, err := Build(Config{Model: model, Out: filepath.Join(dir, "a")}); err == nil {
 		t.Fatal("names other than HF's accepted without roles")
 	}

@@ -18,8 +18,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"google.golang.org/protobuf/proto"
@@ -186,7 +188,7 @@ func Build(cfg Config) (*Manifest, error) {
 		return nil, fmt.Errorf("%s: %w", cfg.Model, err)
 	}
 	man.Opsets = onnx.Opsets(train) // Backward may have raised the opset
-	for _, dom := range sortedKeys(man.Opsets) {
+	for _, dom := range slices.Sorted(maps.Keys(man.Opsets)) {
 		if dom == "" || dom == "ai.onnx" {
 			onnx.SetOpset(eval, dom, man.Opsets[dom])
 		}
@@ -303,7 +305,7 @@ func renameRoles(cfg Config, g *onnxpb.GraphProto) error {
 	for _, in := range g.GetInput() {
 		inputs[in.GetName()] = true
 	}
-	for _, from := range sortedKeys(cfg.Roles) {
+	for _, from := range slices.Sorted(maps.Keys(cfg.Roles)) {
 		to := cfg.Roles[from]
 		if !known[to] {
 			return fmt.Errorf("input role %q for %q: roles are %s", to, from, strings.Join(batchRoles, ", "))
@@ -645,7 +647,7 @@ func bindGenerationParams(g *onnxpb.GraphProto, params []Parameter, cands []cand
 	}
 	g.Initializer = kept
 	g.Node = append(transposes, g.Node...)
-	names := sortedKeys(used)
+	names := slices.Sorted(maps.Keys(used))
 	var params2 []*onnxpb.ValueInfoProto
 	for _, n := range names {
 		p := byName[n]

@@ -29,6 +29,10 @@ const (
 	ParametersFile      = "model.safetensors"
 )
 
+// DropoutSeed is the training-graph input that seeds dropout masks, when the
+// graph has dropout (a seed per step makes a step reproducible).
+const DropoutSeed = "dropout_seed"
+
 // Manifest describes an artifact folder (manifest.json).
 type Manifest struct {
 	Format        string `json:"format"`
@@ -112,6 +116,33 @@ func (p Parameter) TorchShape() []int64 {
 		return []int64{p.Shape[1], p.Shape[0]}
 	}
 	return append([]int64(nil), p.Shape...)
+}
+
+// ToGraph converts values of p from the PyTorch layout to the graphs'.
+func (p Parameter) ToGraph(v []float32) []float32 {
+	if !p.Transposed {
+		return v
+	}
+	return Transpose(v, p.Shape[1], p.Shape[0])
+}
+
+// ToTorch converts values of p from the graphs' layout to PyTorch's.
+func (p Parameter) ToTorch(v []float32) []float32 {
+	if !p.Transposed {
+		return v
+	}
+	return Transpose(v, p.Shape[0], p.Shape[1])
+}
+
+// Transpose transposes a row-major [rows, cols] matrix.
+func Transpose(v []float32, rows, cols int64) []float32 {
+	out := make([]float32, len(v))
+	for r := int64(0); r < rows; r++ {
+		for c := int64(0); c < cols; c++ {
+			out[c*rows+r] = v[r*cols+c]
+		}
+	}
+	return out
 }
 
 // Generation describes a rewritten generation graph.

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"regexp"
-	"sort"
 	"strings"
 
 	"github.com/ortrain/ortrain/internal/onnx"
@@ -248,13 +247,4 @@ func applyFreeze(params []Parameter, patterns []string, modelType string) error 
 		return &FreezeError{strings.Join(patterns, " "), "leaves no trainable parameter"}
 	}
 	return nil
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }

@@ -19,7 +19,7 @@ func ones(n int) []float32 {
 // ending; unmatched float tensors stay constants.
 func TestMatchWeightsByContent(t *testing.T) {
 	lin := []float32{1, 2, 3, 4, 5, 6} // torch [2,3]; graph holds [3,2]
-	linT := transposeF32(lin, 2, 3)
+	linT := Transpose(lin, 2, 3)
 	w := &safetensors.File{Tensors: map[string]safetensors.Tensor{
 		"encoder.norm.weight": safetensors.FromFloat32([]int64{4}, ones(4)),
 		"decoder.norm.weight": safetensors.FromFloat32([]int64{4}, ones(4)),

@@ -13,17 +13,22 @@ import (
 // label_pad_token_id).
 const LabelPad = -100
 
-// Batch is one padded batch, row-major. InputIDs and AttentionMask have
-// shape [Rows, SourceLen]; DecoderInputIDs and Labels [Rows, TargetLen]
-// (both absent when TargetLen is 0, e.g. prediction sets).
+// Batch is one padded batch, row-major: the one batch type of ortrain,
+// from the collator through the trainer to the training graphs. InputIDs
+// and AttentionMask have shape [Rows, SourceLen]; DecoderInputIDs, Labels
+// and DecoderAttentionMask [Rows, TargetLen] (absent when TargetLen is 0,
+// e.g. prediction sets).
 type Batch struct {
 	Rows, SourceLen, TargetLen int
 	InputIDs                   []int64
 	AttentionMask              []int64
 	DecoderInputIDs            []int64
 	Labels                     []int64
-	References                 [][]string // every reference of each row
-	Indices                    []int      // dataset index of each row
+	// DecoderAttentionMask is nil from the collator: HF's collator passes
+	// none, which the model reads as all ones (and so do the graphs).
+	DecoderAttentionMask []int64
+	References           [][]string // every reference of each row
+	Indices              []int      // dataset index of each row
 }
 
 // Collator pads examples into a batch as HF's DataCollatorForSeq2Seq does
@@ -52,9 +57,9 @@ func (c Collator) roundUp(n int) int {
 	return n
 }
 
-// Collate builds the batch of the given examples (indices into d) into b,
-// reusing b's slices.
-func (c Collator) Collate(d *Dataset, idx []int, b *Batch) {
+// Collate builds the batch of the given examples (indices into d).
+func (c Collator) Collate(d *Dataset, idx []int) *Batch {
+	b := &Batch{}
 	b.Rows = len(idx)
 	b.SourceLen, b.TargetLen = 0, 0
 	hasTargets := false
@@ -67,12 +72,11 @@ func (c Collator) Collate(d *Dataset, idx []int, b *Batch) {
 	if hasTargets {
 		b.TargetLen = c.roundUp(b.TargetLen)
 	}
-	b.InputIDs = resize(b.InputIDs, b.Rows*b.SourceLen)
-	b.AttentionMask = resize(b.AttentionMask, b.Rows*b.SourceLen)
-	b.Labels = resize(b.Labels, b.Rows*b.TargetLen)
-	b.DecoderInputIDs = resize(b.DecoderInputIDs, b.Rows*b.TargetLen)
-	b.References = b.References[:0]
-	b.Indices = append(b.Indices[:0], idx...)
+	b.InputIDs = make([]int64, b.Rows*b.SourceLen)
+	b.AttentionMask = make([]int64, b.Rows*b.SourceLen)
+	b.Labels = make([]int64, b.Rows*b.TargetLen)
+	b.DecoderInputIDs = make([]int64, b.Rows*b.TargetLen)
+	b.Indices = append([]int(nil), idx...)
 	for r, i := range idx {
 		src := b.InputIDs[r*b.SourceLen : (r+1)*b.SourceLen]
 		mask := b.AttentionMask[r*b.SourceLen : (r+1)*b.SourceLen]
@@ -105,13 +109,7 @@ func (c Collator) Collate(d *Dataset, idx []int, b *Batch) {
 		}
 		b.References = append(b.References, d.Examples[i].Targets)
 	}
-}
-
-func resize(s []int64, n int) []int64 {
-	if cap(s) < n {
-		return make([]int64, n)
-	}
-	return s[:n]
+	return b
 }
 
 // Order says how an epoch visits a dataset.
@@ -183,25 +181,24 @@ func (o Order) NumBatches(n int) int {
 
 // BatchReader yields the batches of one epoch, Scanner style:
 //
-//	r := d.Epoch(ctx, order, col, epoch, skip)
-//	for r.Next() { b := r.Batch() ... }
+//	r := d.Epoch(order, col, epoch, skip)
+//	for r.Next(ctx) { b := r.Batch() ... }
 //	if err := r.Err(); err != nil { ... }
 type BatchReader struct {
-	ctx   context.Context
 	d     *Dataset
 	col   Collator
 	order Order
 	perm  []int
 	pos   int // next batch number
 	n     int // batches in the epoch
-	b     Batch
+	b     *Batch
 	err   error
 }
 
 // Epoch returns a reader over epoch's batches, starting after the first
 // skip batches (resume: skip = batches already trained in this epoch).
-func (d *Dataset) Epoch(ctx context.Context, order Order, col Collator, epoch, skip int) *BatchReader {
-	r := &BatchReader{ctx: ctx, d: d, col: col, order: order}
+func (d *Dataset) Epoch(order Order, col Collator, epoch, skip int) *BatchReader {
+	r := &BatchReader{d: d, col: col, order: order}
 	if order.BatchSize <= 0 {
 		r.err = fmt.Errorf("batch size %d: must be positive", order.BatchSize)
 		return r
@@ -216,24 +213,25 @@ func (d *Dataset) Epoch(ctx context.Context, order Order, col Collator, epoch, s
 	return r
 }
 
-// Next prepares the next batch; false at the end of the epoch or on error.
-func (r *BatchReader) Next() bool {
+// Next prepares the next batch; false at the end of the epoch, on error or
+// when ctx is done.
+func (r *BatchReader) Next(ctx context.Context) bool {
 	if r.err != nil || r.pos >= r.n {
 		return false
 	}
-	if err := r.ctx.Err(); err != nil {
+	if err := ctx.Err(); err != nil {
 		r.err = err
 		return false
 	}
 	bs := r.order.BatchSize
 	lo := r.pos * bs
-	r.col.Collate(r.d, r.perm[lo:min(lo+bs, len(r.perm))], &r.b)
+	r.b = r.col.Collate(r.d, r.perm[lo:min(lo+bs, len(r.perm))])
 	r.pos++
 	return true
 }
 
-// Batch is the current batch; it is valid until the next call to Next.
-func (r *BatchReader) Batch() *Batch { return &r.b }
+// Batch is the current batch; the reader never reuses it.
+func (r *BatchReader) Batch() *Batch { return r.b }
 
 // Position is the number of batches consumed so far in the epoch (skipped
 // ones included): what a checkpoint records for resuming.
@@ -245,9 +243,15 @@ func (r *BatchReader) Len() int { return r.n }
 // Err is the first error; nil at a clean end.
 func (r *BatchReader) Err() error { return r.err }
 
-// LabelTokens counts the labels that are not padding: HF's
+// NumExamples is the number of rows.
+func (b *Batch) NumExamples() int { return b.Rows }
+
+// NumInputTokens is input_ids.numel() (HF's floating_point_ops input).
+func (b *Batch) NumInputTokens() int { return b.Rows * b.SourceLen }
+
+// NumLabelTokens counts the labels that are not padding: HF's
 // num_items_in_batch contribution of this batch.
-func (b *Batch) LabelTokens() int {
+func (b *Batch) NumLabelTokens() int {
 	n := 0
 	for _, v := range b.Labels {
 		if v != LabelPad {
@@ -255,4 +259,47 @@ func (b *Batch) LabelTokens() int {
 		}
 	}
 	return n
+}
+
+// LabelIDs are the labels row by row, LabelPad at ignored positions (for
+// compute_metrics); nil for a batch without targets.
+func (b *Batch) LabelIDs() [][]int {
+	if b.TargetLen == 0 {
+		return nil
+	}
+	out := make([][]int, b.Rows)
+	for i := range out {
+		out[i] = make([]int, b.TargetLen)
+		for j := range out[i] {
+			out[i][j] = int(b.Labels[i*b.TargetLen+j])
+		}
+	}
+	return out
+}
+
+// SourceIDs are the unpadded input ids of each row (what generation
+// starts from).
+func (b *Batch) SourceIDs() [][]int64 {
+	out := make([][]int64, b.Rows)
+	for i := range out {
+		for j := 0; j < b.SourceLen; j++ {
+			if b.AttentionMask[i*b.SourceLen+j] != 0 {
+				out[i] = append(out[i], b.InputIDs[i*b.SourceLen+j])
+			}
+		}
+	}
+	return out
+}
+
+// DecoderMask is DecoderAttentionMask, or all ones when the batch has none
+// (HF's collator passes none; the model then attends to every position).
+func (b *Batch) DecoderMask() []int64 {
+	if b.DecoderAttentionMask != nil {
+		return b.DecoderAttentionMask
+	}
+	m := make([]int64, b.Rows*b.TargetLen)
+	for i := range m {
+		m[i] = 1
+	}
+	return m
 }

@@ -188,8 +188,8 @@ func TestCollateMatchesHF(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			r := d.Epoch(t.Context(), Order{BatchSize: len(c.Sources)}, col, 0, 0)
-			if !r.Next() {
+			r := d.Epoch(Order{BatchSize: len(c.Sources)}, col, 0, 0)
+			if !r.Next(t.Context()) {
 				t.Fatal(r.Err())
 			}
 			bt := r.Batch()
@@ -215,10 +215,10 @@ func TestCollateMatchesHF(t *testing.T) {
 					}
 				}
 			}
-			if bt.LabelTokens() != n {
-				t.Errorf("LabelTokens = %d, want %d", bt.LabelTokens(), n)
+			if bt.NumLabelTokens() != n {
+				t.Errorf("LabelTokens = %d, want %d", bt.NumLabelTokens(), n)
 			}
-			if r.Next() {
+			if r.Next(t.Context()) {
 				t.Error("more than one batch")
 			}
 		})
@@ -241,13 +241,13 @@ func tatoeba(t *testing.T, n int) string {
 }
 
 func batches(t *testing.T, r interface {
-	Next() bool
+	Next(context.Context) bool
 	Batch() *Batch
 	Err() error
 }) [][]int {
 	t.Helper()
 	var out [][]int
-	for r.Next() {
+	for r.Next(t.Context()) {
 		out = append(out, slices.Clone(r.Batch().Indices))
 	}
 	if err := r.Err(); err != nil {
@@ -266,19 +266,19 @@ func TestEpochOrderAndResume(t *testing.T) {
 	}
 	col := Collator{PadID: 0}
 	for _, o := range []Order{{BatchSize: 8, Shuffle: true, Seed: 42}, {BatchSize: 8, GroupByLength: true, Seed: 42}, {BatchSize: 8, Shuffle: true, Seed: 7, DropLast: true}} {
-		full := batches(t, d.Epoch(t.Context(), o, col, 3, 0))
+		full := batches(t, d.Epoch(o, col, 3, 0))
 		if want := o.NumBatches(103); len(full) != want {
 			t.Fatalf("%+v: %d batches, want %d", o, len(full), want)
 		}
-		again := batches(t, d.Epoch(t.Context(), o, col, 3, 0))
+		again := batches(t, d.Epoch(o, col, 3, 0))
 		if !slices.EqualFunc(full, again, slices.Equal) {
 			t.Errorf("%+v: same (seed, epoch) gave different orders", o)
 		}
-		resumed := batches(t, d.Epoch(t.Context(), o, col, 3, 5))
+		resumed := batches(t, d.Epoch(o, col, 3, 5))
 		if !slices.EqualFunc(full[5:], resumed, slices.Equal) {
 			t.Errorf("%+v: resumed epoch differs from the rest of the full epoch", o)
 		}
-		other := batches(t, d.Epoch(t.Context(), o, col, 4, 0))
+		other := batches(t, d.Epoch(o, col, 4, 0))
 		if slices.EqualFunc(full, other, slices.Equal) {
 			t.Errorf("%+v: epochs 3 and 4 have the same order", o)
 		}
@@ -296,7 +296,7 @@ func TestEpochOrderAndResume(t *testing.T) {
 		}
 	}
 	// Evaluation order is file order.
-	ev := batches(t, d.Epoch(t.Context(), Order{BatchSize: 50}, col, 0, 0))
+	ev := batches(t, d.Epoch(Order{BatchSize: 50}, col, 0, 0))
 	if len(ev) != 3 || ev[0][0] != 0 || ev[2][2] != 102 {
 		t.Errorf("eval order %v", ev)
 	}
@@ -386,15 +386,15 @@ func TestStream(t *testing.T) {
 		t.Fatal(err)
 	}
 	col := Collator{PadID: 0}
-	mem := d.Epoch(t.Context(), Order{BatchSize: 7}, col, 0, 3)
-	s, err := OpenStream(context.Background(), path, f, tok, Options{}, col, 7, 3)
+	mem := d.Epoch(Order{BatchSize: 7}, col, 0, 3)
+	s, err := OpenStream(path, f, tok, Options{}, col, 7, 3)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
 	n := 0
-	for mem.Next() {
-		if !s.Next() {
+	for mem.Next(t.Context()) {
+		if !s.Next(t.Context()) {
 			t.Fatalf("stream ended at batch %d: %v", n, s.Err())
 		}
 		a, b := mem.Batch(), s.Batch()
@@ -404,7 +404,7 @@ func TestStream(t *testing.T) {
 		}
 		n++
 	}
-	if s.Next() {
+	if s.Next(t.Context()) {
 		t.Error("stream has extra batches")
 	}
 	if s.Position() != mem.Position() {
@@ -439,9 +439,9 @@ func TestSciTLDRReferences(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := d.Epoch(t.Context(), Order{BatchSize: 32}, Collator{PadID: 0}, 0, 0)
+	r := d.Epoch(Order{BatchSize: 32}, Collator{PadID: 0}, 0, 0)
 	rows := 0
-	for r.Next() {
+	for r.Next(t.Context()) {
 		b := r.Batch()
 		if b.SourceLen > 512 || b.TargetLen > 64 || len(b.References) != b.Rows {
 			t.Fatalf("batch %d: source %d target %d refs %d rows %d", r.Position(), b.SourceLen, b.TargetLen, len(b.References), b.Rows)

@@ -39,6 +39,16 @@ type Dataset struct {
 	FromCache bool
 }
 
+// NewDataset holds already tokenized examples: source ids and label ids
+// (nil where an example has no target), in dataset order.
+func NewDataset(source, labels [][]int32) *Dataset {
+	d := &Dataset{Source: source, Labels: labels, Examples: make([]Example, len(source))}
+	for i := range d.Examples {
+		d.Examples[i].Index = i
+	}
+	return d
+}
+
 // Len is the number of examples.
 func (d *Dataset) Len() int { return len(d.Examples) }
 

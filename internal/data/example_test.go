@@ -35,8 +35,8 @@ func ExampleDataset_Epoch() {
 		log.Fatal(err)
 	}
 	order := data.Order{BatchSize: 16, Shuffle: true, Seed: 42}
-	r := train.Epoch(ctx, order, col, 2, 120)
-	for r.Next() {
+	r := train.Epoch(order, col, 2, 120)
+	for r.Next(ctx) {
 		b := r.Batch()
 		fmt.Println(b.Rows, b.SourceLen, b.TargetLen, r.Position())
 	}

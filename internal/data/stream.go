@@ -12,7 +12,6 @@ import (
 // Shuffling needs the whole dataset and is not offered here; use Load for
 // shuffled training sets that fit in memory.
 type Stream struct {
-	ctx   context.Context
 	rr    *RecordReader
 	tok   *tokenize.Pair
 	opt   Options
@@ -20,7 +19,7 @@ type Stream struct {
 	bs    int
 	block *Dataset
 	pos   int // next row in block
-	b     Batch
+	b     *Batch
 	n     int // batches produced (skipped included)
 	err   error
 }
@@ -30,7 +29,7 @@ const streamBlockBatches = 16
 
 // OpenStream opens path for streaming batches of batchSize, after skipping
 // the first skip batches (their records are read but not tokenized).
-func OpenStream(ctx context.Context, path string, format Format, tok *tokenize.Pair, opt Options, col Collator, batchSize, skip int) (*Stream, error) {
+func OpenStream(path string, format Format, tok *tokenize.Pair, opt Options, col Collator, batchSize, skip int) (*Stream, error) {
 	if batchSize <= 0 {
 		return nil, fmt.Errorf("batch size %d: must be positive", batchSize)
 	}
@@ -38,7 +37,7 @@ func OpenStream(ctx context.Context, path string, format Format, tok *tokenize.P
 	if err != nil {
 		return nil, err
 	}
-	s := &Stream{ctx: ctx, rr: rr, tok: tok, opt: opt, col: col, bs: batchSize}
+	s := &Stream{rr: rr, tok: tok, opt: opt, col: col, bs: batchSize}
 	for i := 0; i < skip*batchSize && rr.Next(); i++ {
 	}
 	if err := rr.Err(); err != nil {
@@ -49,13 +48,14 @@ func OpenStream(ctx context.Context, path string, format Format, tok *tokenize.P
 	return s, nil
 }
 
-// Next prepares the next batch.
-func (s *Stream) Next() bool {
+// Next prepares the next batch; false at the end, on error or when ctx is
+// done.
+func (s *Stream) Next(ctx context.Context) bool {
 	if s.err != nil {
 		return false
 	}
 	if s.block == nil || s.pos >= s.block.Len() {
-		if !s.fill() {
+		if !s.fill(ctx) {
 			return false
 		}
 	}
@@ -64,7 +64,7 @@ func (s *Stream) Next() bool {
 	for i := s.pos; i < hi; i++ {
 		idx = append(idx, i)
 	}
-	s.col.Collate(s.block, idx, &s.b)
+	s.b = s.col.Collate(s.block, idx)
 	for k, i := range idx {
 		s.b.Indices[k] = s.block.Examples[i].Index
 	}
@@ -73,8 +73,8 @@ func (s *Stream) Next() bool {
 	return true
 }
 
-func (s *Stream) fill() bool {
-	if err := s.ctx.Err(); err != nil {
+func (s *Stream) fill(ctx context.Context) bool {
+	if err := ctx.Err(); err != nil {
 		s.err = err
 		return false
 	}
@@ -89,7 +89,7 @@ func (s *Stream) fill() bool {
 	if len(d.Examples) == 0 {
 		return false
 	}
-	if err := d.encode(s.ctx, s.tok, s.opt); err != nil {
+	if err := d.encode(ctx, s.tok, s.opt); err != nil {
 		s.err = err
 		return false
 	}
@@ -97,8 +97,8 @@ func (s *Stream) fill() bool {
 	return true
 }
 
-// Batch is the current batch, valid until the next Next.
-func (s *Stream) Batch() *Batch { return &s.b }
+// Batch is the current batch; the stream never reuses it.
+func (s *Stream) Batch() *Batch { return s.b }
 
 // Position is the number of batches consumed (skipped ones included).
 func (s *Stream) Position() int { return s.n }

@@ -10,9 +10,11 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -234,7 +236,7 @@ func TestFixturesMatchPyTorch(t *testing.T) {
 			checked[r.Encoder.Graph] = true
 
 			// Decoder without past, fed the reference encoder states.
-			decNames := sortedKeys(r.Decoder.Outputs)
+			decNames := slices.Sorted(maps.Keys(r.Decoder.Outputs))
 			decOut := run(t, env, filepath.Join(dir, r.Decoder.Graph), map[string]*onnxrt.Value{
 				"encoder_attention_mask": ints(t, b.AttentionMask),
 				"input_ids":              ints(t, r.Decoder.Inputs.InputIDs),
@@ -257,7 +259,7 @@ func TestFixturesMatchPyTorch(t *testing.T) {
 					in["past_key_values."+strings.TrimPrefix(n, "present.")] = floats(t, r.Decoder.Outputs[n])
 				}
 			}
-			wpNames := sortedKeys(r.DecoderWithPast.Outputs)
+			wpNames := slices.Sorted(maps.Keys(r.DecoderWithPast.Outputs))
 			wpOut := run(t, env, filepath.Join(dir, r.DecoderWithPast.Graph), in, wpNames)
 			worst = 0
 			for _, n := range wpNames {
@@ -274,13 +276,4 @@ func TestFixturesMatchPyTorch(t *testing.T) {
 			}
 		})
 	}
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

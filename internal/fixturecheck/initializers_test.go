@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"testing"
 
@@ -55,7 +57,7 @@ func TestInitializersShareNames(t *testing.T) {
 			t.Fatal(err)
 		}
 		fwd := initializers(loadModel(t, filepath.Join(dir, "model.onnx")))
-		if got, want := sortedKeys(fwd), sortedKeys(raw.Inits); fmt.Sprint(got) != fmt.Sprint(want) {
+		if got, want := slices.Sorted(maps.Keys(fwd)), slices.Sorted(maps.Keys(raw.Inits)); fmt.Sprint(got) != fmt.Sprint(want) {
 			t.Errorf("%s: model.onnx initializers %v, refs.json lists %v", r.Model, got, want)
 		}
 		for name, info := range raw.Inits {
@@ -101,10 +103,10 @@ func TestGradientRefsCoverParameters(t *testing.T) {
 			t.Fatalf("%s: %v", path, err)
 		}
 		fwd := initializers(loadModel(t, filepath.Join(dir, "model.onnx")))
-		covered := append(append(sortedKeys(g.Gradients), g.Frozen...), g.Buffers...)
+		covered := append(append(slices.Sorted(maps.Keys(g.Gradients)), g.Frozen...), g.Buffers...)
 		sort.Strings(covered)
-		if fmt.Sprint(covered) != fmt.Sprint(sortedKeys(fwd)) {
-			t.Errorf("%s: gradients+frozen+buffers %v, model.onnx initializers %v", name, covered, sortedKeys(fwd))
+		if fmt.Sprint(covered) != fmt.Sprint(slices.Sorted(maps.Keys(fwd))) {
+			t.Errorf("%s: gradients+frozen+buffers %v, model.onnx initializers %v", name, covered, slices.Sorted(maps.Keys(fwd)))
 		}
 		for n, gr := range g.Gradients {
 			init, ok := fwd[n]

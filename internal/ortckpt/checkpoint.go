@@ -9,8 +9,10 @@ package ortckpt
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 )
 
@@ -345,9 +347,9 @@ func groupsField(groups []OptimizerGroup) *field {
 }
 
 func propertyBag(w *writer, c *Checkpoint) int {
-	ints := sortedKeys(c.Ints)
-	floats := sortedKeys(c.Floats)
-	strs := sortedKeys(c.Strings)
+	ints := slices.Sorted(maps.Keys(c.Ints))
+	floats := slices.Sorted(maps.Keys(c.Floats))
+	strs := slices.Sorted(maps.Keys(c.Strings))
 	vec := func(names []string, value func(name string) field) *field {
 		return ptr(ref(func(w *writer) int {
 			return w.tableVec(len(names), func(i int, w *writer) int {
@@ -364,15 +366,6 @@ func propertyBag(w *writer, c *Checkpoint) int {
 			return ref(func(w *writer) int { return w.str(v) })
 		}),
 	})
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 func sortedTensors(ts []Tensor) []Tensor {

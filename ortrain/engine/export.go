@@ -17,23 +17,9 @@ var tokenizerFiles = []string{"tokenizer.json", "tokenizer_config.json", "specia
 	"source.spm", "target.spm", "vocab.json"}
 
 // graphValues returns a trainable parameter's current value in the graphs'
-// layout (transposed back where the graphs hold the transpose).
+// layout.
 func (e *Engine) graphValues(p artifacts.Parameter) ([]float32, error) {
-	v, err := e.T.Param(p.Name)
-	if err != nil {
-		return nil, err
-	}
-	if p.Transposed && len(p.Shape) == 2 {
-		rows, cols := int(p.Shape[1]), int(p.Shape[0]) // torch layout [rows, cols]
-		out := make([]float32, len(v))
-		for r := 0; r < rows; r++ {
-			for c := 0; c < cols; c++ {
-				out[c*rows+r] = v[r*cols+c]
-			}
-		}
-		return out, nil
-	}
-	return v, nil
+	return e.download(e.cur[p.Name])
 }
 
 // ExportInference writes ONNX inference graphs with the current (trained)
@@ -42,7 +28,7 @@ func (e *Engine) graphValues(p artifacts.Parameter) ([]float32, error) {
 // graphs, plus the tokenizer files. dir then works as a model folder for
 // `ortrain predict --model` and any ONNX consumer.
 func (e *Engine) ExportInference(dir string) error {
-	man := e.T.Manifest()
+	man := e.man
 	byName := map[string]artifacts.Parameter{}
 	byONNX := map[string]artifacts.Parameter{}
 	for _, p := range man.Parameters {
@@ -63,13 +49,13 @@ func (e *Engine) ExportInference(dir string) error {
 		}
 		return onnx.NewTensor(name, p.Shape, v)
 	}
-	if e.ModelDir != "" {
-		src := filepath.Join(e.ModelDir, "model.onnx")
+	if e.opts.ModelDir != "" {
+		src := filepath.Join(e.opts.ModelDir, "model.onnx")
 		m, err := onnx.Load(src)
 		if err != nil {
 			return err
 		}
-		if err := onnx.ResolveExternalData(m, e.ModelDir); err != nil {
+		if err := onnx.ResolveExternalData(m, e.opts.ModelDir); err != nil {
 			return err
 		}
 		for i, init := range m.Graph.Initializer {
@@ -85,7 +71,7 @@ func (e *Engine) ExportInference(dir string) error {
 			return err
 		}
 		for _, f := range tokenizerFiles {
-			data, err := os.ReadFile(filepath.Join(e.ModelDir, f))
+			data, err := os.ReadFile(filepath.Join(e.opts.ModelDir, f))
 			if errors.Is(err, os.ErrNotExist) {
 				continue
 			}
@@ -97,11 +83,8 @@ func (e *Engine) ExportInference(dir string) error {
 			}
 		}
 	}
-	if len(man.Generation) > 0 && e.Dir == "" {
-		return errors.New("engine: Engine.Dir (the artifact folder) is needed to export the generation graphs")
-	}
 	for _, g := range man.Generation {
-		m, err := onnx.Load(filepath.Join(e.Dir, g.File))
+		m, err := onnx.Load(filepath.Join(e.dir, g.File))
 		if err != nil {
 			return err
 		}

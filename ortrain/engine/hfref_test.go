@@ -15,6 +15,7 @@ import (
 	"github.com/ortrain/ortrain/generate"
 	"github.com/ortrain/ortrain/generate/ortdecoder"
 	"github.com/ortrain/ortrain/internal/artifacts"
+	"github.com/ortrain/ortrain/internal/data"
 	"github.com/ortrain/ortrain/internal/onnxrt"
 	"github.com/ortrain/ortrain/internal/testenv"
 	"github.com/ortrain/ortrain/ortrain"
@@ -34,7 +35,7 @@ type hfScenario struct {
 	} `json:"train_output"`
 }
 
-func readExamples(t *testing.T, path string) []Example {
+func readExamples(t *testing.T, path string) *data.Dataset {
 	t.Helper()
 	out, err := readExamplesErr(path)
 	if err != nil {
@@ -43,25 +44,27 @@ func readExamples(t *testing.T, path string) []Example {
 	return out
 }
 
-func readExamplesErr(path string) ([]Example, error) {
+// readExamplesErr reads pre-tokenized examples ({"input_ids", "labels"}
+// per line).
+func readExamplesErr(path string) (*data.Dataset, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	var out []Example
+	var src, labels [][]int32
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		var r struct {
-			InputIDs []int64 `json:"input_ids"`
-			Labels   []int64 `json:"labels"`
+			InputIDs []int32 `json:"input_ids"`
+			Labels   []int32 `json:"labels"`
 		}
 		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
 			return nil, fmt.Errorf("%s: %v", path, err)
 		}
-		out = append(out, Example{r.InputIDs, r.Labels})
+		src, labels = append(src, r.InputIDs), append(labels, r.Labels)
 	}
-	return out, sc.Err()
+	return data.NewDataset(src, labels), sc.Err()
 }
 
 // idsToText is the reference script's tokenizer-free decoding: ids other
@@ -175,11 +178,11 @@ func TestMatchesHFSeq2SeqTrainer(t *testing.T) {
 	for _, name := range names {
 		t.Run(name, func(t *testing.T) {
 			var sc hfScenario
-			data, err := os.ReadFile(testenv.Testdata(t, "trainer", "hf", name, "scenario.json"))
+			raw, err := os.ReadFile(testenv.Testdata(t, "trainer", "hf", name, "scenario.json"))
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := json.Unmarshal(data, &sc); err != nil {
+			if err := json.Unmarshal(raw, &sc); err != nil {
 				t.Fatal(err)
 			}
 			runDir := t.TempDir()
@@ -200,20 +203,20 @@ func TestMatchesHFSeq2SeqTrainer(t *testing.T) {
 				t.Fatal(err)
 			}
 			art := artFor(a.LabelSmoothingFactor)
-			tr, err := artifacts.Open(art, env, artifacts.Options{
-				Session: onnxrt.SessionOptions{IntraOpThreads: 1},
-				Hyper:   artifacts.Hyper{Beta1: a.AdamBeta1, Beta2: a.AdamBeta2, Eps: a.AdamEpsilon, WeightDecay: a.WeightDecay, MaxGradNorm: a.MaxGradNorm},
+			eng, err := Open(art, env, Options{
+				Session:  onnxrt.SessionOptions{IntraOpThreads: 1},
+				Hyper:    Hyper{Beta1: a.AdamBeta1, Beta2: a.AdamBeta2, Eps: a.AdamEpsilon, WeightDecay: a.WeightDecay, MaxGradNorm: a.MaxGradNorm},
+				ModelDir: modelDir,
 			})
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer tr.Close()
-			eng := &Engine{T: tr, ModelDir: modelDir}
+			defer eng.Close()
 			trainer := &ortrain.Trainer{
 				Args:      a,
 				Engine:    eng,
-				TrainData: &Rows{Examples: train, BatchSize: a.PerDeviceTrainBatchSize},
-				EvalData:  &Rows{Examples: dev, BatchSize: a.PerDeviceEvalBatchSize},
+				TrainData: &Data{Dataset: train, Order: data.Order{BatchSize: a.PerDeviceTrainBatchSize}},
+				EvalData:  &Data{Dataset: dev, Order: data.Order{BatchSize: a.PerDeviceEvalBatchSize}},
 			}
 			if !sc.ModelAcceptsLossKw {
 				trainer.LossScaling = ortrain.LossScalingMean
@@ -298,12 +301,11 @@ func TestExportedModelGeneratesLikeTheTrainer(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	tr, err := artifacts.Open(art, env, artifacts.Options{Session: onnxrt.SessionOptions{IntraOpThreads: 1}})
+	eng, err := Open(art, env, Options{Session: onnxrt.SessionOptions{IntraOpThreads: 1}, ModelDir: modelDir})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer tr.Close()
-	eng := &Engine{T: tr, Dir: art, ModelDir: modelDir}
+	defer eng.Close()
 	train := readExamples(t, testenv.Testdata(t, "trainer", "data", "train.jsonl"))
 	a := ortrain.DefaultArguments()
 	a.OutputDir = filepath.Join(t.TempDir(), "out")
@@ -314,7 +316,7 @@ func TestExportedModelGeneratesLikeTheTrainer(t *testing.T) {
 	if err := a.Finalize(); err != nil {
 		t.Fatal(err)
 	}
-	trainer := &ortrain.Trainer{Args: a, Engine: eng, TrainData: &Rows{Examples: train, BatchSize: 8}}
+	trainer := &ortrain.Trainer{Args: a, Engine: eng, TrainData: &Data{Dataset: train, Order: data.Order{BatchSize: 8}}}
 	if _, err := trainer.Train(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -327,7 +329,7 @@ func TestExportedModelGeneratesLikeTheTrainer(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg.MaxLength = 16
-	batch := Collate(train[:6], 0, 0)
+	batch := data.Collator{}.Collate(train, []int{0, 1, 2, 3, 4, 5})
 	live := &Generator{Env: env, Dir: art, Engine: eng, Config: cfg, Opts: ortdecoder.Options{IntraOpThreads: 1}}
 	defer live.Close()
 	want, err := live.Generate(context.Background(), batch, 16, 2)
@@ -340,7 +342,7 @@ func TestExportedModelGeneratesLikeTheTrainer(t *testing.T) {
 	}
 	defer m.Close()
 	cfg.NumBeams = 2
-	got, err := generate.Generate(context.Background(), m, batch.Sources, cfg)
+	got, err := generate.Generate(context.Background(), m, batch.SourceIDs(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -352,7 +354,7 @@ func TestExportedModelGeneratesLikeTheTrainer(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer orig.Close()
-	before, err := generate.Generate(context.Background(), orig, batch.Sources, cfg)
+	before, err := generate.Generate(context.Background(), orig, batch.SourceIDs(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -369,7 +371,7 @@ func TestExportedModelGeneratesLikeTheTrainer(t *testing.T) {
 	in := map[string]*onnxrt.Value{}
 	rows, sl, tl := int64(batch.Rows), int64(batch.SourceLen), int64(batch.TargetLen)
 	for name, v := range map[string][]int64{"input_ids": batch.InputIDs, "attention_mask": batch.AttentionMask,
-		"decoder_input_ids": batch.DecoderInputIDs, "decoder_attention_mask": batch.DecoderAttentionMask} {
+		"decoder_input_ids": batch.DecoderInputIDs, "decoder_attention_mask": batch.DecoderMask()} {
 		shape := []int64{rows, tl}
 		if name == "input_ids" || name == "attention_mask" {
 			shape = []int64{rows, sl}
@@ -438,11 +440,11 @@ func compareStateFile(t *testing.T, st *ortrain.TrainerState, runDir, name strin
 	if err := json.Unmarshal(raw, &got); err != nil {
 		t.Fatal(err)
 	}
-	data, err := os.ReadFile(testenv.Testdata(t, "trainer", "hf", name, "trainer_state.json"))
+	ref, err := os.ReadFile(testenv.Testdata(t, "trainer", "hf", name, "trainer_state.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := json.Unmarshal(data, &want); err != nil {
+	if err := json.Unmarshal(ref, &want); err != nil {
 		t.Fatal(err)
 	}
 	for k, w := range want {

@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/ortrain/ortrain/internal/artifacts"
+	"github.com/ortrain/ortrain/internal/data"
 	"github.com/ortrain/ortrain/internal/onnxrt"
 	"github.com/ortrain/ortrain/internal/testenv"
 	"github.com/ortrain/ortrain/ortrain"
@@ -66,8 +67,8 @@ func resumeRun(lib, art, modelDir, trainFile, out string, resume bool, killStep 
 	if err := a.Finalize(); err != nil {
 		return nil, err
 	}
-	tr, err := artifacts.Open(art, env, artifacts.Options{Session: onnxrt.SessionOptions{IntraOpThreads: 1},
-		Hyper: artifacts.Hyper{Beta1: a.AdamBeta1, Beta2: a.AdamBeta2, Eps: a.AdamEpsilon, WeightDecay: a.WeightDecay, MaxGradNorm: a.MaxGradNorm}})
+	tr, err := Open(art, env, Options{Session: onnxrt.SessionOptions{IntraOpThreads: 1}, ModelDir: modelDir,
+		Hyper: Hyper{Beta1: a.AdamBeta1, Beta2: a.AdamBeta2, Eps: a.AdamEpsilon, WeightDecay: a.WeightDecay, MaxGradNorm: a.MaxGradNorm}})
 	if err != nil {
 		return nil, err
 	}
@@ -76,15 +77,15 @@ func resumeRun(lib, art, modelDir, trainFile, out string, resume bool, killStep 
 	if err != nil {
 		return nil, err
 	}
-	trainer := &ortrain.Trainer{Args: a, Engine: &Engine{T: tr, Dir: art, ModelDir: modelDir},
-		TrainData: &Rows{Examples: rows, BatchSize: 8, Shuffle: true, Seed: 11}}
+	trainer := &ortrain.Trainer{Args: a, Engine: tr,
+		TrainData: &Data{Dataset: rows, Order: data.Order{BatchSize: 8, Shuffle: true, Seed: 11}}}
 	if killStep > 0 {
 		trainer.Callbacks = []ortrain.Callback{killAt{step: killStep}}
 	}
 	if _, err := trainer.Train(context.Background()); err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "ortengine-final-")
+	dir, err := os.MkdirTemp("", "engine-final-")
 	if err != nil {
 		return nil, err
 	}
@@ -153,4 +154,4 @@ func TestResumeAfterSIGKILLRealEngine(t *testing.T) {
 	t.Logf("killed at step %d, resumed from %s: bitwise equal (%d bytes)", k, filepath.Base(last), len(got))
 }
 
-func readExamplesFile(path string) ([]Example, error) { return readExamplesErr(path) }
+func readExamplesFile(path string) (*data.Dataset, error) { return readExamplesErr(path) }

@@ -49,7 +49,7 @@ type Session struct {
 	Trainer  *ortrain.Trainer
 	Test     ortrain.EvalData
 	Decode   func([]int) string
-	engine   *artifacts.Trainer
+	engine   *Engine
 	gen      *Generator
 	Manifest *artifacts.Manifest
 }
@@ -141,7 +141,7 @@ func Prepare(ctx context.Context, env *onnxrt.Env, cfg Config) (*Session, error)
 	}
 
 	so := onnxrt.SessionOptions{Device: a.Device, IntraOpThreads: a.Threads, NoCPUArena: cfg.NoCPUArena}
-	at, err := artifacts.Open(artDir, env, artifacts.Options{Session: so, Optimizer: artifactsOptimizer(a.Optim), Hyper: artifacts.Hyper{
+	eng, err := Open(artDir, env, Options{Session: so, Optimizer: artifactsOptimizer(a.Optim), ModelDir: cfg.Model, Hyper: Hyper{
 		Beta1: a.AdamBeta1, Beta2: a.AdamBeta2, Eps: a.AdamEpsilon, WeightDecay: a.WeightDecay, MaxGradNorm: a.MaxGradNorm}})
 	if err != nil {
 		return nil, err
@@ -151,13 +151,13 @@ func Prepare(ctx context.Context, env *onnxrt.Env, cfg Config) (*Session, error)
 	// (when resuming, the checkpoint's state replaces them later).
 	if cfg.Artifacts != "" && a.ResumeFromCheckpoint == "" {
 		if p := filepath.Join(artDir, ortimport.OptimizerStateFile); exists(p) {
-			if err := at.LoadOptimizerState(p); err != nil {
-				at.Close()
+			if err := eng.LoadOptimizerState(p); err != nil {
+				eng.Close()
 				return nil, err
 			}
 		}
 	}
-	s := &Session{engine: at, Manifest: man}
+	s := &Session{engine: eng, Manifest: man}
 	ok := false
 	defer func() {
 		if !ok {
@@ -192,7 +192,7 @@ func Prepare(ctx context.Context, env *onnxrt.Env, cfg Config) (*Session, error)
 		if err != nil {
 			return nil, err
 		}
-		tr.TrainData = &Data{Ctx: ctx, Dataset: d, Collate: col,
+		tr.TrainData = &Data{Dataset: d, Collate: col,
 			Order: data.Order{BatchSize: a.PerDeviceTrainBatchSize, Shuffle: true, Seed: seed, GroupByLength: cfg.GroupByLength}}
 	}
 	if cfg.ValidationFile != "" {
@@ -200,17 +200,17 @@ func Prepare(ctx context.Context, env *onnxrt.Env, cfg Config) (*Session, error)
 		if err != nil {
 			return nil, err
 		}
-		tr.EvalData = &Data{Ctx: ctx, Dataset: d, Collate: col, Order: data.Order{BatchSize: a.PerDeviceEvalBatchSize}}
+		tr.EvalData = &Data{Dataset: d, Collate: col, Order: data.Order{BatchSize: a.PerDeviceEvalBatchSize}}
 	}
 	if cfg.TestFile != "" && a.DoPredict {
 		d, err := load(cfg.TestFile, false)
 		if err != nil {
 			return nil, err
 		}
-		s.Test = &Data{Ctx: ctx, Dataset: d, Collate: col, Order: data.Order{BatchSize: a.PerDeviceEvalBatchSize}}
+		s.Test = &Data{Dataset: d, Collate: col, Order: data.Order{BatchSize: a.PerDeviceEvalBatchSize}}
 	}
 	modelDir := cfg.Model
-	eng := &Engine{T: at, Dir: artDir, ModelDir: modelDir}
+
 	tr.Engine = eng
 	s.Decode = func(ids []int) string { return tok.Target.Decode(ids, true) }
 	if a.PredictWithGenerate {
@@ -246,8 +246,8 @@ func Prepare(ctx context.Context, env *onnxrt.Env, cfg Config) (*Session, error)
 // DemoConfig writes the embedded demo (a small transformer and a synthetic
 // SVO-to-SOV translation task, internal/demo) into dir/model and returns a
 // Config that trains it with the seed settings scaled down: steps-based
-// evaluation and saving at the same interval, save_total_limit 3, the best
-// model by eval_loss loaded at the end, logging every few steps,
+// evaluation and saving eng the same interval, save_total_limit 3, the best
+// model by eval_loss loaded eng the end, logging every few steps,
 // predict_with_generate with BLEU and ROUGE, gradient accumulation 2.
 func DemoConfig(dir string, args ortrain.TrainingArguments) (Config, error) {
 	modelDir := filepath.Join(dir, "model")

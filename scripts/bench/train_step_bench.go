@@ -8,6 +8,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -15,8 +16,9 @@ import (
 	"sort"
 	"time"
 
-	"github.com/ortrain/ortrain/internal/artifacts"
+	"github.com/ortrain/ortrain/internal/data"
 	"github.com/ortrain/ortrain/internal/onnxrt"
+	"github.com/ortrain/ortrain/ortrain/engine"
 )
 
 func main() {
@@ -45,7 +47,7 @@ func run(dir, batchPath string, threads, steps, warmup int, device string) error
 	if err := json.Unmarshal(b, &raw); err != nil {
 		return err
 	}
-	batch := artifacts.Batch{Rows: raw["input_ids"].Shape[0], SourceLen: raw["input_ids"].Shape[1], TargetLen: raw["labels"].Shape[1],
+	batch := &data.Batch{Rows: raw["input_ids"].Shape[0], SourceLen: raw["input_ids"].Shape[1], TargetLen: raw["labels"].Shape[1],
 		InputIDs: raw["input_ids"].Data, AttentionMask: raw["attention_mask"].Data, DecoderInputIDs: raw["decoder_input_ids"].Data,
 		DecoderAttentionMask: raw["decoder_attention_mask"].Data, Labels: raw["labels"].Data}
 	env, err := onnxrt.Open("")
@@ -53,19 +55,20 @@ func run(dir, batchPath string, threads, steps, warmup int, device string) error
 		return err
 	}
 	defer env.Close()
-	h := artifacts.DefaultHyper()
+	h := engine.DefaultHyper()
 	h.WeightDecay = 0.01
-	tr, err := artifacts.Open(dir, env, artifacts.Options{Session: onnxrt.SessionOptions{Device: device, IntraOpThreads: threads, InterOpThreads: 1, NoCPUArena: os.Getenv("ORTRAIN_BENCH_NO_CPU_ARENA") == "1"}, Hyper: h})
+	tr, err := engine.Open(dir, env, engine.Options{Session: onnxrt.SessionOptions{Device: device, IntraOpThreads: threads, InterOpThreads: 1, NoCPUArena: os.Getenv("ORTRAIN_BENCH_NO_CPU_ARENA") == "1"}, Hyper: h})
 	if err != nil {
 		return err
 	}
 	defer tr.Close()
 	var times, fwdbwd, optim []float64
-	var loss, first float32
-	var tokens int64
+	var loss, first float64
+	tokens := batch.NumLabelTokens()
+	ctx := context.Background()
 	for i := 0; i < warmup+steps; i++ {
 		t0 := time.Now()
-		loss, tokens, err = tr.TrainMicroBatch(batch, 1, int64(i))
+		loss, err = tr.TrainMicroBatch(ctx, batch, 1, uint64(i)<<1)
 		if err != nil {
 			return err
 		}
@@ -73,7 +76,7 @@ func run(dir, batchPath string, threads, steps, warmup int, device string) error
 			first = loss
 		}
 		t1 := time.Now()
-		if _, err := tr.OptimizerStep(1e-4); err != nil {
+		if _, err := tr.OptimizerStep(ctx, 1e-4); err != nil {
 			return err
 		}
 		if i >= warmup {

@@ -1,14 +1,18 @@
-package artifacts
+package engine
 
 import (
 	"encoding/json"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
 
+	"github.com/ortrain/ortrain/internal/artifacts"
+	"github.com/ortrain/ortrain/internal/data"
 	"github.com/ortrain/ortrain/internal/onnxrt"
 	"github.com/ortrain/ortrain/internal/testenv"
 )
@@ -60,19 +64,19 @@ func openEnv(t *testing.T) *onnxrt.Env {
 	return env
 }
 
-func buildFixture(t *testing.T, name string, cfg Config) (string, *Manifest) {
+func buildFixture(t *testing.T, name string, cfg artifacts.Config) (string, *artifacts.Manifest) {
 	t.Helper()
 	dir := testenv.Testdata(t, "models", name)
 	cfg.Model = filepath.Join(dir, "model.onnx")
 	cfg.Out = t.TempDir()
-	man, err := Build(cfg)
+	man, err := artifacts.Build(cfg)
 	if err != nil {
 		t.Fatalf("%s: %v", name, err)
 	}
 	return cfg.Out, man
 }
 
-func openTrainer(t *testing.T, env *onnxrt.Env, dir string, opts Options) *Trainer {
+func openTrainer(t *testing.T, env *onnxrt.Env, dir string, opts Options) *Engine {
 	t.Helper()
 	opts.Session.IntraOpThreads = 1
 	tr, err := Open(dir, env, opts)
@@ -83,8 +87,8 @@ func openTrainer(t *testing.T, env *onnxrt.Env, dir string, opts Options) *Train
 	return tr
 }
 
-func batchOf(b map[string]intTensor) Batch {
-	return Batch{
+func refBatch(b map[string]intTensor) *data.Batch {
+	return &data.Batch{
 		Rows: int(b["input_ids"].Shape[0]), SourceLen: int(b["input_ids"].Shape[1]), TargetLen: int(b["labels"].Shape[1]),
 		InputIDs: b["input_ids"].Data, AttentionMask: b["attention_mask"].Data,
 		DecoderInputIDs: b["decoder_input_ids"].Data, DecoderAttentionMask: b["decoder_attention_mask"].Data,
@@ -128,13 +132,13 @@ func checkGradients(t *testing.T, env *onnxrt.Env, name, modelFile string) {
 	readJSON(t, testenv.Testdata(t, "gradients", name+".json"), &ref)
 	src := testenv.Testdata(t, "models", name)
 	dir := t.TempDir()
-	man, err := Build(Config{Model: filepath.Join(src, modelFile), Weights: filepath.Join(src, "model.safetensors"), Out: dir})
+	man, err := artifacts.Build(artifacts.Config{Model: filepath.Join(src, modelFile), Weights: filepath.Join(src, "model.safetensors"), Out: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
 	tr := openTrainer(t, env, dir, Options{})
-	b := batchOf(ref.Batch)
-	loss, tokens, err := tr.TrainMicroBatch(b, 1, 0)
+	b := refBatch(ref.Batch)
+	loss, tokens, err := tr.trainMicroBatch(b, 1, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,17 +149,17 @@ func checkGradients(t *testing.T, env *onnxrt.Env, name, modelFile string) {
 	for _, g := range ref.Gradients {
 		global = math.Max(global, maxAbs(g.Grad))
 	}
-	params := map[string]Parameter{}
+	params := map[string]artifacts.Parameter{}
 	for _, p := range man.Parameters {
 		params[p.Name] = p
 	}
 	worst, worstName, compared := 0.0, "", 0
 	var skipped []string
-	for _, init := range sortedKeys(ref.Gradients) {
+	for _, init := range slices.Sorted(maps.Keys(ref.Gradients)) {
 		g := ref.Gradients[init]
 		// The reference is keyed by the TorchScript initializer and lists
 		// the PyTorch names behind it (several for merged tensors).
-		var p Parameter
+		var p artifacts.Parameter
 		found := false
 		for _, n := range append([]string{init}, g.PyTorch...) {
 			if q, ok := params[n]; ok && q.Trainable {
@@ -173,7 +177,7 @@ func checkGradients(t *testing.T, env *onnxrt.Env, name, modelFile string) {
 		}
 		want := g.Grad
 		if ts := p.TorchShape(); len(g.Shape) == 2 && (g.Shape[0] != ts[0] || g.Shape[1] != ts[1]) {
-			want = transposeF32(want, g.Shape[0], g.Shape[1])
+			want = artifacts.Transpose(want, g.Shape[0], g.Shape[1])
 		}
 		e := maxDiff(got, want) / math.Max(maxAbs(want), 1e-3*global)
 		if e > worst {
@@ -215,9 +219,9 @@ func TestLabelSmoothingMatchesHF(t *testing.T) {
 	for _, name := range fixtures {
 		var ref gradRef
 		readJSON(t, testenv.Testdata(t, "gradients", name+".json"), &ref)
-		dir, _ := buildFixture(t, name, Config{LabelSmoothing: ref.LabelSmoothed.Epsilon})
+		dir, _ := buildFixture(t, name, artifacts.Config{LabelSmoothing: ref.LabelSmoothed.Epsilon})
 		tr := openTrainer(t, env, dir, Options{})
-		ev, err := tr.Eval(batchOf(ref.Batch), false)
+		ev, err := tr.Eval(refBatch(ref.Batch), false)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -270,7 +274,7 @@ func adamwTrajectory(t *testing.T, double bool) {
 	readJSON(t, testenv.Testdata(t, "adamw", "t5-tiny.json"), &ref)
 	var gref gradRef
 	readJSON(t, testenv.Testdata(t, "gradients", "t5-tiny.json"), &gref)
-	dir, man := buildFixture(t, "t5-tiny", Config{})
+	dir, man := buildFixture(t, "t5-tiny", artifacts.Config{})
 	decay := map[string]bool{}
 	for _, n := range ref.DecayParameters {
 		decay[n] = true
@@ -282,14 +286,14 @@ func adamwTrajectory(t *testing.T, double bool) {
 	}
 	o := ref.Optimizer
 	tr := openTrainer(t, env, dir, Options{DoubleBuffer: double, Hyper: Hyper{Beta1: o.Betas[0], Beta2: o.Betas[1], Eps: o.Eps, WeightDecay: o.WeightDecay, MaxGradNorm: o.MaxGradNorm}})
-	b := batchOf(gref.Batch)
+	b := refBatch(gref.Batch)
 	clipped, worstLoss, worstNorm := 0, 0.0, 0.0
 	for _, s := range ref.Steps {
-		loss, _, err := tr.TrainMicroBatch(b, 1, 0)
+		loss, _, err := tr.trainMicroBatch(b, 1, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
-		norm, err := tr.OptimizerStep(s.LR)
+		norm, err := tr.optimizerStep(s.LR)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,10 +1,11 @@
-package artifacts
+package engine
 
 import (
 	"encoding/json"
 	"path/filepath"
 	"testing"
 
+	"github.com/ortrain/ortrain/internal/artifacts"
 	"github.com/ortrain/ortrain/internal/onnxrt"
 	"github.com/ortrain/ortrain/internal/testenv"
 )
@@ -28,7 +29,7 @@ type fixtureRefs struct {
 
 // runWithParams runs a generation graph with the trainer's current
 // parameters bound to its parameter inputs.
-func runWithParams(t *testing.T, env *onnxrt.Env, tr *Trainer, path string, in map[string]*onnxrt.Value, out string) *onnxrt.Value {
+func runWithParams(t *testing.T, env *onnxrt.Env, tr *Engine, path string, in map[string]*onnxrt.Value, out string) *onnxrt.Value {
 	t.Helper()
 	s, err := env.NewSession(path, onnxrt.SessionOptions{IntraOpThreads: 1})
 	if err != nil {
@@ -59,7 +60,7 @@ func TestGenerationGraphsUseTrainerParams(t *testing.T) {
 			var refs fixtureRefs
 			readJSON(t, filepath.Join(src, "refs.json"), &refs)
 			dir := t.TempDir()
-			man, err := Build(Config{Model: filepath.Join(src, "model.onnx"), Out: dir,
+			man, err := artifacts.Build(artifacts.Config{Model: filepath.Join(src, "model.onnx"), Out: dir,
 				Encoder: filepath.Join(src, "encoder_model.onnx"), Decoder: filepath.Join(src, "decoder_model.onnx"),
 				DecoderWithPast: filepath.Join(src, "decoder_with_past_model.onnx")})
 			if err != nil {
@@ -102,10 +103,10 @@ func TestGenerationGraphsUseTrainerParams(t *testing.T) {
 				t.Errorf("decoder logits differ from PyTorch by %v", d)
 			}
 			// One optimizer step later the encoder sees the new weights.
-			if _, _, err := tr.TrainMicroBatch(batchOf(refs.Batch), 1, 0); err != nil {
+			if _, _, err := tr.trainMicroBatch(refBatch(refs.Batch), 1, 0); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := tr.OptimizerStep(1e-2); err != nil {
+			if _, err := tr.optimizerStep(1e-2); err != nil {
 				t.Fatal(err)
 			}
 			after := runWithParams(t, env, tr, filepath.Join(dir, man.Files.Encoder), encoderIn(), "last_hidden_state")

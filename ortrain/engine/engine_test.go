@@ -1,4 +1,4 @@
-package artifacts
+package engine
 
 import (
 	"math"
@@ -6,19 +6,22 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/ortrain/ortrain/internal/artifacts"
+	"github.com/ortrain/ortrain/internal/data"
 	"github.com/ortrain/ortrain/internal/onnx"
 	"github.com/ortrain/ortrain/internal/safetensors"
+	"github.com/ortrain/ortrain/internal/testmodel"
 )
 
-func toyBatch() Batch {
+func toyBatch() *data.Batch {
 	r := rand.New(rand.NewSource(3))
-	b := Batch{Rows: 3, SourceLen: 2, TargetLen: 5}
+	b := &data.Batch{Rows: 3, SourceLen: 2, TargetLen: 5}
 	for i := 0; i < b.Rows*b.SourceLen; i++ {
-		b.InputIDs = append(b.InputIDs, int64(r.Intn(vocab)))
+		b.InputIDs = append(b.InputIDs, int64(r.Intn(testmodel.Vocab)))
 	}
 	for i := 0; i < b.Rows*b.TargetLen; i++ {
-		b.DecoderInputIDs = append(b.DecoderInputIDs, int64(r.Intn(vocab)))
-		label := int64(r.Intn(vocab))
+		b.DecoderInputIDs = append(b.DecoderInputIDs, int64(r.Intn(testmodel.Vocab)))
+		label := int64(r.Intn(testmodel.Vocab))
 		if i%7 == 6 {
 			label = -100
 		}
@@ -33,9 +36,9 @@ func toyBatch() Batch {
 func TestDropoutSeeded(t *testing.T) {
 	env := openEnv(t)
 	dir := t.TempDir()
-	model := writeToy(t, dir, toy{dropout: true, act: "Tanh", output: "logits"})
+	model := testmodel.WriteToy(t, dir, testmodel.Toy{Dropout: true, Act: "Tanh", Output: "logits"})
 	out := filepath.Join(dir, "art")
-	man, err := Build(Config{Model: model, Out: out})
+	man, err := artifacts.Build(artifacts.Config{Model: model, Out: out})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,17 +47,17 @@ func TestDropoutSeeded(t *testing.T) {
 	}
 	tr := openTrainer(t, env, out, Options{Hyper: Hyper{Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, WeightDecay: 0.01, MaxGradNorm: 1}})
 	b := toyBatch()
-	l1, _, err := tr.TrainMicroBatch(b, 1, 7)
+	l1, _, err := tr.trainMicroBatch(b, 1, 7)
 	if err != nil {
 		t.Fatal(err)
 	}
 	g1, _ := tr.Gradient("shared.weight")
-	if _, err := tr.OptimizerStep(0); err != nil { // lr 0: parameters unchanged, gradients reset
+	if _, err := tr.optimizerStep(0); err != nil { // lr 0: parameters unchanged, gradients reset
 		t.Fatal(err)
 	}
-	l2, _, _ := tr.TrainMicroBatch(b, 1, 7)
+	l2, _, _ := tr.trainMicroBatch(b, 1, 7)
 	g2, _ := tr.Gradient("shared.weight")
-	l3, _, _ := tr.TrainMicroBatch(b, 1, 8)
+	l3, _, _ := tr.trainMicroBatch(b, 1, 8)
 	if l1 != l2 || maxDiff(g1, g2) != 0 {
 		t.Errorf("seed 7 twice: loss %v vs %v, gradient difference %v", l1, l2, maxDiff(g1, g2))
 	}
@@ -68,15 +71,15 @@ func TestDropoutSeeded(t *testing.T) {
 	if ev.Loss == l1 || ev.Loss == l3 {
 		t.Errorf("eval loss %v equals a dropout loss", ev.Loss)
 	}
-	if _, err := tr.OptimizerStep(0); err != nil {
+	if _, err := tr.optimizerStep(0); err != nil {
 		t.Fatal(err)
 	}
 	before := ev.Loss
 	for step := int64(0); step < 40; step++ {
-		if _, _, err := tr.TrainMicroBatch(b, 1, 1000+step); err != nil {
+		if _, _, err := tr.trainMicroBatch(b, 1, 1000+step); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := tr.OptimizerStep(0.05); err != nil {
+		if _, err := tr.optimizerStep(0.05); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -91,11 +94,11 @@ func TestDropoutSeeded(t *testing.T) {
 
 	// Without dropout the training loss is the eval loss.
 	out2 := filepath.Join(dir, "nodrop")
-	if _, err := Build(Config{Model: model, Out: out2, DisableDropout: true}); err != nil {
+	if _, err := artifacts.Build(artifacts.Config{Model: model, Out: out2, DisableDropout: true}); err != nil {
 		t.Fatal(err)
 	}
 	tr2 := openTrainer(t, env, out2, Options{})
-	l, _, err := tr2.TrainMicroBatch(b, 1, 7)
+	l, _, err := tr2.trainMicroBatch(b, 1, 7)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,30 +113,30 @@ func TestDropoutSeeded(t *testing.T) {
 func TestAccumulationAndState(t *testing.T) {
 	env := openEnv(t)
 	dir := t.TempDir()
-	model := writeToy(t, dir, toy{act: "Tanh", output: "logits"})
+	model := testmodel.WriteToy(t, dir, testmodel.Toy{Act: "Tanh", Output: "logits"})
 	out := filepath.Join(dir, "art")
-	if _, err := Build(Config{Model: model, Out: out}); err != nil {
+	if _, err := artifacts.Build(artifacts.Config{Model: model, Out: out}); err != nil {
 		t.Fatal(err)
 	}
 	h := Hyper{Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, WeightDecay: 0.1, MaxGradNorm: 0.5}
 	a := openTrainer(t, env, out, Options{Hyper: h})
 	b := toyBatch()
-	if _, _, err := a.TrainMicroBatch(b, 1, 0); err != nil {
+	if _, _, err := a.trainMicroBatch(b, 1, 0); err != nil {
 		t.Fatal(err)
 	}
 	whole, _ := a.Gradient("lm_head.weight")
-	if _, err := a.OptimizerStep(0); err != nil {
+	if _, err := a.optimizerStep(0); err != nil {
 		t.Fatal(err)
 	}
-	a.TrainMicroBatch(b, 0.5, 0)
-	a.TrainMicroBatch(b, 0.5, 0)
+	a.trainMicroBatch(b, 0.5, 0)
+	a.trainMicroBatch(b, 0.5, 0)
 	halves, _ := a.Gradient("lm_head.weight")
 	if d := maxDiff(whole, halves); d > 1e-6*maxAbs(whole) {
 		t.Errorf("accumulated halves differ from the whole gradient by %v", d)
 	}
 	for i := 0; i < 3; i++ {
-		a.TrainMicroBatch(b, 1, 0)
-		if _, err := a.OptimizerStep(0.01); err != nil {
+		a.trainMicroBatch(b, 1, 0)
+		if _, err := a.optimizerStep(0.01); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -154,9 +157,9 @@ func TestAccumulationAndState(t *testing.T) {
 	if c.Step() != a.Step() {
 		t.Errorf("step %d after load, want %d", c.Step(), a.Step())
 	}
-	for _, tr := range []*Trainer{a, c} {
-		tr.TrainMicroBatch(b, 1, 0)
-		if _, err := tr.OptimizerStep(0.01); err != nil {
+	for _, tr := range []*Engine{a, c} {
+		tr.trainMicroBatch(b, 1, 0)
+		if _, err := tr.optimizerStep(0.01); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -168,7 +171,7 @@ func TestAccumulationAndState(t *testing.T) {
 		}
 	}
 	// SetParam / Param round trip in PyTorch layout (lm_head is stored transposed).
-	v := make([]float32, vocab*dim)
+	v := make([]float32, testmodel.Vocab*testmodel.Dim)
 	for i := range v {
 		v[i] = float32(i)
 	}
@@ -185,7 +188,7 @@ func TestAccumulationAndState(t *testing.T) {
 	if err := c.LoadOptimizerState(pPath); err == nil {
 		t.Error("loading parameters as optimizer state was accepted")
 	}
-	if math.IsNaN(float64(got[0])) || onnx.NumElements([]int64{vocab, dim}) != int64(len(got)) {
+	if math.IsNaN(float64(got[0])) || onnx.NumElements([]int64{testmodel.Vocab, testmodel.Dim}) != int64(len(got)) {
 		t.Error("bad parameter read")
 	}
 }
@@ -195,17 +198,17 @@ func TestAccumulationAndState(t *testing.T) {
 func TestSGDThroughTrainer(t *testing.T) {
 	env := openEnv(t)
 	dir := t.TempDir()
-	model := writeToy(t, dir, toy{act: "Tanh", output: "logits"})
+	model := testmodel.WriteToy(t, dir, testmodel.Toy{Act: "Tanh", Output: "logits"})
 	out := filepath.Join(dir, "art")
-	if _, err := Build(Config{Model: model, Out: out}); err != nil {
+	if _, err := artifacts.Build(artifacts.Config{Model: model, Out: out}); err != nil {
 		t.Fatal(err)
 	}
 	tr := openTrainer(t, env, out, Options{Optimizer: "sgd", Hyper: Hyper{MaxGradNorm: 0, Momentum: 0}})
 	b := toyBatch()
 	before, _ := tr.Param("lm_head.weight")
-	tr.TrainMicroBatch(b, 1, 0)
+	tr.trainMicroBatch(b, 1, 0)
 	g, _ := tr.Gradient("lm_head.weight")
-	if _, err := tr.OptimizerStep(0.1); err != nil {
+	if _, err := tr.optimizerStep(0.1); err != nil {
 		t.Fatal(err)
 	}
 	after, _ := tr.Param("lm_head.weight")
@@ -233,14 +236,14 @@ func TestSGDThroughTrainer(t *testing.T) {
 func TestSaveWithFrozen(t *testing.T) {
 	env := openEnv(t)
 	dir := t.TempDir()
-	model := writeToy(t, dir, toy{act: "Tanh", output: "logits"})
+	model := testmodel.WriteToy(t, dir, testmodel.Toy{Act: "Tanh", Output: "logits"})
 	out := filepath.Join(dir, "art")
-	if _, err := Build(Config{Model: model, Out: out, Freeze: []string{"lm_head"}}); err != nil {
+	if _, err := artifacts.Build(artifacts.Config{Model: model, Out: out, Freeze: []string{"lm_head"}}); err != nil {
 		t.Fatal(err)
 	}
 	tr := openTrainer(t, env, out, Options{})
-	tr.TrainMicroBatch(toyBatch(), 1, 0)
-	if _, err := tr.OptimizerStep(0.1); err != nil {
+	tr.trainMicroBatch(toyBatch(), 1, 0)
+	if _, err := tr.optimizerStep(0.1); err != nil {
 		t.Fatal(err)
 	}
 	p := filepath.Join(dir, "saved.safetensors")
