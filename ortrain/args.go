@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"strings"
+
+	"github.com/ortrain/ortrain/internal/fault"
 )
 
 // Optimizers (TrainingArguments.optim).
@@ -144,6 +146,9 @@ type ArgumentError struct {
 }
 
 func (e *ArgumentError) Error() string { return e.Message }
+
+// Is makes an ArgumentError a bad setting (ErrSettings).
+func (e *ArgumentError) Is(target error) bool { return target == fault.Settings }
 
 func argErr(field, format string, a ...any) error {
 	return &ArgumentError{Field: field, Message: fmt.Sprintf(format, a...)}

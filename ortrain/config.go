@@ -1,6 +1,7 @@
 package ortrain
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -10,6 +11,8 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/ortrain/ortrain/internal/fault"
 )
 
 // ArgumentNames lists every TrainingArguments key (the json tag names).
@@ -58,10 +61,10 @@ func (a *TrainingArguments) field(name string) (reflect.Value, bool) {
 func (a *TrainingArguments) Set(name string, value any) error {
 	f, ok := a.field(name)
 	if !ok {
-		return fmt.Errorf("unknown argument %q (known: %s)", name, strings.Join(ArgumentNames(), ", "))
+		return fault.Settingsf("unknown argument %q (known: %s)", name, strings.Join(ArgumentNames(), ", "))
 	}
 	if err := setValue(f, value); err != nil {
-		return fmt.Errorf("argument %s: %w", NormalizeName(name), err)
+		return fault.Settingsf("argument %s: %w", NormalizeName(name), err)
 	}
 	return nil
 }
@@ -202,30 +205,37 @@ func toFloat(v any) (float64, error) {
 
 // LoadConfigFile applies a JSON or YAML file of arguments (same keys as the
 // flags) to a. Errors name the file, the line and the key.
+//
+// A file that does not exist is a bad setting (ErrSettings); one that
+// cannot be read or holds bad content is bad input (ErrInput).
 func (a *TrainingArguments) LoadConfigFile(path string) error {
 	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return fault.Mark(fault.Settings, err)
+	}
 	if err != nil {
-		return err
+		return fault.Mark(fault.Input, err)
 	}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return fmt.Errorf("%s: not valid JSON or YAML: %v", path, err)
+		return fault.Inputf("%s: not valid JSON or YAML: %v", path, err)
 	}
 	if len(doc.Content) == 0 {
 		return nil // empty file
 	}
 	root := doc.Content[0]
 	if root.Kind != yaml.MappingNode {
-		return fmt.Errorf("%s:%d: want an object of argument names to values", path, root.Line)
+		return fault.Inputf("%s:%d: want an object of argument names to values", path, root.Line)
 	}
 	for i := 0; i+1 < len(root.Content); i += 2 {
 		k, v := root.Content[i], root.Content[i+1]
 		var val any
 		if err := v.Decode(&val); err != nil {
-			return fmt.Errorf("%s:%d: %s: %v", path, v.Line, k.Value, err)
+			return fault.Inputf("%s:%d: %s: %v", path, v.Line, k.Value, err)
 		}
 		if err := a.Set(k.Value, val); err != nil {
-			return fmt.Errorf("%s:%d: %w", path, k.Line, err)
+			// a bad value in the file is the file's fault: bad input
+			return fault.Inputf("%s:%d: %v", path, k.Line, err)
 		}
 	}
 	return nil

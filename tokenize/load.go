@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"os"
 	"unicode/utf8"
+
+	"github.com/ortrain/ortrain/internal/fault"
 )
 
 // The tokenizer.json schema, only the fields used. Components are decoded
@@ -114,6 +116,9 @@ type FieldError struct {
 	Msg   string
 }
 
+// Is makes a FieldError bad input (fault.Input).
+func (e *FieldError) Is(target error) bool { return target == fault.Input }
+
 func (e *FieldError) Error() string {
 	return fmt.Sprintf("%s: %s: %s", e.File, e.Field, e.Msg)
 }
@@ -127,13 +132,15 @@ func (l *loader) errf(field, format string, args ...any) error {
 }
 
 // LoadFile reads a Hugging Face tokenizer.json and builds the pipeline it
-// describes, as tokenizers' Tokenizer.from_file does.
+// describes, as tokenizers' Tokenizer.from_file does. Every error it
+// returns is of kind ortrain.ErrInput (the user's file).
 func LoadFile(path string) (*Tokenizer, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("read tokenizer: %w", err)
+		return nil, fault.Mark(fault.Input, fmt.Errorf("read tokenizer: %w", err))
 	}
-	return parseFile(path, data)
+	t, err := parseFile(path, data)
+	return t, fault.Mark(fault.Input, err)
 }
 
 func parseFile(path string, data []byte) (*Tokenizer, error) {

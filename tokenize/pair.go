@@ -10,6 +10,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/ortrain/ortrain/internal/fault"
 )
 
 // Pair is the tokenizer of a seq2seq model as its Hugging Face tokenizer
@@ -36,7 +38,14 @@ type Pair struct {
 //   - any other tokenizer.json is used as written (BART, ...).
 //
 // LoadFile reads a tokenizer.json exactly as written instead.
+//
+// Every error it returns is of kind ortrain.ErrInput (the user's files).
 func Load(path string) (*Pair, error) {
+	p, err := load(path)
+	return p, fault.Mark(fault.Input, err)
+}
+
+func load(path string) (*Pair, error) {
 	st, err := os.Stat(path)
 	if err != nil {
 		return nil, fmt.Errorf("tokenizer: %w", err)

@@ -20,6 +20,8 @@ package tokenize
 import (
 	"fmt"
 	"strings"
+
+	"github.com/ortrain/ortrain/internal/fault"
 )
 
 // model turns one pre-tokenized piece into ids.
@@ -185,6 +187,9 @@ func errNoUnk(piece string) error {
 type InvalidUTF8Error struct {
 	Offset int // byte offset of the first invalid byte
 }
+
+// Is makes text that is not UTF-8 bad input (fault.Input).
+func (e *InvalidUTF8Error) Is(target error) bool { return target == fault.Input }
 
 func (e *InvalidUTF8Error) Error() string {
 	return fmt.Sprintf("text is not valid UTF-8 (first invalid byte at offset %d); convert the input to UTF-8", e.Offset)

@@ -8,6 +8,9 @@ import (
 	"strings"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/ortrain/ortrain/internal/fault"
+	"github.com/ortrain/ortrain/internal/onnxrt"
 )
 
 // Version is the ortrain release; set with -ldflags "-X main.Version=..." for builds.
@@ -22,20 +25,6 @@ const (
 	exitRuntime     = 4   // ONNX Runtime library missing, too old, or provider unavailable
 	exitInterrupted = 130 // SIGINT / SIGTERM
 )
-
-// usageError marks errors caused by how the command was called.
-type usageError struct{ err error }
-
-func (e usageError) Error() string { return e.err.Error() }
-func (e usageError) Unwrap() error { return e.err }
-
-func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
-
-// dataError marks errors caused by the user's input files.
-type dataError struct{ err error }
-
-func (e dataError) Error() string { return e.err.Error() }
-func (e dataError) Unwrap() error { return e.err }
 
 // newApp builds the CLI. Commands live one per file; each turns flags into a
 // config and calls a package.
@@ -68,10 +57,10 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
    4 ONNX Runtime missing or unusable, 130 interrupted
 `,
 		ExitErrHandler: func(*cli.Context, error) {}, // run() maps errors to exit codes
-		OnUsageError:   func(_ *cli.Context, err error, _ bool) error { return usageError{err} },
+		OnUsageError:   func(_ *cli.Context, err error, _ bool) error { return fault.Mark(fault.Settings, err) },
 	}
 	app.CommandNotFound = func(c *cli.Context, name string) {
-		notFound := usagef("unknown command %q (see ortrain --help)", name)
+		notFound := fault.Settingsf("unknown command %q (see ortrain --help)", name)
 		app.Metadata["notFound"] = notFound
 	}
 	app.Metadata = map[string]any{}
@@ -83,7 +72,7 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 func markUsageErrors(cmds []*cli.Command) {
 	for _, c := range cmds {
 		if c.OnUsageError == nil {
-			c.OnUsageError = func(_ *cli.Context, err error, _ bool) error { return usageError{err} }
+			c.OnUsageError = func(_ *cli.Context, err error, _ bool) error { return fault.Mark(fault.Settings, err) }
 		}
 		markUsageErrors(c.Subcommands)
 	}
@@ -101,30 +90,54 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return exitOK
 	}
 	fmt.Fprintf(stderr, "ortrain: %v\n", err)
-	return exitCode(ctx, err)
+	if ctx.Err() != nil {
+		// a signal stopped the work, whatever error that caused
+		err = fault.Mark(fault.Interrupted, err)
+	}
+	return exitCode(err)
 }
 
-func exitCode(ctx context.Context, err error) int {
-	var ue usageError
-	var de dataError
+// exitCode maps the error kinds to the documented exit codes; a settings
+// error wins over an input error it wraps, as the user's call is what to
+// fix first.
+func exitCode(err error) int {
 	switch {
-	case errors.Is(err, context.Canceled) || ctx.Err() != nil:
+	case errors.Is(err, fault.Interrupted):
 		return exitInterrupted
-	case errors.As(err, &ue), isMissingRequiredFlag(err), isUnknownDevice(err):
+	case errors.Is(err, fault.Settings):
 		return exitUsage
-	case errors.As(err, &de):
+	case errors.Is(err, fault.Input):
 		return exitData
-	case isRuntimeError(err):
+	case errors.Is(err, fault.Runtime):
 		return exitRuntime
-	case isUnloadableModel(err):
-		return exitData
 	}
 	return exitError
 }
 
-// isMissingRequiredFlag recognises urfave/cli's error for a missing
-// Required flag; its type is unexported, its message is stable
-// ("Required flag \"out\" not set", "Required flags \"a, b\" not set").
-func isMissingRequiredFlag(err error) bool {
-	return strings.HasPrefix(err.Error(), "Required flag")
+// requireFlags is a command's Before: it reports missing flags as
+// urfave/cli's Required does (the command's help, then the same message),
+// but as a bad setting.
+func requireFlags(names ...string) cli.BeforeFunc {
+	return func(c *cli.Context) error {
+		var missing []string
+		for _, n := range names {
+			if !c.IsSet(n) {
+				missing = append(missing, n)
+			}
+		}
+		if len(missing) == 0 {
+			return nil
+		}
+		cli.HelpPrinter(c.App.Writer, cli.CommandHelpTemplate, c.Command)
+		if len(missing) == 1 {
+			return fault.Settingsf("Required flag %q not set", missing[0])
+		}
+		return fault.Settingsf("Required flags %q not set", strings.Join(missing, ", "))
+	}
+}
+
+// openRuntime loads ONNX Runtime as the global --ort-lib flag says (else
+// $ORTRAIN_ORT_LIB, else the user cache).
+func openRuntime(c *cli.Context) (*onnxrt.Env, error) {
+	return onnxrt.Open(c.String("ort-lib"))
 }

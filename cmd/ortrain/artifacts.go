@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -9,7 +8,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/ortrain/ortrain/internal/artifacts"
-	"github.com/ortrain/ortrain/internal/safetensors"
+	"github.com/ortrain/ortrain/internal/fault"
 )
 
 func newArtifactsCommand() *cli.Command {
@@ -28,7 +27,7 @@ graph comes from eval_model.onnx, the parameters, AdamW moments and step from th
 training continues on any ONNX Runtime (see ort_import.json in --out for what was carried over).`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "model", Usage: "forward graph `MODEL.onnx` (or use --from-ort)"},
-			&cli.StringFlag{Name: "out", Usage: "artifact `DIR` (created)", Required: true},
+			&cli.StringFlag{Name: "out", Usage: "artifact `DIR` (created)"},
 			&cli.StringFlag{Name: "weights", Usage: "the model's safetensors `FILE` (default: model.safetensors beside --model)"},
 			&cli.StringFlag{Name: "encoder", Usage: "encoder graph `FILE` to rewrite for generation"},
 			&cli.StringFlag{Name: "decoder", Usage: "decoder graph `FILE` to rewrite for generation"},
@@ -42,26 +41,27 @@ training continues on any ONNX Runtime (see ort_import.json in --out for what wa
 			&cli.StringFlag{Name: "from-ort", Usage: "import an ONNX Runtime training artifact `DIR` (checkpoint, eval_model.onnx, optimizer_model.onnx) instead of --model"},
 			&cli.StringFlag{Name: "prefix", Usage: "with --from-ort: the `PREFIX` generate_artifacts put before the file names"},
 		},
+		Before: requireFlags("out"),
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
-				return usagef("artifacts takes flags only, got arguments %v", c.Args().Slice())
+				return fault.Settingsf("artifacts takes flags only, got arguments %v", c.Args().Slice())
 			}
 			if c.String("from-ort") != "" {
 				return runImportORT(c)
 			}
 			if c.String("model") == "" {
-				return usagef("artifacts needs --model MODEL.onnx (or --from-ort DIR)")
+				return fault.Settingsf("artifacts needs --model MODEL.onnx (or --from-ort DIR)")
 			}
 			if f := c.Float64("label-smoothing"); f < 0 || f >= 1 {
-				return usagef("--label-smoothing %v must be in [0, 1)", f)
+				return fault.Settingsf("--label-smoothing %v must be in [0, 1)", f)
 			}
 			if n := c.Int64("opset"); n != 0 && (n < 13 || n > 23) {
-				return usagef("--opset %d: choose an opset between 13 and 23", n)
+				return fault.Settingsf("--opset %d: choose an opset between 13 and 23", n)
 			}
 			for _, flag := range []string{"model", "weights", "encoder", "decoder", "decoder-with-past"} {
 				if p := c.String(flag); p != "" {
 					if _, err := os.Stat(p); err != nil {
-						return dataError{fmt.Errorf("--%s: %w", flag, err)}
+						return fault.Inputf("--%s: %w", flag, err)
 					}
 				}
 			}
@@ -70,9 +70,9 @@ training continues on any ONNX Runtime (see ort_import.json in --out for what wa
 				name, role, ok := strings.Cut(kv, "=")
 				switch {
 				case !ok || name == "":
-					return usagef("--input %q: want NAME=ROLE", kv)
+					return fault.Settingsf("--input %q: want NAME=ROLE", kv)
 				case role != "input_ids" && role != "attention_mask" && role != "decoder_input_ids" && role != "decoder_attention_mask":
-					return usagef("--input %q: ROLE must be input_ids, attention_mask, decoder_input_ids or decoder_attention_mask", kv)
+					return fault.Settingsf("--input %q: ROLE must be input_ids, attention_mask, decoder_input_ids or decoder_attention_mask", kv)
 				}
 				roles[name] = role
 			}
@@ -84,13 +84,6 @@ training continues on any ONNX Runtime (see ort_import.json in --out for what wa
 				OptimizerOpset: c.Int64("opset"), Version: Version, DisableDropout: c.Bool("no-dropout"),
 			})
 			if err != nil {
-				var fe *artifacts.FreezeError
-				switch {
-				case errors.As(err, &fe):
-					return usageError{err}
-				case errors.Is(err, artifacts.ErrBadModel), errors.Is(err, safetensors.ErrFormat):
-					return dataError{err}
-				}
 				return err
 			}
 			trainable, frozen := 0, 0

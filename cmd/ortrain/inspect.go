@@ -2,11 +2,10 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
-	"io/fs"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/ortrain/ortrain/internal/fault"
 	"github.com/ortrain/ortrain/internal/onnx"
 )
 
@@ -18,16 +17,12 @@ func newInspectCommand() *cli.Command {
 		Flags:     []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print JSON"}},
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
-				return usagef("inspect takes one model file, got %d arguments", c.NArg())
+				return fault.Settingsf("inspect takes one model file, got %d arguments", c.NArg())
 			}
 			path := c.Args().First()
 			// External tensors are not read: inspecting a 10 GB model stays cheap.
 			m, err := onnx.LoadWith(path, onnx.LoadOptions{KeepExternal: true})
 			if err != nil {
-				var pe *fs.PathError // missing, a directory, unreadable: all the user's to fix
-				if errors.As(err, &pe) || errors.Is(err, onnx.ErrNotModel) {
-					return dataError{err}
-				}
 				return err
 			}
 			s := onnx.Summarize(m)

@@ -1,32 +1,26 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"os"
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/ortrain/ortrain/internal/artifacts"
-	"github.com/ortrain/ortrain/internal/ortckpt"
+	"github.com/ortrain/ortrain/internal/fault"
 	"github.com/ortrain/ortrain/internal/ortimport"
-	"github.com/ortrain/ortrain/internal/safetensors"
 )
 
 // runImportORT is `ortrain artifacts --from-ort DIR --out DIR`.
 func runImportORT(c *cli.Context) error {
 	if c.String("model") != "" {
-		return usagef("give --model or --from-ort, not both")
+		return fault.Settingsf("give --model or --from-ort, not both")
 	}
 	from := c.String("from-ort")
 	if _, err := os.Stat(from); err != nil {
-		return dataError{fmt.Errorf("--from-ort: %w", err)}
+		return fault.Inputf("--from-ort: %w", err)
 	}
 	rep, err := ortimport.Import(ortimport.Options{From: from, Out: c.String("out"), Prefix: c.String("prefix"), Logits: c.String("logits"), Version: Version})
 	if err != nil {
-		if errors.Is(err, ortimport.ErrInput) || errors.Is(err, ortckpt.ErrFormat) {
-			return dataError{err}
-		}
 		return err
 	}
 	fmt.Fprintf(c.App.Writer, "imported %s into %s: %d trainable and %d frozen parameters", from, c.String("out"), rep.Trainable, rep.Frozen)
@@ -44,19 +38,17 @@ func newExportORTCommand() *cli.Command {
 		Description: `Writes a checkpoint flatbuffer that onnxruntime-training (1.15-1.19) loads with
 CheckpointState.load_checkpoint, with the parameter names and layout of the artifact folder's graphs.`,
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "artifacts", Usage: "ortrain artifact `DIR`", Required: true},
+			&cli.StringFlag{Name: "artifacts", Usage: "ortrain artifact `DIR`"},
 			&cli.StringFlag{Name: "params", Usage: "parameters `FILE` (safetensors; default: the folder's initial parameters, e.g. a checkpoint's model.safetensors)"},
 			&cli.StringFlag{Name: "optimizer-state", Usage: "ortrain AdamW state `FILE` to include as the checkpoint's optimizer group"},
 			&cli.Float64Flag{Name: "initial-lr", Usage: "initial learning rate `LR` recorded in the optimizer group", Value: 1e-3},
-			&cli.StringFlag{Name: "out", Usage: "checkpoint `FILE` to write", Required: true},
+			&cli.StringFlag{Name: "out", Usage: "checkpoint `FILE` to write"},
 		},
+		Before: requireFlags("artifacts", "out"),
 		Action: func(c *cli.Context) error {
 			err := ortimport.Export(ortimport.ExportOptions{Artifacts: c.String("artifacts"), Parameters: c.String("params"),
 				OptimizerState: c.String("optimizer-state"), InitialLR: float32(c.Float64("initial-lr")), Out: c.String("out")})
 			if err != nil {
-				if errors.Is(err, os.ErrNotExist) || errors.Is(err, safetensors.ErrFormat) || errors.Is(err, artifacts.ErrManifest) {
-					return dataError{err}
-				}
 				return err
 			}
 			fmt.Fprintf(c.App.Writer, "wrote %s\n", c.String("out"))

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -11,6 +10,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/ortrain/ortrain/generate/predict"
+	"github.com/ortrain/ortrain/internal/fault"
 )
 
 const predictDescription = `Generates one prediction per input line with greedy or beam search, with
@@ -73,7 +73,7 @@ func newPredictCommand() *cli.Command {
 
 func runPredict(c *cli.Context) error {
 	if c.NArg() > 0 {
-		return usagef("unexpected arguments %q", c.Args().Slice())
+		return fault.Settingsf("unexpected arguments %q", c.Args().Slice())
 	}
 	opts := predict.Options{
 		Model: c.String("model"), Artifacts: c.String("artifacts"), Tokenizer: c.String("tokenizer"),
@@ -84,11 +84,11 @@ func runPredict(c *cli.Context) error {
 		Warn: func(msg string) { fmt.Fprintf(c.App.ErrWriter, "ortrain: warning: %s\n", msg) },
 	}
 	if err := opts.Validate(); err != nil {
-		return predictError(err)
+		return err
 	}
 	var err error
 	if opts.Shard, opts.Shards, err = predict.ParseShard(c.String("shard")); err != nil {
-		return predictError(err)
+		return err
 	}
 	var progress func(done, total int)
 	if !c.Bool("no-progress") && isTerminal(c.App.ErrWriter) {
@@ -106,7 +106,7 @@ func runPredict(c *cli.Context) error {
 	}
 	res, err := predict.Run(c.Context, opts, progress)
 	if err != nil {
-		return predictError(err)
+		return err
 	}
 	if res.Report != nil {
 		res.Report.WriteSummary(c.App.Writer)
@@ -123,17 +123,6 @@ func optionalInt(c *cli.Context, name string) *int {
 	}
 	v := c.Int(name)
 	return &v
-}
-
-// predictError gives the package's error kinds their exit codes.
-func predictError(err error) error {
-	switch {
-	case errors.Is(err, predict.ErrSettings):
-		return usageError{err}
-	case errors.Is(err, predict.ErrInput):
-		return dataError{err}
-	}
-	return err
 }
 
 // progressBar draws on a terminal only.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/ortrain/ortrain/internal/fault"
 	"github.com/ortrain/ortrain/metrics"
 )
 
@@ -94,25 +95,25 @@ func runScore(c *cli.Context) error {
 		return runScoreMerge(c)
 	}
 	if c.NArg() > 0 {
-		return usagef("unexpected arguments %q (files go in --hyp and --ref; statistics files need --merge)", c.Args().Slice())
+		return fault.Settingsf("unexpected arguments %q (files go in --hyp and --ref; statistics files need --merge)", c.Args().Slice())
 	}
 	metric := c.String("metric")
 	switch metric {
 	case metrics.MetricBLEU, metrics.MetricCHRF, metrics.MetricROUGE:
 	case "":
-		return usagef("--metric is required (bleu, chrf or rouge)")
+		return fault.Settingsf("--metric is required (bleu, chrf or rouge)")
 	default:
-		return usagef("unknown --metric %q (want bleu, chrf or rouge)", metric)
+		return fault.Settingsf("unknown --metric %q (want bleu, chrf or rouge)", metric)
 	}
 	if c.String("hyp") == "" || len(c.StringSlice("ref")) == 0 {
-		return usagef("--hyp and at least one --ref are required")
+		return fault.Settingsf("--hyp and at least one --ref are required")
 	}
 	perLine := c.Bool("sentence") || c.Bool("per-line")
 	if perLine && c.String("stats-out") != "" {
-		return usagef("--stats-out writes corpus statistics; drop --sentence/--per-line")
+		return fault.Settingsf("--stats-out writes corpus statistics; drop --sentence/--per-line")
 	}
 	if n := c.Int("workers"); n < 0 {
-		return usagef("--workers %d: must be 0 (one per CPU) or positive", n)
+		return fault.Settingsf("--workers %d: must be 0 (one per CPU) or positive", n)
 	}
 	// Bad options are usage errors, reported before any file is read.
 	if err := validateScoreFlags(c, metric, perLine); err != nil {
@@ -143,7 +144,7 @@ func validateScoreFlags(c *cli.Context, metric string, perLine bool) error {
 		_, err = metrics.NewROUGE(scoreROUGEOptions(c), false)
 	}
 	if err != nil {
-		return usageError{err}
+		return fault.Mark(fault.Settings, err)
 	}
 	return nil
 }
@@ -152,12 +153,12 @@ func readScoreInputs(hypPath string, refPaths []string, jsonl bool) ([]string, [
 	read := func(path string) (metrics.Segments, error) {
 		f, err := os.Open(path)
 		if err != nil {
-			return metrics.Segments{}, dataError{err}
+			return metrics.Segments{}, fault.Mark(fault.Input, err)
 		}
 		defer f.Close()
 		s, err := metrics.ReadSegments(f, path, jsonl)
 		if err != nil {
-			return s, dataError{err}
+			return s, fault.Mark(fault.Input, err)
 		}
 		return s, nil
 	}
@@ -175,7 +176,7 @@ func readScoreInputs(hypPath string, refPaths []string, jsonl bool) ([]string, [
 	}
 	paired, err := metrics.PairSegments(hyp, refs)
 	if err != nil {
-		return nil, nil, dataError{err}
+		return nil, nil, fault.Mark(fault.Input, err)
 	}
 	return hyp.Lines, paired, nil
 }
@@ -198,11 +199,11 @@ func scoreBLEUOptions(c *cli.Context, sentence bool) metrics.BLEUOptions {
 
 func scoreBLEU(c *cli.Context, hyps []string, refs [][]string, sentence bool) error {
 	if c.IsSet("max-ngram-order") && c.Int("max-ngram-order") <= 0 {
-		return usagef("--max-ngram-order must be at least 1")
+		return fault.Settingsf("--max-ngram-order must be at least 1")
 	}
 	b, err := metrics.NewBLEU(scoreBLEUOptions(c, sentence))
 	if err != nil {
-		return usageError{err}
+		return fault.Mark(fault.Settings, err)
 	}
 	if err := checkBootstrapFlags(c, sentence); err != nil {
 		return err
@@ -216,7 +217,7 @@ func scoreBLEU(c *cli.Context, hyps []string, refs [][]string, sentence bool) er
 		for i, h := range hyps {
 			s, err := b.SentenceScore(h, refs[i])
 			if err != nil {
-				return dataError{fmt.Errorf("line %d: %w", i+1, err)}
+				return fault.Inputf("line %d: %w", i+1, err)
 			}
 			if err := printBLEU(w, s, c.Bool("json"), false); err != nil {
 				return err
@@ -225,7 +226,7 @@ func scoreBLEU(c *cli.Context, hyps []string, refs [][]string, sentence bool) er
 		return nil
 	}
 	if err := b.AddBatch(hyps, refs, c.Int("workers")); err != nil {
-		return dataError{err}
+		return fault.Mark(fault.Input, err)
 	}
 	if st := b.Stats(); st.TokenizedPeriods >= 100 {
 		fmt.Fprintf(c.App.ErrWriter, "ortrain: warning: %d hypotheses end in a tokenized period (\" .\"); detokenize them, or pass --force\n", st.TokenizedPeriods)
@@ -241,11 +242,11 @@ func checkBootstrapFlags(c *cli.Context, perLine bool) error {
 	n := c.Int("bootstrap")
 	switch {
 	case n < 0 || n == 1:
-		return usagef("--bootstrap must be 0 (off) or at least 2")
+		return fault.Settingsf("--bootstrap must be 0 (off) or at least 2")
 	case n > 0 && perLine:
-		return usagef("--bootstrap needs corpus scoring; drop --sentence/--per-line")
+		return fault.Settingsf("--bootstrap needs corpus scoring; drop --sentence/--per-line")
 	case c.Int("seed") < 0:
-		return usagef("--seed must not be negative")
+		return fault.Settingsf("--seed must not be negative")
 	}
 	return nil
 }
@@ -263,7 +264,7 @@ func finishScoreBLEU(c *cli.Context, w io.Writer, b *metrics.BLEU) error {
 	}
 	ci, err := b.Bootstrap(n, uint64(c.Int("seed")))
 	if err != nil {
-		return dataError{err}
+		return fault.Mark(fault.Input, err)
 	}
 	s.Signature = ci.Signature
 	if c.Bool("json") {
@@ -291,10 +292,10 @@ func scoreCHRFOptions(c *cli.Context) metrics.CHRFOptions {
 func scoreCHRF(c *cli.Context, hyps []string, refs [][]string, sentence bool) error {
 	m, err := metrics.NewCHRF(scoreCHRFOptions(c))
 	if err != nil {
-		return usageError{err}
+		return fault.Mark(fault.Settings, err)
 	}
 	if c.Int("char-order") <= 0 || c.Int("beta") <= 0 {
-		return usagef("--char-order and --beta must be at least 1")
+		return fault.Settingsf("--char-order and --beta must be at least 1")
 	}
 	if err := checkBootstrapFlags(c, sentence); err != nil {
 		return err
@@ -308,7 +309,7 @@ func scoreCHRF(c *cli.Context, hyps []string, refs [][]string, sentence bool) er
 		for i, h := range hyps {
 			s, err := m.SentenceScore(h, refs[i])
 			if err != nil {
-				return dataError{fmt.Errorf("line %d: %w", i+1, err)}
+				return fault.Inputf("line %d: %w", i+1, err)
 			}
 			if err := printCHRF(w, s, c.Bool("json"), false); err != nil {
 				return err
@@ -317,7 +318,7 @@ func scoreCHRF(c *cli.Context, hyps []string, refs [][]string, sentence bool) er
 		return nil
 	}
 	if err := m.AddBatch(hyps, refs, c.Int("workers")); err != nil {
-		return dataError{err}
+		return fault.Mark(fault.Input, err)
 	}
 	if err := writeScoreStats(c, m.StatsFile()); err != nil {
 		return err
@@ -333,7 +334,7 @@ func finishScoreCHRF(c *cli.Context, w io.Writer, m *metrics.CHRF) error {
 	}
 	ci, err := m.Bootstrap(n, uint64(c.Int("seed")))
 	if err != nil {
-		return dataError{err}
+		return fault.Mark(fault.Input, err)
 	}
 	if c.Bool("json") {
 		return writeScoreJSON(w, struct {
@@ -371,18 +372,18 @@ func scoreROUGEOptions(c *cli.Context) metrics.ROUGEOptions {
 func scoreROUGE(c *cli.Context, preds []string, targets [][]string, perLine bool) error {
 	boot := c.Int("bootstrap")
 	if boot < 0 {
-		return usagef("--bootstrap must not be negative")
+		return fault.Settingsf("--bootstrap must not be negative")
 	}
 	if c.Int("seed") < 0 || int64(c.Int("seed")) > 1<<32-1 {
-		return usagef("--seed must be between 0 and 2**32 - 1, as numpy.random.seed requires")
+		return fault.Settingsf("--seed must be between 0 and 2**32 - 1, as numpy.random.seed requires")
 	}
 	r, err := metrics.NewROUGE(scoreROUGEOptions(c), boot > 0)
 	if err != nil {
-		return usageError{err}
+		return fault.Mark(fault.Settings, err)
 	}
 	scores, err := r.AddBatch(preds, targets, c.Int("workers"))
 	if err != nil {
-		return dataError{err}
+		return fault.Mark(fault.Input, err)
 	}
 	w := bufio.NewWriter(c.App.Writer)
 	defer w.Flush()
@@ -405,7 +406,7 @@ func finishScoreROUGE(c *cli.Context, w io.Writer, r *metrics.ROUGE) error {
 	if n := c.Int("bootstrap"); n > 0 {
 		var err error
 		if iv, err = r.Bootstrap(n, c.Float64("confidence"), uint32(c.Int("seed"))); err != nil {
-			return usageError{err}
+			return fault.Mark(fault.Settings, err)
 		}
 	}
 	return printROUGE(w, r.Types(), r.Mean(), iv, c.Bool("json"), true, r.Count())
@@ -489,26 +490,26 @@ func writeScoreStats(c *cli.Context, f metrics.StatsFile) error {
 
 func runScoreMerge(c *cli.Context) error {
 	if c.NArg() == 0 {
-		return usagef("--merge needs statistics files as arguments (written with --stats-out)")
+		return fault.Settingsf("--merge needs statistics files as arguments (written with --stats-out)")
 	}
 	if c.String("hyp") != "" || len(c.StringSlice("ref")) > 0 {
-		return usagef("--merge takes statistics files, not --hyp/--ref")
+		return fault.Settingsf("--merge takes statistics files, not --hyp/--ref")
 	}
 	var files []metrics.StatsFile
 	for _, p := range c.Args().Slice() {
 		b, err := os.ReadFile(p)
 		if err != nil {
-			return dataError{err}
+			return fault.Mark(fault.Input, err)
 		}
 		f, err := metrics.ReadStatsFile(bytes.NewReader(b))
 		if err != nil {
-			return dataError{fmt.Errorf("%s: %w", p, err)}
+			return fault.Inputf("%s: %w", p, err)
 		}
 		files = append(files, f)
 	}
 	merged, err := metrics.MergeStatsFiles(files)
 	if err != nil {
-		return dataError{err}
+		return fault.Mark(fault.Input, err)
 	}
 	if err := writeScoreStats(c, merged); err != nil {
 		return err
@@ -519,7 +520,7 @@ func runScoreMerge(c *cli.Context) error {
 	case metrics.MetricBLEU:
 		b, err := merged.BLEUAccumulator()
 		if err != nil {
-			return dataError{err}
+			return fault.Mark(fault.Input, err)
 		}
 		if err := checkBootstrapFlags(c, false); err != nil {
 			return err
@@ -528,7 +529,7 @@ func runScoreMerge(c *cli.Context) error {
 	case metrics.MetricCHRF:
 		m, err := merged.CHRFAccumulator()
 		if err != nil {
-			return dataError{err}
+			return fault.Mark(fault.Input, err)
 		}
 		if err := checkBootstrapFlags(c, false); err != nil {
 			return err
@@ -537,12 +538,12 @@ func runScoreMerge(c *cli.Context) error {
 	case metrics.MetricROUGE:
 		r, err := merged.ROUGEAccumulator()
 		if err != nil {
-			return dataError{err}
+			return fault.Mark(fault.Input, err)
 		}
 		if c.Int("bootstrap") > 0 && int64(len(merged.ROUGE.Pairs)) != merged.ROUGE.Count {
-			return dataError{errors.New("--bootstrap needs every pair's scores: write all shards with --bootstrap")}
+			return fault.Mark(fault.Input, errors.New("--bootstrap needs every pair's scores: write all shards with --bootstrap"))
 		}
 		return finishScoreROUGE(c, w, r)
 	}
-	return dataError{fmt.Errorf("unknown metric %q", merged.Metric)}
+	return fault.Inputf("unknown metric %q", merged.Metric)
 }

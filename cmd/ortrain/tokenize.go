@@ -13,6 +13,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/ortrain/ortrain/internal/fault"
 	"github.com/ortrain/ortrain/tokenize"
 )
 
@@ -43,17 +44,17 @@ or a tokenizer.json file; ids are those of the model's Hugging Face tokenizer.`,
 
 func runTokenize(c *cli.Context) error {
 	if c.NArg() > 1 {
-		return usagef("tokenize takes at most one input file, got %d arguments", c.NArg())
+		return fault.Settingsf("tokenize takes at most one input file, got %d arguments", c.NArg())
 	}
 	if c.String("tokenizer") == "" {
-		return usagef("tokenize needs --tokenizer: a model folder or a tokenizer.json")
+		return fault.Settingsf("tokenize needs --tokenizer: a model folder or a tokenizer.json")
 	}
 	if c.Int("max-length") < 0 {
-		return usagef("--max-length %d: must be 0 or positive", c.Int("max-length"))
+		return fault.Settingsf("--max-length %d: must be 0 or positive", c.Int("max-length"))
 	}
 	pair, err := tokenize.Load(c.String("tokenizer"))
 	if err != nil {
-		return dataError{err}
+		return fault.Mark(fault.Input, err)
 	}
 	tok := pair.Source
 	if c.Bool("target") {
@@ -63,7 +64,7 @@ func runTokenize(c *cli.Context) error {
 	if c.NArg() == 1 {
 		f, err := os.Open(c.Args().First())
 		if err != nil {
-			return dataError{err}
+			return fault.Mark(fault.Input, err)
 		}
 		defer f.Close()
 		in, name = f, c.Args().First()
@@ -81,7 +82,7 @@ func runTokenize(c *cli.Context) error {
 		if c.Bool("decode") {
 			ids, err := parseIDs(text)
 			if err != nil {
-				return dataError{fmt.Errorf("%s:%d: %v", name, line, err)}
+				return fault.Inputf("%s:%d: %v", name, line, err)
 			}
 			out := tok.Decode(ids, c.Bool("skip-special"))
 			if c.Bool("json") {
@@ -92,11 +93,11 @@ func runTokenize(c *cli.Context) error {
 			continue
 		}
 		if !utf8.ValidString(text) {
-			return dataError{fmt.Errorf("%s:%d: not valid UTF-8; convert the input to UTF-8", name, line)}
+			return fault.Inputf("%s:%d: not valid UTF-8; convert the input to UTF-8", name, line)
 		}
 		ids, err := tok.EncodeWith(text, opt)
 		if err != nil {
-			return dataError{fmt.Errorf("%s:%d: %w", name, line, err)}
+			return fault.Inputf("%s:%d: %w", name, line, err)
 		}
 		if c.Bool("json") {
 			writeJSON(w, map[string]any{"ids": ids, "tokens": tok.Tokens(ids)})
@@ -111,7 +112,7 @@ func runTokenize(c *cli.Context) error {
 		w.WriteByte('\n')
 	}
 	if err := sc.Err(); err != nil {
-		return dataError{fmt.Errorf("%s: %w", name, err)}
+		return fault.Inputf("%s: %w", name, err)
 	}
 	return w.Flush()
 }

@@ -10,12 +10,11 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/ortrain/ortrain/internal/artifacts"
 	"github.com/ortrain/ortrain/internal/data"
+	"github.com/ortrain/ortrain/internal/fault"
 	"github.com/ortrain/ortrain/internal/ortimport"
 	"github.com/ortrain/ortrain/ortrain"
 	"github.com/ortrain/ortrain/ortrain/engine"
-	"github.com/ortrain/ortrain/tokenize"
 )
 
 const trainDescription = `Fine-tunes a seq2seq model with the semantics of Hugging Face's
@@ -127,22 +126,22 @@ func trainArguments(c *cli.Context) (ortrain.TrainingArguments, error) {
 	if dir := c.String("artifacts"); dir != "" {
 		defs, err := ortimport.TrainingDefaults(dir)
 		if err != nil {
-			return a, dataError{err}
+			return a, err
 		}
 		for _, name := range ortrain.ArgumentNames() {
 			if v, ok := defs[name]; ok {
 				if err := a.Set(name, v); err != nil {
-					return a, dataError{fmt.Errorf("%s: %s: %w", dir, name, err)}
+					return a, fault.Inputf("%s: %s: %w", dir, name, err)
 				}
 			}
 		}
 	}
 	if p := c.String("config"); p != "" {
 		if err := a.LoadConfigFile(p); err != nil {
-			if errors.Is(err, os.ErrNotExist) {
-				return a, usagef("--config: %v", err)
+			if errors.Is(err, fault.Settings) { // no such file: name the flag
+				return a, fmt.Errorf("--config: %w", err)
 			}
-			return a, dataError{err}
+			return a, err
 		}
 	}
 	for _, name := range ortrain.ArgumentNames() {
@@ -154,35 +153,28 @@ func trainArguments(c *cli.Context) (ortrain.TrainingArguments, error) {
 			v = c.Bool(name)
 		}
 		if err := a.Set(name, v); err != nil {
-			return a, usagef("--%s: %v", name, err)
+			return a, fmt.Errorf("--%s: %w", name, err)
 		}
 	}
-	if err := a.Finalize(); err != nil {
-		var ae *ortrain.ArgumentError
-		if errors.As(err, &ae) {
-			return a, usagef("%v", err)
-		}
-		return a, err
-	}
-	return a, nil
+	return a, a.Finalize()
 }
 
 func runTrain(c *cli.Context) error {
 	if c.NArg() > 0 {
-		return usagef("unexpected arguments %q", c.Args().Slice())
+		return fault.Settingsf("unexpected arguments %q", c.Args().Slice())
 	}
 	a, err := trainArguments(c)
 	if err != nil {
 		return err
 	}
 	if err := ortrain.CheckOutputDir(&a); err != nil {
-		return usagef("%v", err)
+		return fault.Settingsf("%v", err)
 	}
 	stdout, stderr := c.App.Writer, c.App.ErrWriter
 	var cfg engine.Config
 	if c.Bool("demo") {
 		if c.IsSet("model") || c.IsSet("train_file") {
-			return usagef("--demo brings its own model and data; drop --model/--train_file")
+			return fault.Settingsf("--demo brings its own model and data; drop --model/--train_file")
 		}
 		if err := os.MkdirAll(a.OutputDir, 0o755); err != nil {
 			return err
@@ -202,20 +194,20 @@ func runTrain(c *cli.Context) error {
 		}
 		for _, name := range []string{"max_source_length", "max_target_length"} {
 			if n := c.Int(name); n < 0 {
-				return usagef("--%s %d: must be 0 (no limit) or positive", name, n)
+				return fault.Settingsf("--%s %d: must be 0 (no limit) or positive", name, n)
 			}
 		}
 		if cfg.Model == "" && cfg.Artifacts == "" {
-			return usagef("give --model DIR (or --artifacts DIR), or try --demo")
+			return fault.Settingsf("give --model DIR (or --artifacts DIR), or try --demo")
 		}
 		if a.DoTrain && cfg.TrainFile == "" {
-			return usagef("--do_train needs --train_file")
+			return fault.Settingsf("--do_train needs --train_file")
 		}
 		if (a.DoEval || a.EvalStrategy != ortrain.StrategyNo) && cfg.ValidationFile == "" {
-			return usagef("You have set `args.eval_strategy` to %s (or do_eval) but gave no --validation_file. Either set --eval_strategy no or pass --validation_file.", a.EvalStrategy)
+			return fault.Settingsf("You have set `args.eval_strategy` to %s (or do_eval) but gave no --validation_file. Either set --eval_strategy no or pass --validation_file.", a.EvalStrategy)
 		}
 		if a.DoPredict && cfg.TestFile == "" {
-			return usagef("--do_predict needs --test_file")
+			return fault.Settingsf("--do_predict needs --test_file")
 		}
 	}
 	cfg.Version = Version
@@ -228,16 +220,12 @@ func runTrain(c *cli.Context) error {
 	defer env.Close()
 	sess, err := engine.Prepare(c.Context, env, cfg)
 	if err != nil {
-		var re *data.RecordError
-		if errors.As(err, &re) || errors.Is(err, artifacts.ErrBadModel) || errors.Is(err, artifacts.ErrManifest) || errors.Is(err, data.ErrFile) || isTokenizerError(err) {
-			return dataError{err}
-		}
 		return err
 	}
 	defer sess.Close()
 	tr := sess.Trainer
 	if err := tr.CheckSetup(); err != nil {
-		return usagef("%v", err)
+		return err
 	}
 	progress := !c.Bool("no-progress")
 	if f, ok := stdout.(*os.File); !ok || !ortrain.IsTerminal(f) {
@@ -268,10 +256,6 @@ func runTrain(c *cli.Context) error {
 	}
 	res, err := tr.Run(c.Context, ortrain.RunOptions{TestData: sess.Test, Decode: sess.Decode, Out: stdout})
 	if err != nil {
-		var ae *ortrain.ArgumentError // e.g. a resume_from_checkpoint that is no checkpoint
-		if errors.As(err, &ae) {
-			return usageError{err}
-		}
 		return err
 	}
 	if st := tr.State(); st != nil && st.BestModelCheckpoint != nil {
@@ -280,10 +264,4 @@ func runTrain(c *cli.Context) error {
 	_ = res
 	fmt.Fprintf(stdout, "outputs in %s (training_curves.png, all_results.json, trainer_state.json)\n", a.OutputDir)
 	return nil
-}
-
-func isTokenizerError(err error) bool {
-	var ie *tokenize.InvalidUTF8Error
-	var fe *tokenize.FieldError
-	return errors.As(err, &ie) || errors.As(err, &fe) || strings.HasPrefix(err.Error(), "tokenizer")
 }

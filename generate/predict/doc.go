@@ -1,5 +1,5 @@
 // Package predict runs a prediction job over a file of source texts: it
-// encodes them, generates in batches through an generate/ortdecoder model with
+// encodes them, generates in batches through a generate/ortdecoder model with
 // Hugging Face generate() semantics, and writes one prediction per line in
 // input order.
 //
@@ -9,6 +9,7 @@
 // that shards run apart (Options.Shard of Options.Shards, see ShardRange) can
 // be merged into exactly the unsharded corpus score (ortrain score --merge).
 //
-// Errors caused by the user's files match ErrInput with errors.Is; options
-// that contradict each other or the model match ErrSettings.
+// Errors caused by the user's files match ortrain.ErrInput with errors.Is;
+// options that contradict each other or the model match
+// ortrain.ErrSettings.
 package predict

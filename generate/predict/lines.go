@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/ortrain/ortrain/internal/fault"
 )
 
 // ParseShard parses the "i/N" form of a shard (0 <= i < N); "" is the whole
@@ -19,7 +21,7 @@ func ParseShard(s string) (shard, shards int, err error) {
 	i, err1 := strconv.Atoi(a)
 	n, err2 := strconv.Atoi(b)
 	if !ok || err1 != nil || err2 != nil || n < 1 || i < 0 || i >= n {
-		return 0, 0, settingsErrorf("--shard %q: want i/N with 0 <= i < N (e.g. 0/4 ... 3/4)", s)
+		return 0, 0, fault.Settingsf("--shard %q: want i/N with 0 <= i < N (e.g. 0/4 ... 3/4)", s)
 	}
 	return i, n, nil
 }
@@ -32,10 +34,10 @@ func ShardRange(n, i, shards int) (lo, hi int) { return i * n / shards, (i + 1) 
 func readFileLines(path string) ([]string, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, inputError(err)
+		return nil, fault.Mark(fault.Input, err)
 	}
 	if !utf8.Valid(data) {
-		return nil, inputErrorf("%s is not valid UTF-8", path)
+		return nil, fault.Inputf("%s is not valid UTF-8", path)
 	}
 	text := strings.TrimSuffix(string(data), "\n")
 	if text == "" {
@@ -54,11 +56,11 @@ func readSourceLines(path string) ([]string, error) {
 		return nil, err
 	}
 	if len(lines) == 0 {
-		return nil, inputErrorf("%s has no lines to predict", path)
+		return nil, fault.Inputf("%s has no lines to predict", path)
 	}
 	for i, l := range lines {
 		if strings.TrimSpace(l) == "" {
-			return nil, inputErrorf("%s:%d: empty line; every line must hold one source text (remove empty lines, keeping the references aligned)", path, i+1)
+			return nil, fault.Inputf("%s:%d: empty line; every line must hold one source text (remove empty lines, keeping the references aligned)", path, i+1)
 		}
 	}
 	return lines, nil
@@ -70,7 +72,7 @@ func readRefLines(path string, want int) ([]string, error) {
 		return nil, err
 	}
 	if len(lines) != want {
-		return nil, inputErrorf("%s has %d lines, the input has %d: references must be aligned line by line", path, len(lines), want)
+		return nil, fault.Inputf("%s has %d lines, the input has %d: references must be aligned line by line", path, len(lines), want)
 	}
 	return lines, nil
 }

@@ -7,6 +7,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/ortrain/ortrain/internal/fault"
 )
 
 func TestParseShard(t *testing.T) {
@@ -17,7 +19,7 @@ func TestParseShard(t *testing.T) {
 		}
 	}
 	for _, s := range []string{"3/3", "-1/2", "1", "1/0", "a/2", "1/b"} {
-		if _, _, err := ParseShard(s); !errors.Is(err, ErrSettings) || !strings.Contains(err.Error(), "0 <= i < N") {
+		if _, _, err := ParseShard(s); !errors.Is(err, fault.Settings) || !strings.Contains(err.Error(), "0 <= i < N") {
 			t.Errorf("ParseShard(%q): %v", s, err)
 		}
 	}
@@ -68,8 +70,8 @@ func TestReadLinesErrorsNameTheFile(t *testing.T) {
 		"refs too few": {func() error { _, err := readRefLines(crlf, 3); return err }, []string{"crlf.txt has 2 lines, the input has 3"}},
 	} {
 		err := tc.read()
-		if !errors.Is(err, ErrInput) {
-			t.Errorf("%s: %v is not ErrInput", name, err)
+		if !errors.Is(err, fault.Input) {
+			t.Errorf("%s: %v is not fault.Input", name, err)
 			continue
 		}
 		for _, w := range tc.want {
@@ -109,7 +111,7 @@ func TestValidate(t *testing.T) {
 	} {
 		o := ok
 		tc.edit(&o)
-		if err := o.Validate(); !errors.Is(err, ErrSettings) || !strings.Contains(err.Error(), tc.want) {
+		if err := o.Validate(); !errors.Is(err, fault.Settings) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: %v", name, err)
 		}
 	}

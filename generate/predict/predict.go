@@ -10,7 +10,7 @@ import (
 
 	"github.com/ortrain/ortrain/generate"
 	"github.com/ortrain/ortrain/generate/ortdecoder"
-	"github.com/ortrain/ortrain/internal/artifacts"
+	"github.com/ortrain/ortrain/internal/fault"
 	"github.com/ortrain/ortrain/internal/onnxrt"
 	"github.com/ortrain/ortrain/tokenize"
 )
@@ -73,22 +73,22 @@ type Result struct {
 // Validate checks the options that need no file.
 func (o Options) Validate() error {
 	if (o.Model == "") == (o.Artifacts == "") {
-		return settingsErrorf("give exactly one of --model DIR and --artifacts DIR")
+		return fault.Settingsf("give exactly one of --model DIR and --artifacts DIR")
 	}
 	if o.Input == "" || o.Output == "" {
-		return settingsErrorf("--input and --output are required")
+		return fault.Settingsf("--input and --output are required")
 	}
 	if o.BatchSize < 1 {
-		return settingsErrorf("--batch-size must be at least 1, got %d", o.BatchSize)
+		return fault.Settingsf("--batch-size must be at least 1, got %d", o.BatchSize)
 	}
 	if o.MaxSourceLength != nil && *o.MaxSourceLength < 0 {
-		return settingsErrorf("--max-source-length must be 0 (no limit) or positive, got %d", *o.MaxSourceLength)
+		return fault.Settingsf("--max-source-length must be 0 (no limit) or positive, got %d", *o.MaxSourceLength)
 	}
 	if o.Threads < 0 {
-		return settingsErrorf("--threads must be 0 (ONNX Runtime's default) or positive, got %d", o.Threads)
+		return fault.Settingsf("--threads must be 0 (ONNX Runtime's default) or positive, got %d", o.Threads)
 	}
 	if o.Shards < 0 || o.Shard < 0 || o.Shard >= max(o.Shards, 1) {
-		return settingsErrorf("--shard %d/%d: want i/N with 0 <= i < N (e.g. 0/4 ... 3/4)", o.Shard, o.Shards)
+		return fault.Settingsf("--shard %d/%d: want i/N with 0 <= i < N (e.g. 0/4 ... 3/4)", o.Shard, o.Shards)
 	}
 	return nil
 }
@@ -123,7 +123,7 @@ func Run(ctx context.Context, opts Options, progress func(done, total int)) (*Re
 
 	tok, err := tokenize.Load(tokPath)
 	if err != nil {
-		return nil, inputError(err)
+		return nil, fault.Mark(fault.Input, err)
 	}
 	env, err := onnxrt.Open(opts.ORTLibrary)
 	if err != nil {
@@ -186,8 +186,8 @@ func openModel(env *onnxrt.Env, opts Options) (*ortdecoder.Model, error) {
 		return ortdecoder.OpenModel(env, opts.Model, ortdecoder.OpenOptions{Options: o, NoCache: opts.NoCache})
 	}
 	m, err := ortdecoder.OpenArtifactModel(env, opts.Artifacts, o)
-	if errors.Is(err, artifacts.ErrManifest) {
-		return nil, inputError(err)
+	if errors.Is(err, fault.Input) {
+		return nil, fault.Mark(fault.Input, err)
 	}
 	return m, err
 }
@@ -205,12 +205,12 @@ func generationConfig(cfg generate.Config, opts Options) (generate.Config, error
 	}
 	if opts.MaxNewTokens != nil {
 		if *opts.MaxNewTokens < 1 {
-			return cfg, settingsErrorf("--max-new-tokens must be at least 1, got %d", *opts.MaxNewTokens)
+			return cfg, fault.Settingsf("--max-new-tokens must be at least 1, got %d", *opts.MaxNewTokens)
 		}
 		cfg.MaxNewTokens = *opts.MaxNewTokens
 	}
 	if err := cfg.Validate(); err != nil {
-		return cfg, settingsErrorf("generation settings: %v", err)
+		return cfg, fault.Settingsf("generation settings: %v", err)
 	}
 	return cfg, nil
 }
@@ -218,14 +218,14 @@ func generationConfig(cfg generate.Config, opts Options) (generate.Config, error
 func applyGenerationFile(cfg *generate.Config, path string) error {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return inputError(err)
+		return fault.Mark(fault.Input, err)
 	}
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(data, &m); err != nil {
-		return inputErrorf("%s: want a JSON object of generate() arguments: %w", path, err)
+		return fault.Inputf("%s: want a JSON object of generate() arguments: %w", path, err)
 	}
 	if err := cfg.ApplyJSON(m); err != nil {
-		return inputErrorf("%s: %w", path, err)
+		return fault.Inputf("%s: %w", path, err)
 	}
 	return nil
 }
@@ -236,15 +236,15 @@ func checkTokenizerMatchesModel(tok *tokenize.Pair, m *ortdecoder.Model, tokPath
 	if m.VocabSize > 0 {
 		for _, t := range []*tokenize.Tokenizer{tok.Source, tok.Target} {
 			if n := t.VocabSize(); n > m.VocabSize {
-				return settingsErrorf("tokenizer %s has %d ids but the model's logits have only %d: the tokenizer does not belong to this model (pass the model's own --tokenizer)", tokPath, n, m.VocabSize)
+				return fault.Settingsf("tokenizer %s has %d ids but the model's logits have only %d: the tokenizer does not belong to this model (pass the model's own --tokenizer)", tokPath, n, m.VocabSize)
 			}
 		}
 	}
 	if eos := tok.Target.Special().EOS; eos >= 0 && len(m.Config.EOSTokenIDs) > 0 && int64(eos) != m.Config.EOSTokenIDs[0] {
-		return settingsErrorf("tokenizer %s ends sequences with id %d, the model's generation config with %d: the tokenizer does not belong to this model", tokPath, eos, m.Config.EOSTokenIDs[0])
+		return fault.Settingsf("tokenizer %s ends sequences with id %d, the model's generation config with %d: the tokenizer does not belong to this model", tokPath, eos, m.Config.EOSTokenIDs[0])
 	}
 	if pad := tok.Source.Special().Pad; pad >= 0 && m.Config.PadTokenID != generate.NoToken && int64(pad) != m.Config.PadTokenID {
-		return settingsErrorf("tokenizer %s pads with id %d, the model with %d: the tokenizer does not belong to this model", tokPath, pad, m.Config.PadTokenID)
+		return fault.Settingsf("tokenizer %s pads with id %d, the model with %d: the tokenizer does not belong to this model", tokPath, pad, m.Config.PadTokenID)
 	}
 	return nil
 }
@@ -311,11 +311,11 @@ func (j *job) encode(lines []string) ([][]int64, error) {
 		}
 		ids, err := j.tok.Source.EncodeWith(line, opt)
 		if err != nil {
-			return nil, inputErrorf("%s:%d: %w", j.inPath, j.lineOff+i+1, err)
+			return nil, fault.Inputf("%s:%d: %w", j.inPath, j.lineOff+i+1, err)
 		}
 		if j.maxSrc > 0 && !j.trunc {
 			if full, _ := j.tok.Source.Encode(line); len(full) > j.maxSrc {
-				return nil, inputErrorf("%s:%d: the source is %d tokens long, the model takes at most %d; shorten it, raise --max-source-length if the model allows, or pass --truncate", j.inPath, j.lineOff+i+1, len(full), j.maxSrc)
+				return nil, fault.Inputf("%s:%d: the source is %d tokens long, the model takes at most %d; shorten it, raise --max-source-length if the model allows, or pass --truncate", j.inPath, j.lineOff+i+1, len(full), j.maxSrc)
 			}
 		}
 		if j.trunc && j.maxSrc > 0 {

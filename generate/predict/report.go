@@ -9,6 +9,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/ortrain/ortrain/internal/fault"
 	"github.com/ortrain/ortrain/metrics"
 )
 
@@ -70,10 +71,10 @@ func writeReport(run reportRun, preds []string, refs [][]string) (*Report, error
 	}
 	for i, p := range preds {
 		if err := bleu.Add(p, refs[i]); err != nil {
-			return nil, inputErrorf("scoring line %d: %w", run.lo+i+1, err)
+			return nil, fault.Inputf("scoring line %d: %w", run.lo+i+1, err)
 		}
 		if _, err := rouge.Add(p, refs[i]); err != nil {
-			return nil, inputErrorf("scoring line %d: %w", run.lo+i+1, err)
+			return nil, fault.Inputf("scoring line %d: %w", run.lo+i+1, err)
 		}
 	}
 	rep := &Report{

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/ortrain/ortrain/internal/autodiff"
+	"github.com/ortrain/ortrain/internal/fault"
 	"github.com/ortrain/ortrain/internal/onnx"
 	"github.com/ortrain/ortrain/internal/safetensors"
 	"github.com/ortrain/ortrain/internal/testmodel"
@@ -71,8 +72,8 @@ func TestBadInputs(t *testing.T) {
 		is    error
 		wants []string
 	}{
-		{"no logits", testmodel.Toy{Output: "scores"}, nil, ErrBadModel, []string{`no output named "logits"`, "scores"}},
-		{"unexpected input", testmodel.Toy{Output: "logits", ExtraInput: "past_key_values.0.key"}, nil, ErrBadModel, []string{"unexpected graph inputs past_key_values.0.key", "decoder_input_ids"}},
+		{"no logits", testmodel.Toy{Output: "scores"}, nil, fault.Input, []string{`no output named "logits"`, "scores"}},
+		{"unexpected input", testmodel.Toy{Output: "logits", ExtraInput: "past_key_values.0.key"}, nil, fault.Input, []string{"unexpected graph inputs past_key_values.0.key", "decoder_input_ids"}},
 		{"op without rule", testmodel.Toy{Act: "Atan", Output: "logits"}, nil, autodiff.ErrNoRule, []string{"Atan", "shared.weight"}},
 		{"freeze matches nothing", testmodel.Toy{Output: "logits"}, func(c *Config) { c.Freeze = []string{"encoder"} }, nil, []string{`--freeze "encoder" matches no parameter`}},
 		{"freeze everything", testmodel.Toy{Output: "logits"}, func(c *Config) { c.Freeze = []string{"."} }, nil, []string{"no trainable parameter"}},
@@ -108,7 +109,7 @@ func TestBadInputs(t *testing.T) {
 	junk := filepath.Join(dir, "junk.onnx")
 	os.WriteFile(junk, []byte("this is not a model\n"), 0o644)
 	_, err := Build(Config{Model: junk, Out: filepath.Join(dir, "junk-art")})
-	if !errors.Is(err, ErrBadModel) || !strings.Contains(err.Error(), "not an ONNX model") || !strings.Contains(err.Error(), junk) {
+	if !errors.Is(err, fault.Input) || !strings.Contains(err.Error(), "not an ONNX model") || !strings.Contains(err.Error(), junk) {
 		t.Errorf("junk file: %v", err)
 	}
 	// Weights that belong to another model.
@@ -119,7 +120,7 @@ func TestBadInputs(t *testing.T) {
 		"shared.weight": safetensors.FromFloat32([]int64{testmodel.Vocab, testmodel.Dim}, make([]float32, testmodel.Vocab*testmodel.Dim)),
 	}, nil)
 	_, err = Build(Config{Model: model, Out: filepath.Join(sub, "art"), Weights: filepath.Join(sub, "other.safetensors")})
-	if !errors.Is(err, ErrBadModel) || !strings.Contains(err.Error(), `"shared.weight"`) {
+	if !errors.Is(err, fault.Input) || !strings.Contains(err.Error(), `"shared.weight"`) {
 		t.Errorf("mismatched weights: %v", err)
 	}
 }

@@ -27,6 +27,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/ortrain/ortrain/internal/autodiff"
+	"github.com/ortrain/ortrain/internal/fault"
 	"github.com/ortrain/ortrain/internal/onnx"
 	"github.com/ortrain/ortrain/internal/onnx/onnxpb"
 	"github.com/ortrain/ortrain/internal/optim"
@@ -78,12 +79,10 @@ type Config struct {
 	Version        string // ortrain version recorded in the manifest
 }
 
-// ErrBadModel marks problems with the user's model files (wrong inputs,
-// missing logits, not ONNX, missing gradient rules).
-var ErrBadModel = errors.New("unusable model")
-
+// badModel reports a problem with the user's model files (wrong inputs,
+// missing logits, not ONNX, missing gradient rules): bad input.
 func badModel(format string, args ...any) error {
-	return fmt.Errorf("%w: %s", ErrBadModel, fmt.Sprintf(format, args...))
+	return fault.Inputf("unusable model: %s", fmt.Sprintf(format, args...))
 }
 
 // Build writes the artifact folder for cfg and returns its manifest.
@@ -134,7 +133,7 @@ func Build(cfg Config) (*Manifest, error) {
 		man.Source.Weights = filepath.Base(weights)
 		man.Parameters, man.Constants, man.Notes, man.MatchedByContent, err = matchWeights(cands, hf, weights)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrBadModel, err)
+			return nil, badModel("%v", err)
 		}
 		if len(man.Parameters) == 0 {
 			return nil, badModel("no initializer of %s matches a tensor of %s (by name or by value): are they the same model?", cfg.Model, weights)
@@ -288,9 +287,9 @@ func loadModel(path string) (*onnxpb.ModelProto, error) {
 	m, err := onnx.Load(path)
 	if err != nil {
 		if errors.Is(err, onnx.ErrNotModel) {
-			return nil, fmt.Errorf("%w: %s is not an ONNX model (%v); export the model with torch.onnx or optimum first", ErrBadModel, path, err)
+			return nil, badModel("%s is not an ONNX model (%v); export the model with torch.onnx or optimum first", path, err)
 		}
-		return nil, fmt.Errorf("%w: %v", ErrBadModel, err)
+		return nil, badModel("%v", err)
 	}
 	return m, nil
 }
@@ -477,7 +476,7 @@ func buildTraining(m *onnxpb.ModelProto, man *Manifest) error {
 	grads, err := autodiff.Backward(g, opsets, optim.Loss, wrt, autodiff.Options{SeedGradient: LossScale, ZeroGradients: true})
 	if err != nil {
 		if errors.Is(err, autodiff.ErrNoRule) {
-			return fmt.Errorf("%w: %w (--freeze the parameters upstream of that node to train without it)", ErrBadModel, err)
+			return fault.Mark(fault.Input, fmt.Errorf("unusable model: %w (--freeze the parameters upstream of that node to train without it)", err))
 		}
 		return err
 	}

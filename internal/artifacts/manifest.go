@@ -2,10 +2,11 @@ package artifacts
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/ortrain/ortrain/internal/fault"
 )
 
 // Format names the artifact folder layout; FormatVersion changes whenever a
@@ -164,22 +165,12 @@ type Semantics struct {
 	Dropout              string `json:"dropout"`
 }
 
-// ErrManifest marks a folder that is not a readable ortrain artifact folder
-// (no manifest, a malformed one, or another format version): the user's
-// input, not a failure of ortrain.
-var ErrManifest = errors.New("not a readable ortrain artifact folder")
-
-// manifestError keeps the message and tags it with ErrManifest.
-type manifestError struct{ err error }
-
-func (e manifestError) Error() string   { return e.err.Error() }
-func (e manifestError) Unwrap() []error { return []error{e.err, ErrManifest} }
-
-// ReadManifest reads dir/manifest.json and checks its format.
+// ReadManifest reads dir/manifest.json and checks its format; a folder
+// that is not a readable artifact folder is bad input (fault.Input).
 func ReadManifest(dir string) (*Manifest, error) {
 	m, err := readManifest(dir)
 	if err != nil {
-		return nil, manifestError{err}
+		return nil, fault.Mark(fault.Input, err)
 	}
 	return m, nil
 }

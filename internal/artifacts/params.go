@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/ortrain/ortrain/internal/fault"
 	"github.com/ortrain/ortrain/internal/onnx"
 	"github.com/ortrain/ortrain/internal/onnx/onnxpb"
 	"github.com/ortrain/ortrain/internal/optim"
@@ -199,6 +200,9 @@ type FreezeError struct {
 }
 
 func (e *FreezeError) Error() string { return fmt.Sprintf("--freeze %q %s", e.Pattern, e.Msg) }
+
+// Is makes a FreezeError a bad setting (fault.Settings).
+func (e *FreezeError) Is(target error) bool { return target == fault.Settings }
 
 // applyFreeze sets Trainable, FrozenBy and Decay. Every pattern must match
 // at least one parameter.

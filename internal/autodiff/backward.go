@@ -6,8 +6,10 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/ortrain/ortrain/internal/onnx/onnxpb"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/ortrain/ortrain/internal/fault"
+	"github.com/ortrain/ortrain/internal/onnx/onnxpb"
 )
 
 // Options tunes Backward.
@@ -83,7 +85,7 @@ func Backward(g *onnxpb.GraphProto, opsets map[string]int64, loss string, wrt []
 			more = fmt.Sprintf(" (and %d more)", len(missing)-5)
 			missing = missing[:5]
 		}
-		return nil, fmt.Errorf("autodiff: %w: %s%s; such a node must be frozen out (no trainable parameter upstream) or the op needs a rule", ErrNoRule, strings.Join(missing, "; "), more)
+		return nil, fault.Mark(fault.Input, fmt.Errorf("autodiff: %w: %s%s; such a node must be frozen out (no trainable parameter upstream) or the op needs a rule", ErrNoRule, strings.Join(missing, "; "), more))
 	}
 
 	grads := map[string][]string{}

@@ -73,7 +73,7 @@ func Load(ctx context.Context, path string, format Format, tok *tokenize.Pair, o
 		return nil, err
 	}
 	if len(exs) == 0 {
-		return nil, fileError{fmt.Errorf("%s: no examples (%d bad records skipped); check the file and the source/target field names", path, len(skipped))}
+		return nil, fileError(fmt.Errorf("%s: no examples (%d bad records skipped); check the file and the source/target field names", path, len(skipped)))
 	}
 	d := &Dataset{File: path, Examples: exs, Skipped: skipped}
 	if err := d.encode(ctx, tok, opt); err != nil {
@@ -134,7 +134,7 @@ const cacheVersion = "ortrain-data-cache-v1"
 func cacheKey(path string, format Format, tok *tokenize.Pair, opt Options) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return "", fileError{err}
+		return "", fileError(err)
 	}
 	defer f.Close()
 	h := sha256.New()

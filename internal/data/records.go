@@ -21,6 +21,8 @@ import (
 	"path/filepath"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/ortrain/ortrain/internal/fault"
 )
 
 // Example is one record of a dataset.
@@ -65,7 +67,7 @@ func (f Format) kind(path string) (string, error) {
 	case ".tsv", ".tab":
 		return "tsv", nil
 	}
-	return "", fileError{fmt.Errorf("%s: cannot tell the format from the extension; name it .jsonl, .csv or .tsv or set the format", path)}
+	return "", fileError(fmt.Errorf("%s: cannot tell the format from the extension; name it .jsonl, .csv or .tsv or set the format", path))
 }
 
 func (f Format) fields() (string, string) {
@@ -86,6 +88,9 @@ type RecordError struct {
 	Field string // empty when the record as a whole is bad
 	Msg   string
 }
+
+// Is makes a bad record bad input (fault.Input).
+func (e *RecordError) Is(target error) bool { return target == fault.Input }
 
 func (e *RecordError) Error() string {
 	if e.Field != "" {
@@ -114,16 +119,10 @@ type RecordReader struct {
 	Skipped []*RecordError
 }
 
-// ErrFile marks a data file that cannot be used as given (missing,
-// unreadable, of unknown format, without examples): the user's to fix, unlike
-// a failure of ortrain. Bad records are *RecordError instead.
-var ErrFile = errors.New("unusable data file")
-
-// fileError keeps the message and tags it with ErrFile.
-type fileError struct{ err error }
-
-func (e fileError) Error() string   { return e.err.Error() }
-func (e fileError) Unwrap() []error { return []error{e.err, ErrFile} }
+// fileError marks a data file that cannot be used as given (missing,
+// unreadable, of unknown format, without examples): the user's to fix
+// (fault.Input). Bad records are *RecordError instead.
+func fileError(err error) error { return fault.Mark(fault.Input, err) }
 
 // OpenRecords opens path for reading records.
 func OpenRecords(path string, format Format, skipBad bool) (*RecordReader, error) {
@@ -139,7 +138,7 @@ func OpenRecords(path string, format Format, skipBad bool) (*RecordReader, error
 	}
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fileError{err}
+		return nil, fileError(err)
 	}
 	r := &RecordReader{file: path, kind: kind, format: format, skipBad: skipBad, f: f, br: bufio.NewReaderSize(f, 1<<16)}
 	if kind == "csv" {

@@ -8,9 +8,10 @@ import (
 	"strings"
 	"testing"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/ortrain/ortrain/internal/onnx/onnxpb"
 	"github.com/ortrain/ortrain/internal/testenv"
-	"google.golang.org/protobuf/proto"
 )
 
 // smallModel builds x[2,3] -> MatMul(W[3,4]) + b[4] -> y, with W and b as

@@ -9,8 +9,10 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/ortrain/ortrain/internal/onnx/onnxpb"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/ortrain/ortrain/internal/fault"
+	"github.com/ortrain/ortrain/internal/onnx/onnxpb"
 )
 
 // LoadOptions controls how a model is read.
@@ -29,11 +31,12 @@ func Load(path string) (*onnxpb.ModelProto, error) {
 	return LoadWith(path, LoadOptions{})
 }
 
-// LoadWith reads an ONNX model file with options.
+// LoadWith reads an ONNX model file with options. A file that is missing,
+// unreadable or not a model is bad input (fault.Input).
 func LoadWith(path string, opts LoadOptions) (*onnxpb.ModelProto, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("onnx: read model: %w", err)
+		return nil, fault.Inputf("onnx: read model: %w", err)
 	}
 	if opts.Dir == "" {
 		opts.Dir = filepath.Dir(path)
@@ -78,24 +81,29 @@ func LoadBytesWith(data []byte, opts LoadOptions) (*onnxpb.ModelProto, error) {
 	return m, nil
 }
 
-// ErrNotModel marks input that is not a serialized ONNX ModelProto.
-var ErrNotModel = errors.New("not an ONNX model")
+// ErrNotModel marks input that is not a serialized ONNX ModelProto (bad
+// input, fault.Input).
+var ErrNotModel = fault.New(fault.Input, "not an ONNX model")
+
+func notModel(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrNotModel, fmt.Sprintf(format, args...))
+}
 
 func decodeModel(data []byte) (*onnxpb.ModelProto, error) {
 	if len(data) == 0 {
-		return nil, fmt.Errorf("%w: the file is empty", ErrNotModel)
+		return nil, notModel("the file is empty")
 	}
 	m := &onnxpb.ModelProto{}
 	if err := (proto.UnmarshalOptions{DiscardUnknown: false}).Unmarshal(data, m); err != nil {
-		return nil, fmt.Errorf("%w: protobuf decoding failed (%v); is the file truncated or in another format?", ErrNotModel, err)
+		return nil, notModel("protobuf decoding failed (%v); is the file truncated or in another format?", err)
 	}
 	// Random bytes sometimes decode as a protobuf message; a model has at
 	// least an IR version and a graph.
 	if m.IrVersion == nil || m.Graph == nil {
-		return nil, fmt.Errorf("%w: the protobuf message has no ir_version or no graph", ErrNotModel)
+		return nil, notModel("the protobuf message has no ir_version or no graph")
 	}
 	if len(m.ProtoReflect().GetUnknown()) > 0 && len(m.Graph.Node) == 0 && len(m.Graph.Initializer) == 0 {
-		return nil, fmt.Errorf("%w: the protobuf message holds unknown fields and no graph content", ErrNotModel)
+		return nil, notModel("the protobuf message holds unknown fields and no graph content")
 	}
 	return m, nil
 }

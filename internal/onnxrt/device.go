@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/ortrain/ortrain/internal/fault"
 )
 
 // Device names where a session runs and where a value's memory is.
@@ -33,11 +35,11 @@ func ParseDevice(s string) (Device, error) {
 	case strings.HasPrefix(s, "cuda:"):
 		id, err := strconv.Atoi(s[len("cuda:"):])
 		if err != nil || id < 0 {
-			return Device{}, fmt.Errorf("%w: %q: the device number after cuda: must be a non-negative integer", ErrUnknownProvider, s)
+			return Device{}, fault.Settingsf("unknown execution provider: %q: the device number after cuda: must be a non-negative integer", s)
 		}
 		return Device{Kind: "cuda", ID: id}, nil
 	}
-	return Device{}, fmt.Errorf("%w: %q (use cpu, cuda or cuda:N)", ErrUnknownProvider, s)
+	return Device{}, fault.Settingsf("unknown execution provider: %q (use cpu, cuda or cuda:N)", s)
 }
 
 // memoryName is ONNX Runtime's allocator name for the device.

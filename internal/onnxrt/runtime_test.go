@@ -10,6 +10,7 @@ import (
 
 	ort "github.com/yalue/onnxruntime_go"
 
+	"github.com/ortrain/ortrain/internal/fault"
 	"github.com/ortrain/ortrain/internal/onnx/onnxpb"
 	"github.com/ortrain/ortrain/internal/ortlib"
 )
@@ -398,10 +399,10 @@ const Base *OrtGetApiBase(void) { return &base; }
 		[]*onnxpb.ValueInfoProto{vi("x", f32, 1)}, []*onnxpb.ValueInfoProto{vi("y", f32, 1)})
 	t.Run("unknown provider", func(t *testing.T) {
 		_, err := env.NewSessionFromBytes(m, "id", SessionOptions{Device: "tpu:0"})
-		if !errors.Is(err, ErrUnknownProvider) || !strings.Contains(err.Error(), "cuda:N") {
+		if !errors.Is(err, fault.Settings) || !strings.Contains(err.Error(), "cuda:N") {
 			t.Fatalf("got %v", err)
 		}
-		if _, err := ParseDevice("cuda:x"); !errors.Is(err, ErrUnknownProvider) {
+		if _, err := ParseDevice("cuda:x"); !errors.Is(err, fault.Settings) {
 			t.Fatalf("got %v", err)
 		}
 	})
@@ -412,7 +413,7 @@ const Base *OrtGetApiBase(void) { return &base; }
 			t.Skip("a CUDA provider library sits beside this ONNX Runtime")
 		}
 		_, err := env.NewSessionFromBytes(m, "id", SessionOptions{Device: "cuda:0"})
-		if !errors.Is(err, ErrProviderUnavailable) || !IsRuntimeError(err) || !strings.Contains(err.Error(), "CUDA") {
+		if !errors.Is(err, ErrProviderUnavailable) || !errors.Is(err, fault.Runtime) || !strings.Contains(err.Error(), "CUDA") {
 			t.Fatalf("got %v", err)
 		}
 		t.Logf("error: %v", err)

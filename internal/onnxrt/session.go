@@ -16,6 +16,8 @@ import (
 	"unsafe"
 
 	ort "github.com/yalue/onnxruntime_go"
+
+	"github.com/ortrain/ortrain/internal/fault"
 )
 
 // SessionOptions configure a session.
@@ -120,7 +122,7 @@ func (e *Env) newSession(path string, data []byte, name string, opts SessionOpti
 		ins, outs, err = ort.GetInputOutputInfo(path)
 	}
 	if err != nil {
-		return nil, modelError{fmt.Errorf("%s is not a model ONNX Runtime can load: %w", name, err)}
+		return nil, fault.Mark(fault.Input, fmt.Errorf("%s is not a model ONNX Runtime can load: %w", name, err))
 	}
 	// Names are passed per run through our IoBinding, so the wrapper's
 	// session is created without fixed input/output lists.

@@ -7,13 +7,14 @@
 package ortckpt
 
 import (
-	"errors"
 	"fmt"
 	"maps"
 	"os"
 	"path/filepath"
 	"slices"
 	"sort"
+
+	"github.com/ortrain/ortrain/internal/fault"
 )
 
 // Identifier is the checkpoint's flatbuffer file identifier.
@@ -23,8 +24,11 @@ const Identifier = "ODTC"
 // wrote version 1, which lacks the external-data fields); both are read.
 const Version = 2
 
-// ErrFormat marks a file that is not a checkpoint ortrain can read.
-var ErrFormat = errors.New("not a supported ONNX Runtime training checkpoint")
+// formatErr reports a file that is not a checkpoint ortrain can read: bad
+// input.
+func formatErr(format string, args ...any) error {
+	return fault.Inputf("not a supported ONNX Runtime training checkpoint: "+format, args...)
+}
 
 // Tensor is a named tensor; Raw holds little-endian element bytes and
 // DataType uses ONNX's TensorProto codes.
@@ -79,23 +83,23 @@ func ReadFile(path string) (*Checkpoint, error) {
 // Decode parses a checkpoint buffer, checking the identifier and version.
 func Decode(b []byte) (*Checkpoint, error) {
 	if len(b) < 8 {
-		return nil, fmt.Errorf("%w: %d bytes is too short for a flatbuffer", ErrFormat, len(b))
+		return nil, formatErr("%d bytes is too short for a flatbuffer", len(b))
 	}
 	if id := string(b[4:8]); id != Identifier {
-		return nil, fmt.Errorf("%w: file identifier %q, want %q (is this the artifact folder's \"checkpoint\" file?)", ErrFormat, printable(id), Identifier)
+		return nil, formatErr("file identifier %q, want %q (is this the artifact folder's \"checkpoint\" file?)", printable(id), Identifier)
 	}
 	r := reader{buf: b}
 	root, err := r.u32(0)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrFormat, err)
+		return nil, formatErr("%v", err)
 	}
 	t, err := r.table(int(root))
 	if err != nil {
-		return nil, fmt.Errorf("%w: root table: %v", ErrFormat, err)
+		return nil, formatErr("root table: %v", err)
 	}
 	c, err := decodeCheckpoint(t)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrFormat, err)
+		return nil, formatErr("%v", err)
 	}
 	return c, nil
 }

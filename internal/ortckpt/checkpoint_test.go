@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ortrain/ortrain/internal/fault"
 	"github.com/ortrain/ortrain/internal/testenv"
 )
 
@@ -205,8 +206,8 @@ func TestBadInput(t *testing.T) {
 	}
 	for name, c := range cases {
 		_, err := Decode(c.data)
-		if !errors.Is(err, ErrFormat) || !strings.Contains(err.Error(), c.msg) {
-			t.Errorf("%s: got %v, want ErrFormat mentioning %q", name, err, c.msg)
+		if !errors.Is(err, fault.Input) || !strings.Contains(err.Error(), c.msg) {
+			t.Errorf("%s: got %v, want fault.Input mentioning %q", name, err, c.msg)
 		}
 	}
 	if _, err := ReadFile(filepath.Join(dir, "no-such-checkpoint")); err == nil || !strings.Contains(err.Error(), "no-such-checkpoint") {

@@ -26,6 +26,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/ortrain/ortrain/internal/artifacts"
+	"github.com/ortrain/ortrain/internal/fault"
 	"github.com/ortrain/ortrain/internal/onnx"
 	"github.com/ortrain/ortrain/internal/onnx/onnxpb"
 	"github.com/ortrain/ortrain/internal/optim"
@@ -48,11 +49,9 @@ const (
 	ReportFile         = "ort_import.json"
 )
 
-// ErrInput marks problems with the folder being imported.
-var ErrInput = errors.New("cannot import ONNX Runtime artifacts")
-
+// inputErr reports a problem with the folder being imported: bad input.
 func inputErr(format string, args ...any) error {
-	return fmt.Errorf("%w: %s", ErrInput, fmt.Sprintf(format, args...))
+	return fault.Inputf("cannot import ONNX Runtime artifacts: %s", fmt.Sprintf(format, args...))
 }
 
 // Options of an import.
@@ -105,7 +104,7 @@ func Import(o Options) (*Report, error) {
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, inputErr("%s has no %s file: is it a folder made by generate_artifacts (with --prefix if it used one)?", o.From, o.Prefix+CheckpointFile)
 		}
-		return nil, fmt.Errorf("%w: %v", ErrInput, err)
+		return nil, inputErr("%v", err)
 	}
 	if ckpt.IsNominal {
 		return nil, inputErr("%s is a nominal checkpoint (parameter names without values); import the full checkpoint", o.path(CheckpointFile))
@@ -116,7 +115,7 @@ func Import(o Options) (*Report, error) {
 	}
 	eval, err := onnx.Load(evalPath)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInput, err)
+		return nil, inputErr("%v", err)
 	}
 	forward, logits, err := extractForward(eval, ckpt, o.Logits, evalPath)
 	if err != nil {
@@ -263,7 +262,7 @@ func readOptimizer(path string) (Optimizer, error) {
 	}
 	m, err := onnx.Load(path)
 	if err != nil {
-		return o, fmt.Errorf("%w: %v", ErrInput, err)
+		return o, inputErr("%v", err)
 	}
 	for _, n := range m.GetGraph().GetNode() {
 		switch n.GetOpType() {
@@ -373,11 +372,11 @@ func TrainingDefaults(dir string) (map[string]string, error) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, fault.Mark(fault.Input, err)
 	}
 	var rep Report
 	if err := json.Unmarshal(b, &rep); err != nil {
-		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, ReportFile), err)
+		return nil, fault.Inputf("%s: %w", filepath.Join(dir, ReportFile), err)
 	}
 	o := rep.Optimizer
 	f := func(v float64) string { return strconv.FormatFloat(float64(float32(v)), 'g', -1, 32) }

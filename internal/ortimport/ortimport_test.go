@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ortrain/ortrain/internal/fault"
 	"github.com/ortrain/ortrain/internal/ortckpt"
 	"github.com/ortrain/ortrain/internal/testenv"
 )
@@ -89,8 +90,8 @@ func TestImportBadInput(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), c.msg) {
 				t.Fatalf("got %v, want an error mentioning %q", err, c.msg)
 			}
-			if !errors.Is(err, ErrInput) {
-				t.Fatalf("not ErrInput: %v", err)
+			if !errors.Is(err, fault.Input) {
+				t.Fatalf("not fault.Input: %v", err)
 			}
 		})
 	}

@@ -4,10 +4,11 @@
 package ortlib
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/ortrain/ortrain/internal/fault"
 )
 
 // Version is the ONNX Runtime release ortrain is built and tested against.
@@ -20,8 +21,9 @@ const EnvVar = "ORTRAIN_ORT_LIB"
 const FetchHint = "run scripts/fetch-onnxruntime.sh (downloads and checksums ONNX Runtime " + Version +
 	" into the user cache), or point --ort-lib / $" + EnvVar + " at a libonnxruntime.so"
 
-// ErrNotFound is returned (wrapped) when no library could be located.
-var ErrNotFound = errors.New("ONNX Runtime library not found")
+// ErrNotFound is returned (wrapped) when no library could be located; it is
+// of kind fault.Runtime.
+var ErrNotFound = fault.New(fault.Runtime, "ONNX Runtime library not found")
 
 // CacheDir is the per-user folder scripts/fetch-onnxruntime.sh fills.
 func CacheDir() (string, error) {

@@ -19,10 +19,11 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+
+	"github.com/ortrain/ortrain/internal/fault"
 )
 
-// ErrFormat is matched (errors.Is) by every error about a malformed file.
-var ErrFormat = errors.New("malformed safetensors file")
+// Every error about a malformed file is of kind fault.Input.
 
 // DType is a safetensors element type as spelled in the header.
 type DType string
@@ -122,11 +123,11 @@ func ReadFile(path string) (*File, error) {
 }
 
 // Decode parses a safetensors file held in memory. Tensor data aliases b.
-// Errors wrap ErrFormat.
+// Errors are of kind fault.Input.
 func Decode(b []byte) (*File, error) {
 	f, err := decode(b)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrFormat, err)
+		return nil, fault.Mark(fault.Input, fmt.Errorf("malformed safetensors file: %w", err))
 	}
 	return f, nil
 }
