@@ -118,7 +118,7 @@ func (t *Trainer) evaluationLoop(ctx context.Context, data EvalData, prefix stri
 func (t *Trainer) Evaluate(ctx context.Context, data EvalData, prefix string) (Logs, error) {
 	if t.state == nil {
 		t.state = newTrainerState()
-		t.handler = callbackHandler{callbacks: append([]Callback{DefaultFlowCallback{}}, t.Callbacks...)}
+		t.handler = callbackHandler{callbacks: append([]Callback{DefaultFlowCallback{}}, t.userCallbacks()...)}
 	}
 	start := t.now()
 	out, err := t.evaluationLoop(ctx, data, prefix)
@@ -145,7 +145,7 @@ func (t *Trainer) Evaluate(ctx context.Context, data EvalData, prefix string) (L
 func (t *Trainer) Predict(ctx context.Context, data EvalData, prefix string) (*Prediction, error) {
 	if t.state == nil {
 		t.state = newTrainerState()
-		t.handler = callbackHandler{callbacks: append([]Callback{DefaultFlowCallback{}}, t.Callbacks...)}
+		t.handler = callbackHandler{callbacks: append([]Callback{DefaultFlowCallback{}}, t.userCallbacks()...)}
 	}
 	start := t.now()
 	out, err := t.evaluationLoop(ctx, data, prefix)

@@ -1,6 +1,7 @@
 package ortrain
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -120,6 +121,45 @@ func (c *ConsoleCallback) OnTrainEnd(e *Event) error {
 		c.barShown = false
 	}
 	return nil
+}
+
+// reporter is a report_to integration: a callback holding a file open.
+type reporter interface {
+	Callback
+	Close() error
+}
+
+// userCallbacks are the report_to integrations (made on first use, as HF's
+// get_reporting_integration_callbacks does at Trainer creation) followed by
+// Callbacks.
+func (t *Trainer) userCallbacks() []Callback {
+	if t.reporters == nil {
+		t.reporters = []reporter{}
+		for _, r := range t.Args.ReportTo {
+			switch r {
+			case "jsonl":
+				// resuming continues the file of the interrupted run
+				t.reporters = append(t.reporters, &JSONLCallback{Path: filepath.Join(t.Args.OutputDir, LogHistoryJSONL), Append: t.Args.ResumeFromCheckpoint != ""})
+			case "tensorboard":
+				t.reporters = append(t.reporters, &TensorBoardCallback{})
+			}
+		}
+	}
+	out := make([]Callback, 0, len(t.reporters)+len(t.Callbacks))
+	for _, r := range t.reporters {
+		out = append(out, r)
+	}
+	return append(out, t.Callbacks...)
+}
+
+// Close closes the report_to integrations' files.
+func (t *Trainer) Close() error {
+	var errs []error
+	for _, r := range t.reporters {
+		errs = append(errs, r.Close())
+	}
+	t.reporters = nil
+	return errors.Join(errs...)
 }
 
 // JSONLCallback appends every log_history entry to a JSON-lines file

@@ -87,17 +87,16 @@ func TestRunWritesHFOutputs(t *testing.T) {
 	tr.ComputeMetrics = func(p, l [][]int) (Logs, error) { return Logs{{"bleu", float64(len(p))}}, nil }
 	tr.MetricNames = []string{"bleu"}
 	tr.Clock = fixedClock()
-	jl := &JSONLCallback{Path: filepath.Join(out, LogHistoryJSONL)}
-	tb := &TensorBoardCallback{}
 	var console strings.Builder
-	tr.Callbacks = []Callback{&ConsoleCallback{Out: &console}, jl, tb}
+	tr.Callbacks = []Callback{&ConsoleCallback{Out: &console}} // jsonl and tensorboard come from report_to
 	os.MkdirAll(out, 0o755)
 	res, err := tr.Run(context.Background(), RunOptions{TestData: newFakeData(2, 3, 9, false), Decode: func(ids []int) string { return " tok " }, Out: &console})
 	if err != nil {
 		t.Fatal(err)
 	}
-	jl.Close()
-	tb.Close()
+	if err := tr.Close(); err != nil {
+		t.Fatal(err)
+	}
 	if res.Train == nil || res.Eval == nil || res.Predict == nil {
 		t.Fatalf("incomplete run: %+v", res)
 	}

@@ -28,7 +28,7 @@ type Trainer struct {
 	ComputeMetrics MetricsFunc
 	MetricNames    []string
 	// Callbacks run after DefaultFlowCallback (and EarlyStoppingCallback
-	// when early_stopping_patience > 0).
+	// when early_stopping_patience > 0) and the report_to integrations.
 	Callbacks   []Callback
 	LossScaling LossScaling
 	FS          FileSystem       // nil: the OS
@@ -46,6 +46,7 @@ type Trainer struct {
 	initialGlobalStep    int
 	currentFlos          float64
 	earlyStopping        *EarlyStoppingCallback
+	reporters            []reporter // report_to integrations, made at first use, closed by Close
 	lastSaved            string
 	// data position: epoch and micro-batches consumed in it
 	posEpoch, posBatch, stepsInEpoch int
@@ -241,7 +242,7 @@ func (t *Trainer) Train(ctx context.Context) (*TrainOutput, error) {
 		t.earlyStopping = &EarlyStoppingCallback{Patience: a.EarlyStoppingPatience, Threshold: a.EarlyStoppingThreshold, warn: t.Warn}
 		t.handler.callbacks = append(t.handler.callbacks, t.earlyStopping)
 	}
-	t.handler.callbacks = append(t.handler.callbacks, t.Callbacks...)
+	t.handler.callbacks = append(t.handler.callbacks, t.userCallbacks()...)
 	t.control = TrainerControl{}
 	t.state = newTrainerState()
 	bs := a.PerDeviceTrainBatchSize

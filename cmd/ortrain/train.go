@@ -232,24 +232,7 @@ func runTrain(c *cli.Context) error {
 		progress = false
 	}
 	tr.Callbacks = append(tr.Callbacks, &ortrain.ConsoleCallback{Out: stdout, Progress: progress})
-	var closers []func() error
-	for _, r := range a.ReportTo {
-		switch r {
-		case "jsonl":
-			j := &ortrain.JSONLCallback{Path: filepath.Join(a.OutputDir, ortrain.LogHistoryJSONL), Append: a.ResumeFromCheckpoint != ""}
-			tr.Callbacks = append(tr.Callbacks, j)
-			closers = append(closers, j.Close)
-		case "tensorboard":
-			tb := &ortrain.TensorBoardCallback{}
-			tr.Callbacks = append(tr.Callbacks, tb)
-			closers = append(closers, tb.Close)
-		}
-	}
-	defer func() {
-		for _, f := range closers {
-			f()
-		}
-	}()
+	defer tr.Close() // report_to files
 	if tr.TrainData != nil {
 		fmt.Fprintf(stdout, "***** Running training *****\n  Num examples = %d\n  Num Epochs = %v\n  Instantaneous batch size per device = %d\n  Gradient Accumulation steps = %d\n  Total train batch size = %d\n",
 			tr.TrainData.NumExamples(), a.NumTrainEpochs, a.PerDeviceTrainBatchSize, a.GradientAccumulationSteps, a.PerDeviceTrainBatchSize*a.GradientAccumulationSteps)
