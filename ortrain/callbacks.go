@@ -46,6 +46,15 @@ type StatefulCallback interface {
 // NopCallback implements every event as a no-op.
 type NopCallback struct{}
 
+var (
+	_ Callback         = NopCallback{}
+	_ Callback         = DefaultFlowCallback{}
+	_ StatefulCallback = (*EarlyStoppingCallback)(nil)
+	_ Callback         = (*ConsoleCallback)(nil)
+	_ reporter         = (*JSONLCallback)(nil)
+	_ reporter         = (*TensorBoardCallback)(nil)
+)
+
 func (NopCallback) OnTrainBegin(*Event) error     { return nil }
 func (NopCallback) OnTrainEnd(*Event) error       { return nil }
 func (NopCallback) OnEpochBegin(*Event) error     { return nil }

@@ -45,6 +45,8 @@ type FileSystem interface {
 // OSFileSystem is the real file system.
 type OSFileSystem struct{}
 
+var _ FileSystem = OSFileSystem{}
+
 func (OSFileSystem) MkdirAll(p string) error { return os.MkdirAll(p, 0o755) }
 
 func (OSFileSystem) WriteFile(p string, data []byte) error {

@@ -3,7 +3,7 @@ ONNX domains, the opset versions at which its definition changed (negative:
 deprecated from that version on), from the operator schemas of the installed
 onnx package.
 
-Run: .venv/bin/python scripts/gen_onnx_opsets.py && gofmt -w internal/onnx/opsets_gen.go
+Run: go generate ./internal/onnx (with PYTHON naming a Python that has onnx 1.23.2; default python3)
 """
 
 import os
@@ -13,7 +13,7 @@ import onnx
 import onnx.defs
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-OUT = os.path.join(REPO, "ortrain", "onnx", "opsets_gen.go")
+OUT = os.path.join(REPO, "internal", "onnx", "opsets_gen.go")
 
 
 def main():

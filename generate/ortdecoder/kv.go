@@ -13,6 +13,13 @@ import (
 	"github.com/ortrain/ortrain/internal/onnxrt"
 )
 
+var (
+	_ generate.Decoder = (*KV)(nil)
+	_ generate.Decoder = (*Recompute)(nil)
+	_ generate.Decoder = (*Artifacts)(nil)
+	_ generate.Decoder = (*Model)(nil)
+)
+
 // Options configure the sessions of a decoder.
 type Options struct {
 	// Device is "cpu", "cuda" or "cuda:N".

@@ -17,7 +17,7 @@ import (
 )
 
 // TestTrainingModeExportWithDropout takes the tiny T5 exported in training
-// mode (24 Dropout nodes, testdata/autodiff/make_t5_train_export.py),
+// mode (24 Dropout nodes, scripts/fixtures/make_t5_train_export.py),
 // enables seeded dropout, differentiates HF's loss, and checks: the same
 // seed gives the same loss and gradient twice, another seed another loss,
 // and the gradient of an attention weight (softmax dropout downstream) matches a

@@ -1,8 +1,3 @@
-// Package fixtures_test checks the committed model fixtures in
-// testdata/models against the PyTorch values stored beside them: every ONNX
-// file of every fixture is loaded in ONNX Runtime and its outputs on the
-// fixed batch are compared with PyTorch's (scripts/fixtures/make_tiny_models.py
-// made both).
 package fixturecheck_test
 
 import (

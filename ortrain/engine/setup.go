@@ -19,6 +19,18 @@ import (
 	"github.com/ortrain/ortrain/tokenize"
 )
 
+// Runtime is a loaded ONNX Runtime library; one per process.
+type Runtime = onnxrt.Env
+
+// OpenRuntime loads ONNX Runtime from lib, else $ORTRAIN_ORT_LIB, else the
+// user cache that scripts/fetch-onnxruntime.sh fills.
+func OpenRuntime(lib string) (*Runtime, error) { return onnxrt.Open(lib) }
+
+// DataFormat says how to read the data files: JSONL translation records
+// (SourceLang, TargetLang) or flat fields and columns (SourceField,
+// TargetField) of JSONL, CSV and TSV files.
+type DataFormat = data.Format
+
 // Config says what to train on besides the TrainingArguments.
 type Config struct {
 	Args TrainingArgs
@@ -30,7 +42,7 @@ type Config struct {
 	Tokenizer        string // default: the model folder
 	// Data files (JSONL, CSV, TSV), read as HF's run_translation does.
 	TrainFile, ValidationFile, TestFile string
-	Format                              data.Format
+	Format                              DataFormat
 	SourcePrefix                        string
 	MaxSourceLength, MaxTargetLength    int
 	GroupByLength                       bool
@@ -96,7 +108,7 @@ func exists(p string) bool {
 
 // Prepare loads the tokenizer and data, builds (or opens) the artifacts and
 // wires engine, generator and metrics into a Trainer.
-func Prepare(ctx context.Context, env *onnxrt.Env, cfg Config) (*Session, error) {
+func Prepare(ctx context.Context, env *Runtime, cfg Config) (*Session, error) {
 	a := cfg.Args
 	if cfg.Model == "" && cfg.Artifacts == "" {
 		return nil, errors.New("give a model folder (--model) or an artifact folder (--artifacts)")
@@ -246,8 +258,8 @@ func Prepare(ctx context.Context, env *onnxrt.Env, cfg Config) (*Session, error)
 // DemoConfig writes the embedded demo (a small transformer and a synthetic
 // SVO-to-SOV translation task, internal/demo) into dir/model and returns a
 // Config that trains it with the seed settings scaled down: steps-based
-// evaluation and saving eng the same interval, save_total_limit 3, the best
-// model by eval_loss loaded eng the end, logging every few steps,
+// evaluation and saving at the same interval, save_total_limit 3, the best
+// model by eval_loss loaded at the end, logging every few steps,
 // predict_with_generate with BLEU and ROUGE, gradient accumulation 2.
 func DemoConfig(dir string, args ortrain.TrainingArguments) (Config, error) {
 	modelDir := filepath.Join(dir, "model")
