@@ -208,9 +208,9 @@ func TestApplyJSONKwargs(t *testing.T) {
 	}
 }
 
-// The generation defaults of real checkpoints (../shared/data) load as HF reads them.
+// The generation defaults of real checkpoints (testdata/realdata) load as HF reads them.
 func TestLoadRealModelConfigs(t *testing.T) {
-	bart, err := LoadConfig(testenv.SharedData(t, "tokenizers", "distilbart-cnn-6-6"))
+	bart, err := LoadConfig(testenv.RealData(t, "tokenizers", "distilbart-cnn-6-6"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,7 +223,7 @@ func TestLoadRealModelConfigs(t *testing.T) {
 		t.Error(err)
 	}
 	// no generation_config.json: config.json's generation fields (bad_words_ids bans the pad token)
-	marian, err := LoadConfig(testenv.SharedData(t, "tokenizers", "opus-mt-en-mg"))
+	marian, err := LoadConfig(testenv.RealData(t, "tokenizers", "opus-mt-en-mg"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,9 +10,11 @@ import (
 )
 
 // benchCorpus is the corpus of scripts/bench/tokenize_bench.py: Tatoeba
-// train (en), FLORES-200 devtest (eng) and SciTLDR train source sentences.
+// train (en), FLORES-200 devtest (eng) and SciTLDR train source sentences,
+// from ../shared/data when present, else their committed samples (so the
+// rates are not comparable with tokenize_bench.py's).
 func benchCorpus(b *testing.B) []string {
-	shared := testenv.SharedData(b)
+	shared, _ := testenv.CorpusRoot(b)
 	texts := readLines(b, filepath.Join(shared, "translation", "tatoeba-en-ro", "train.en"))
 	texts = append(texts, readLines(b, filepath.Join(shared, "translation", "flores200-devtest", "eng_Latn.devtest"))...)
 	for _, line := range readLines(b, filepath.Join(shared, "summarization", "scitldr-a", "train.jsonl")) {

@@ -47,7 +47,7 @@ type idCases struct {
 // scripts/refs/tokenizer_refs.py's metaspace_variants does.
 func t5Variant(t *testing.T, scheme string) []byte {
 	t.Helper()
-	data, err := os.ReadFile(testenv.SharedData(t, "tokenizers", "flan-t5-small", "tokenizer.json"))
+	data, err := os.ReadFile(testenv.RealData(t, "tokenizers", "flan-t5-small", "tokenizer.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,7 +112,7 @@ func TestMetaspacePrependSchemeDecoding(t *testing.T) {
 // string, so FLAN-T5's tokenizer.json (Replace " {2,}" -> " ") keeps
 // repeated spaces and gives different ids.
 func TestReplaceRegexNormalizer(t *testing.T) {
-	path := testenv.SharedData(t, "tokenizers", "flan-t5-small", "tokenizer.json")
+	path := testenv.RealData(t, "tokenizers", "flan-t5-small", "tokenizer.json")
 	ref := readRef(t, "flan-t5-small.tokenizer-json")
 	_ = ref
 	var cases map[string]idCases
@@ -218,7 +218,7 @@ func TestEncodeBatchPerItemErrors(t *testing.T) {
 
 // Defect 5: sugarme's BPE merges overlapping pairs out of HF's order.
 func TestSugarmeBPEMergeOrder(t *testing.T) {
-	path := testenv.SharedData(t, "tokenizers", "distilbart-cnn-6-6", "tokenizer.json")
+	path := testenv.RealData(t, "tokenizers", "distilbart-cnn-6-6", "tokenizer.json")
 	sg, err := pretrained.FromFile(path)
 	if err != nil {
 		t.Fatal(err)
@@ -310,7 +310,7 @@ func TestNormalizerSequenceWithHF(t *testing.T) {
 	if err := json.Unmarshal(readCases(t)["normalizer_variant"], &c); err != nil || len(c.Texts) == 0 {
 		t.Fatalf("normalizer_variant: %v", err)
 	}
-	data, err := os.ReadFile(testenv.SharedData(t, "tokenizers", "distilbart-cnn-6-6", "tokenizer.json"))
+	data, err := os.ReadFile(testenv.RealData(t, "tokenizers", "distilbart-cnn-6-6", "tokenizer.json"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,7 +20,7 @@ import (
 )
 
 // The references come from scripts/refs/tokenizer_refs.py (HF transformers'
-// tokenizer classes); corpusTexts mirrors its corpus_texts() exactly.
+// tokenizer classes); readCorpora mirrors its corpus_texts() exactly.
 
 type refCorpus struct {
 	Count      int    `json:"count"`
@@ -50,29 +50,83 @@ func readLines(t testing.TB, path string) []string {
 	return lines
 }
 
+// A namedCorpus is one corpus of tokenizer_refs.py's corpus_texts, whole or
+// sampled. count and sha256 describe the full corpus the references were made
+// from; index[i] is the position of texts[i] in it (nil: texts is the full
+// corpus).
 type namedCorpus struct {
-	name  string
-	texts []string
+	name   string
+	texts  []string
+	index  []int
+	count  int
+	sha256 string
+}
+
+// at is the position in the full corpus of the i-th text, which selects the
+// reference digests and full-id sample of that sentence.
+func (c namedCorpus) at(i int) int {
+	if c.index == nil {
+		return i
+	}
+	return c.index[i]
 }
 
 func corpusTexts(t testing.TB) []namedCorpus {
-	shared := testenv.SharedData(t)
-	tr := filepath.Join(shared, "translation")
+	root, full := testenv.CorpusRoot(t)
+	out := readCorpora(t, root)
+	if full {
+		for i, c := range out {
+			h := sha256.Sum256([]byte(strings.Join(c.texts, "\n")))
+			out[i].count, out[i].sha256 = len(c.texts), hex.EncodeToString(h[:])
+		}
+		return out
+	}
+	// The committed sample: sample-index.json (scripts/fixtures/make_realdata.py)
+	// gives each corpus's full count and hash and the position of each sampled
+	// sentence.
+	data, err := os.ReadFile(filepath.Join(root, "sample-index.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var index map[string]struct {
+		Count        int    `json:"count"`
+		TextSHA256   string `json:"text_sha256"`
+		SampleSHA256 string `json:"sample_sha256"`
+		Indices      []int  `json:"indices"`
+	}
+	if err := json.Unmarshal(data, &index); err != nil {
+		t.Fatalf("sample-index.json: %v", err)
+	}
+	for i, c := range out {
+		e, ok := index[c.name]
+		h := sha256.Sum256([]byte(strings.Join(c.texts, "\n")))
+		if !ok || len(e.Indices) != len(c.texts) || hex.EncodeToString(h[:]) != e.SampleSHA256 ||
+			!slices.IsSorted(e.Indices) || len(e.Indices) > 0 && (e.Indices[0] < 0 || e.Indices[len(e.Indices)-1] >= e.Count) {
+			t.Fatalf("%s: the sample differs from sample-index.json; rerun scripts/fixtures/make_realdata.py", c.name)
+		}
+		out[i].index, out[i].count, out[i].sha256 = e.Indices, e.Count, e.TextSHA256
+	}
+	return out
+}
+
+// readCorpora mirrors tokenizer_refs.py's corpus_texts exactly.
+func readCorpora(t testing.TB, root string) []namedCorpus {
+	tr := filepath.Join(root, "translation")
 	var out []namedCorpus
 	for _, split := range []string{"train", "dev", "test"} {
 		for _, lang := range []string{"en", "ro"} {
-			out = append(out, namedCorpus{"tatoeba-en-ro." + split + "." + lang, readLines(t, filepath.Join(tr, "tatoeba-en-ro", split+"."+lang))})
+			out = append(out, namedCorpus{name: "tatoeba-en-ro." + split + "." + lang, texts: readLines(t, filepath.Join(tr, "tatoeba-en-ro", split+"."+lang))})
 		}
 	}
 	for _, lang := range []string{"eng", "deu", "fra", "ron"} {
-		out = append(out, namedCorpus{"flores200." + lang, readLines(t, filepath.Join(tr, "flores200-devtest", lang+"_Latn.devtest"))})
+		out = append(out, namedCorpus{name: "flores200." + lang, texts: readLines(t, filepath.Join(tr, "flores200-devtest", lang+"_Latn.devtest"))})
 	}
 	for _, lang := range []string{"en", "fr"} {
-		out = append(out, namedCorpus{"tico19." + lang, readLines(t, filepath.Join(tr, "tico19-test-en-fr", "tico19-test."+lang))})
+		out = append(out, namedCorpus{name: "tico19." + lang, texts: readLines(t, filepath.Join(tr, "tico19-test-en-fr", "tico19-test."+lang))})
 	}
 	for _, split := range []string{"train", "dev", "test"} {
 		var src, doc, tgt []string
-		for i, line := range readLines(t, filepath.Join(shared, "summarization", "scitldr-a", split+".jsonl")) {
+		for i, line := range readLines(t, filepath.Join(root, "summarization", "scitldr-a", split+".jsonl")) {
 			var r struct{ Source, Target []string }
 			if err := json.Unmarshal([]byte(line), &r); err != nil {
 				t.Fatalf("scitldr %s line %d: %v", split, i+1, err)
@@ -81,8 +135,8 @@ func corpusTexts(t testing.TB) []namedCorpus {
 			doc = append(doc, strings.Join(r.Source, " "))
 			tgt = append(tgt, r.Target...)
 		}
-		out = append(out, namedCorpus{"scitldr." + split + ".source", src}, namedCorpus{"scitldr." + split + ".document", doc},
-			namedCorpus{"scitldr." + split + ".target", tgt})
+		out = append(out, namedCorpus{name: "scitldr." + split + ".source", texts: src}, namedCorpus{name: "scitldr." + split + ".document", texts: doc},
+			namedCorpus{name: "scitldr." + split + ".target", texts: tgt})
 	}
 	return out
 }
@@ -138,13 +192,13 @@ var parityTokenizers = []struct {
 func loadParity(t testing.TB, dir string, target, file bool) *Tokenizer {
 	t.Helper()
 	if file {
-		tok, err := LoadFile(testenv.SharedData(t, "tokenizers", dir, "tokenizer.json"))
+		tok, err := LoadFile(testenv.RealData(t, "tokenizers", dir, "tokenizer.json"))
 		if err != nil {
 			t.Fatal(err)
 		}
 		return tok
 	}
-	p, err := Load(testenv.SharedData(t, "tokenizers", dir))
+	p, err := Load(testenv.RealData(t, "tokenizers", dir))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,8 +208,9 @@ func loadParity(t testing.TB, dir string, target, file bool) *Tokenizer {
 	return p.Source
 }
 
-// TestParityWithHF encodes and decodes every sentence of every corpus and
-// compares with HF, sentence by sentence.
+// TestParityWithHF encodes and decodes every sentence of every corpus (of its
+// committed sample without ../shared/data) and compares with HF, sentence by
+// sentence.
 func TestParityWithHF(t *testing.T) {
 	corpora := corpusTexts(t)
 	for _, pt := range parityTokenizers {
@@ -168,25 +223,25 @@ func TestParityWithHF(t *testing.T) {
 				if !ok {
 					t.Fatalf("reference has no corpus %s; rerun scripts/refs/tokenizer_refs.py", c.name)
 				}
-				h := sha256.Sum256([]byte(strings.Join(c.texts, "\n")))
-				if rc.Count != len(c.texts) || hex.EncodeToString(h[:]) != rc.TextSHA256 {
-					t.Fatalf("%s: corpus differs from the one the reference was made from (%d vs %d sentences)", c.name, len(c.texts), rc.Count)
+				if rc.Count != c.count || c.sha256 != rc.TextSHA256 {
+					t.Fatalf("%s: corpus differs from the one the reference was made from (%d vs %d sentences)", c.name, c.count, rc.Count)
 				}
 				sums, err := base64.StdEncoding.DecodeString(rc.Sums)
-				if err != nil || len(sums) != 8*len(c.texts) {
+				if err != nil || len(sums) != 8*c.count {
 					t.Fatalf("%s: bad sums in reference", c.name)
 				}
 				ids, errs := tok.EncodeBatch(t.Context(), c.texts, 0)
 				for i, text := range c.texts {
 					total++
+					k := c.at(i)
 					if errs[i] != nil {
-						t.Errorf("%s[%d]: %v", c.name, i, errs[i])
+						t.Errorf("%s[%d]: %v", c.name, k, errs[i])
 						idMiss++
 						continue
 					}
 					dec := tok.Decode(ids[i], true)
-					sample, hasSample := rc.Sample[strconv.Itoa(i)]
-					if !bytes.Equal(idsDigest(ids[i]), sums[8*i:8*i+4]) {
+					sample, hasSample := rc.Sample[strconv.Itoa(k)]
+					if !bytes.Equal(idsDigest(ids[i]), sums[8*k:8*k+4]) {
 						idMiss++
 						if idMiss <= 10 {
 							detail := ""
@@ -195,20 +250,20 @@ func TestParityWithHF(t *testing.T) {
 							} else {
 								detail = fmt.Sprintf("\n  Go: %v %q", ids[i], tok.Tokens(ids[i]))
 							}
-							t.Errorf("%s[%d] ids differ from HF for %q%s", c.name, i, text, detail)
+							t.Errorf("%s[%d] ids differ from HF for %q%s", c.name, k, text, detail)
 						}
-					} else if !bytes.Equal(textDigest(dec), sums[8*i+4:8*i+8]) {
+					} else if !bytes.Equal(textDigest(dec), sums[8*k+4:8*k+8]) {
 						decMiss++
 						if decMiss <= 10 {
 							detail := ""
 							if hasSample {
 								detail = fmt.Sprintf("\n  HF: %q", sample.Decoded)
 							}
-							t.Errorf("%s[%d] decode differs from HF for %q:\n  Go: %q%s", c.name, i, text, dec, detail)
+							t.Errorf("%s[%d] decode differs from HF for %q:\n  Go: %q%s", c.name, k, text, dec, detail)
 						}
 					}
 					if hasSample && !slices.Equal(sample.IDs, ids[i]) {
-						t.Errorf("%s[%d]: sample ids differ", c.name, i)
+						t.Errorf("%s[%d]: sample ids differ", c.name, k)
 					}
 					if dec == text || strings.Join(strings.Fields(dec), " ") == strings.Join(strings.Fields(text), " ") {
 						roundTrip++

@@ -20,8 +20,8 @@ func runTokenizeCLI(t *testing.T, stdin string, args ...string) (int, string, st
 
 // The expected ids are HF's (testdata/tokenizers/cases.json).
 func TestTokenizeCommand(t *testing.T) {
-	t5 := testenv.SharedData(t, "tokenizers", "flan-t5-small")
-	marian := testenv.SharedData(t, "tokenizers", "opus-mt-en-mg")
+	t5 := testenv.RealData(t, "tokenizers", "flan-t5-small")
+	marian := testenv.RealData(t, "tokenizers", "opus-mt-en-mg")
 	code, out, errOut := runTokenizeCLI(t, "Hello world\n  Hello   world  \n", "--tokenizer", t5)
 	if code != 0 || out != "8774 296 1\n8774 296 1\n" {
 		t.Fatalf("encode: code %d out %q err %q", code, out, errOut)
@@ -49,7 +49,7 @@ func TestTokenizeCommand(t *testing.T) {
 }
 
 func TestTokenizeCommandErrors(t *testing.T) {
-	t5 := testenv.SharedData(t, "tokenizers", "flan-t5-small")
+	t5 := testenv.RealData(t, "tokenizers", "flan-t5-small")
 	bad := filepath.Join(t.TempDir(), "tokenizer.json")
 	os.WriteFile(bad, []byte(`{"model": {"type": "Foo", "vocab": {}}}`), 0o644)
 	cases := []struct {

@@ -1,5 +1,7 @@
 // Package testenv finds what tests need outside the package folder: the
-// repository root, the shared data folder and the ONNX Runtime library.
+// repository root, the real tokenizers and corpora (committed under
+// testdata/realdata, in full in ../shared/data when present) and the ONNX
+// Runtime library.
 package testenv
 
 import (
@@ -35,16 +37,45 @@ func Testdata(t testing.TB, elem ...string) string {
 	return filepath.Join(append([]string{RepoRoot(t), "testdata"}, elem...)...)
 }
 
-// SharedData returns a path under ../shared/data beside the repository. In a
-// clone without that folder the test is skipped with a message saying so.
-func SharedData(t testing.TB, elem ...string) string {
+// RealData returns a path under testdata/realdata: the real tokenizers and
+// samples of the real corpora of ../shared/data, committed so that a clone
+// without that folder runs every test (see testdata/realdata/README.md). A
+// missing path fails the test; it never skips.
+func RealData(t testing.TB, elem ...string) string {
 	t.Helper()
+	p := Testdata(t, append([]string{"realdata"}, elem...)...)
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("committed test data missing: %v", err)
+	}
+	return p
+}
+
+// FullData returns a path under the full data folder ../shared/data beside
+// the repository and whether it exists. It is optional: tests that gain from
+// more data use it when present and RealData otherwise. ORTRAIN_FULL_DATA=0
+// makes it absent, to run those tests on the committed sample.
+func FullData(t testing.TB, elem ...string) (string, bool) {
+	t.Helper()
+	if os.Getenv("ORTRAIN_FULL_DATA") == "0" {
+		return "", false
+	}
 	root := filepath.Join(filepath.Dir(RepoRoot(t)), "shared", "data")
 	p := filepath.Join(append([]string{root}, elem...)...)
 	if _, err := os.Stat(p); err != nil {
-		t.Skipf("needs the shared data folder %s (present beside the repository in CI): %v", p, err)
+		return "", false
 	}
-	return p
+	return p, true
+}
+
+// CorpusRoot returns the folder holding translation/ and summarization/: the
+// full corpora of ../shared/data when present, else the committed sample,
+// which has the same layout and file names. full tells which.
+func CorpusRoot(t testing.TB) (root string, full bool) {
+	t.Helper()
+	if p, ok := FullData(t); ok {
+		return p, true
+	}
+	return RealData(t), false
 }
 
 // InCI reports whether the tests run under CI, where nothing may be skipped
