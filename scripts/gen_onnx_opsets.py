@@ -3,10 +3,12 @@ ONNX domains, the opset versions at which its definition changed (negative:
 deprecated from that version on), from the operator schemas of the installed
 onnx package.
 
-Run: go generate ./internal/onnx (with PYTHON naming a Python that has onnx 1.23.2; default python3)
+Run: go generate ./internal/onnx, with a python3 that has onnx 1.23.2 first
+on PATH (e.g. PATH=.venv/bin:$PATH); the file is gofmt-ed.
 """
 
 import os
+import subprocess
 from collections import defaultdict
 
 import onnx
@@ -39,6 +41,7 @@ def main():
     lines.append(f'const schemaSource = "onnx {onnx.__version__}"')
     with open(OUT, "w") as f:
         f.write("\n".join(lines) + "\n")
+    subprocess.run(["gofmt", "-w", OUT], check=True)
     print(len(versions), "operators ->", os.path.relpath(OUT, REPO))
 
 
