@@ -5,15 +5,13 @@ import (
 	"fmt"
 
 	"github.com/ortrain/ortrain/internal/fault"
-	"github.com/ortrain/ortrain/internal/ortlib"
 )
 
-// Why ONNX Runtime cannot be used: each is of kind fault.Runtime. A device
+// Why ONNX Runtime cannot be used, besides ortlib.ErrNotFound (no library
+// at the given or default places): each is of kind fault.Runtime. A device
 // string that names no provider is of kind fault.Settings, a model file
 // ONNX Runtime cannot parse of kind fault.Input.
 var (
-	// ErrLibraryNotFound: no ONNX Runtime library at the given or default places.
-	ErrLibraryNotFound = ortlib.ErrNotFound
 	// ErrLibraryUnusable: the file exists but is not a loadable ONNX Runtime.
 	ErrLibraryUnusable = fault.New(fault.Runtime, "ONNX Runtime library unusable")
 	// ErrLibraryTooOld: the library does not provide the C API version we need.

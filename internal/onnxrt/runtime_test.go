@@ -333,11 +333,11 @@ func TestBadInput(t *testing.T) {
 
 	t.Run("missing library", func(t *testing.T) {
 		_, err := Open(filepath.Join(dir, "nope.so"))
-		if !errors.Is(err, ErrLibraryNotFound) || !strings.Contains(err.Error(), "fetch-onnxruntime.sh") {
+		if !errors.Is(err, ortlib.ErrNotFound) || !strings.Contains(err.Error(), "fetch-onnxruntime.sh") {
 			t.Fatalf("got %v", err)
 		}
 		t.Setenv(ortlib.EnvVar, filepath.Join(dir, "missing.so"))
-		if _, err := ortlib.Find(""); !errors.Is(err, ErrLibraryNotFound) || !strings.Contains(err.Error(), ortlib.EnvVar) {
+		if _, err := ortlib.Find(""); !errors.Is(err, ortlib.ErrNotFound) || !strings.Contains(err.Error(), ortlib.EnvVar) {
 			t.Fatalf("env var: got %v", err)
 		}
 	})
