@@ -219,6 +219,9 @@ func (d *KV) gather(c *cached, rows []int) error {
 
 // Start runs the encoder over the sources.
 func (d *KV) Start(ctx context.Context, sources [][]int64) (generate.State, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	ids, mask, width := padSources(sources, d.pad)
 	shape := []int64{int64(len(sources)), int64(width)}
 	outs, err := d.run(d.enc, "encoder", map[string]any{"input_ids": newTensor(ids, shape), "attention_mask": newTensor(mask, shape)}, nil, []string{"last_hidden_state"})
@@ -255,6 +258,9 @@ type kvState struct {
 func isEncoderPast(name string) bool { return strings.Contains(name, ".encoder.") }
 
 func (s *kvState) Step(ctx context.Context, prefixes [][]int64) (generate.Logits, error) {
+	if err := ctx.Err(); err != nil {
+		return generate.Logits{}, err
+	}
 	if len(prefixes) != s.rows {
 		return generate.Logits{}, fmt.Errorf("decoder step over %d prefixes, state has %d rows", len(prefixes), s.rows)
 	}

@@ -45,6 +45,9 @@ func (d *Recompute) Close() error { return d.sess.Close() }
 
 // Start keeps the padded sources; the encoder runs inside every step.
 func (d *Recompute) Start(ctx context.Context, sources [][]int64) (generate.State, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	ids, mask, width := padSources(sources, d.pad)
 	shape := []int64{int64(len(sources)), int64(width)}
 	return &recomputeState{d: d, rows: len(sources), ids: newTensor(ids, shape), mask: newTensor(mask, shape)}, nil
@@ -58,6 +61,9 @@ type recomputeState struct {
 }
 
 func (s *recomputeState) Step(ctx context.Context, prefixes [][]int64) (generate.Logits, error) {
+	if err := ctx.Err(); err != nil {
+		return generate.Logits{}, err
+	}
 	if len(prefixes) != s.rows {
 		return generate.Logits{}, fmt.Errorf("decoder step over %d prefixes, state has %d rows", len(prefixes), s.rows)
 	}
