@@ -3,6 +3,7 @@ package ortdecoder
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -126,4 +127,29 @@ func TestFixturesMatchHF(t *testing.T) {
 		}
 	}
 	t.Logf("%d fixture cases (models × decoders × options × batches), %d mismatched; references from transformers %s", total, bad, refs.Versions["transformers"])
+}
+
+// TestDecodersHonourCancellation: a cancelled context stops every decoder
+// before its next ONNX Runtime run, with the context's error.
+func TestDecodersHonourCancellation(t *testing.T) {
+	env := openEnv(t)
+	dir := testenv.Testdata(t, "models", "t5-tiny")
+	for _, nd := range openDecoders(t, env, dir, 0) {
+		ctx, cancel := context.WithCancel(context.Background())
+		st, err := nd.dec.Start(ctx, [][]int64{{5, 6, 1}})
+		if err != nil {
+			t.Fatalf("%s: %v", nd.name, err)
+		}
+		if _, err := st.Step(ctx, [][]int64{{0}}); err != nil {
+			t.Fatalf("%s: %v", nd.name, err)
+		}
+		cancel()
+		if _, err := st.Step(ctx, [][]int64{{0, 5}}); !errors.Is(err, context.Canceled) {
+			t.Errorf("%s: Step after cancel: %v", nd.name, err)
+		}
+		st.Close()
+		if _, err := nd.dec.Start(ctx, [][]int64{{5, 6, 1}}); !errors.Is(err, context.Canceled) {
+			t.Errorf("%s: Start after cancel: %v", nd.name, err)
+		}
+	}
 }
