@@ -113,9 +113,9 @@ func (t *Trainer) evaluationLoop(ctx context.Context, data EvalData, prefix stri
 	return out, nil
 }
 
-// Evaluate is Seq2SeqTrainer.evaluate: metrics prefixed with prefix, speed
-// metrics, logged into log_history (with epoch), then on_evaluate.
-func (t *Trainer) Evaluate(ctx context.Context, data EvalData, prefix string) (Logs, error) {
+// timedLoop runs the evaluation loop (with a fresh state and the callbacks
+// when called outside training) and appends HF's speed metrics.
+func (t *Trainer) timedLoop(ctx context.Context, data EvalData, prefix string) (*Prediction, error) {
 	if t.state == nil {
 		t.state = newTrainerState()
 		t.handler = callbackHandler{callbacks: append([]Callback{DefaultFlowCallback{}}, t.userCallbacks()...)}
@@ -127,8 +127,18 @@ func (t *Trainer) Evaluate(ctx context.Context, data EvalData, prefix string) (L
 	}
 	n := float64(data.NumExamples())
 	steps := math.Ceil(n / float64(t.Args.PerDeviceEvalBatchSize))
-	metrics := append(out.Metrics, speedMetrics(prefix, t.now().Sub(start).Seconds(), &n, &steps)...)
-	metrics, err = t.log(metrics)
+	out.Metrics = append(out.Metrics, speedMetrics(prefix, t.now().Sub(start).Seconds(), &n, &steps)...)
+	return out, nil
+}
+
+// Evaluate is Seq2SeqTrainer.evaluate: metrics prefixed with prefix, speed
+// metrics, logged into log_history (with epoch), then on_evaluate.
+func (t *Trainer) Evaluate(ctx context.Context, data EvalData, prefix string) (Logs, error) {
+	out, err := t.timedLoop(ctx, data, prefix)
+	if err != nil {
+		return nil, err
+	}
+	metrics, err := t.log(out.Metrics)
 	if err != nil {
 		return nil, err
 	}
@@ -143,18 +153,10 @@ func (t *Trainer) Evaluate(ctx context.Context, data EvalData, prefix string) (L
 // Predict is Seq2SeqTrainer.predict: like Evaluate but not logged; returns
 // the generated ids.
 func (t *Trainer) Predict(ctx context.Context, data EvalData, prefix string) (*Prediction, error) {
-	if t.state == nil {
-		t.state = newTrainerState()
-		t.handler = callbackHandler{callbacks: append([]Callback{DefaultFlowCallback{}}, t.userCallbacks()...)}
-	}
-	start := t.now()
-	out, err := t.evaluationLoop(ctx, data, prefix)
+	out, err := t.timedLoop(ctx, data, prefix)
 	if err != nil {
 		return nil, err
 	}
-	n := float64(data.NumExamples())
-	steps := math.Ceil(n / float64(t.Args.PerDeviceEvalBatchSize))
-	out.Metrics = append(out.Metrics, speedMetrics(prefix, t.now().Sub(start).Seconds(), &n, &steps)...)
 	e := t.event()
 	e.Metrics = out.Metrics
 	if err := t.handler.predict(e); err != nil {
