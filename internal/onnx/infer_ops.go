@@ -237,10 +237,11 @@ func (inf *inferer) node(n *onnxpb.NodeProto) ([]TypeInfo, error) {
 	case "TopK":
 		return inf.topK(n)
 	case "NonZero":
-		if !x.RankKnown {
-			return same(TypeInfo{Elem: Int64}), nil
+		rank := unknownDim // the output is [rank of x, number of non-zeros] in any case
+		if x.RankKnown {
+			rank = D(int64(len(x.Dims)))
 		}
-		return same(Tensor(Int64, D(int64(len(x.Dims))), unknownDim)), nil
+		return same(Tensor(Int64, rank, unknownDim)), nil
 	case "OneHot":
 		return inf.oneHot(n)
 	case "Pad":
@@ -369,8 +370,12 @@ func (inf *inferer) where(n *onnxpb.NodeProto) ([]TypeInfo, error) {
 func (inf *inferer) reduce(n *onnxpb.NodeProto) ([]TypeInfo, error) {
 	x := inf.in0(n)
 	keep := AttrIntOr(n, "keepdims", 1) == 1
-	axes, given, known := inf.axesOf(n, 1)
+	axes, _, known := inf.axesOf(n, 1)
+	noop := AttrIntOr(n, "noop_with_empty_axes", 0) == 1
 	if !x.RankKnown {
+		if known && len(axes) == 0 && !noop && !keep {
+			return same(Tensor(x.Elem)), nil // every axis reduced: a scalar whatever the rank
+		}
 		return same(TypeInfo{Elem: x.Elem}), nil
 	}
 	r := len(x.Dims)
@@ -381,10 +386,7 @@ func (inf *inferer) reduce(n *onnxpb.NodeProto) ([]TypeInfo, error) {
 		return same(TypeInfo{Elem: x.Elem}), nil
 	}
 	if len(axes) == 0 {
-		if given && AttrIntOr(n, "noop_with_empty_axes", 0) == 1 {
-			return same(x), nil
-		}
-		if !given && AttrIntOr(n, "noop_with_empty_axes", 0) == 1 {
+		if noop {
 			return same(x), nil
 		}
 		axes = make([]int64, r)
@@ -770,6 +772,7 @@ func (inf *inferer) squeeze(n *onnxpb.NodeProto) ([]TypeInfo, error) {
 func (inf *inferer) concat(n *onnxpb.NodeProto) ([]TypeInfo, error) {
 	var elem DType
 	var ts []TypeInfo
+	partial := false
 	for i := range n.Input {
 		t, ok := inf.in(n, i)
 		if !ok {
@@ -779,7 +782,8 @@ func (inf *inferer) concat(n *onnxpb.NodeProto) ([]TypeInfo, error) {
 			elem = t.Elem
 		}
 		if !t.RankKnown {
-			return same(TypeInfo{Elem: elem}), nil
+			partial = true // the inputs share one rank: the others give it
+			continue
 		}
 		ts = append(ts, t)
 	}
@@ -809,6 +813,10 @@ func (inf *inferer) concat(n *onnxpb.NodeProto) ([]TypeInfo, error) {
 				out[i] = d
 			}
 		}
+	}
+	if partial {
+		out[ax] = unknownDim
+		return same(Tensor(elem, out...)), nil
 	}
 	// The concatenated axis: the sum of the sizes.
 	sum := D(0)
@@ -1149,10 +1157,13 @@ func (inf *inferer) einsum(n *onnxpb.NodeProto) ([]TypeInfo, error) {
 	var ell []Dim
 	for i, term := range terms {
 		t, _ := inf.in(n, i)
-		if !t.RankKnown {
-			return same(TypeInfo{Elem: x.Elem}), nil
-		}
 		hasEll := strings.Contains(term, "...")
+		if !t.RankKnown {
+			if hasEll {
+				return same(TypeInfo{Elem: x.Elem}), nil
+			}
+			t = Tensor(t.Elem, unknownDims(len(term))...) // the term gives the rank
+		}
 		plain := strings.ReplaceAll(term, "...", "")
 		nell := len(t.Dims) - len(plain)
 		if (!hasEll && nell != 0) || nell < 0 {
@@ -1173,14 +1184,14 @@ func (inf *inferer) einsum(n *onnxpb.NodeProto) ([]TypeInfo, error) {
 			d := t.Dims[j]
 			j++
 			count[c]++
-			if prev, ok := labels[c]; ok {
+			if prev, ok := labels[c]; !ok || prev.unknown() {
+				labels[c] = d
+			} else if !d.unknown() {
 				m, err := inf.broadcastDim(prev, d)
 				if err != nil {
 					return nil, fmt.Errorf("label %q: %w", c, err)
 				}
 				labels[c] = m
-			} else {
-				labels[c] = d
 			}
 		}
 	}

@@ -40,6 +40,9 @@ func (d Dim) Same(e Dim) bool {
 	return d.Param != "" && d.Param == e.Param
 }
 
+// unknown reports a dimension with neither size nor symbol.
+func (d Dim) unknown() bool { return !d.Static() && d.Param == "" }
+
 func (d Dim) String() string {
 	switch {
 	case d.Static():
