@@ -260,6 +260,23 @@ func (inf *inferer) node(n *onnxpb.NodeProto) ([]TypeInfo, error) {
 
 // broadcastDims merges two shapes by multidirectional (numpy) broadcasting.
 func (inf *inferer) broadcastDims(a, b []Dim) ([]Dim, error) {
+	return broadcastDimsWith(a, b, inf.freshDim)
+}
+
+func (inf *inferer) broadcastDim(x, y Dim) (Dim, error) {
+	return broadcastDimWith(x, y, inf.freshDim)
+}
+
+// BroadcastDims merges two shapes by multidirectional (numpy)
+// broadcasting. Where two different symbols meet the size is unknown; two
+// static sizes that differ (neither 1) are an error.
+func BroadcastDims(a, b []Dim) ([]Dim, error) {
+	return broadcastDimsWith(a, b, UnknownDim)
+}
+
+// broadcastDimsWith is BroadcastDims where undecided calls for the size of
+// two symbols that may differ.
+func broadcastDimsWith(a, b []Dim, undecided func() Dim) ([]Dim, error) {
 	if len(a) < len(b) {
 		a, b = b, a
 	}
@@ -268,16 +285,16 @@ func (inf *inferer) broadcastDims(a, b []Dim) ([]Dim, error) {
 	copy(out, a[:off])
 	for i := range b {
 		x, y := a[off+i], b[i]
-		d, err := inf.broadcastDim(x, y)
+		d, err := broadcastDimWith(x, y, undecided)
 		if err != nil {
-			return nil, fmt.Errorf("cannot broadcast %v with %v: %w", dimsString(a), dimsString(b), err)
+			return nil, fmt.Errorf("cannot broadcast %v with %v: %w", DimsString(a), DimsString(b), err)
 		}
 		out[off+i] = d
 	}
 	return out, nil
 }
 
-func (inf *inferer) broadcastDim(x, y Dim) (Dim, error) {
+func broadcastDimWith(x, y Dim, undecided func() Dim) (Dim, error) {
 	switch {
 	case x.Value == 1:
 		return y, nil
@@ -295,10 +312,11 @@ func (inf *inferer) broadcastDim(x, y Dim) (Dim, error) {
 	case x.Same(y):
 		return x, nil
 	}
-	return inf.freshDim(), nil
+	return undecided(), nil
 }
 
-func dimsString(d []Dim) string {
+// DimsString writes dimensions as [2,batch,?].
+func DimsString(d []Dim) string {
 	parts := make([]string, len(d))
 	for i, x := range d {
 		parts[i] = x.String()
@@ -476,7 +494,7 @@ func (inf *inferer) matmul(n *onnxpb.NodeProto) ([]TypeInfo, error) {
 	}
 	ad, bd := append([]Dim{}, a.Dims...), append([]Dim{}, b.Dims...)
 	if len(ad) == 0 || len(bd) == 0 {
-		return nil, fmt.Errorf("MatMul operands must have rank >= 1, got %v and %v", dimsString(ad), dimsString(bd))
+		return nil, fmt.Errorf("MatMul operands must have rank >= 1, got %v and %v", DimsString(ad), DimsString(bd))
 	}
 	if n.GetOpType() == "FusedMatMul" {
 		if AttrIntOr(n, "transA", 0) == 1 && len(ad) >= 2 {
@@ -495,7 +513,7 @@ func (inf *inferer) matmul(n *onnxpb.NodeProto) ([]TypeInfo, error) {
 	}
 	k1, k2 := ad[len(ad)-1], bd[len(bd)-2]
 	if k1.Static() && k2.Static() && k1.Value != k2.Value {
-		return nil, fmt.Errorf("inner dimensions differ: %v times %v", dimsString(a.Dims), dimsString(b.Dims))
+		return nil, fmt.Errorf("inner dimensions differ: %v times %v", DimsString(a.Dims), DimsString(b.Dims))
 	}
 	batch, err := inf.broadcastDims(ad[:len(ad)-2], bd[:len(bd)-2])
 	if err != nil {
@@ -628,11 +646,11 @@ func (inf *inferer) reshape(n *onnxpb.NodeProto) ([]TypeInfo, error) {
 				out[infer] = dimArith(in, '/', known)
 			}
 			if in.Static() && known.Static() && known.Value != 0 && in.Value%known.Value != 0 {
-				return nil, fmt.Errorf("cannot reshape %v (%d elements) to %v", dimsString(x.Dims), in.Value, target)
+				return nil, fmt.Errorf("cannot reshape %v (%d elements) to %v", DimsString(x.Dims), in.Value, target)
 			}
 		} else if in.Static() {
 			if p := dimProduct(out); p.Static() && p.Value != in.Value {
-				return nil, fmt.Errorf("cannot reshape %v (%d elements) to %v (%d elements)", dimsString(x.Dims), in.Value, dimsString(out), p.Value)
+				return nil, fmt.Errorf("cannot reshape %v (%d elements) to %v (%d elements)", DimsString(x.Dims), in.Value, DimsString(out), p.Value)
 			}
 		}
 	} else if infer >= 0 {
@@ -1114,7 +1132,7 @@ func (inf *inferer) expand(n *onnxpb.NodeProto) ([]TypeInfo, error) {
 		}
 		d, err := inf.broadcastDim(a, b)
 		if err != nil {
-			return nil, fmt.Errorf("cannot expand %v to %v: %w", dimsString(x.Dims), dimsString(tdims), err)
+			return nil, fmt.Errorf("cannot expand %v to %v: %w", DimsString(x.Dims), DimsString(tdims), err)
 		}
 		out[i] = d
 	}

@@ -101,6 +101,20 @@ func (t TypeInfo) StaticShape() ([]int64, bool) {
 	return out, true
 }
 
+// SameShape reports whether two types provably have the same shape: known
+// ranks that agree and pairwise Same dimensions.
+func (t TypeInfo) SameShape(o TypeInfo) bool {
+	if !t.RankKnown || !o.RankKnown || len(t.Dims) != len(o.Dims) {
+		return false
+	}
+	for i, d := range t.Dims {
+		if !d.Same(o.Dims[i]) {
+			return false
+		}
+	}
+	return true
+}
+
 // IsOne reports whether dimension i is statically 1 (it broadcasts).
 func (t TypeInfo) IsOne(i int) bool {
 	return t.RankKnown && i >= 0 && i < len(t.Dims) && t.Dims[i].Value == 1
