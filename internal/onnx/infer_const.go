@@ -58,11 +58,7 @@ func (inf *inferer) constantOfShape(n *onnxpb.NodeProto) ([]TypeInfo, error) {
 	}
 	dims := make([]Dim, len(vals))
 	for i, v := range vals {
-		if d, ok := v.dim(); ok {
-			dims[i] = d
-		} else {
-			dims[i] = unknownDim
-		}
+		dims[i] = svDim(v)
 	}
 	if p := dimProduct(dims); p.Static() && p.Value <= maxKnownElems {
 		var v int64

@@ -275,9 +275,7 @@ func (inf *inferer) oneHot(n *onnxpb.NodeProto) ([]TypeInfo, error) {
 	}
 	depth := unknownDim
 	if v, ok := inf.valsOf(n, 1); ok && len(v) == 1 {
-		if d, ok := v[0].dim(); ok {
-			depth = d
-		}
+		depth = svDim(v[0])
 	} else if f, ok := inf.fvals[inName(n, 1)]; ok && len(f) == 1 {
 		depth = D(int64(f[0]))
 	}

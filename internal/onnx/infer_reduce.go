@@ -87,11 +87,7 @@ func (inf *inferer) topK(n *onnxpb.NodeProto) ([]TypeInfo, error) {
 	}
 	dims := append([]Dim{}, x.Dims...)
 	if k, ok := inf.valsOf(n, 1); ok && len(k) == 1 {
-		if d, ok := k[0].dim(); ok {
-			dims[ax] = d
-		} else {
-			dims[ax] = unknownDim
-		}
+		dims[ax] = svDim(k[0])
 	} else if k := AttrIntOr(n, "k", -1); k >= 0 && len(n.Input) == 1 {
 		dims[ax] = D(k)
 	} else {

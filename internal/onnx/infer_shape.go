@@ -37,11 +37,7 @@ func (inf *inferer) reshape(n *onnxpb.NodeProto) ([]TypeInfo, error) {
 		case e.ok && e.v < -1:
 			return nil, fmt.Errorf("invalid shape value %d", e.v)
 		default:
-			if d, ok := e.dim(); ok {
-				out[i] = d
-			} else {
-				out[i] = unknownDim
-			}
+			out[i] = svDim(e)
 		}
 	}
 	if x.RankKnown {
@@ -356,11 +352,7 @@ func (inf *inferer) expand(n *onnxpb.NodeProto) ([]TypeInfo, error) {
 	}
 	tdims := make([]Dim, len(target))
 	for i, e := range target {
-		if d, ok := e.dim(); ok {
-			tdims[i] = d
-		} else {
-			tdims[i] = unknownDim
-		}
+		tdims[i] = svDim(e)
 	}
 	// Broadcasting where the target's unknown entries may be 1.
 	r := max(len(tdims), len(x.Dims))
