@@ -8,6 +8,8 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/ortrain/ortrain/internal/onnx"
+
 	"github.com/ortrain/ortrain/internal/fault"
 	"github.com/ortrain/ortrain/internal/onnx/onnxpb"
 )
@@ -178,7 +180,7 @@ type ctx struct {
 	opsets   map[string]int64
 	opset    int64
 	prefix   string
-	infos    map[string]info
+	infos    map[string]onnx.TypeInfo
 	producer map[string]*onnxpb.NodeProto
 	consts   map[string]*onnxpb.TensorProto
 	names    map[string]bool
@@ -205,7 +207,7 @@ func newCtx(g *onnxpb.GraphProto, opsets map[string]int64, prefix string) (*ctx,
 	if prefix == "" {
 		prefix = "grad/"
 	}
-	c := &ctx{g: g, opsets: opsets, opset: v, prefix: prefix, infos: map[string]info{},
+	c := &ctx{g: g, opsets: opsets, opset: v, prefix: prefix,
 		producer: map[string]*onnxpb.NodeProto{}, consts: map[string]*onnxpb.TensorProto{},
 		names: map[string]bool{}, newVals: map[string]bool{}, cache: map[string]string{}, sparse: map[string]sparseGrad{}}
 	for _, t := range g.Initializer {
@@ -225,15 +227,17 @@ func newCtx(g *onnxpb.GraphProto, opsets map[string]int64, prefix string) (*ctx,
 			if a := attr(n, "value"); a != nil && a.T != nil {
 				c.consts[n.Output[0]] = a.T
 			} else if a := attr(n, "value_ints"); a != nil {
-				c.consts[n.Output[0]] = &onnxpb.TensorProto{DataType: proto.Int32(tInt64), Dims: []int64{int64(len(a.Ints))}, Int64Data: a.Ints}
+				c.consts[n.Output[0]] = &onnxpb.TensorProto{DataType: proto.Int32(int32(tInt64)), Dims: []int64{int64(len(a.Ints))}, Int64Data: a.Ints}
 			} else if a := attr(n, "value_int"); a != nil {
-				c.consts[n.Output[0]] = &onnxpb.TensorProto{DataType: proto.Int32(tInt64), Int64Data: []int64{a.GetI()}}
+				c.consts[n.Output[0]] = &onnxpb.TensorProto{DataType: proto.Int32(int32(tInt64)), Int64Data: []int64{a.GetI()}}
 			} else if a := attr(n, "value_float"); a != nil {
-				c.consts[n.Output[0]] = &onnxpb.TensorProto{DataType: proto.Int32(tFloat32), FloatData: []float32{a.GetF()}}
+				c.consts[n.Output[0]] = &onnxpb.TensorProto{DataType: proto.Int32(int32(tFloat32)), FloatData: []float32{a.GetF()}}
 			}
 		}
 	}
-	c.inferInfos()
+	// A contradiction InferShapes reports is left for ONNX Runtime to name;
+	// the types it did derive still serve.
+	c.infos, _ = onnx.InferShapes(g, opsets)
 	return c, nil
 }
 
@@ -257,7 +261,7 @@ func (c *ctx) foldInts(name string, depth int) ([]int64, bool) {
 	case "Reshape", "Identity", "Squeeze", "Unsqueeze", "Flatten":
 		return c.foldInts(p.Input[0], depth+1)
 	case "Cast":
-		if to := int32(attrInt(p, "to", 0)); to != tInt64 && to != tInt32 {
+		if to := onnx.DType(attrInt(p, "to", 0)); to != tInt64 && to != tInt32 {
 			return nil, false
 		}
 		return c.foldInts(p.Input[0], depth+1)
@@ -305,40 +309,25 @@ func (c *ctx) checkLoss(loss string) error {
 		return fmt.Errorf("autodiff: loss %q is not a value of the graph (no node output, input or initializer has that name)", loss)
 	}
 	in := c.info(loss)
-	if in.dtype != 0 && !isFloat(in.dtype) {
-		return fmt.Errorf("autodiff: loss %q has element type %s; it must be a float scalar", loss, dtypeName(in.dtype))
+	if in.Elem != onnx.Undefined && !isFloat(in.Elem) {
+		return fmt.Errorf("autodiff: loss %q has element type %s; it must be a float scalar", loss, dtypeName(in.Elem))
 	}
-	if in.rank < 0 {
+	if in.Rank() < 0 {
 		return fmt.Errorf("autodiff: the shape of loss %q is unknown; it must be a float scalar (declare it as a graph output with shape [])", loss)
 	}
-	for _, d := range in.dims {
-		if !d.static() || d.v != 1 {
-			return fmt.Errorf("autodiff: loss %q has rank %d (dims %s); it must be a scalar (reduce it first)", loss, in.rank, dimsString(in.dims))
+	for _, d := range in.Dims {
+		if !d.Static() || d.Value != 1 {
+			return fmt.Errorf("autodiff: loss %q has rank %d (dims %s); it must be a scalar (reduce it first)", loss, in.Rank(), onnx.DimsString(in.Dims))
 		}
 	}
 	return nil
-}
-
-func dimsString(ds []dim) string {
-	parts := make([]string, len(ds))
-	for i, d := range ds {
-		switch {
-		case d.static():
-			parts[i] = fmt.Sprint(d.v)
-		case d.sym != "":
-			parts[i] = d.sym
-		default:
-			parts[i] = "?"
-		}
-	}
-	return "[" + strings.Join(parts, ",") + "]"
 }
 
 func (c *ctx) checkWrt(w string) error {
 	if !c.defined(w) {
 		return fmt.Errorf("autodiff: wrt value %q is not in the graph (no input, initializer or node output has that name)", w)
 	}
-	if dt := c.info(w).dtype; dt != 0 && !isFloat(dt) {
+	if dt := c.info(w).Elem; dt != 0 && !isFloat(dt) {
 		return fmt.Errorf("autodiff: wrt value %q has element type %s; only float values have gradients", w, dtypeName(dt))
 	}
 	return nil
@@ -424,7 +413,7 @@ func (c *ctx) activity(wrt []string) (map[string]bool, map[string]string) {
 			if o == "" || active[o] {
 				continue
 			}
-			if dt := c.info(o).dtype; dt != 0 && !isFloat(dt) {
+			if dt := c.info(o).Elem; dt != 0 && !isFloat(dt) {
 				continue
 			}
 			active[o] = true
@@ -472,11 +461,11 @@ func (c *ctx) differentiated(n *onnxpb.NodeProto, active, useful map[string]bool
 
 func (c *ctx) seed(loss, input string) (string, error) {
 	li := c.info(loss)
-	dt := li.dtype
+	dt := li.Elem
 	if dt == 0 {
 		dt = tFloat32
 	}
-	shape := make([]int64, li.rank)
+	shape := make([]int64, li.Rank())
 	for i := range shape {
 		shape[i] = 1
 	}
@@ -493,10 +482,10 @@ func (c *ctx) seed(loss, input string) (string, error) {
 		return "", fmt.Errorf("autodiff: seed gradient %q is not a graph input; add it as a scalar input of type %s", input, dtypeName(dt))
 	}
 	si := c.info(input)
-	if si.dtype != 0 && si.dtype != dt {
-		return "", fmt.Errorf("autodiff: seed gradient %q has element type %s but loss %q is %s", input, dtypeName(si.dtype), loss, dtypeName(dt))
+	if si.Elem != onnx.Undefined && si.Elem != dt {
+		return "", fmt.Errorf("autodiff: seed gradient %q has element type %s but loss %q is %s", input, dtypeName(si.Elem), loss, dtypeName(dt))
 	}
-	if si.rank == li.rank {
+	if si.Rank() == li.Rank() {
 		return input, nil
 	}
 	return c.op("Reshape", []string{input, c.ints(shape)}), nil
@@ -553,7 +542,7 @@ func (c *ctx) commit() {
 // constant makes (once) a Constant node filled with v. Constants are nodes,
 // not initializers, so callers that turn initializers into parameters
 // never mistake them for weights.
-func (c *ctx) constant(dt int32, v float64, dims []int64) (string, error) {
+func (c *ctx) constant(dt onnx.DType, v float64, dims []int64) (string, error) {
 	key := fmt.Sprintf("const/%d/%v/%v", dt, v, dims)
 	if name, ok := c.cache[key]; ok {
 		return name, nil
@@ -569,7 +558,7 @@ func (c *ctx) constant(dt int32, v float64, dims []int64) (string, error) {
 
 // scalarLike is a rank-0 constant with x's element type.
 func (c *ctx) scalarLike(x string, v float64) (string, error) {
-	dt := c.info(x).dtype
+	dt := c.info(x).Elem
 	if dt == 0 {
 		return "", fmt.Errorf("element type of %q unknown", x)
 	}
@@ -582,7 +571,7 @@ func (c *ctx) ints(v []int64) string {
 	if name, ok := c.cache[key]; ok {
 		return name
 	}
-	t := &onnxpb.TensorProto{DataType: proto.Int32(tInt64), Dims: []int64{int64(len(v))}, Int64Data: append([]int64{}, v...)}
+	t := &onnxpb.TensorProto{DataType: proto.Int32(int32(tInt64)), Dims: []int64{int64(len(v))}, Int64Data: append([]int64{}, v...)}
 	name := c.op("Constant", nil, tensorAttr("value", t))
 	c.cache[key] = name
 	return name
@@ -593,7 +582,7 @@ func (c *ctx) int64Scalar(v int64) string {
 	if name, ok := c.cache[key]; ok {
 		return name
 	}
-	t := &onnxpb.TensorProto{DataType: proto.Int32(tInt64), Int64Data: []int64{v}}
+	t := &onnxpb.TensorProto{DataType: proto.Int32(int32(tInt64)), Int64Data: []int64{v}}
 	name := c.op("Constant", nil, tensorAttr("value", t))
 	c.cache[key] = name
 	return name
@@ -612,7 +601,7 @@ func (c *ctx) shapeOf(x string) string {
 
 // shapeVec returns x's shape as an int64 1-D value: a constant when static.
 func (c *ctx) shapeVec(x string) string {
-	if sd, ok := c.info(x).staticDims(); ok {
+	if sd, ok := c.info(x).StaticShape(); ok {
 		return c.ints(sd)
 	}
 	return c.shapeOf(x)
@@ -620,10 +609,10 @@ func (c *ctx) shapeVec(x string) string {
 
 func (c *ctx) zerosLike(x string) (string, error) {
 	in := c.info(x)
-	if in.dtype == 0 {
+	if in.Elem == onnx.Undefined {
 		return "", fmt.Errorf("element type of %q unknown", x)
 	}
-	t, err := scalarTensor(in.dtype, 0, []int64{1})
+	t, err := scalarTensor(in.Elem, 0, []int64{1})
 	if err != nil {
 		return "", err
 	}
@@ -660,7 +649,7 @@ type sparseGrad struct {
 // adds its rows into other contributions or materializes it under that
 // name.
 func (c *ctx) scatterGrad(zerosOf, idx, upd string) (string, error) {
-	zero, err := scalarTensor(c.info(zerosOf).dtype, 0, []int64{1})
+	zero, err := scalarTensor(c.info(zerosOf).Elem, 0, []int64{1})
 	if err != nil {
 		return "", err
 	}

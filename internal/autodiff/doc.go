@@ -15,8 +15,8 @@
 // are left out of the map otherwise).
 //
 // How it works: element types and shapes come from internal/onnx's
-// InferShapes plus local rules (with small integer constants folded, as
-// exporters compute axes and shapes). A forward pass marks the values that
+// InferShapes (with small integer constants folded, as exporters compute
+// axes and shapes). A forward pass marks the values that
 // depend differentiably on a parameter; a backward pass marks the values
 // the loss depends on; only nodes with an output in both sets are
 // differentiated, in reverse topological order, one vector-Jacobian rule

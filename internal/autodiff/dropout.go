@@ -47,8 +47,8 @@ func EnableTrainingDropout(g *onnxpb.GraphProto, seedInput string) (int, error) 
 	for _, in := range g.Input {
 		if in.GetName() == seedInput {
 			found = true
-			if si := c.info(seedInput); si.dtype != tInt64 || si.rank > 1 {
-				return 0, fmt.Errorf("autodiff: seed input %q must be an int64 scalar (has type %s, rank %d)", seedInput, dtypeName(si.dtype), si.rank)
+			if si := c.info(seedInput); si.Elem != tInt64 || si.Rank() > 1 {
+				return 0, fmt.Errorf("autodiff: seed input %q must be an int64 scalar (has type %s, rank %d)", seedInput, dtypeName(si.Elem), si.Rank())
 			}
 		}
 	}
@@ -76,7 +76,7 @@ func EnableTrainingDropout(g *onnxpb.GraphProto, seedInput string) (int, error) 
 	if !found {
 		g.Input = append(g.Input, &onnxpb.ValueInfoProto{Name: proto.String(seedInput), Type: &onnxpb.TypeProto{
 			Value: &onnxpb.TypeProto_TensorType{TensorType: &onnxpb.TypeProto_Tensor{
-				ElemType: proto.Int32(tInt64), Shape: &onnxpb.TensorShapeProto{}}}}})
+				ElemType: proto.Int32(int32(tInt64)), Shape: &onnxpb.TensorShapeProto{}}}}})
 	}
 	g.Node = nodes
 	return count, nil
@@ -84,7 +84,7 @@ func EnableTrainingDropout(g *onnxpb.GraphProto, seedInput string) (int, error) 
 
 func (c *ctx) trainingDropout(n *onnxpb.NodeProto, k int, seed string) error {
 	x := n.Input[0]
-	dt := c.info(x).dtype
+	dt := c.info(x).Elem
 	if dt == 0 {
 		return fmt.Errorf("element type of %q unknown", x)
 	}
@@ -120,7 +120,7 @@ func (c *ctx) trainingDropout(n *onnxpb.NodeProto, k int, seed string) error {
 	shape := c.op("Shape", []string{x})
 	cols := c.op("Shape", []string{x}, intAttr("start", -1))
 	rows := c.op("ReduceProd", []string{c.op("Shape", []string{x}, intAttr("end", -1))}, intAttr("keepdims", 1))
-	if r := c.info(x).rank; r == 0 {
+	if r := c.info(x).Rank(); r == 0 {
 		cols, rows = c.ints([]int64{1}), c.ints([]int64{1})
 	} else if r == 1 {
 		rows = c.ints([]int64{1})

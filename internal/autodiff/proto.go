@@ -5,28 +5,29 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/ortrain/ortrain/internal/onnx"
 	"github.com/ortrain/ortrain/internal/onnx/onnxpb"
 	"google.golang.org/protobuf/proto"
 )
 
 // Element types used by the rules, under short names.
 const (
-	tFloat32  = int32(onnxpb.TensorProto_FLOAT)
-	tFloat64  = int32(onnxpb.TensorProto_DOUBLE)
-	tFloat16  = int32(onnxpb.TensorProto_FLOAT16)
-	tBFloat16 = int32(onnxpb.TensorProto_BFLOAT16)
-	tInt64    = int32(onnxpb.TensorProto_INT64)
-	tInt32    = int32(onnxpb.TensorProto_INT32)
-	tBool     = int32(onnxpb.TensorProto_BOOL)
+	tFloat32  = onnx.Float32
+	tFloat64  = onnx.Float64
+	tFloat16  = onnx.Float16
+	tBFloat16 = onnx.BFloat16
+	tInt64    = onnx.Int64
+	tInt32    = onnx.Int32
+	tBool     = onnx.Bool
 )
 
 // isFloat reports whether values of element type dt can carry a gradient.
-func isFloat(dt int32) bool {
+func isFloat(dt onnx.DType) bool {
 	return dt == tFloat32 || dt == tFloat64 || dt == tFloat16 || dt == tBFloat16
 }
 
-func dtypeName(dt int32) string {
-	if s, ok := onnxpb.TensorProto_DataType_name[dt]; ok {
+func dtypeName(dt onnx.DType) string {
+	if s, ok := onnxpb.TensorProto_DataType_name[int32(dt)]; ok {
 		return s
 	}
 	return fmt.Sprintf("type %d", dt)
@@ -92,12 +93,12 @@ func tensorAttr(name string, t *onnxpb.TensorProto) *onnxpb.AttributeProto {
 
 // scalarTensor makes a tensor of element type dt holding v (rounded to
 // the type), with the given dims (nil = rank 0).
-func scalarTensor(dt int32, v float64, dims []int64) (*onnxpb.TensorProto, error) {
+func scalarTensor(dt onnx.DType, v float64, dims []int64) (*onnxpb.TensorProto, error) {
 	n := int64(1)
 	for _, d := range dims {
 		n *= d
 	}
-	t := &onnxpb.TensorProto{DataType: proto.Int32(dt), Dims: append([]int64{}, dims...)}
+	t := &onnxpb.TensorProto{DataType: proto.Int32(int32(dt)), Dims: append([]int64{}, dims...)}
 	switch dt {
 	case tFloat32:
 		for i := int64(0); i < n; i++ {
@@ -162,7 +163,7 @@ func tensorInts(t *onnxpb.TensorProto) ([]int64, bool) {
 	if len(t.ExternalData) > 0 {
 		return nil, false
 	}
-	switch t.GetDataType() {
+	switch onnx.DType(t.GetDataType()) {
 	case tInt64:
 		if len(t.RawData) > 0 {
 			out := make([]int64, len(t.RawData)/8)
@@ -194,7 +195,7 @@ func tensorFloats(t *onnxpb.TensorProto) ([]float64, bool) {
 	if len(t.ExternalData) > 0 {
 		return nil, false
 	}
-	switch t.GetDataType() {
+	switch onnx.DType(t.GetDataType()) {
 	case tFloat32:
 		if len(t.RawData) > 0 {
 			out := make([]float64, len(t.RawData)/4)
@@ -230,10 +231,10 @@ func tensorFloats(t *onnxpb.TensorProto) ([]float64, bool) {
 
 // mustTensor is scalarTensor for the element types the rules already
 // checked (float and integer types); it never fails for those.
-func mustTensor(dt int32, v float64, dims []int64) *onnxpb.TensorProto {
+func mustTensor(dt onnx.DType, v float64, dims []int64) *onnxpb.TensorProto {
 	t, err := scalarTensor(dt, v, dims)
 	if err != nil {
-		return &onnxpb.TensorProto{DataType: proto.Int32(dt), Dims: dims}
+		return &onnxpb.TensorProto{DataType: proto.Int32(int32(dt)), Dims: dims}
 	}
 	return t
 }

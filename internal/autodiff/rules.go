@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sort"
 
+	"github.com/ortrain/ortrain/internal/onnx"
 	"github.com/ortrain/ortrain/internal/onnx/onnxpb"
 )
 
@@ -82,32 +83,32 @@ func Ops() []string {
 // shape of x. Axes whose broadcasting is statically known are reduced with
 // constant axes; where a symbolic dim of x might be 1 while g's is not,
 // the axes are found at run time from Shape(x).
-func (c *ctx) unbroadcast(g string, gInfo info, x string) (string, error) {
+func (c *ctx) unbroadcast(g string, gInfo onnx.TypeInfo, x string) (string, error) {
 	xi := c.info(x)
-	if xi.rank < 0 || gInfo.rank < 0 {
+	if xi.Rank() < 0 || gInfo.Rank() < 0 {
 		return "", fmt.Errorf("rank of %q unknown; run shape inference on the graph first", x)
 	}
-	if xi.sameShape(gInfo) {
+	if xi.SameShape(gInfo) {
 		return g, nil
 	}
-	lead := gInfo.rank - xi.rank
+	lead := gInfo.Rank() - xi.Rank()
 	if lead < 0 {
-		return "", fmt.Errorf("gradient of rank %d for %q of rank %d", gInfo.rank, x, xi.rank)
+		return "", fmt.Errorf("gradient of rank %d for %q of rank %d", gInfo.Rank(), x, xi.Rank())
 	}
 	var leadAxes, keepAxes []int
 	for i := 0; i < lead; i++ {
 		leadAxes = append(leadAxes, i)
 	}
 	dynamic := false
-	for i, xd := range xi.dims {
-		gd := gInfo.dims[lead+i]
+	for i, xd := range xi.Dims {
+		gd := gInfo.Dims[lead+i]
 		switch {
-		case xd.same(gd):
-		case xd.static() && xd.v == 1:
+		case xd.Same(gd):
+		case xd.Static() && xd.Value == 1:
 			keepAxes = append(keepAxes, lead+i)
-		case xd.static():
+		case xd.Static():
 			// x's size > 1 forces g's to match.
-		case gd.static() && gd.v == 1:
+		case gd.Static() && gd.Value == 1:
 			// g's size 1 forces x's to be 1.
 		default:
 			dynamic = true
@@ -139,7 +140,7 @@ func (c *ctx) unbroadcast(g string, gInfo info, x string) (string, error) {
 }
 
 // outInfo is the info of node output i (the shape its gradient has).
-func (c *ctx) outInfo(n *onnxpb.NodeProto, i int) info { return c.info(n.Output[i]) }
+func (c *ctx) outInfo(n *onnxpb.NodeProto, i int) onnx.TypeInfo { return c.info(n.Output[i]) }
 
 // unb reduces g (shaped like output 0 of n) to input i's shape.
 func (c *ctx) unb(n *onnxpb.NodeProto, g string, i int) (string, error) {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/ortrain/ortrain/internal/onnx"
 	"github.com/ortrain/ortrain/internal/onnx/onnxpb"
 )
 
@@ -78,11 +79,11 @@ func init() {
 	register("com.microsoft::Gelu", nil, vjpGelu)
 	register("com.microsoft::FastGelu", nil, vjpFastGelu)
 	register("Cast", nil, func(c *ctx, n *onnxpb.NodeProto, gy []string, need []bool) ([]string, error) {
-		dt := c.info(n.Input[0]).dtype
+		dt := c.info(n.Input[0]).Elem
 		if !isFloat(dt) {
 			return nil, nil
 		}
-		if dt == c.info(n.Output[0]).dtype {
+		if dt == c.info(n.Output[0]).Elem {
 			return []string{gy[0]}, nil
 		}
 		return []string{c.op("Cast", []string{gy[0]}, intAttr("to", int64(dt)))}, nil
@@ -217,8 +218,8 @@ func vjpPow(c *ctx, n *onnxpb.NodeProto, gy []string, need []bool) ([]string, er
 				return nil, err
 			}
 			bb := b
-			if c.info(b).dtype != c.info(a).dtype {
-				bb = c.op("Cast", []string{b}, intAttr("to", int64(c.info(a).dtype)))
+			if c.info(b).Elem != c.info(a).Elem {
+				bb = c.op("Cast", []string{b}, intAttr("to", int64(c.info(a).Elem)))
 			}
 			t = c.op("Mul", []string{gy[0], c.op("Mul", []string{bb, c.op("Pow", []string{a, c.op("Sub", []string{b, one})})})})
 		}
@@ -267,7 +268,7 @@ func vjpMinMax(c *ctx, n *onnxpb.NodeProto, gy []string, need []bool) ([]string,
 		return out, nil
 	}
 	y := n.Output[0]
-	dt := c.info(y).dtype
+	dt := c.info(y).Elem
 	masks := make([]string, len(n.Input))
 	for i, in := range n.Input {
 		masks[i] = c.op("Cast", []string{c.op("Equal", []string{in, y})}, intAttr("to", int64(dt)))
@@ -331,7 +332,7 @@ func vjpClip(c *ctx, n *onnxpb.NodeProto, gy []string, need []bool) ([]string, e
 	}
 	bound := func(mask string) string {
 		// torch gives ties to x; the bound gets the strictly clipped part.
-		return c.reduce("ReduceSum", c.op("Where", []string{mask, gy[0], zero}), allAxes(c.info(x).rank), false)
+		return c.reduce("ReduceSum", c.op("Where", []string{mask, gy[0], zero}), allAxes(c.info(x).Rank()), false)
 	}
 	if len(n.Input) > 1 && need[1] && below != "" {
 		out[1] = bound(below)
@@ -365,7 +366,7 @@ func vjpGelu(c *ctx, n *onnxpb.NodeProto, gy []string, need []bool) ([]string, e
 		s, _ := c.scalarLike(x, v)
 		return s
 	}
-	if c.info(x).dtype == 0 {
+	if c.info(x).Elem == onnx.Undefined {
 		return nil, fmt.Errorf("element type of %q unknown", x)
 	}
 	cdf := c.op("Mul", []string{c.op("Add", []string{c.op("Erf", []string{c.op("Mul", []string{x, k(1 / math.Sqrt2)})}), k(1)}), k(0.5)})
@@ -375,7 +376,7 @@ func vjpGelu(c *ctx, n *onnxpb.NodeProto, gy []string, need []bool) ([]string, e
 }
 
 func geluTanhGrad(c *ctx, x, g string) (string, error) {
-	if c.info(x).dtype == 0 {
+	if c.info(x).Elem == onnx.Undefined {
 		return "", fmt.Errorf("element type of %q unknown", x)
 	}
 	k := func(v float64) string {
@@ -398,7 +399,7 @@ func vjpFastGelu(c *ctx, n *onnxpb.NodeProto, gy []string, need []bool) ([]strin
 	x := n.Input[0]
 	if len(n.Input) > 1 && n.Input[1] != "" {
 		x = c.op("Add", []string{n.Input[0], n.Input[1]})
-		c.infos[x] = broadcastInfo(c.info(n.Input[0]).dtype, c.info(n.Input[0]), c.info(n.Input[1]))
+		c.infos[x] = c.info(n.Output[0]) // X + bias has the output's type
 	}
 	g, err := geluTanhGrad(c, x, gy[0])
 	if err != nil {

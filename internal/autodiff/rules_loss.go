@@ -3,6 +3,7 @@ package autodiff
 import (
 	"fmt"
 
+	"github.com/ortrain/ortrain/internal/onnx"
 	"github.com/ortrain/ortrain/internal/onnx/onnxpb"
 )
 
@@ -19,11 +20,11 @@ func vjpGatherND(c *ctx, n *onnxpb.NodeProto, gy []string, need []bool) ([]strin
 	}
 	data, idx := n.Input[0], n.Input[1]
 	ii := c.info(idx)
-	if ii.rank < 1 || !ii.dims[ii.rank-1].static() {
+	if ii.Rank() < 1 || !ii.Dims[ii.Rank()-1].Static() {
 		return nil, fmt.Errorf("the last dimension of indices %q must be static", idx)
 	}
 	c.requireOpset(16)
-	k := ii.dims[ii.rank-1].v
+	k := ii.Dims[ii.Rank()-1].Value
 	// Wrap negative indices, as GatherND allows them.
 	lim := c.op("Shape", []string{data}, intAttr("start", 0), intAttr("end", k))
 	zero := c.int64Scalar(0)
@@ -41,7 +42,7 @@ func vjpPad(c *ctx, n *onnxpb.NodeProto, gy []string, need []bool) ([]string, er
 		return nil, fmt.Errorf("Pad mode %q has no rule (only constant)", m)
 	}
 	x := n.Input[0]
-	r := c.info(x).rank
+	r := c.info(x).Rank()
 	if r < 0 {
 		return nil, fmt.Errorf("rank of %q unknown", x)
 	}
@@ -50,10 +51,10 @@ func vjpPad(c *ctx, n *onnxpb.NodeProto, gy []string, need []bool) ([]string, er
 	k := int64(r)
 	if len(n.Input) > 3 && n.Input[3] != "" {
 		ai := c.info(n.Input[3])
-		if ai.rank != 1 || !ai.dims[0].static() {
+		if ai.Rank() != 1 || !ai.Dims[0].Static() {
 			return nil, fmt.Errorf("Pad axes %q must have a static length", n.Input[3])
 		}
-		k = ai.dims[0].v
+		k = ai.Dims[0].Value
 		axes = c.op("Where", []string{c.op("Less", []string{n.Input[3], c.int64Scalar(0)}),
 			c.op("Add", []string{n.Input[3], c.int64Scalar(int64(r))}), n.Input[3]})
 	} else {
@@ -81,14 +82,14 @@ func vjpPad(c *ctx, n *onnxpb.NodeProto, gy []string, need []bool) ([]string, er
 // divided by the sum of those weights for "mean", times the loss gradient.
 // It returns the coefficient shaped like the labels and the labels made safe
 // for one-hot encoding.
-func lossCoef(c *ctx, n *onnxpb.NodeProto, g string, dt int32) (coef, safe string, err error) {
+func lossCoef(c *ctx, n *onnxpb.NodeProto, g string, dt onnx.DType) (coef, safe string, err error) {
 	labels := n.Input[1]
 	safe = labels
 	valid := ""
 	if a := attr(n, "ignore_index"); a != nil {
 		ign := c.int64Scalar(a.GetI())
 		lab := labels
-		if c.info(labels).dtype != tInt64 {
+		if c.info(labels).Elem != tInt64 {
 			lab = c.op("Cast", []string{labels}, intAttr("to", int64(tInt64)))
 		}
 		keep := c.op("Not", []string{c.op("Equal", []string{lab, ign})})
@@ -114,7 +115,7 @@ func lossCoef(c *ctx, n *onnxpb.NodeProto, g string, dt int32) (coef, safe strin
 	}
 	switch red := attrString(n, "reduction", "mean"); red {
 	case "mean":
-		w = c.op("Div", []string{w, c.reduce("ReduceSum", w, allAxes(c.info(labels).rank), false)})
+		w = c.op("Div", []string{w, c.reduce("ReduceSum", w, allAxes(c.info(labels).Rank()), false)})
 	case "sum", "none":
 	default:
 		return "", "", fmt.Errorf("reduction %q unknown", red)
@@ -122,14 +123,14 @@ func lossCoef(c *ctx, n *onnxpb.NodeProto, g string, dt int32) (coef, safe strin
 	return c.op("Mul", []string{w, g}), safe, nil
 }
 
-func oneHot(c *ctx, scores, labels string, dt int32) string {
+func oneHot(c *ctx, scores, labels string, dt onnx.DType) string {
 	depth := c.op("Shape", []string{scores}, intAttr("start", 1), intAttr("end", 2))
 	values, _ := c.constantVec(dt, []float64{0, 1})
 	return c.op("OneHot", []string{labels, depth, values}, intAttr("axis", 1))
 }
 
 // constantVec makes a 1-D constant of element type dt.
-func (c *ctx) constantVec(dt int32, v []float64) (string, error) {
+func (c *ctx) constantVec(dt onnx.DType, v []float64) (string, error) {
 	t, err := scalarTensor(dt, 0, []int64{int64(len(v))})
 	if err != nil {
 		return "", err
@@ -151,7 +152,7 @@ func (c *ctx) constantVec(dt int32, v []float64) (string, error) {
 // the log_prob output's own gradient when it has one.
 func vjpSoftmaxCrossEntropy(c *ctx, n *onnxpb.NodeProto, gy []string, need []bool) ([]string, error) {
 	scores := n.Input[0]
-	dt := c.info(scores).dtype
+	dt := c.info(scores).Elem
 	if dt != tFloat32 && dt != tFloat64 {
 		return nil, fmt.Errorf("scores of type %s", dtypeName(dt))
 	}
@@ -175,7 +176,7 @@ func vjpSoftmaxCrossEntropy(c *ctx, n *onnxpb.NodeProto, gy []string, need []boo
 
 func vjpNLL(c *ctx, n *onnxpb.NodeProto, gy []string, need []bool) ([]string, error) {
 	in := n.Input[0]
-	dt := c.info(in).dtype
+	dt := c.info(in).Elem
 	if dt != tFloat32 && dt != tFloat64 {
 		return nil, fmt.Errorf("input of type %s", dtypeName(dt))
 	}

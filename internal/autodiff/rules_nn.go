@@ -3,6 +3,7 @@ package autodiff
 import (
 	"fmt"
 
+	"github.com/ortrain/ortrain/internal/onnx"
 	"github.com/ortrain/ortrain/internal/onnx/onnxpb"
 )
 
@@ -23,17 +24,17 @@ func init() {
 func vjpMatMul(c *ctx, n *onnxpb.NodeProto, gy []string, need []bool) ([]string, error) {
 	a, b := n.Input[0], n.Input[1]
 	ai, bi, yi := c.info(a), c.info(b), c.outInfo(n, 0)
-	if ai.rank < 1 || bi.rank < 1 || yi.rank < 0 {
+	if ai.Rank() < 1 || bi.Rank() < 1 || yi.Rank() < 0 {
 		return nil, fmt.Errorf("ranks of %q and %q must be known", a, b)
 	}
 	out := make([]string, 2)
 	g := gy[0]
 	// Promote vectors to matrices as MatMul does, and g along with them.
 	a2, b2, g2 := a, b, g
-	ra, rb := ai.rank, bi.rank
+	ra, rb := ai.Rank(), bi.Rank()
 	if ra == 1 {
 		a2 = c.unsqueeze(a, []int64{0})
-		g2 = c.unsqueeze(g2, []int64{int64(yi.rank - boolInt(rb > 1))})
+		g2 = c.unsqueeze(g2, []int64{int64(yi.Rank() - boolInt(rb > 1))})
 		ra = 2
 	}
 	if rb == 1 {
@@ -50,13 +51,11 @@ func vjpMatMul(c *ctx, n *onnxpb.NodeProto, gy []string, need []bool) ([]string,
 		return intsAttr("perm", perm)
 	}
 	gRank := max(ra, rb)
-	batchOf := func(in info) info {
-		if in.rank <= 2 {
-			return info{rank: 0}
-		}
-		return info{rank: in.rank - 2, dims: in.dims[:in.rank-2]}
+	batchOf := func(in onnx.TypeInfo) []onnx.Dim { return in.Dims[:max(in.Rank()-2, 0)] }
+	batch, err := onnx.BroadcastDims(batchOf(ai), batchOf(bi))
+	if err != nil {
+		return nil, err
 	}
-	batch := broadcastInfo(0, batchOf(ai), batchOf(bi)).dims
 	if need[0] {
 		var ga string
 		if rb == 2 && ra == 2 {
@@ -71,7 +70,7 @@ func vjpMatMul(c *ctx, n *onnxpb.NodeProto, gy []string, need []bool) ([]string,
 		if err != nil {
 			return nil, err
 		}
-		if ai.rank == 1 {
+		if ai.Rank() == 1 {
 			ga = c.op("Reshape", []string{ga, c.shapeVec(a)})
 		}
 		out[0] = ga
@@ -86,8 +85,8 @@ func vjpMatMul(c *ctx, n *onnxpb.NodeProto, gy []string, need []bool) ([]string,
 			// product followed by a sum.
 			am := c.op("Reshape", []string{a2, c.flatShape(a2, ai)})
 			gi := yi // only the last dim matters: 1 when b was a vector
-			if bi.rank == 1 {
-				gi = info{rank: 1, dims: []dim{{v: 1}}}
+			if bi.Rank() == 1 {
+				gi = onnx.Tensor(onnx.Undefined, onnx.D(1))
 			}
 			gm := c.op("Reshape", []string{g2, c.flatShape(g2, gi)})
 			gb = c.op("Gemm", []string{am, gm}, intAttr("transA", 1))
@@ -101,7 +100,7 @@ func vjpMatMul(c *ctx, n *onnxpb.NodeProto, gy []string, need []bool) ([]string,
 				return nil, err
 			}
 		}
-		if bi.rank == 1 {
+		if bi.Rank() == 1 {
 			gb = c.op("Reshape", []string{gb, c.shapeVec(b)})
 		}
 		out[1] = gb
@@ -119,9 +118,9 @@ func boolInt(b bool) int {
 // flatShape is the shape [-1, last dim of x] that folds x's leading dims
 // into one: a constant when the last dim is static, else built once per
 // value from Shape.
-func (c *ctx) flatShape(x string, xi info) string {
-	if r := xi.rank; r > 0 && xi.dims[r-1].static() {
-		return c.ints([]int64{-1, xi.dims[r-1].v})
+func (c *ctx) flatShape(x string, xi onnx.TypeInfo) string {
+	if r := xi.Rank(); r > 0 && xi.Dims[r-1].Static() {
+		return c.ints([]int64{-1, xi.Dims[r-1].Value})
 	}
 	key := "flat/" + x
 	if name, ok := c.cache[key]; ok {
@@ -134,11 +133,11 @@ func (c *ctx) flatShape(x string, xi info) string {
 
 // unbroadcastBatch reduces the batch dims of a MatMul gradient g (of
 // rank r, batch dims = batch, last two dims = x's) to those of operand x.
-func (c *ctx) unbroadcastBatch(g, x string, xi info, batch []dim) (string, error) {
-	if xi.rank <= 2 {
+func (c *ctx) unbroadcastBatch(g, x string, xi onnx.TypeInfo, batch []onnx.Dim) (string, error) {
+	if xi.Rank() <= 2 {
 		return g, nil
 	}
-	gInfo := info{dtype: xi.dtype, rank: xi.rank, dims: append(append([]dim{}, batch[len(batch)-(xi.rank-2):]...), xi.dims[xi.rank-2:]...)}
+	gInfo := onnx.Tensor(xi.Elem, append(append([]onnx.Dim{}, batch[len(batch)-(xi.Rank()-2):]...), xi.Dims[xi.Rank()-2:]...)...)
 	return c.unbroadcast(g, gInfo, x)
 }
 
@@ -188,7 +187,7 @@ func vjpGemm(c *ctx, n *onnxpb.NodeProto, gy []string, need []bool) ([]string, e
 }
 
 func softmaxAxis(c *ctx, n *onnxpb.NodeProto) (int, error) {
-	r := c.info(n.Input[0]).rank
+	r := c.info(n.Input[0]).Rank()
 	if r < 0 {
 		return 0, fmt.Errorf("rank of %q unknown", n.Input[0])
 	}
@@ -246,22 +245,22 @@ func (c *ctx) statOutput(n *onnxpb.NodeProto, i int, what string) string {
 func vjpLayerNorm(c *ctx, n *onnxpb.NodeProto, gy []string, need []bool) ([]string, error) {
 	x := n.Input[0]
 	xi := c.info(x)
-	if xi.rank < 0 || xi.dtype == 0 {
+	if xi.Rank() < 0 || xi.Elem == onnx.Undefined {
 		return nil, fmt.Errorf("rank and type of %q must be known", x)
 	}
 	simplified := n.GetOpType() == "SimplifiedLayerNormalization"
-	a := normAxis(attrInt(n, "axis", -1), xi.rank)
+	a := normAxis(attrInt(n, "axis", -1), xi.Rank())
 	var normAxes []int
-	for i := a; i < xi.rank; i++ {
+	for i := a; i < xi.Rank(); i++ {
 		normAxes = append(normAxes, i)
 	}
 	cast := func(v string) string {
 		// Statistics are float32 (stash_type) whatever x's type; bring
 		// them to x's type.
-		if xi.dtype == tFloat32 {
+		if xi.Elem == tFloat32 {
 			return v
 		}
-		return c.op("Cast", []string{v}, intAttr("to", int64(xi.dtype)))
+		return c.op("Cast", []string{v}, intAttr("to", int64(xi.Elem)))
 	}
 	var xhat, invstd string
 	if simplified {
@@ -305,10 +304,10 @@ func vjpLayerNorm(c *ctx, n *onnxpb.NodeProto, gy []string, need []bool) ([]stri
 func vjpReduce(c *ctx, n *onnxpb.NodeProto, gy []string, need []bool) ([]string, error) {
 	x, y := n.Input[0], n.Output[0]
 	xi := c.info(x)
-	if xi.rank < 0 || xi.dtype == 0 {
+	if xi.Rank() < 0 || xi.Elem == onnx.Undefined {
 		return nil, fmt.Errorf("rank and type of %q must be known", x)
 	}
-	axes, ok := c.reduceAxes(n, xi.rank)
+	axes, ok := c.reduceAxes(n, xi.Rank())
 	if !ok {
 		return nil, fmt.Errorf("the axes input %q is not a constant", n.Input[1])
 	}
@@ -321,13 +320,13 @@ func vjpReduce(c *ctx, n *onnxpb.NodeProto, gy []string, need []bool) ([]string,
 	for i, a := range axes {
 		ax[i] = int64(a)
 	}
-	if !keep && len(axes) < xi.rank {
+	if !keep && len(axes) < xi.Rank() {
 		// (a full reduction leaves a scalar, which broadcasts as it is)
 		g = c.unsqueeze(g, ax)
 	}
 	// y with the reduced axes kept, for the rules that read it.
 	keptY := func() string {
-		if keep || len(axes) == xi.rank {
+		if keep || len(axes) == xi.Rank() {
 			return y
 		}
 		return c.unsqueeze(y, ax)
@@ -353,7 +352,7 @@ func vjpReduce(c *ctx, n *onnxpb.NodeProto, gy []string, need []bool) ([]string,
 	case "ReduceLogSumExp":
 		return []string{c.op("Mul", []string{c.op("Exp", []string{c.op("Sub", []string{x, keptY()})}), g})}, nil
 	default: // ReduceMax, ReduceMin: split evenly among the extreme elements
-		dt := int64(xi.dtype)
+		dt := int64(xi.Elem)
 		mask := c.op("Cast", []string{c.op("Equal", []string{x, keptY()})}, intAttr("to", dt))
 		count := c.reduce("ReduceSum", mask, axes, true)
 		return []string{c.op("Mul", []string{mask, c.op("Div", []string{g, count})})}, nil
@@ -362,14 +361,14 @@ func vjpReduce(c *ctx, n *onnxpb.NodeProto, gy []string, need []bool) ([]string,
 
 // reducedCount is the number of elements each output of a reduction sums,
 // as a scalar of x's type: a constant when the reduced dims are static.
-func (c *ctx) reducedCount(x string, xi info, y string, axes []int) (string, error) {
+func (c *ctx) reducedCount(x string, xi onnx.TypeInfo, y string, axes []int) (string, error) {
 	p := int64(1)
 	for _, a := range axes {
-		if !xi.dims[a].static() {
+		if !xi.Dims[a].Static() {
 			p = -1
 			break
 		}
-		p *= xi.dims[a].v
+		p *= xi.Dims[a].Value
 	}
 	if p > 0 {
 		return c.scalarLike(x, float64(p))
@@ -380,5 +379,5 @@ func (c *ctx) reducedCount(x string, xi info, y string, axes []int) (string, err
 	}
 	dims := c.op("Gather", []string{c.shapeOf(x), c.ints(idx)})
 	prod := c.op("ReduceProd", []string{dims}, intAttr("keepdims", 0))
-	return c.op("Cast", []string{prod}, intAttr("to", int64(xi.dtype))), nil
+	return c.op("Cast", []string{prod}, intAttr("to", int64(xi.Elem))), nil
 }

@@ -3,6 +3,7 @@ package autodiff
 import (
 	"fmt"
 
+	"github.com/ortrain/ortrain/internal/onnx"
 	"github.com/ortrain/ortrain/internal/onnx/onnxpb"
 )
 
@@ -36,7 +37,7 @@ func init() {
 }
 
 func vjpTranspose(c *ctx, n *onnxpb.NodeProto, gy []string, need []bool) ([]string, error) {
-	r := c.info(n.Input[0]).rank
+	r := c.info(n.Input[0]).Rank()
 	if r < 0 {
 		return nil, fmt.Errorf("rank of %q unknown", n.Input[0])
 	}
@@ -50,7 +51,7 @@ func vjpTranspose(c *ctx, n *onnxpb.NodeProto, gy []string, need []bool) ([]stri
 
 func vjpUnsqueeze(c *ctx, n *onnxpb.NodeProto, gy []string, need []bool) ([]string, error) {
 	axes, ok := c.nodeAxes(n)
-	r := c.outInfo(n, 0).rank
+	r := c.outInfo(n, 0).Rank()
 	if !ok || r < 0 {
 		return []string{c.op("Reshape", []string{gy[0], c.shapeVec(n.Input[0])})}, nil
 	}
@@ -63,7 +64,7 @@ func vjpUnsqueeze(c *ctx, n *onnxpb.NodeProto, gy []string, need []bool) ([]stri
 
 func vjpSqueeze(c *ctx, n *onnxpb.NodeProto, gy []string, need []bool) ([]string, error) {
 	axes, ok := c.nodeAxes(n)
-	r := c.info(n.Input[0]).rank
+	r := c.info(n.Input[0]).Rank()
 	if !ok || len(axes) == 0 || r < 0 {
 		return []string{c.op("Reshape", []string{gy[0], c.shapeVec(n.Input[0])})}, nil
 	}
@@ -77,14 +78,14 @@ func vjpSqueeze(c *ctx, n *onnxpb.NodeProto, gy []string, need []bool) ([]string
 // axisLen is a 1-element int64 tensor holding dim a of x.
 func (c *ctx) axisLen(x string, a int) string {
 	xi := c.info(x)
-	if a < xi.rank && xi.dims[a].static() {
-		return c.ints([]int64{xi.dims[a].v})
+	if a < xi.Rank() && xi.Dims[a].Static() {
+		return c.ints([]int64{xi.Dims[a].Value})
 	}
 	return c.op("Shape", []string{x}, intAttr("start", int64(a)), intAttr("end", int64(a+1)))
 }
 
 func vjpConcat(c *ctx, n *onnxpb.NodeProto, gy []string, need []bool) ([]string, error) {
-	r := c.outInfo(n, 0).rank
+	r := c.outInfo(n, 0).Rank()
 	if r < 0 {
 		return nil, fmt.Errorf("rank of %q unknown", n.Output[0])
 	}
@@ -94,8 +95,8 @@ func vjpConcat(c *ctx, n *onnxpb.NodeProto, gy []string, need []bool) ([]string,
 	allStatic := true
 	for i, in := range n.Input {
 		ii := c.info(in)
-		if ii.rank == r && ii.dims[a].static() {
-			static[i] = ii.dims[a].v
+		if ii.Rank() == r && ii.Dims[a].Static() {
+			static[i] = ii.Dims[a].Value
 		} else {
 			allStatic = false
 		}
@@ -111,7 +112,7 @@ func vjpConcat(c *ctx, n *onnxpb.NodeProto, gy []string, need []bool) ([]string,
 }
 
 func vjpSplit(c *ctx, n *onnxpb.NodeProto, gy []string, need []bool) ([]string, error) {
-	r := c.info(n.Input[0]).rank
+	r := c.info(n.Input[0]).Rank()
 	if r < 0 {
 		return nil, fmt.Errorf("rank of %q unknown", n.Input[0])
 	}
@@ -139,10 +140,10 @@ func vjpSplit(c *ctx, n *onnxpb.NodeProto, gy []string, need []bool) ([]string, 
 func vjpSlice(c *ctx, n *onnxpb.NodeProto, gy []string, need []bool) ([]string, error) {
 	x := n.Input[0]
 	xi := c.info(x)
-	if xi.rank < 0 || xi.dtype == 0 {
+	if xi.Rank() < 0 || xi.Elem == onnx.Undefined {
 		return nil, fmt.Errorf("rank and type of %q must be known", x)
 	}
-	r := int64(xi.rank)
+	r := int64(xi.Rank())
 	starts := n.Input[1]
 	axes := ""
 	if len(n.Input) > 3 && n.Input[3] != "" {
@@ -181,18 +182,18 @@ func vjpSlice(c *ctx, n *onnxpb.NodeProto, gy []string, need []bool) ([]string, 
 		static := true
 		for i, a := range av {
 			ax := normAxis(a, int(r))
-			d, gd := xi.dims[ax], gi.dims[ax]
-			if !d.static() || !gd.static() {
+			d, gd := xi.Dims[ax], gi.Dims[ax]
+			if !d.Static() || !gd.Static() {
 				static = false
 				break
 			}
 			s := sv[i]
 			if s < 0 {
-				s += d.v
+				s += d.Value
 			}
-			s = min(max(s, 0), d.v)
+			s = min(max(s, 0), d.Value)
 			pads[ax] = s
-			pads[int(r)+ax] = d.v - s - gd.v
+			pads[int(r)+ax] = d.Value - s - gd.Value
 		}
 		if static {
 			zero, err := c.scalarLike(x, 0)
@@ -206,11 +207,11 @@ func vjpSlice(c *ctx, n *onnxpb.NodeProto, gy []string, need []bool) ([]string, 
 	// dim - begin - len(g), scattered into a 2r pads vector.
 	if axes == "" {
 		k := c.info(starts)
-		if k.rank != 1 || !k.dims[0].static() {
+		if k.Rank() != 1 || !k.Dims[0].Static() {
 			return nil, fmt.Errorf("Slice without axes needs a starts input of static length")
 		}
 		av = nil
-		for i := int64(0); i < k.dims[0].v; i++ {
+		for i := int64(0); i < k.Dims[0].Value; i++ {
 			av = append(av, i)
 		}
 		axes = c.ints(av)
@@ -245,14 +246,14 @@ func vjpSliceStepped(c *ctx, n *onnxpb.NodeProto, g string) ([]string, error) {
 		if !ok || len(av) != 1 {
 			return nil, fmt.Errorf("Slice with steps is differentiable only along one constant axis")
 		}
-		axis = normAxis(av[0], xi.rank)
+		axis = normAxis(av[0], xi.Rank())
 	} else if sv, ok := c.constInts(n.Input[1]); !ok || len(sv) != 1 {
 		return nil, fmt.Errorf("Slice with steps is differentiable only along one constant axis")
 	}
 	dimLen := c.op("Squeeze", []string{c.axisLen(x, axis)})
 	pos := c.op("Range", []string{c.int64Scalar(0), dimLen, c.int64Scalar(1)})
 	taken := c.op("Slice", []string{pos, n.Input[1], n.Input[2], c.ints([]int64{0}), n.Input[4]})
-	shape := make([]int64, xi.rank)
+	shape := make([]int64, xi.Rank())
 	for i := range shape {
 		shape[i] = 1
 	}
@@ -268,10 +269,10 @@ func vjpSliceStepped(c *ctx, n *onnxpb.NodeProto, g string) ([]string, error) {
 func vjpTile(c *ctx, n *onnxpb.NodeProto, gy []string, need []bool) ([]string, error) {
 	x := n.Input[0]
 	xi := c.info(x)
-	if xi.rank < 0 {
+	if xi.Rank() < 0 {
 		return nil, fmt.Errorf("rank of %q unknown", x)
 	}
-	r := xi.rank
+	r := xi.Rank()
 	if r == 0 {
 		return []string{gy[0]}, nil
 	}
@@ -289,17 +290,17 @@ func vjpTile(c *ctx, n *onnxpb.NodeProto, gy []string, need []bool) ([]string, e
 func vjpGather(c *ctx, n *onnxpb.NodeProto, gy []string, need []bool) ([]string, error) {
 	data, idx := n.Input[0], n.Input[1]
 	di, ii := c.info(data), c.info(idx)
-	if di.rank < 0 || ii.rank < 0 || di.dtype == 0 {
+	if di.Rank() < 0 || ii.Rank() < 0 || di.Elem == onnx.Undefined {
 		return nil, fmt.Errorf("rank and type of %q and rank of %q must be known", data, idx)
 	}
 	c.requireOpset(16) // ScatterND reduction="add"
-	a := normAxis(attrInt(n, "axis", 0), di.rank)
-	q := ii.rank
+	a := normAxis(attrInt(n, "axis", 0), di.Rank())
+	q := ii.Rank()
 	g := gy[0]
 	// Move the gathered axis to the front so ScatterND can add rows.
 	var perm, inv []int64
 	if a != 0 {
-		yr := di.rank + q - 1
+		yr := di.Rank() + q - 1
 		for i := a; i < a+q; i++ {
 			perm = append(perm, int64(i))
 		}
@@ -310,18 +311,18 @@ func vjpGather(c *ctx, n *onnxpb.NodeProto, gy []string, need []bool) ([]string,
 		}
 		g = c.op("Transpose", []string{g}, intsAttr("perm", perm))
 		dperm := []int64{int64(a)}
-		for i := 0; i < di.rank; i++ {
+		for i := 0; i < di.Rank(); i++ {
 			if i != a {
 				dperm = append(dperm, int64(i))
 			}
 		}
-		inv = make([]int64, di.rank)
+		inv = make([]int64, di.Rank())
 		for i, p := range dperm {
 			inv[p] = int64(i)
 		}
 		// zeros of the permuted data shape
 		shape := c.op("Gather", []string{c.shapeVec(data), c.ints(dperm)})
-		zero := mustTensor(di.dtype, 0, []int64{1})
+		zero := mustTensor(di.Elem, 0, []int64{1})
 		z := c.op("ConstantOfShape", []string{shape}, tensorAttr("value", zero))
 		s := c.op("ScatterND", []string{z, c.gatherIndices(data, idx, a), g}, stringAttr("reduction", "add"))
 		return []string{c.op("Transpose", []string{s}, intsAttr("perm", inv))}, nil
@@ -334,7 +335,7 @@ func vjpGather(c *ctx, n *onnxpb.NodeProto, gy []string, need []bool) ([]string,
 // axis of 1), with negative indices wrapped, as Gather allows them.
 func (c *ctx) gatherIndices(data, idx string, axis int) string {
 	ii := idx
-	if c.info(idx).dtype != tInt64 {
+	if c.info(idx).Elem != tInt64 {
 		ii = c.op("Cast", []string{idx}, intAttr("to", int64(tInt64)))
 	}
 	if v, ok := c.constInts(idx); !ok || anyNegative(v) {
@@ -357,11 +358,11 @@ func anyNegative(v []int64) bool {
 func vjpGatherElements(c *ctx, n *onnxpb.NodeProto, gy []string, need []bool) ([]string, error) {
 	data, idx := n.Input[0], n.Input[1]
 	di := c.info(data)
-	if di.rank < 0 {
+	if di.Rank() < 0 {
 		return nil, fmt.Errorf("rank of %q unknown", data)
 	}
 	c.requireOpset(16)
-	a := normAxis(attrInt(n, "axis", 0), di.rank)
+	a := normAxis(attrInt(n, "axis", 0), di.Rank())
 	z, err := c.zerosLike(data)
 	if err != nil {
 		return nil, err
@@ -377,7 +378,7 @@ func vjpDropout(c *ctx, n *onnxpb.NodeProto, gy []string, need []bool) ([]string
 	if len(n.Input) > 2 && n.Input[2] != "" {
 		v, ok := c.constInts(n.Input[2])
 		if !ok {
-			if t, ok2 := c.consts[n.Input[2]]; ok2 && t.GetDataType() == tBool {
+			if t, ok2 := c.consts[n.Input[2]]; ok2 && onnx.DType(t.GetDataType()) == tBool {
 				v = []int64{int64(boolValue(t))}
 				ok = true
 			}
@@ -402,7 +403,7 @@ func vjpDropout(c *ctx, n *onnxpb.NodeProto, gy []string, need []bool) ([]string
 		return []string{gy[0]}, nil
 	}
 	mask := c.statOutput(n, 1, "dropout_mask")
-	dt := c.info(n.Input[0]).dtype
+	dt := c.info(n.Input[0]).Elem
 	scale, err := c.constant(dt, 1/(1-ratio), nil)
 	if err != nil {
 		return nil, err

@@ -215,3 +215,59 @@ func TestInferFoldsSizeIntoReshape(t *testing.T) {
 		t.Errorf("evaluated %v %v", got, ok)
 	}
 }
+
+// Operands of unknown rank (here the output of a custom-domain op) still
+// give a rank where the operator fixes it; autodiff's rules rely on these.
+func TestInferUnknownRankOperands(t *testing.T) {
+	b := NewGraphBuilder(nil)
+	x := b.AddInput("x", Float32, D(2), D(3))
+	w := b.AddInput("w", Float32, D(3), D(4))
+	u := b.Op("Cast", b.OpDomain("my.domain", "Mystery", []string{x}, 1), AttrInt("to", int64(Float32)))
+	v := map[string]string{
+		"all":      b.Op("ReduceSum", []string{u}, AttrInt("keepdims", 0)),
+		"allEmpty": b.Op("ReduceMean", []string{u, b.ConstInt64s(nil, []int64{0})}, AttrInt("keepdims", 0)),
+		"kept":     b.Op("ReduceSum", []string{u}),
+		"someAxes": b.Op("ReduceSum", []string{u, b.ConstInt64Vec(1)}, AttrInt("keepdims", 0)),
+		"noop":     b.Op("ReduceSum", []string{u}, AttrInt("keepdims", 0), AttrInt("noop_with_empty_axes", 1)),
+		"nonzero":  b.Op("NonZero", []string{u}),
+		"concat":   b.Op("Concat", []string{x, u}, AttrInt("axis", 0)),
+		"concat2":  b.Op("Concat", []string{u, x}, AttrInt("axis", 1)),
+		"einsum":   b.Op("Einsum", []string{u, w}, AttrString("equation", "ij,jk->ik")),
+		"implicit": b.Op("Einsum", []string{w, u}, AttrString("equation", "jk,ij")),
+		"ellipsis": b.Op("Einsum", []string{u, w}, AttrString("equation", "...j,jk->...k")),
+		"rank3":    b.Op("Einsum", []string{u, x}, AttrString("equation", "ijk,jk->ikj")),
+	}
+	types, err := InferShapes(b.Graph(), map[string]int64{"": 18, "my.domain": 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantType(t, types, u, "FLOAT[rank ?]")
+	wantType(t, types, v["all"], "FLOAT[]")
+	wantType(t, types, v["allEmpty"], "FLOAT[]")
+	for _, k := range []string{"kept", "someAxes", "noop", "ellipsis"} {
+		wantType(t, types, v[k], "FLOAT[rank ?]")
+	}
+	// shape checks dims: "?" is a fresh symbol, -1 ... any static size.
+	shape := func(k string, want ...int64) {
+		t.Helper()
+		got := types[v[k]]
+		if got.Rank() != len(want) {
+			t.Errorf("%s: got %s, want rank %d", k, got, len(want))
+			return
+		}
+		for i, d := range got.Dims {
+			if want[i] >= 0 && d.Value != want[i] || want[i] < 0 && (d.Static() || d.Param == "") {
+				t.Errorf("%s: got %s, want %v (-1: a fresh symbol)", k, got, want)
+			}
+		}
+	}
+	shape("nonzero", -1, -1)
+	shape("concat", -1, 3)
+	shape("concat2", 2, -1)
+	shape("einsum", -1, 4)
+	shape("implicit", -1, 4)
+	shape("rank3", -1, 3, 2)
+	if types[v["nonzero"]].Elem != Int64 {
+		t.Errorf("NonZero: %s", types[v["nonzero"]])
+	}
+}

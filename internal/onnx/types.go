@@ -40,6 +40,9 @@ func (d Dim) Same(e Dim) bool {
 	return d.Param != "" && d.Param == e.Param
 }
 
+// unknown reports a dimension with neither size nor symbol.
+func (d Dim) unknown() bool { return !d.Static() && d.Param == "" }
+
 func (d Dim) String() string {
 	switch {
 	case d.Static():
@@ -96,6 +99,20 @@ func (t TypeInfo) StaticShape() ([]int64, bool) {
 		out[i] = d.Value
 	}
 	return out, true
+}
+
+// SameShape reports whether two types provably have the same shape: known
+// ranks that agree and pairwise Same dimensions.
+func (t TypeInfo) SameShape(o TypeInfo) bool {
+	if !t.RankKnown || !o.RankKnown || len(t.Dims) != len(o.Dims) {
+		return false
+	}
+	for i, d := range t.Dims {
+		if !d.Same(o.Dims[i]) {
+			return false
+		}
+	}
+	return true
 }
 
 // IsOne reports whether dimension i is statically 1 (it broadcasts).
