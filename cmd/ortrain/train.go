@@ -13,6 +13,7 @@ import (
 	"github.com/ortrain/ortrain/internal/artifacts"
 	"github.com/ortrain/ortrain/internal/data"
 	"github.com/ortrain/ortrain/internal/ortimport"
+	"github.com/ortrain/ortrain/internal/progress"
 	"github.com/ortrain/ortrain/ortrain"
 	"github.com/ortrain/ortrain/ortrain/engine"
 	"github.com/ortrain/ortrain/tokenize"
@@ -239,11 +240,8 @@ func runTrain(c *cli.Context) error {
 	if err := tr.CheckSetup(); err != nil {
 		return usagef("%v", err)
 	}
-	progress := !c.Bool("no-progress")
-	if f, ok := stdout.(*os.File); !ok || !ortrain.IsTerminal(f) {
-		progress = false
-	}
-	tr.Callbacks = append(tr.Callbacks, &ortrain.ConsoleCallback{Out: stdout, Progress: progress})
+	bar := !c.Bool("no-progress") && progress.IsTerminal(stdout)
+	tr.Callbacks = append(tr.Callbacks, &ortrain.ConsoleCallback{Out: stdout, Progress: bar})
 	var closers []func() error
 	for _, r := range a.ReportTo {
 		switch r {

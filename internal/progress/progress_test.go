@@ -1,0 +1,86 @@
+package progress
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// clock returns a clock that advances by step at every reading.
+func clock(step time.Duration) func() time.Time {
+	t := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	return func() time.Time { t = t.Add(step); return t }
+}
+
+// The tqdm form, as ortrain train draws it.
+func TestStepsBar(t *testing.T) {
+	var out bytes.Buffer
+	b := &Bar{Out: &out, Total: 10, Clock: clock(time.Second)}
+	b.Start()
+	b.Draw(0)
+	b.Draw(4)
+	b.Clear()
+	out.WriteString("log line\n")
+	b.Draw(12) // more than Total shows as Total
+	b.Finish()
+	want := "\r  0%|                              | 0/10 [1s]" +
+		"\r 40%|████████████                  | 4/10 [2s 2.00 it/s, eta 3s]" +
+		"\r\033[Klog line\n" +
+		"\r100%|██████████████████████████████| 10/10 [3s 3.33 it/s, eta 0s]\n"
+	if out.String() != want {
+		t.Errorf("drew\n%q\nwant\n%q", out.String(), want)
+	}
+}
+
+// The count form, as ortrain predict draws it, with its redraws thinned.
+func TestCountBar(t *testing.T) {
+	var out bytes.Buffer
+	b := &Bar{Out: &out, Total: 8, Unit: "sentences", Every: 100 * time.Millisecond, Clock: clock(30 * time.Millisecond)}
+	b.Start()
+	for done := 1; done <= 8; done++ {
+		b.Draw(done)
+	}
+	b.Finish()
+	// A reading every 30 ms: 1 is drawn, 5 is the first 100 ms after it, 8
+	// is drawn because it reaches Total.
+	want := "\r[###...........................] 1/8 sentences, 33.3/s" +
+		"\r[##################............] 5/8 sentences, 33.3/s" +
+		"\r[##############################] 8/8 sentences, 33.3/s\n"
+	if out.String() != want {
+		t.Errorf("drew\n%q\nwant\n%q", out.String(), want)
+	}
+}
+
+// Nothing is written for an empty total, and Clear and Finish write nothing
+// when no bar is shown.
+func TestNothingToDraw(t *testing.T) {
+	var out bytes.Buffer
+	b := &Bar{Out: &out}
+	b.Start()
+	b.Draw(3)
+	b.Clear()
+	b.Finish()
+	if out.Len() != 0 {
+		t.Errorf("wrote %q", out.String())
+	}
+}
+
+func TestIsTerminal(t *testing.T) {
+	f, err := os.Create(filepath.Join(t.TempDir(), "log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if IsTerminal(f) || IsTerminal(&strings.Builder{}) || IsTerminal(nil) {
+		t.Error("a file, a buffer or nil taken for a terminal")
+	}
+	if tty, err := os.OpenFile("/dev/tty", os.O_WRONLY, 0); err == nil {
+		defer tty.Close()
+		if !IsTerminal(tty) {
+			t.Error("/dev/tty is not a terminal")
+		}
+	}
+}
