@@ -2,7 +2,8 @@ package predict
 
 import (
 	"errors"
-	"fmt"
+
+	"github.com/ortrain/ortrain/internal/errkind"
 )
 
 var (
@@ -14,20 +15,12 @@ var (
 	ErrSettings = errors.New("predict: bad settings")
 )
 
-// kindError tags err with ErrInput or ErrSettings without changing its
-// message, so callers can classify it (e.g. into exit codes).
-type kindError struct{ kind, err error }
-
-func (e kindError) Error() string        { return e.err.Error() }
-func (e kindError) Unwrap() error        { return e.err }
-func (e kindError) Is(target error) bool { return target == e.kind }
-
-func inputError(err error) error { return kindError{ErrInput, err} }
+func inputError(err error) error { return errkind.Wrap(ErrInput, err) }
 
 func inputErrorf(format string, args ...any) error {
-	return kindError{ErrInput, fmt.Errorf(format, args...)}
+	return errkind.Errorf(ErrInput, format, args...)
 }
 
 func settingsErrorf(format string, args ...any) error {
-	return kindError{ErrSettings, fmt.Errorf(format, args...)}
+	return errkind.Errorf(ErrSettings, format, args...)
 }
