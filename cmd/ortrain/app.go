@@ -37,6 +37,28 @@ type dataError struct{ err error }
 func (e dataError) Error() string { return e.err.Error() }
 func (e dataError) Unwrap() error { return e.err }
 
+// exitKind gives a package's error kinds their exit codes: bad settings
+// are usage errors, bad input data errors.
+func exitKind(err, settings, input error) error {
+	switch {
+	case errors.Is(err, settings):
+		return usageError{err}
+	case errors.Is(err, input):
+		return dataError{err}
+	}
+	return err
+}
+
+// optional is the flag's value, or nil when it was not given (the package
+// then uses its default).
+func optional[T any](c *cli.Context, name string, get func(string) T) *T {
+	if !c.IsSet(name) {
+		return nil
+	}
+	v := get(name)
+	return &v
+}
+
 // newApp builds the CLI. Commands live one per file; each turns flags into a
 // config and calls a package.
 func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {

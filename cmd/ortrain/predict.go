@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"time"
 
@@ -76,8 +75,8 @@ func runPredict(c *cli.Context) error {
 	opts := predict.Options{
 		Model: c.String("model"), Artifacts: c.String("artifacts"), Tokenizer: c.String("tokenizer"),
 		Input: c.String("input"), Output: c.String("output"), Refs: c.StringSlice("refs"), Report: c.String("report"),
-		GenerationConfig: c.String("generation-config"), NumBeams: optionalInt(c, "num-beams"), MaxNewTokens: optionalInt(c, "max-new-tokens"),
-		MaxSourceLength: optionalInt(c, "max-source-length"), Truncate: c.Bool("truncate"), BatchSize: c.Int("batch-size"),
+		GenerationConfig: c.String("generation-config"), NumBeams: optional(c, "num-beams", c.Int), MaxNewTokens: optional(c, "max-new-tokens", c.Int),
+		MaxSourceLength: optional(c, "max-source-length", c.Int), Truncate: c.Bool("truncate"), BatchSize: c.Int("batch-size"),
 		ORTLibrary: c.String("ort-lib"), Device: c.String("device"), Threads: c.Int("threads"), NoCache: c.Bool("no-cache"),
 		Warn: func(msg string) { fmt.Fprintf(c.App.ErrWriter, "ortrain: warning: %s\n", msg) },
 	}
@@ -114,23 +113,5 @@ func runPredict(c *cli.Context) error {
 	return nil
 }
 
-// optionalInt is the flag's value, or nil when it was not given (the
-// package then uses the model's default).
-func optionalInt(c *cli.Context, name string) *int {
-	if !c.IsSet(name) {
-		return nil
-	}
-	v := c.Int(name)
-	return &v
-}
-
 // predictError gives the package's error kinds their exit codes.
-func predictError(err error) error {
-	switch {
-	case errors.Is(err, predict.ErrSettings):
-		return usageError{err}
-	case errors.Is(err, predict.ErrInput):
-		return dataError{err}
-	}
-	return err
-}
+func predictError(err error) error { return exitKind(err, predict.ErrSettings, predict.ErrInput) }
