@@ -3,7 +3,8 @@ package generate
 import (
 	"context"
 	"runtime"
-	"sync"
+
+	"github.com/ortrain/ortrain/internal/parallel"
 )
 
 // notFinishedScore is the -1e9 that HF's beam search uses for "no score":
@@ -250,27 +251,21 @@ func (s *search) beamOutput(items []*beamItem) *Output {
 
 // parallelRows runs fn over rows 0..n-1 on up to GOMAXPROCS goroutines, each
 // with its own processor (their scratch buffers are not shared); small
-// batches stay on the calling goroutine.
+// batches stay on the calling goroutine with s.proc.
 func (s *search) parallelRows(n, vocab int, fn func(p *processor, row int)) {
 	workers := min(runtime.GOMAXPROCS(0), n)
+	procs := []*processor{s.proc}
 	if workers <= 1 || n*vocab < 1<<16 {
-		for r := range n {
-			fn(s.proc, r)
+		workers = 1
+	} else {
+		for len(s.workerProcs) < workers {
+			s.workerProcs = append(s.workerProcs, newProcessor(s.cfg, s.proc.maxLen, s.proc.minLen))
 		}
-		return
+		procs = s.workerProcs
 	}
-	for len(s.workerProcs) < workers {
-		s.workerProcs = append(s.workerProcs, newProcessor(s.cfg, s.proc.maxLen, s.proc.minLen))
-	}
-	var wg sync.WaitGroup
-	for w := range workers {
-		wg.Add(1)
-		go func(p *processor, lo, hi int) {
-			defer wg.Done()
-			for r := lo; r < hi; r++ {
-				fn(p, r)
-			}
-		}(s.workerProcs[w], w*n/workers, (w+1)*n/workers)
-	}
-	wg.Wait()
+	parallel.Chunks(n, workers, func(w, lo, hi int) {
+		for r := lo; r < hi; r++ {
+			fn(procs[w], r)
+		}
+	})
 }

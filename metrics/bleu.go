@@ -182,10 +182,16 @@ type BLEUScore struct {
 	SysLen     int64     `json:"sys_len"`
 	RefLen     int64     `json:"ref_len"`
 	Signature  string    `json:"signature"`
+	// BootstrapCI is the bootstrap estimate, when one was asked for
+	// (BLEU.CorpusScore); Signature then has its bs and seed.
+	*BootstrapCI
 }
 
 // String formats the score as sacrebleu's text output does.
 func (s BLEUScore) String() string {
+	if s.BootstrapCI != nil {
+		return fmt.Sprintf("BLEU|%s = %.2f (μ = %.2f ± %.2f) %s", s.Signature, s.Score, s.Mean, s.CI, s.Verbose())
+	}
 	return fmt.Sprintf("BLEU|%s = %.2f %s", s.Signature, s.Score, s.Verbose())
 }
 

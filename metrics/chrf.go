@@ -74,10 +74,16 @@ type CHRFScore struct {
 	Score     float64 `json:"score"`
 	Name      string  `json:"name"`
 	Signature string  `json:"signature"`
+	// BootstrapCI is the bootstrap estimate, when one was asked for
+	// (CHRF.CorpusScore); Signature then has its bs and seed.
+	*BootstrapCI
 }
 
 // String formats the score as sacrebleu's text output does.
 func (s CHRFScore) String() string {
+	if s.BootstrapCI != nil {
+		return fmt.Sprintf("%s|%s = %.2f (μ = %.2f ± %.2f)", s.Name, s.Signature, s.Score, s.Mean, s.CI)
+	}
 	return fmt.Sprintf("%s|%s = %.2f", s.Name, s.Signature, s.Score)
 }
 

@@ -66,6 +66,11 @@
 // shards, merged with Merge or MergeStatsFiles (the JSON StatsFile format),
 // give exactly the single-pass result, whatever the shard order.
 //
+// BLEU, CHRF and ROUGE implement Scorer, which is all a scoring job needs:
+// add segments or score each on its own, score the corpus (with a
+// bootstrap estimate), write statistics files and merge them back
+// (StatsFile.Scorer).
+//
 // # Input files
 //
 // ReadSegments reads what `ortrain score` reads: UTF-8 only (invalid bytes

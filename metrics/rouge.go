@@ -171,21 +171,7 @@ func (r *ROUGE) AddBatch(predictions []string, targets [][]string, workers int) 
 	if len(predictions) != len(targets) {
 		return nil, fmt.Errorf("%d predictions but %d target lists", len(predictions), len(targets))
 	}
-	out := make([][]ROUGEScore, len(predictions))
-	_, err := parallelChunks(len(predictions), workers, func(lo, hi int) (struct{}, error) {
-		sc := r.sc
-		if lo != 0 {
-			sc = newROUGEScorer(r.opts)
-		}
-		for i := lo; i < hi; i++ {
-			s, err := sc.scoreMulti(predictions[i], targets[i])
-			if err != nil {
-				return struct{}{}, fmt.Errorf("pair %d: %w", i+1, err)
-			}
-			out[i] = s
-		}
-		return struct{}{}, nil
-	})
+	out, err := r.scoreBatch(predictions, targets, workers)
 	if err != nil {
 		return nil, err
 	}
@@ -193,6 +179,11 @@ func (r *ROUGE) AddBatch(predictions []string, targets [][]string, workers int) 
 		r.addScores(s)
 	}
 	return out, nil
+}
+
+// scoreBatch is ScorePair of every pair, over up to workers goroutines.
+func (r *ROUGE) scoreBatch(predictions []string, targets [][]string, workers int) ([][]ROUGEScore, error) {
+	return eachSegment(predictions, targets, workers, "pair", r.sc, func() *rougeScorer { return newROUGEScorer(r.opts) }, (*rougeScorer).scoreMulti)
 }
 
 // Stats returns a copy of the accumulated statistics.

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"slices"
 )
 
 // StatsFormat names the statistics file format. A statistics file is one
@@ -75,58 +74,132 @@ func ReadStatsFile(r io.Reader) (StatsFile, error) {
 	if f.Format != StatsFormat {
 		return f, fmt.Errorf("format is %q, want %q", f.Format, StatsFormat)
 	}
-	switch {
-	case f.Metric == MetricBLEU && f.BLEUOptions != nil && f.BLEU != nil:
-	case f.Metric == MetricCHRF && f.CHRFOptions != nil && f.CHRF != nil:
-	case f.Metric == MetricROUGE && f.ROUGEOptions != nil && f.ROUGE != nil:
-	default:
+	if !f.wellFormed() {
 		return f, fmt.Errorf("metric %q without its options and statistics", f.Metric)
 	}
 	return f, nil
 }
 
-// BLEUAccumulator rebuilds a BLEU accumulator holding the file's statistics.
-func (f StatsFile) BLEUAccumulator() (*BLEU, error) {
-	if f.Metric != MetricBLEU || f.BLEUOptions == nil || f.BLEU == nil {
-		return nil, fmt.Errorf("statistics are for %q, not BLEU", f.Metric)
+// wellFormed reports whether f holds the options and statistics of its
+// metric.
+func (f StatsFile) wellFormed() bool {
+	switch f.Metric {
+	case MetricBLEU:
+		return f.BLEUOptions != nil && f.BLEU != nil
+	case MetricCHRF:
+		return f.CHRFOptions != nil && f.CHRF != nil
+	case MetricROUGE:
+		return f.ROUGEOptions != nil && f.ROUGE != nil
 	}
-	b, err := NewBLEU(*f.BLEUOptions)
-	if err != nil {
-		return nil, err
-	}
-	if f.BLEU.Segments > 0 && int64(len(f.BLEU.PerSegment)) == f.BLEU.Segments {
-		b.KeepSegmentStats()
-	}
-	return b, b.Merge(*f.BLEU)
+	return false
 }
 
-// CHRFAccumulator rebuilds a chrF accumulator holding the file's statistics.
-func (f StatsFile) CHRFAccumulator() (*CHRF, error) {
-	if f.Metric != MetricCHRF || f.CHRFOptions == nil || f.CHRF == nil {
-		return nil, fmt.Errorf("statistics are for %q, not chrF", f.Metric)
+// options are the options of f's metric, for messages.
+func (f StatsFile) options() any {
+	switch f.Metric {
+	case MetricBLEU:
+		return f.BLEUOptions
+	case MetricCHRF:
+		return f.CHRFOptions
+	case MetricROUGE:
+		return f.ROUGEOptions
 	}
-	c, err := NewCHRF(*f.CHRFOptions)
+	return nil
+}
+
+// hasSegmentStats reports whether f holds every segment's own statistics
+// (every pair's scores for ROUGE), which a bootstrap estimate needs.
+func (f StatsFile) hasSegmentStats() bool {
+	switch {
+	case f.Metric == MetricBLEU && f.BLEU != nil:
+		return int64(len(f.BLEU.PerSegment)) == f.BLEU.Segments
+	case f.Metric == MetricCHRF && f.CHRF != nil:
+		return int64(len(f.CHRF.PerSegment)) == f.CHRF.Segments
+	case f.Metric == MetricROUGE && f.ROUGE != nil:
+		return int64(len(f.ROUGE.Pairs)) == f.ROUGE.Count
+	}
+	return false
+}
+
+// withoutSegmentStats is f without per-segment statistics (f's own are
+// left alone).
+func (f StatsFile) withoutSegmentStats() StatsFile {
+	if f.BLEU != nil {
+		s := *f.BLEU
+		s.PerSegment, f.BLEU = nil, &s
+	}
+	if f.CHRF != nil {
+		s := *f.CHRF
+		s.PerSegment, f.CHRF = nil, &s
+	}
+	if f.ROUGE != nil {
+		s := *f.ROUGE
+		s.Pairs, f.ROUGE = nil, &s
+	}
+	return f
+}
+
+// newScorer is an empty scorer of f's metric with f's options.
+func (f StatsFile) newScorer() (statsScorer, error) {
+	if !f.wellFormed() {
+		return nil, fmt.Errorf("metric %q without its options and statistics", f.Metric)
+	}
+	switch f.Metric {
+	case MetricBLEU:
+		return asStatsScorer(NewBLEU(*f.BLEUOptions))
+	case MetricCHRF:
+		return asStatsScorer(NewCHRF(*f.CHRFOptions))
+	}
+	return asStatsScorer(NewROUGE(*f.ROUGEOptions, false))
+}
+
+// asStatsScorer keeps a failed constructor's nil pointer out of the
+// interface.
+func asStatsScorer[T statsScorer](s T, err error) (statsScorer, error) {
 	if err != nil {
 		return nil, err
 	}
-	if f.CHRF.Segments > 0 && int64(len(f.CHRF.PerSegment)) == f.CHRF.Segments {
-		c.KeepSegmentStats()
-	}
-	return c, c.Merge(*f.CHRF)
+	return s, nil
 }
+
+// Scorer rebuilds a scorer holding the file's statistics. It keeps the
+// per-segment statistics (for bootstrap) when the file has them all.
+func (f StatsFile) Scorer() (Scorer, error) {
+	s, err := f.newScorer()
+	if err != nil {
+		return nil, err
+	}
+	if f.hasSegmentStats() {
+		s.KeepSegmentStats()
+	}
+	if err := s.MergeStatsFile(f); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// BLEUAccumulator rebuilds a BLEU accumulator holding the file's statistics.
+func (f StatsFile) BLEUAccumulator() (*BLEU, error) { return accumulator[*BLEU](f, MetricBLEU, "BLEU") }
+
+// CHRFAccumulator rebuilds a chrF accumulator holding the file's statistics.
+func (f StatsFile) CHRFAccumulator() (*CHRF, error) { return accumulator[*CHRF](f, MetricCHRF, "chrF") }
 
 // ROUGEAccumulator rebuilds a ROUGE accumulator holding the file's
 // statistics; it keeps per-pair scores when the file has all of them.
 func (f StatsFile) ROUGEAccumulator() (*ROUGE, error) {
-	if f.Metric != MetricROUGE || f.ROUGEOptions == nil || f.ROUGE == nil {
-		return nil, fmt.Errorf("statistics are for %q, not ROUGE", f.Metric)
+	return accumulator[*ROUGE](f, MetricROUGE, "ROUGE")
+}
+
+func accumulator[T Scorer](f StatsFile, metric, name string) (T, error) {
+	var none T
+	if f.Metric != metric || !f.wellFormed() {
+		return none, fmt.Errorf("statistics are for %q, not %s", f.Metric, name)
 	}
-	keep := int64(len(f.ROUGE.Pairs)) == f.ROUGE.Count
-	r, err := NewROUGE(*f.ROUGEOptions, keep)
+	s, err := f.Scorer()
 	if err != nil {
-		return nil, err
+		return none, err
 	}
-	return r, r.Merge(*f.ROUGE)
+	return s.(T), nil
 }
 
 // MergeStatsFiles adds up shards of one metric computed with the same
@@ -142,87 +215,34 @@ func MergeStatsFiles(files []StatsFile) (StatsFile, error) {
 			return StatsFile{}, fmt.Errorf("statistics %d are for %s, statistics 1 for %s", i+2, f.Metric, first.Metric)
 		}
 	}
-	mismatch := func(i int, a, b any) error {
-		x, _ := json.Marshal(a)
-		y, _ := json.Marshal(b)
-		return fmt.Errorf("statistics %d were computed with options %s, statistics 1 with %s; only shards scored alike merge", i+1, y, x)
+	acc, err := first.newScorer()
+	if err != nil {
+		return StatsFile{}, fmt.Errorf("statistics 1: %w", err)
 	}
-	switch first.Metric {
-	case MetricBLEU:
-		acc, err := NewBLEU(*first.BLEUOptions)
-		if err != nil {
-			return StatsFile{}, fmt.Errorf("statistics 1: %w", err)
-		}
-		keep := true
-		for _, f := range files {
-			keep = keep && int64(len(f.BLEU.PerSegment)) == f.BLEU.Segments
-		}
-		if keep {
-			acc.KeepSegmentStats()
-		}
-		for i, f := range files {
-			o, err := f.BLEUOptions.normalized()
-			if err != nil || !o.equal(acc.opts) {
-				return StatsFile{}, mismatch(i, acc.opts, f.BLEUOptions)
-			}
-			st := *f.BLEU
-			if !keep {
-				st.PerSegment = nil
-			}
-			if err := acc.Merge(st); err != nil {
-				return StatsFile{}, fmt.Errorf("statistics %d: %w", i+1, err)
-			}
-		}
-		return acc.StatsFile(), nil
-	case MetricCHRF:
-		acc, err := NewCHRF(*first.CHRFOptions)
-		if err != nil {
-			return StatsFile{}, fmt.Errorf("statistics 1: %w", err)
-		}
-		keep := true
-		for _, f := range files {
-			keep = keep && int64(len(f.CHRF.PerSegment)) == f.CHRF.Segments
-		}
-		if keep {
-			acc.KeepSegmentStats()
-		}
-		for i, f := range files {
-			o, err := f.CHRFOptions.normalized()
-			if err != nil || o != acc.opts {
-				return StatsFile{}, mismatch(i, acc.opts, f.CHRFOptions)
-			}
-			st := *f.CHRF
-			if !keep {
-				st.PerSegment = nil
-			}
-			if err := acc.Merge(st); err != nil {
-				return StatsFile{}, fmt.Errorf("statistics %d: %w", i+1, err)
-			}
-		}
-		return acc.StatsFile(), nil
-	case MetricROUGE:
-		keep := true
-		for _, f := range files {
-			keep = keep && int64(len(f.ROUGE.Pairs)) == f.ROUGE.Count
-		}
-		acc, err := NewROUGE(*first.ROUGEOptions, keep)
-		if err != nil {
-			return StatsFile{}, fmt.Errorf("statistics 1: %w", err)
-		}
-		for i, f := range files {
-			o, err := f.ROUGEOptions.normalized()
-			if err != nil || !slices.Equal(o.Types, acc.opts.Types) || o.UseStemmer != acc.opts.UseStemmer {
-				return StatsFile{}, mismatch(i, acc.opts, f.ROUGEOptions)
-			}
-			s := *f.ROUGE
-			if !keep {
-				s.Pairs = nil
-			}
-			if err := acc.Merge(s); err != nil {
-				return StatsFile{}, fmt.Errorf("statistics %d: %w", i+1, err)
-			}
-		}
-		return acc.StatsFile(), nil
+	keep := true
+	for _, f := range files {
+		keep = keep && f.hasSegmentStats()
 	}
-	return StatsFile{}, fmt.Errorf("unknown metric %q", first.Metric)
+	if keep {
+		acc.KeepSegmentStats()
+	}
+	for i, f := range files {
+		if !fits(acc, f) {
+			return StatsFile{}, fmt.Errorf("statistics %d were computed with options %s, statistics 1 with %s; only shards scored alike merge",
+				i+1, jsonText(f.options()), jsonText(acc.options()))
+		}
+		if !keep {
+			f = f.withoutSegmentStats()
+		}
+		if err := acc.MergeStatsFile(f); err != nil {
+			return StatsFile{}, fmt.Errorf("statistics %d: %w", i+1, err)
+		}
+	}
+	return acc.StatsFile(), nil
+}
+
+// jsonText is v as JSON, for messages.
+func jsonText(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ortrain/ortrain/internal/progress"
 	"github.com/ortrain/ortrain/internal/pyjson"
 	"github.com/ortrain/ortrain/internal/report"
 )
@@ -56,49 +57,20 @@ type ConsoleCallback struct {
 	Out      io.Writer
 	Progress bool
 	Clock    func() time.Time
-	start    time.Time
-	barShown bool
-}
-
-// IsTerminal reports whether f is a character device (a terminal).
-func IsTerminal(f *os.File) bool {
-	info, err := f.Stat()
-	return err == nil && info.Mode()&os.ModeCharDevice != 0
-}
-
-func (c *ConsoleCallback) now() time.Time {
-	if c.Clock != nil {
-		return c.Clock()
-	}
-	return time.Now()
-}
-
-func (c *ConsoleCallback) clearBar() {
-	if c.barShown {
-		fmt.Fprint(c.Out, "\r\033[K")
-		c.barShown = false
-	}
+	bar      progress.Bar
 }
 
 func (c *ConsoleCallback) drawBar(s *TrainerState) {
 	if !c.Progress || s.MaxSteps <= 0 {
 		return
 	}
-	const width = 30
-	done := min(s.GlobalStep, s.MaxSteps)
-	fill := width * done / s.MaxSteps
-	el := c.now().Sub(c.start).Seconds()
-	rate := ""
-	if el > 0 && done > 0 {
-		eta := time.Duration(float64(s.MaxSteps-done) / (float64(done) / el) * float64(time.Second)).Round(time.Second)
-		rate = fmt.Sprintf(" %.2f it/s, eta %s", float64(done)/el, eta)
-	}
-	fmt.Fprintf(c.Out, "\r%3d%%|%s%s| %d/%d [%s%s]", 100*done/s.MaxSteps, strings.Repeat("█", fill), strings.Repeat(" ", width-fill), done, s.MaxSteps, time.Duration(el*float64(time.Second)).Round(time.Second), rate)
-	c.barShown = true
+	c.bar.Out, c.bar.Total, c.bar.Clock = c.Out, s.MaxSteps, c.Clock
+	c.bar.Draw(s.GlobalStep)
 }
 
 func (c *ConsoleCallback) OnTrainBegin(e *Event) error {
-	c.start = c.now()
+	c.bar.Clock = c.Clock
+	c.bar.Start()
 	c.drawBar(e.State)
 	return nil
 }
@@ -109,17 +81,14 @@ func (c *ConsoleCallback) OnStepEnd(e *Event) error {
 }
 
 func (c *ConsoleCallback) OnLog(e *Event) error {
-	c.clearBar()
+	c.bar.Clear()
 	fmt.Fprintln(c.Out, FormatLogs(e.Logs))
 	c.drawBar(e.State)
 	return nil
 }
 
 func (c *ConsoleCallback) OnTrainEnd(e *Event) error {
-	if c.barShown {
-		fmt.Fprintln(c.Out)
-		c.barShown = false
-	}
+	c.bar.Finish()
 	return nil
 }
 

@@ -2,8 +2,8 @@ package tokenize
 
 import (
 	"context"
-	"runtime"
-	"sync"
+
+	"github.com/ortrain/ortrain/internal/parallel"
 )
 
 // EncodeBatch encodes texts in parallel on up to workers goroutines (0:
@@ -18,37 +18,10 @@ func (t *Tokenizer) EncodeBatch(ctx context.Context, texts []string, workers int
 // EncodeBatchWith is EncodeBatch with options.
 func (t *Tokenizer) EncodeBatchWith(ctx context.Context, texts []string, opt EncodeOptions, workers int) (ids [][]int, errs []error) {
 	ids = make([][]int, len(texts))
-	errs = make([]error, len(texts))
-	if workers <= 0 {
-		workers = runtime.GOMAXPROCS(0)
-	}
-	workers = min(workers, len(texts))
-	const chunk = 64
-	var next int
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				mu.Lock()
-				lo := next
-				next += chunk
-				mu.Unlock()
-				if lo >= len(texts) {
-					return
-				}
-				for i := lo; i < min(lo+chunk, len(texts)); i++ {
-					if err := ctx.Err(); err != nil {
-						errs[i] = err
-						continue
-					}
-					ids[i], errs[i] = t.EncodeWith(texts[i], opt)
-				}
-			}
-		}()
-	}
-	wg.Wait()
+	errs = parallel.Each(ctx, len(texts), workers, func(i int) error {
+		var err error
+		ids[i], err = t.EncodeWith(texts[i], opt)
+		return err
+	})
 	return ids, errs
 }

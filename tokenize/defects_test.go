@@ -2,6 +2,7 @@ package tokenize
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"os"
@@ -349,5 +350,19 @@ func TestNormalizerSequenceWithHF(t *testing.T) {
 	}
 	if bad > 0 {
 		t.Errorf("%d of %d texts differ", bad, len(c.Texts))
+	}
+}
+
+// A cancelled context stops EncodeBatch: texts not started get ctx's error
+// and no ids.
+func TestEncodeBatchCancelled(t *testing.T) {
+	tok := loadParity(t, "flan-t5-small", false, false)
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	ids, errs := tok.EncodeBatch(ctx, []string{"Hello world", "Hello world", "Hello world"}, 2)
+	for i := range errs {
+		if !errors.Is(errs[i], context.Canceled) || ids[i] != nil {
+			t.Errorf("text %d: ids %v, err %v", i, ids[i], errs[i])
+		}
 	}
 }

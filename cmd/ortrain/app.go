@@ -26,6 +26,16 @@ const (
 	exitInterrupted = 130 // SIGINT / SIGTERM
 )
 
+// optional is the flag's value, or nil when it was not given (the package
+// then uses its default).
+func optional[T any](c *cli.Context, name string, get func(string) T) *T {
+	if !c.IsSet(name) {
+		return nil
+	}
+	v := get(name)
+	return &v
+}
+
 // newApp builds the CLI. Commands live one per file; each turns flags into a
 // config and calls a package.
 func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {

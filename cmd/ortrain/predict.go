@@ -2,15 +2,13 @@ package main
 
 import (
 	"fmt"
-	"io"
-	"os"
-	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/ortrain/ortrain/generate/predict"
 	"github.com/ortrain/ortrain/internal/fault"
+	"github.com/ortrain/ortrain/internal/progress"
 )
 
 const predictDescription = `Generates one prediction per input line with greedy or beam search, with
@@ -78,8 +76,8 @@ func runPredict(c *cli.Context) error {
 	opts := predict.Options{
 		Model: c.String("model"), Artifacts: c.String("artifacts"), Tokenizer: c.String("tokenizer"),
 		Input: c.String("input"), Output: c.String("output"), Refs: c.StringSlice("refs"), Report: c.String("report"),
-		GenerationConfig: c.String("generation-config"), NumBeams: optionalInt(c, "num-beams"), MaxNewTokens: optionalInt(c, "max-new-tokens"),
-		MaxSourceLength: optionalInt(c, "max-source-length"), Truncate: c.Bool("truncate"), BatchSize: c.Int("batch-size"),
+		GenerationConfig: c.String("generation-config"), NumBeams: optional(c, "num-beams", c.Int), MaxNewTokens: optional(c, "max-new-tokens", c.Int),
+		MaxSourceLength: optional(c, "max-source-length", c.Int), Truncate: c.Bool("truncate"), BatchSize: c.Int("batch-size"),
 		ORTLibrary: c.String("ort-lib"), Device: c.String("device"), Threads: c.Int("threads"), NoCache: c.Bool("no-cache"),
 		Warn: func(msg string) { fmt.Fprintf(c.App.ErrWriter, "ortrain: warning: %s\n", msg) },
 	}
@@ -90,21 +88,22 @@ func runPredict(c *cli.Context) error {
 	if opts.Shard, opts.Shards, err = predict.ParseShard(c.String("shard")); err != nil {
 		return err
 	}
-	var progress func(done, total int)
-	if !c.Bool("no-progress") && isTerminal(c.App.ErrWriter) {
-		var bar *progressBar
-		progress = func(done, total int) {
+	var onProgress func(done, total int)
+	if !c.Bool("no-progress") && progress.IsTerminal(c.App.ErrWriter) {
+		bar := &progress.Bar{Out: c.App.ErrWriter, Unit: "sentences", Every: 100 * time.Millisecond}
+		onProgress = func(done, total int) {
 			if done == 0 {
-				bar = &progressBar{w: c.App.ErrWriter, total: total, start: time.Now()}
+				bar.Total = total
+				bar.Start()
 			} else {
-				bar.update(done)
+				bar.Draw(done)
 			}
 			if done == total {
-				bar.finish()
+				bar.Finish()
 			}
 		}
 	}
-	res, err := predict.Run(c.Context, opts, progress)
+	res, err := predict.Run(c.Context, opts, onProgress)
 	if err != nil {
 		return err
 	}
@@ -113,48 +112,4 @@ func runPredict(c *cli.Context) error {
 		fmt.Fprintf(c.App.Writer, "report: %s\n", res.ReportPath)
 	}
 	return nil
-}
-
-// optionalInt is the flag's value, or nil when it was not given (the
-// package then uses the model's default).
-func optionalInt(c *cli.Context, name string) *int {
-	if !c.IsSet(name) {
-		return nil
-	}
-	v := c.Int(name)
-	return &v
-}
-
-// progressBar draws on a terminal only.
-type progressBar struct {
-	w     io.Writer
-	total int
-	start time.Time
-	last  time.Time
-}
-
-func (p *progressBar) update(done int) {
-	if p == nil || (time.Since(p.last) < 100*time.Millisecond && done < p.total) {
-		return
-	}
-	p.last = time.Now()
-	const width = 30
-	fill := width * done / max(p.total, 1)
-	rate := float64(done) / max(time.Since(p.start).Seconds(), 1e-9)
-	fmt.Fprintf(p.w, "\r[%s%s] %d/%d sentences, %.1f/s", strings.Repeat("#", fill), strings.Repeat(".", width-fill), done, p.total, rate)
-}
-
-func (p *progressBar) finish() {
-	if p != nil {
-		fmt.Fprintln(p.w)
-	}
-}
-
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/ortrain/ortrain/internal/data"
 	"github.com/ortrain/ortrain/internal/fault"
 	"github.com/ortrain/ortrain/internal/ortimport"
+	"github.com/ortrain/ortrain/internal/progress"
 	"github.com/ortrain/ortrain/ortrain"
 	"github.com/ortrain/ortrain/ortrain/engine"
 )
@@ -227,11 +228,8 @@ func runTrain(c *cli.Context) error {
 	if err := tr.CheckSetup(); err != nil {
 		return err
 	}
-	progress := !c.Bool("no-progress")
-	if f, ok := stdout.(*os.File); !ok || !ortrain.IsTerminal(f) {
-		progress = false
-	}
-	tr.Callbacks = append(tr.Callbacks, &ortrain.ConsoleCallback{Out: stdout, Progress: progress})
+	bar := !c.Bool("no-progress") && progress.IsTerminal(stdout)
+	tr.Callbacks = append(tr.Callbacks, &ortrain.ConsoleCallback{Out: stdout, Progress: bar})
 	defer tr.Close() // report_to files
 	if tr.TrainData != nil {
 		fmt.Fprintf(stdout, "***** Running training *****\n  Num examples = %d\n  Num Epochs = %v\n  Instantaneous batch size per device = %d\n  Gradient Accumulation steps = %d\n  Total train batch size = %d\n",
