@@ -1,0 +1,186 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"github.com/ortrain/ortrain/internal/onnxrt"
+	"github.com/ortrain/ortrain/internal/safetensors"
+)
+
+// ResetOptimizerState zeroes the moments and the step, as a fresh torch optimizer.
+func (e *Engine) ResetOptimizerState() error {
+	for _, p := range e.params {
+		for _, sn := range e.state {
+			if err := e.zero(e.st[sn(p.Name)]); err != nil {
+				return err
+			}
+		}
+	}
+	e.step = 0
+	e.zeros = nil
+	return nil
+}
+
+// zero fills a value with zeros, reusing one host buffer of zeros.
+func (e *Engine) zero(v *onnxrt.Value) error {
+	n := v.Len()
+	if len(e.zeros) < n {
+		e.zeros = make([]float32, n)
+	}
+	return e.upload(v, e.zeros[:n])
+}
+
+// SaveParameters writes every parameter (frozen ones too) under the
+// model's own names and PyTorch layout, loadable by transformers.
+func (e *Engine) SaveParameters(path string) error {
+	tensors := map[string]safetensors.Tensor{}
+	var initial *safetensors.File // frozen parameters never change: copy them from the folder's file
+	for _, p := range e.man.Parameters {
+		if !p.Trainable {
+			if initial == nil {
+				f, err := safetensors.ReadFile(filepath.Join(e.dir, e.man.Files.Parameters))
+				if err != nil {
+					return err
+				}
+				initial = f
+			}
+			ts, ok := initial.Tensors[p.Name]
+			if !ok {
+				return fmt.Errorf("frozen parameter %q is missing from %s", p.Name, e.man.Files.Parameters)
+			}
+			tensors[p.Name] = ts
+			continue
+		}
+		v, err := e.Param(p.Name)
+		if err != nil {
+			return err
+		}
+		tensors[p.Name] = safetensors.FromFloat32(p.TorchShape(), v)
+	}
+	return safetensors.WriteFile(path, tensors, map[string]string{"format": "pt"})
+}
+
+// LoadParameters reads trainable parameters from a safetensors file written
+// by SaveParameters (or by transformers for the same model).
+func (e *Engine) LoadParameters(path string) error {
+	e.version++
+	f, err := safetensors.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	for _, p := range e.params {
+		if err := e.loadParam(p, f); err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+	}
+	return nil
+}
+
+// SaveOptimizerState writes the optimizer state as safetensors: one tensor
+// per state value named "<state>.<param>" (torch's state keys, PyTorch
+// layout) and the step in the metadata.
+func (e *Engine) SaveOptimizerState(path string) error {
+	tensors := map[string]safetensors.Tensor{}
+	for _, p := range e.params {
+		for _, sn := range e.state {
+			n := sn(p.Name)
+			v, err := e.download(e.st[n])
+			if err != nil {
+				return err
+			}
+			tensors[n] = safetensors.FromFloat32(p.TorchShape(), p.ToTorch(v))
+		}
+	}
+	opt := e.opts.Optimizer
+	if opt == "" {
+		opt = "adamw"
+	}
+	return safetensors.WriteFile(path, tensors, map[string]string{"step": strconv.FormatInt(e.step, 10), "optimizer": opt, "format": "ortrain-optimizer"})
+}
+
+// LoadOptimizerState reads what SaveOptimizerState wrote.
+func (e *Engine) LoadOptimizerState(path string) error {
+	f, err := safetensors.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	opt := e.opts.Optimizer
+	if opt == "" {
+		opt = "adamw"
+	}
+	// Both AdamW variants keep the same moments with the same meaning.
+	family := func(o string) string {
+		if o == "adamw_hf" {
+			return "adamw"
+		}
+		return o
+	}
+	if got := f.Metadata["optimizer"]; family(got) != family(opt) {
+		return fmt.Errorf("%s: optimizer state of %q, this trainer uses %q", path, got, opt)
+	}
+	step, err := strconv.ParseInt(f.Metadata["step"], 10, 64)
+	if err != nil || step < 0 {
+		return fmt.Errorf("%s: bad step %q in the metadata", path, f.Metadata["step"])
+	}
+	for _, p := range e.params {
+		for _, sn := range e.state {
+			n := sn(p.Name)
+			ts, ok := f.Tensors[n]
+			if !ok || fmt.Sprint(ts.Shape) != fmt.Sprint(p.TorchShape()) {
+				return fmt.Errorf("%s: tensor %q missing or of the wrong shape (want %v)", path, n, p.TorchShape())
+			}
+			v, err := ts.Float32s()
+			if err != nil {
+				return err
+			}
+			if err := e.upload(e.st[n], p.ToGraph(v)); err != nil {
+				return err
+			}
+		}
+	}
+	e.step = step
+	return nil
+}
+
+// SaveModel writes model.safetensors (the model's own parameter names) into
+// dir, with the source model's configs when Options.ModelDir is set.
+func (e *Engine) SaveModel(dir string) error {
+	if err := e.SaveParameters(filepath.Join(dir, ModelFile)); err != nil {
+		return err
+	}
+	if e.opts.ModelDir == "" {
+		return nil
+	}
+	for _, f := range []string{"config.json", "generation_config.json"} {
+		b, err := os.ReadFile(filepath.Join(e.opts.ModelDir, f))
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, f), b, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// SaveOptimizer writes the optimizer state into dir.
+func (e *Engine) SaveOptimizer(dir string) error {
+	return e.SaveOptimizerState(filepath.Join(dir, OptimizerFile))
+}
+
+// LoadModel reads the parameters SaveModel wrote into dir.
+func (e *Engine) LoadModel(dir string) error {
+	return e.LoadParameters(filepath.Join(dir, ModelFile))
+}
+
+// LoadOptimizer reads the optimizer state SaveOptimizer wrote into dir.
+func (e *Engine) LoadOptimizer(dir string) error {
+	return e.LoadOptimizerState(filepath.Join(dir, OptimizerFile))
+}
