@@ -10,7 +10,6 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/ortrain/ortrain/internal/data"
 	"github.com/ortrain/ortrain/internal/fault"
 	"github.com/ortrain/ortrain/internal/ortimport"
 	"github.com/ortrain/ortrain/internal/progress"
@@ -188,7 +187,7 @@ func runTrain(c *cli.Context) error {
 		cfg = engine.Config{
 			Args: a, Model: c.String("model"), Artifacts: c.String("artifacts"), Tokenizer: c.String("tokenizer"),
 			TrainFile: c.String("train_file"), ValidationFile: c.String("validation_file"), TestFile: c.String("test_file"),
-			Format: data.Format{SourceLang: c.String("source_lang"), TargetLang: c.String("target_lang"),
+			Format: engine.DataFormat{SourceLang: c.String("source_lang"), TargetLang: c.String("target_lang"),
 				SourceField: c.String("source_field"), TargetField: c.String("target_field")},
 			SourcePrefix: c.String("source_prefix"), MaxSourceLength: c.Int("max_source_length"), MaxTargetLength: c.Int("max_target_length"),
 			GroupByLength: c.Bool("group_by_length"), RougeUseStemmer: c.Bool("rouge_use_stemmer"), NoCPUArena: c.Bool("no-cpu-arena"),
