@@ -152,10 +152,16 @@ func (e *Engine) SaveModel(dir string) error {
 	if err := e.SaveParameters(filepath.Join(dir, ModelFile)); err != nil {
 		return err
 	}
+	return e.copyModelFiles(dir, []string{"config.json", "generation_config.json"})
+}
+
+// copyModelFiles copies the named files of the source model folder (those
+// it has) into dir.
+func (e *Engine) copyModelFiles(dir string, names []string) error {
 	if e.opts.ModelDir == "" {
 		return nil
 	}
-	for _, f := range []string{"config.json", "generation_config.json"} {
+	for _, f := range names {
 		b, err := os.ReadFile(filepath.Join(e.opts.ModelDir, f))
 		if errors.Is(err, os.ErrNotExist) {
 			continue

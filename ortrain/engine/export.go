@@ -1,9 +1,7 @@
 package engine
 
 import (
-	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 
 	"github.com/ortrain/ortrain/internal/artifacts"
@@ -70,17 +68,8 @@ func (e *Engine) ExportInference(dir string) error {
 		if err := onnx.Save(m, filepath.Join(dir, "model.onnx"), onnx.SaveOptions{}); err != nil {
 			return err
 		}
-		for _, f := range tokenizerFiles {
-			data, err := os.ReadFile(filepath.Join(e.opts.ModelDir, f))
-			if errors.Is(err, os.ErrNotExist) {
-				continue
-			}
-			if err != nil {
-				return err
-			}
-			if err := os.WriteFile(filepath.Join(dir, f), data, 0o644); err != nil {
-				return err
-			}
+		if err := e.copyModelFiles(dir, tokenizerFiles); err != nil {
+			return err
 		}
 	}
 	for _, g := range man.Generation {
