@@ -13,7 +13,7 @@ import (
 // in one message: Save must switch to external data by itself, and Load
 // must bring back identical tensors. It needs about 5 GiB of memory and
 // 2.3 GB of disk, so it runs only when ORTRAIN_TEST_2GB=1 (scripts/test.sh
-// sets it under CI); the switch itself is covered at a small scale by
+// sets it when the machine has room); the switch itself is covered at a small scale by
 // TestSaveSwitchesToExternalWhenTooBig.
 func TestSaveLoadOver2GiB(t *testing.T) {
 	if os.Getenv("ORTRAIN_TEST_2GB") != "1" {
