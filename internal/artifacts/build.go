@@ -54,7 +54,10 @@ var batchRoles = []string{"input_ids", "attention_mask", "decoder_input_ids", "d
 
 // Config says what Build reads and writes.
 type Config struct {
-	Model string // forward graph: batch inputs -> logits
+	// Model is the forward graph: batch inputs -> logits. Without it, the
+	// forward graph is composed from Encoder and Decoder (or the no-past
+	// branch of DecoderMerged), as Optimum exports them.
+	Model string
 	Out   string // artifact folder (created; existing artifact files are replaced)
 	// Weights is the model's safetensors (default: model.safetensors beside
 	// Model, when present); it names parameters after the PyTorch model.
@@ -62,7 +65,13 @@ type Config struct {
 	Encoder         string
 	Decoder         string
 	DecoderWithPast string
-	Freeze          []string // regular expressions over parameter names
+	// DecoderMerged is Optimum's merged decoder (decoder_model_merged.onnx);
+	// it stands in for Decoder and DecoderWithPast when those are not given.
+	DecoderMerged string
+	// ParamNames names initializers by hand (ONNX name -> the model's
+	// tensor name), for those ortrain cannot identify.
+	ParamNames map[string]string
+	Freeze     []string // regular expressions over parameter names
 	// Roles renames forward-graph inputs to the batch roles ortrain uses
 	// (graph input name -> input_ids, attention_mask, decoder_input_ids or
 	// decoder_attention_mask), for exports with other names.
@@ -87,30 +96,33 @@ func badModel(format string, args ...any) error {
 
 // Build writes the artifact folder for cfg and returns its manifest.
 func Build(cfg Config) (*Manifest, error) {
-	if cfg.Model == "" || cfg.Out == "" {
-		return nil, errors.New("artifacts: a model and an output folder are required")
+	if (cfg.Model == "" && (cfg.Encoder == "" || cfg.Decoder == "" && cfg.DecoderMerged == "")) || cfg.Out == "" {
+		return nil, errors.New("artifacts: a model (or an encoder and a decoder graph) and an output folder are required")
 	}
 	if cfg.LabelSmoothing < 0 || cfg.LabelSmoothing >= 1 {
 		return nil, fmt.Errorf("label smoothing %v must be in [0, 1)", cfg.LabelSmoothing)
 	}
-	fwd, err := loadModel(cfg.Model)
+	fwd, comp, source, err := loadForward(cfg)
 	if err != nil {
 		return nil, err
 	}
 	g := fwd.Graph
-	if err := renameRoles(cfg, g); err != nil {
+	if err := renameRoles(cfg, source, g); err != nil {
 		return nil, err
 	}
-	roles, err := checkForward(cfg.Model, g)
+	roles, err := checkForward(source, g)
 	if err != nil {
 		return nil, err
 	}
 	modelDir := filepath.Dir(cfg.Model)
+	if comp != nil {
+		modelDir = filepath.Dir(cfg.Encoder)
+	}
 	modelType, special := readConfigs(modelDir)
 
 	cands, err := candidates(g)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", cfg.Model, err)
+		return nil, fmt.Errorf("%s: %w", source, err)
 	}
 	weights := cfg.Weights
 	if weights == "" {
@@ -120,9 +132,15 @@ func Build(cfg Config) (*Manifest, error) {
 	}
 	man := &Manifest{
 		Format: Format, FormatVersion: FormatVersion, OrtrainVersion: cfg.Version,
-		Source: Source{Model: filepath.Base(cfg.Model)}, ModelType: modelType,
+		Source: Source{Model: filepath.Base(source)}, ModelType: modelType,
 		LabelSmoothing: cfg.LabelSmoothing, SpecialTokens: special, Freeze: cfg.Freeze,
-		Semantics: semantics(),
+		Semantics: semantics(), Composition: comp,
+	}
+	if comp != nil {
+		man.Source.Model = source
+		for _, s := range comp.Shared {
+			man.Notes = append(man.Notes, "encoder and decoder graphs share "+s+" (same values): one parameter")
+		}
 	}
 	var hf *safetensors.File
 	if weights != "" {
@@ -131,44 +149,58 @@ func Build(cfg Config) (*Manifest, error) {
 			return nil, fmt.Errorf("weights: %w", err)
 		}
 		man.Source.Weights = filepath.Base(weights)
-		man.Parameters, man.Constants, man.Notes, man.MatchedByContent, err = matchWeights(cands, hf, weights)
-		if err != nil {
-			return nil, badModel("%v", err)
+	}
+	id, err := identify(g, cands, hf, weights, cfg.ParamNames)
+	if err != nil {
+		return nil, err
+	}
+	man.Parameters, man.Unmatched = id.params, id.unmatched
+	man.Notes = append(man.Notes, id.notes...)
+	for _, p := range man.Parameters {
+		if p.MatchedBy == ByContent {
+			man.MatchedByContent++
 		}
-		if len(man.Parameters) == 0 {
-			return nil, badModel("no initializer of %s matches a tensor of %s (by name or by value): are they the same model?", cfg.Model, weights)
+	}
+	if len(man.Parameters) == 0 {
+		if hf != nil {
+			return nil, badModel("no initializer of %s matches a tensor of %s (by name, by module path or by value): are they the same model?", source, weights)
 		}
-	} else {
-		man.Parameters = unnamedParameters(cands)
-		man.Notes = append(man.Notes, "no weights file: parameters keep the exporter's initializer names, and HF's weight-decay rule sees those names")
-		if len(man.Parameters) == 0 {
-			return nil, badModel("%s has no float initializers to train", cfg.Model)
-		}
+		return nil, badModel("%s has no float initializer that names a parameter of the model (by its name or the module path of the nodes reading it): export it with torch.onnx or optimum, or give the weights with --weights", source)
+	}
+	if hf == nil {
+		man.Notes = append(man.Notes, "no weights file: parameters are named by the graph (initializer names and the module paths in node names); with the model's model.safetensors beside it (or --weights) ortrain also checks names and values against it")
 	}
 	if err := applyFreeze(man.Parameters, cfg.Freeze, modelType); err != nil {
 		return nil, err
 	}
-
-	// Name every parameter initializer after the PyTorch tensor, in place.
-	for _, p := range man.Parameters {
-		if p.ONNXName != "" && p.ONNXName != p.Name {
-			if onnx.Producers(g)[p.Name] != nil || hasValue(g, p.Name) {
-				return nil, badModel("%s: cannot rename initializer %q to %q: the graph already uses that name", cfg.Model, p.ONNXName, p.Name)
-			}
-			onnx.RenameValue(g, p.ONNXName, p.Name)
+	for i := range man.Parameters {
+		if p := &man.Parameters[i]; p.NotInWeights && p.Trainable {
+			p.Trainable, p.FrozenBy = false, "not in "+filepath.Base(weights)
 		}
+	}
+
+	// Name every parameter initializer after the PyTorch tensor, in place,
+	// and make aliases read the parameter.
+	if err := resolveParameters(g, man.Parameters, source); err != nil {
+		return nil, err
 	}
 	if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
 		return nil, err
 	}
-	man.Files = Files{Training: TrainingFile, Eval: EvalFile, AdamW: AdamWFile, SGD: SGDFile, AdamWLegacy: AdamWLegacyFile, Parameters: ParametersFile}
+	man.Files = Files{Training: TrainingFile, Eval: EvalFile, AdamW: AdamWFile, SGD: SGDFile, AdamWLegacy: AdamWLegacyFile, Parameters: ParametersFile, Forward: ForwardFile}
+
+	// Forward graph with the parameters as inputs: recomputing generation
+	// and exported inference graphs.
+	forward := proto.Clone(fwd).(*onnxpb.ModelProto)
+	inferenceDropout(forward.Graph)
+	paramsToInputs(forward.Graph, man.Parameters)
 
 	// Eval graph: parameters in, loss and logits out.
 	eval := proto.Clone(fwd).(*onnxpb.ModelProto)
 	inferenceDropout(eval.Graph)
 	paramsToInputs(eval.Graph, man.Parameters)
 	if err := optim.AppendLoss(eval.Graph, Logits, optim.LossOptions{LabelSmoothing: cfg.LabelSmoothing}); err != nil {
-		return nil, badModel("%s: %v", cfg.Model, err)
+		return nil, badModel("%s: %v", source, err)
 	}
 	man.Opsets = onnx.Opsets(eval)
 
@@ -179,17 +211,18 @@ func Build(cfg Config) (*Manifest, error) {
 	} else {
 		n, err := autodiff.EnableTrainingDropout(train.Graph, DropoutSeed)
 		if err != nil {
-			return nil, badModel("%s: %v", cfg.Model, err)
+			return nil, badModel("%s: %v", source, err)
 		}
 		man.DropoutNodes = n
 	}
 	if err := buildTraining(train, man); err != nil {
-		return nil, fmt.Errorf("%s: %w", cfg.Model, err)
+		return nil, fmt.Errorf("%s: %w", source, err)
 	}
 	man.Opsets = onnx.Opsets(train) // Backward may have raised the opset
 	for _, dom := range slices.Sorted(maps.Keys(man.Opsets)) {
 		if dom == "" || dom == "ai.onnx" {
 			onnx.SetOpset(eval, dom, man.Opsets[dom])
+			onnx.SetOpset(forward, dom, man.Opsets[dom])
 		}
 	}
 
@@ -237,28 +270,25 @@ func Build(cfg Config) (*Manifest, error) {
 	}
 
 	// Generation graphs with the same parameters as inputs.
-	gens := []struct{ role, path, file string }{
-		{"encoder", cfg.Encoder, EncoderFile},
-		{"decoder", cfg.Decoder, DecoderFile},
-		{"decoder_with_past", cfg.DecoderWithPast, DecoderWithPastFile},
+	gens, err := generationGraphs(cfg)
+	if err != nil {
+		return nil, err
+	}
+	prefixes := []string{""}
+	if comp != nil && comp.EncoderPrefix != "" {
+		prefixes = append(prefixes, comp.EncoderPrefix)
 	}
 	for _, gen := range gens {
-		if gen.path == "" {
-			continue
-		}
-		gm, err := loadModel(gen.path)
-		if err != nil {
-			return nil, err
-		}
+		gm := gen.model
 		inferenceDropout(gm.Graph)
-		used, err := bindGenerationParams(gm.Graph, man.Parameters, cands)
+		used, err := bindGenerationParams(gm.Graph, man.Parameters, cands, prefixes)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", gen.path, err)
+			return nil, fmt.Errorf("%s: %w", gen.source, err)
 		}
 		if err := onnx.Save(gm, filepath.Join(cfg.Out, gen.file), onnx.SaveOptions{}); err != nil {
 			return nil, err
 		}
-		man.Generation = append(man.Generation, Generation{Role: gen.role, File: gen.file, Parameters: used, Source: filepath.Base(gen.path)})
+		man.Generation = append(man.Generation, Generation{Role: gen.role, File: gen.file, Parameters: used, Source: gen.source})
 		switch gen.role {
 		case "encoder":
 			man.Files.Encoder = gen.file
@@ -269,7 +299,7 @@ func Build(cfg Config) (*Manifest, error) {
 		}
 	}
 
-	for file, m := range map[string]*onnxpb.ModelProto{TrainingFile: train, EvalFile: eval, AdamWFile: adamw, SGDFile: sgd, AdamWLegacyFile: adamwLegacy} {
+	for file, m := range map[string]*onnxpb.ModelProto{TrainingFile: train, EvalFile: eval, AdamWFile: adamw, SGDFile: sgd, AdamWLegacyFile: adamwLegacy, ForwardFile: forward} {
 		if err := onnx.Save(m, filepath.Join(cfg.Out, file), onnx.SaveOptions{}); err != nil {
 			return nil, err
 		}
@@ -295,7 +325,7 @@ func loadModel(path string) (*onnxpb.ModelProto, error) {
 }
 
 // renameRoles applies Config.Roles and Config.LogitsOutput to the forward graph.
-func renameRoles(cfg Config, g *onnxpb.GraphProto) error {
+func renameRoles(cfg Config, source string, g *onnxpb.GraphProto) error {
 	known := map[string]bool{}
 	for _, r := range batchRoles {
 		known[r] = true
@@ -310,11 +340,11 @@ func renameRoles(cfg Config, g *onnxpb.GraphProto) error {
 			return fmt.Errorf("input role %q for %q: roles are %s", to, from, strings.Join(batchRoles, ", "))
 		}
 		if !inputs[from] {
-			return badModel("%s: no graph input %q to give the role %q", cfg.Model, from, to)
+			return badModel("%s: no graph input %q to give the role %q", source, from, to)
 		}
 		if from != to {
 			if hasValue(g, to) || onnx.Producers(g)[to] != nil {
-				return badModel("%s: cannot rename input %q to %q: the graph already has a value of that name", cfg.Model, from, to)
+				return badModel("%s: cannot rename input %q to %q: the graph already has a value of that name", source, from, to)
 			}
 			onnx.RenameValue(g, from, to)
 		}
@@ -325,10 +355,10 @@ func renameRoles(cfg Config, g *onnxpb.GraphProto) error {
 			found = found || out.GetName() == o
 		}
 		if !found {
-			return badModel("%s: no graph output %q to use as logits", cfg.Model, o)
+			return badModel("%s: no graph output %q to use as logits", source, o)
 		}
 		if onnx.Producers(g)[Logits] != nil || hasValue(g, Logits) {
-			return badModel("%s: cannot rename output %q to %q: the name is taken", cfg.Model, o, Logits)
+			return badModel("%s: cannot rename output %q to %q: the name is taken", source, o, Logits)
 		}
 		onnx.RenameValue(g, o, Logits)
 	}
@@ -577,42 +607,55 @@ func detachPaddingRows(g *onnxpb.GraphProto, man *Manifest) error {
 
 // bindGenerationParams replaces, in a generation graph, every initializer
 // that holds a trainable parameter by a graph input named after the
-// parameter (inserting a Transpose when the graph holds the other layout).
-// Initializers are recognised by name or by content.
-func bindGenerationParams(g *onnxpb.GraphProto, params []Parameter, cands []candidate) ([]string, error) {
-	byName := map[string]Parameter{}
+// parameter (a Transpose of it when the graph holds the other layout).
+// Initializers are recognised by name (the parameter's, its source
+// initializer's or an alias's, also with the encoder's state-dict prefix
+// for an encoder exported alone), checked by value, or else by values that
+// identify one parameter (not all equal, held by one parameter).
+func bindGenerationParams(g *onnxpb.GraphProto, params []Parameter, cands []candidate, prefixes []string) ([]string, error) {
 	rawOf := map[string][]byte{}
+	for _, c := range cands {
+		rawOf[c.onnxName] = c.raw
+	}
+	type target struct {
+		p   Parameter
+		raw []byte // graph layout of p
+	}
+	byName := map[string]target{}
+	byValue := map[contentKey][]string{}
+	trans := map[contentKey][]string{}
+	trainable := map[string]target{}
 	for _, p := range params {
 		if !p.Trainable {
 			continue
 		}
-		byName[p.Name] = p
+		src := p.Name
 		if p.ONNXName != "" {
-			byName[p.ONNXName] = p
+			src = p.ONNXName
 		}
-	}
-	for _, c := range cands {
-		for _, p := range params {
-			if p.Trainable && (p.Name == c.onnxName || p.ONNXName == c.onnxName) {
-				rawOf[p.Name] = c.raw
+		tg := target{p, rawOf[src]}
+		trainable[p.Name] = tg
+		for _, n := range []string{p.Name, p.ONNXName, stateDictName(p.ONNXName)} {
+			if n != "" {
+				byName[n] = tg
 			}
 		}
-	}
-	direct := map[contentKey]string{}
-	transposed := map[contentKey]string{}
-	for _, p := range params {
-		raw, ok := rawOf[p.Name]
-		if !ok {
+		for _, a := range p.Aliases {
+			byName[a.ONNXName] = tg
+		}
+		if tg.raw == nil || constantFilled(tg.raw) {
 			continue
 		}
-		direct[keyOf(p.Shape, raw)] = p.Name
+		byValue[keyOf(p.Shape, tg.raw)] = append(byValue[keyOf(p.Shape, tg.raw)], p.Name)
 		if len(p.Shape) == 2 {
-			transposed[keyOf([]int64{p.Shape[1], p.Shape[0]}, transpose2D(raw, p.Shape[0], p.Shape[1]))] = p.Name
+			k := keyOf([]int64{p.Shape[1], p.Shape[0]}, transpose2D(tg.raw, p.Shape[0], p.Shape[1]))
+			trans[k] = append(trans[k], p.Name)
 		}
 	}
 	used := map[string]bool{}
 	kept := g.Initializer[:0]
 	var transposes []*onnxpb.NodeProto
+	renamed := map[string]string{}
 	for _, t := range g.Initializer {
 		if !isCandidate(t) {
 			kept = append(kept, t)
@@ -622,16 +665,25 @@ func bindGenerationParams(g *onnxpb.GraphProto, params []Parameter, cands []cand
 		if err != nil {
 			return nil, err
 		}
-		k := keyOf(t.GetDims(), raw)
-		name, tr := "", false
-		if p, ok := byName[t.GetName()]; ok && bytesEqualKey(k, p, rawOf) {
-			name = p.Name
-		} else if n, ok := direct[k]; ok {
-			name = n
-		} else if n, ok := transposed[k]; ok {
-			name, tr = n, true
+		name, tr, found := "", false, false
+		for _, pre := range prefixes {
+			for _, n := range []string{t.GetName(), pre + stateDictName(t.GetName())} {
+				if tg, ok := byName[n]; ok && !found && n != pre {
+					if ttr, same := sameTensor(tg.p.Shape, tg.raw, t.GetDims(), raw); same {
+						name, tr, found = tg.p.Name, ttr, true
+					}
+				}
+			}
 		}
-		if name == "" {
+		if !found && !constantFilled(raw) {
+			k := keyOf(t.GetDims(), raw)
+			if ns := byValue[k]; len(ns) == 1 && len(trans[k]) == 0 {
+				name, found = ns[0], true
+			} else if ns := trans[k]; len(ns) == 1 && len(byValue[k]) == 0 {
+				name, tr, found = ns[0], true, true
+			}
+		}
+		if !found {
 			kept = append(kept, t)
 			continue
 		}
@@ -640,22 +692,23 @@ func bindGenerationParams(g *onnxpb.GraphProto, params []Parameter, cands []cand
 			transposes = append(transposes, &onnxpb.NodeProto{Name: proto.String("params/transpose_" + old), OpType: proto.String("Transpose"),
 				Input: []string{name}, Output: []string{old}, Attribute: []*onnxpb.AttributeProto{onnx.AttrInts("perm", []int64{1, 0})}})
 		} else if old != name {
-			onnx.RenameValue(g, old, name)
+			renamed[old] = name
 		}
 		used[name] = true
 	}
 	g.Initializer = kept
+	onnx.RenameValues(g, renamed)
 	g.Node = append(transposes, g.Node...)
 	names := slices.Sorted(maps.Keys(used))
 	var params2 []*onnxpb.ValueInfoProto
 	for _, n := range names {
-		p := byName[n]
+		p := trainable[n].p
 		params2 = append(params2, onnx.ValueInfo(n, onnx.Float32, onnx.Dims(p.Shape...)...))
 	}
 	// Drop stale input entries of old exporters, then add the parameters.
 	ins := g.Input[:0]
 	for _, in := range g.Input {
-		if !used[in.GetName()] {
+		if !used[in.GetName()] && renamed[in.GetName()] == "" {
 			ins = append(ins, in)
 		}
 	}
@@ -663,9 +716,119 @@ func bindGenerationParams(g *onnxpb.GraphProto, params []Parameter, cands []cand
 	return names, nil
 }
 
-func bytesEqualKey(k contentKey, p Parameter, rawOf map[string][]byte) bool {
-	raw, ok := rawOf[p.Name]
-	return ok && keyOf(p.Shape, raw) == k
+// resolveParameters renames each parameter's initializer after the
+// parameter and makes its aliases read it (renamed, or through a Transpose).
+func resolveParameters(g *onnxpb.GraphProto, params []Parameter, source string) error {
+	renamed := map[string]string{}
+	drop := map[string]bool{}
+	var transposes []*onnxpb.NodeProto
+	for _, p := range params {
+		if p.ONNXName != "" && p.ONNXName != p.Name {
+			renamed[p.ONNXName] = p.Name
+		}
+		for _, a := range p.Aliases {
+			drop[a.ONNXName] = true
+			if a.Transposed {
+				transposes = append(transposes, &onnxpb.NodeProto{Name: proto.String("params/transpose_" + a.ONNXName), OpType: proto.String("Transpose"),
+					Input: []string{p.Name}, Output: []string{a.ONNXName}, Attribute: []*onnxpb.AttributeProto{onnx.AttrInts("perm", []int64{1, 0})}})
+			} else {
+				renamed[a.ONNXName] = p.Name
+			}
+		}
+	}
+	// A new name must not be a value the graph keeps.
+	keeps := map[string]bool{}
+	for _, t := range g.Initializer {
+		if _, gone := renamed[t.GetName()]; !gone && !drop[t.GetName()] {
+			keeps[t.GetName()] = true
+		}
+	}
+	for _, in := range g.Input {
+		keeps[in.GetName()] = keeps[in.GetName()] || !isInitializer(g, in.GetName())
+	}
+	for _, n := range g.Node {
+		for _, o := range n.Output {
+			keeps[o] = true
+		}
+	}
+	for from, to := range renamed {
+		if keeps[to] {
+			return badModel("%s: cannot rename initializer %q to %q: the graph already uses that name", source, from, to)
+		}
+	}
+	kept := g.Initializer[:0]
+	for _, t := range g.Initializer {
+		if !drop[t.GetName()] {
+			kept = append(kept, t)
+		}
+	}
+	g.Initializer = kept
+	ins := g.Input[:0]
+	for _, in := range g.Input {
+		if !drop[in.GetName()] {
+			ins = append(ins, in)
+		}
+	}
+	g.Input = ins
+	onnx.RenameValues(g, renamed)
+	g.Node = append(transposes, g.Node...)
+	return nil
+}
+
+// loadForward loads cfg.Model, or composes the forward graph from the
+// encoder and decoder graphs; source names it in messages.
+func loadForward(cfg Config) (*onnxpb.ModelProto, *Composition, string, error) {
+	if cfg.Model != "" {
+		m, err := loadModel(cfg.Model)
+		return m, nil, cfg.Model, err
+	}
+	dec := cfg.Decoder
+	if dec == "" {
+		dec = cfg.DecoderMerged
+	}
+	m, comp, err := ComposeForward(cfg.Encoder, dec)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	return m, comp, comp.Encoder + " + " + comp.Decoder, nil
+}
+
+type generationGraph struct {
+	role, file, source string
+	model              *onnxpb.ModelProto
+}
+
+// generationGraphs loads the generation graphs given: encoder, decoder and
+// decoder-with-past, the decoders split from the merged one where only
+// that is given.
+func generationGraphs(cfg Config) ([]generationGraph, error) {
+	noPast, withPast := false, true
+	var out []generationGraph
+	for _, d := range []struct {
+		role, given, file string
+		split             *bool
+	}{{"encoder", cfg.Encoder, EncoderFile, nil}, {"decoder", cfg.Decoder, DecoderFile, &noPast}, {"decoder_with_past", cfg.DecoderWithPast, DecoderWithPastFile, &withPast}} {
+		path, split := d.given, (*bool)(nil)
+		if path == "" && d.split != nil {
+			path, split = cfg.DecoderMerged, d.split
+		}
+		if path == "" {
+			continue
+		}
+		m, err := loadModel(path)
+		if err != nil {
+			return nil, err
+		}
+		src := filepath.Base(path)
+		if split != nil {
+			if _, err := InlineDecoderBranch(m, *split, path); err != nil {
+				return nil, err
+			}
+			src += map[bool]string{true: " (branch with past)", false: " (branch without past)"}[*split]
+		}
+		out = append(out, generationGraph{role: d.role, file: d.file, source: src, model: m})
+	}
+	return out, nil
 }
 
 // writeInitialParameters writes every parameter (frozen ones too) under its

@@ -28,6 +28,7 @@ const (
 	DecoderFile         = "decoder_model.onnx"
 	DecoderWithPastFile = "decoder_with_past_model.onnx"
 	ParametersFile      = "model.safetensors"
+	ForwardFile         = "forward_model.onnx"
 )
 
 // DropoutSeed is the training-graph input that seeds dropout masks, when the
@@ -48,21 +49,27 @@ type Manifest struct {
 	OptimizerOpset int64            `json:"optimizer_opset"`
 	LabelSmoothing float64          `json:"label_smoothing"`
 	// DropoutNodes is the number of Dropout nodes trained with seeded masks.
-	DropoutNodes     int              `json:"dropout_nodes"`
-	Files            Files            `json:"files"`
-	Inputs           []Input          `json:"inputs"`
-	Parameters       []Parameter      `json:"parameters"`
-	Constants        []string         `json:"constants,omitempty"`
+	DropoutNodes int         `json:"dropout_nodes"`
+	Files        Files       `json:"files"`
+	Inputs       []Input     `json:"inputs"`
+	Parameters   []Parameter `json:"parameters"`
+	// Unmatched are the float initializers that are no parameter ortrain
+	// could identify: constants of the graphs, reported before training.
+	Unmatched        []Unmatched      `json:"unmatched,omitempty"`
 	SpecialTokens    map[string]int64 `json:"special_tokens,omitempty"`
 	Freeze           []string         `json:"freeze,omitempty"`
 	Semantics        Semantics        `json:"semantics"`
 	Generation       []Generation     `json:"generation,omitempty"`
 	Notes            []string         `json:"notes,omitempty"`
 	MatchedByContent int              `json:"matched_by_content"`
+	// Composition is set when the forward graph was composed from
+	// Optimum's encoder and decoder graphs.
+	Composition *Composition `json:"composition,omitempty"`
 }
 
 // Source records what the artifacts were made from.
 type Source struct {
+	// Model is the forward graph's file, or "encoder_model.onnx + decoder_model.onnx" when composed.
 	Model   string `json:"model"`
 	Weights string `json:"weights,omitempty"`
 }
@@ -80,6 +87,10 @@ type Files struct {
 	Decoder         string `json:"decoder,omitempty"`
 	DecoderWithPast string `json:"decoder_with_past,omitempty"`
 	Parameters      string `json:"parameters"`
+	// Forward is the forward graph (batch inputs -> logits) with the
+	// trainable parameters as inputs: generation by recomputation and
+	// exported model.onnx files come from it. Absent in older folders.
+	Forward string `json:"forward,omitempty"`
 }
 
 // Input is a batch or control input of the training and eval graphs.
@@ -105,10 +116,20 @@ type Parameter struct {
 	// Transposed: the graphs hold the transpose of the PyTorch tensor
 	// (TorchScript exports Linear weights that way); safetensors files hold
 	// the PyTorch layout.
-	Transposed bool   `json:"transposed,omitempty"`
-	Trainable  bool   `json:"trainable"`
-	FrozenBy   string `json:"frozen_by,omitempty"`
-	Decay      bool   `json:"decay"`
+	Transposed bool `json:"transposed,omitempty"`
+	// Aliases are further initializers of the source graph holding this
+	// tensor (tied weights, folded transposes); the graphs read the
+	// parameter in their place.
+	Aliases []Alias `json:"aliases,omitempty"`
+	// MatchedBy says how the parameter was identified: name, module path,
+	// content or --param-name.
+	MatchedBy string `json:"matched_by,omitempty"`
+	// NotInWeights: named by the graph, but absent from the weights file;
+	// kept frozen.
+	NotInWeights bool   `json:"not_in_weights,omitempty"`
+	Trainable    bool   `json:"trainable"`
+	FrozenBy     string `json:"frozen_by,omitempty"`
+	Decay        bool   `json:"decay"`
 }
 
 // TorchShape is the parameter's shape in PyTorch (and in safetensors files).

@@ -495,3 +495,76 @@ func normDomain(d string) string {
 	}
 	return d
 }
+
+// RenameValues renames many values at once, as RenameValue does one by one
+// (a nested graph that defines a name keeps its own value), in a single
+// walk over the graph: composing graphs renames thousands of values.
+func RenameValues(g *onnxpb.GraphProto, renamed map[string]string) {
+	if len(renamed) > 0 {
+		renameAllIn(g, renamed, true)
+	}
+}
+
+func renameAllIn(g *onnxpb.GraphProto, renamed map[string]string, top bool) {
+	if !top {
+		var shadowed []string
+		for _, vi := range g.Input {
+			shadowed = append(shadowed, vi.GetName())
+		}
+		for _, t := range g.Initializer {
+			shadowed = append(shadowed, t.GetName())
+		}
+		for _, n := range g.Node {
+			shadowed = append(shadowed, n.Output...)
+		}
+		var local map[string]string
+		for _, s := range shadowed {
+			if _, ok := renamed[s]; ok {
+				if local == nil {
+					local = make(map[string]string, len(renamed))
+					for k, v := range renamed {
+						local[k] = v
+					}
+				}
+				delete(local, s)
+			}
+		}
+		if local != nil {
+			renamed = local
+		}
+	}
+	rename := func(s string) string {
+		if to, ok := renamed[s]; ok {
+			return to
+		}
+		return s
+	}
+	for _, lst := range [][]*onnxpb.ValueInfoProto{g.Input, g.Output, g.ValueInfo} {
+		for _, vi := range lst {
+			if to, ok := renamed[vi.GetName()]; ok {
+				vi.Name = proto.String(to)
+			}
+		}
+	}
+	for _, t := range g.Initializer {
+		if to, ok := renamed[t.GetName()]; ok {
+			t.Name = proto.String(to)
+		}
+	}
+	for _, n := range g.Node {
+		for i, s := range n.Input {
+			n.Input[i] = rename(s)
+		}
+		for i, s := range n.Output {
+			n.Output[i] = rename(s)
+		}
+		for _, a := range n.Attribute {
+			if a.G != nil {
+				renameAllIn(a.G, renamed, false)
+			}
+			for _, sg := range a.Graphs {
+				renameAllIn(sg, renamed, false)
+			}
+		}
+	}
+}

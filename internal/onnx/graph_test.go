@@ -184,3 +184,32 @@ func TestExtractInfersTypes(t *testing.T) {
 		t.Fatalf("extracted %d of %d nodes", len(sub.Node), len(m.Graph.Node))
 	}
 }
+
+// TestRenameValues: every use is renamed, except inside a subgraph that
+// defines a value of the same name.
+func TestRenameValues(t *testing.T) {
+	inner := &onnxpb.GraphProto{
+		Node:   []*onnxpb.NodeProto{{OpType: proto.String("Identity"), Input: []string{"a"}, Output: []string{"b"}}},
+		Output: []*onnxpb.ValueInfoProto{{Name: proto.String("b")}},
+	}
+	g := &onnxpb.GraphProto{
+		Input:       []*onnxpb.ValueInfoProto{{Name: proto.String("a")}},
+		Initializer: []*onnxpb.TensorProto{{Name: proto.String("w")}},
+		Node: []*onnxpb.NodeProto{
+			{OpType: proto.String("Add"), Input: []string{"a", "w"}, Output: []string{"b"}},
+			{OpType: proto.String("If"), Input: []string{"c"}, Output: []string{"d"}, Attribute: []*onnxpb.AttributeProto{{Name: proto.String("then_branch"), G: inner}}},
+		},
+		Output: []*onnxpb.ValueInfoProto{{Name: proto.String("b")}},
+	}
+	RenameValues(g, map[string]string{"a": "x", "w": "y", "b": "z"})
+	if g.Input[0].GetName() != "x" || g.Initializer[0].GetName() != "y" || g.Output[0].GetName() != "z" {
+		t.Errorf("graph names %s %s %s", g.Input[0].GetName(), g.Initializer[0].GetName(), g.Output[0].GetName())
+	}
+	if n := g.Node[0]; n.Input[0] != "x" || n.Input[1] != "y" || n.Output[0] != "z" {
+		t.Errorf("node %v -> %v", n.Input, n.Output)
+	}
+	// The subgraph reads the outer a (renamed) and defines its own b (kept).
+	if n := inner.Node[0]; n.Input[0] != "x" || n.Output[0] != "b" || inner.Output[0].GetName() != "b" {
+		t.Errorf("subgraph %v -> %v, output %s", n.Input, n.Output, inner.Output[0].GetName())
+	}
+}
