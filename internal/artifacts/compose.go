@@ -1,13 +1,15 @@
 package artifacts
 
 import (
-	"fmt"
 	"maps"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/ortrain/ortrain/internal/fault"
 	"github.com/ortrain/ortrain/internal/onnx"
 	"github.com/ortrain/ortrain/internal/onnx/onnxpb"
 )
@@ -479,5 +481,47 @@ func baseName(p string) string {
 	return p
 }
 
-// describeKey is a short form of a tensor's shape for messages.
-func describeShape(shape []int64) string { return fmt.Sprint(shape) }
+// FolderConfig says how an exported model folder becomes artifacts: the
+// forward graph model.onnx, or else the forward graph composed from
+// Optimum's encoder_model.onnx and decoder_model.onnx (or the no-past
+// branch of decoder_model_merged.onnx); the KV-cache generation graphs
+// where the folder has a decoder with past (decoder_with_past_model.onnx
+// or the merged decoder). Weights (model.safetensors) are found by Build.
+func FolderConfig(dir string) (Config, error) {
+	has := func(f string) string {
+		if p := filepath.Join(dir, f); fileExists(p) {
+			return p
+		}
+		return ""
+	}
+	var cfg Config
+	enc, dec, past, merged := has(OptimumEncoder), has(OptimumDecoder), has(OptimumDecoderWithPast), has(OptimumDecoderMerged)
+	if enc != "" && (past != "" || merged != "") && (dec != "" || merged != "") {
+		cfg.Encoder, cfg.Decoder, cfg.DecoderWithPast, cfg.DecoderMerged = enc, dec, past, merged
+		if dec != "" && past != "" {
+			cfg.DecoderMerged = "" // the separate graphs serve both purposes
+		}
+	}
+	if m := has("model.onnx"); m != "" {
+		cfg.Model = m
+		return cfg, nil
+	}
+	switch {
+	case enc != "" && (dec != "" || merged != ""):
+		cfg.Encoder = enc
+		if dec != "" {
+			cfg.Decoder = dec
+		} else {
+			cfg.DecoderMerged = merged
+		}
+		return cfg, nil
+	case enc != "":
+		return cfg, fault.Inputf("%s has %s but no decoder graph (%s or %s) and no model.onnx: copy the whole folder that optimum-cli export onnx wrote", dir, OptimumEncoder, OptimumDecoder, OptimumDecoderMerged)
+	case dec != "" || merged != "":
+		return cfg, fault.Inputf("%s has a decoder graph but no %s and no model.onnx: copy the whole folder that optimum-cli export onnx wrote", dir, OptimumEncoder)
+	}
+	if _, err := os.Stat(dir); err != nil {
+		return cfg, fault.Inputf("model folder: %w", err)
+	}
+	return cfg, fault.Inputf("%s holds no ONNX export: want model.onnx (a forward graph: input_ids, attention_mask, decoder_input_ids -> logits) or Optimum's %s with %s (optimum-cli export onnx --task text2text-generation-with-past)", dir, OptimumEncoder, OptimumDecoder)
+}

@@ -21,9 +21,10 @@ func (e *Engine) graphValues(p artifacts.Parameter) ([]float32, error) {
 }
 
 // ExportInference writes ONNX inference graphs with the current (trained)
-// parameters as initializers into dir: model.onnx from the source model
-// folder, and the artifacts' encoder/decoder/decoder_with_past generation
-// graphs, plus the tokenizer files. dir then works as a model folder for
+// parameters as initializers into dir: model.onnx (the artifacts' forward
+// graph; in folders made before it, the source model folder's), the
+// artifacts' encoder/decoder/decoder_with_past generation graphs, and the
+// tokenizer files. dir then works as a model folder for
 // `ortrain predict --model` and any ONNX consumer.
 func (e *Engine) ExportInference(dir string) error {
 	man := e.man
@@ -47,7 +48,11 @@ func (e *Engine) ExportInference(dir string) error {
 		}
 		return onnx.NewTensor(name, p.Shape, v)
 	}
-	if e.opts.ModelDir != "" {
+	graphs := man.Generation
+	if man.Files.Forward != "" {
+		// The forward graph with ortrain's parameter names, ties resolved.
+		graphs = append([]artifacts.Generation{{Role: "forward", File: man.Files.Forward}}, graphs...)
+	} else if e.opts.ModelDir != "" {
 		src := filepath.Join(e.opts.ModelDir, "model.onnx")
 		m, err := onnx.Load(src)
 		if err != nil {
@@ -68,11 +73,17 @@ func (e *Engine) ExportInference(dir string) error {
 		if err := onnx.Save(m, filepath.Join(dir, "model.onnx"), onnx.SaveOptions{}); err != nil {
 			return err
 		}
+	}
+	if e.opts.ModelDir != "" {
 		if err := e.copyModelFiles(dir, tokenizerFiles); err != nil {
 			return err
 		}
 	}
-	for _, g := range man.Generation {
+	for _, g := range graphs {
+		out := g.File
+		if g.Role == "forward" {
+			out = "model.onnx"
+		}
 		m, err := onnx.Load(filepath.Join(e.dir, g.File))
 		if err != nil {
 			return err
@@ -91,7 +102,7 @@ func (e *Engine) ExportInference(dir string) error {
 			m.Graph.Initializer = append(m.Graph.Initializer, t)
 		}
 		m.Graph.Input = ins
-		if err := onnx.Save(m, filepath.Join(dir, g.File), onnx.SaveOptions{}); err != nil {
+		if err := onnx.Save(m, filepath.Join(dir, out), onnx.SaveOptions{}); err != nil {
 			return fmt.Errorf("%s: %w", g.File, err)
 		}
 	}

@@ -128,11 +128,20 @@ func TestGradientsMatchPyTorch(t *testing.T) {
 }
 
 func checkGradients(t *testing.T, env *onnxrt.Env, name, modelFile string) {
+	src := testenv.Testdata(t, "models", name)
+	checkGradientsOf(t, env, name, modelFile, artifacts.Config{Model: filepath.Join(src, modelFile), Weights: filepath.Join(src, "model.safetensors")})
+}
+
+// checkGradientsOf builds artifacts with cfg (Out is set here) and compares
+// loss and gradients with PyTorch's on the fixture name's batch; it
+// returns the manifest and the worst relative gradient error.
+func checkGradientsOf(t *testing.T, env *onnxrt.Env, name, modelFile string, cfg artifacts.Config) (*artifacts.Manifest, float64) {
+	t.Helper()
 	var ref gradRef
 	readJSON(t, testenv.Testdata(t, "gradients", name+".json"), &ref)
-	src := testenv.Testdata(t, "models", name)
 	dir := t.TempDir()
-	man, err := artifacts.Build(artifacts.Config{Model: filepath.Join(src, modelFile), Weights: filepath.Join(src, "model.safetensors"), Out: dir})
+	cfg.Out = dir
+	man, err := artifacts.Build(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,7 +194,27 @@ func checkGradients(t *testing.T, env *onnxrt.Env, name, modelFile string) {
 		}
 		compared++
 	}
-	t.Logf("%s (%s): %d gradients compared, max relative error %.3g (%s); loss %v vs %v; not trainable here: %v", name, modelFile, compared, worst, worstName, loss, ref.Loss.Mean, skipped)
+	// The global gradient norm over the trainable parameters (tied ones
+	// once), as clip_grad_norm_ computes it; Marian's position tables,
+	// which ortrain keeps frozen, are left out of both sides.
+	sq, refSq := 0.0, 0.0
+	for _, p := range man.Trainable() {
+		g, err := tr.Gradient(p.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sq += l2(g) * l2(g)
+	}
+	for init, g := range ref.Gradients {
+		if !slices.Contains(skipped, init) {
+			refSq += l2(g.Grad) * l2(g.Grad)
+		}
+	}
+	normErr := math.Abs(math.Sqrt(sq)-math.Sqrt(refSq)) / math.Sqrt(refSq)
+	if normErr > 1e-5 {
+		t.Errorf("grad_norm %v, PyTorch %v (relative error %.3g)", math.Sqrt(sq), math.Sqrt(refSq), normErr)
+	}
+	t.Logf("%s (%s): %d gradients compared, max relative error %.3g (%s); loss %v vs %v; grad_norm relative error %.3g; not trainable here: %v", name, modelFile, compared, worst, worstName, loss, ref.Loss.Mean, normErr, skipped)
 	if worst > 1e-3 {
 		t.Errorf("max relative gradient error %.3g (%s) > 1e-3", worst, worstName)
 	}
@@ -210,6 +239,7 @@ func checkGradients(t *testing.T, env *onnxrt.Env, name, modelFile string) {
 	if len(ev.LogitsShape) != 3 || ev.LogitsShape[0] != int64(b.Rows) || ev.LogitsShape[1] != int64(b.TargetLen) {
 		t.Errorf("eval logits shape %v", ev.LogitsShape)
 	}
+	return man, worst
 }
 
 // TestLabelSmoothingMatchesHF checks the smoothed loss against transformers'

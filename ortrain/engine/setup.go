@@ -34,11 +34,15 @@ type DataFormat = data.Format
 // Config says what to train on besides the TrainingArguments.
 type Config struct {
 	Args TrainingArgs
-	// Model is an exported model folder (model.onnx, optionally Optimum's
-	// encoder/decoder/decoder_with_past graphs, model.safetensors,
+	// Model is an exported model folder (model.onnx, or Optimum's export:
+	// encoder_model.onnx with decoder_model.onnx, decoder_with_past_model.onnx
+	// or decoder_model_merged.onnx; model.safetensors where there is one;
 	// config.json, tokenizer); artifacts are built from it into
 	// output_dir/artifacts. Artifacts instead names a prebuilt folder.
 	Model, Artifacts string
+	// ParamNames names initializers of the model's graphs by hand (ONNX
+	// name -> the model's tensor name), for those ortrain cannot identify.
+	ParamNames map[string]string
 	Tokenizer        string // default: the model folder
 	// Data files (JSONL, CSV, TSV), read as HF's run_translation does.
 	TrainFile, ValidationFile, TestFile string
@@ -133,12 +137,11 @@ func Prepare(ctx context.Context, env *Runtime, cfg Config) (*Session, error) {
 		if err == nil && a.ResumeFromCheckpoint != "" && m.LabelSmoothing == a.LabelSmoothingFactor {
 			man = m // resuming: keep the artifacts the checkpoints were made with
 		} else {
-			bc := artifacts.Config{Model: filepath.Join(cfg.Model, "model.onnx"), Out: artDir, LabelSmoothing: a.LabelSmoothingFactor, Version: cfg.Version}
-			if exists(filepath.Join(cfg.Model, ortdecoder.DecoderWithPastFile)) {
-				bc.Encoder = filepath.Join(cfg.Model, ortdecoder.EncoderFile)
-				bc.Decoder = filepath.Join(cfg.Model, ortdecoder.DecoderFile)
-				bc.DecoderWithPast = filepath.Join(cfg.Model, ortdecoder.DecoderWithPastFile)
+			bc, err := artifacts.FolderConfig(cfg.Model)
+			if err != nil {
+				return nil, err
 			}
+			bc.Out, bc.LabelSmoothing, bc.Version, bc.ParamNames = artDir, a.LabelSmoothingFactor, cfg.Version, cfg.ParamNames
 			if err := os.MkdirAll(artDir, 0o755); err != nil {
 				return nil, err
 			}
@@ -237,12 +240,16 @@ func Prepare(ctx context.Context, env *Runtime, cfg Config) (*Session, error) {
 		}
 		g := &Generator{Env: env, Dir: artDir, Engine: eng, Config: genCfg, Opts: ortdecoder.Options{Device: a.Device, IntraOpThreads: a.Threads}}
 		if man.Files.DecoderWithPast == "" {
-			if modelDir == "" {
+			if modelDir == "" && man.Files.Forward == "" {
 				return nil, fmt.Errorf("%s has no KV-cache generation graphs; give --model so that ortrain can generate with the full graph", artDir)
 			}
-			g.RecomputeGraph = filepath.Join(artDir, "generate_recompute.onnx")
-			if err := WriteRecomputeGraph(filepath.Join(modelDir, "model.onnx"), man, g.RecomputeGraph); err != nil {
-				return nil, err
+			if man.Files.Forward != "" {
+				g.RecomputeGraph = filepath.Join(artDir, man.Files.Forward)
+			} else {
+				g.RecomputeGraph = filepath.Join(artDir, "generate_recompute.onnx")
+				if err := WriteRecomputeGraph(filepath.Join(modelDir, "model.onnx"), man, g.RecomputeGraph); err != nil {
+					return nil, err
+				}
 			}
 		}
 		s.gen = g
