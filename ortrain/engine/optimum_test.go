@@ -141,4 +141,3 @@ func TestTiedMonolithTrainsLMHead(t *testing.T) {
 		}
 	}
 }
-

@@ -43,7 +43,7 @@ type Config struct {
 	// ParamNames names initializers of the model's graphs by hand (ONNX
 	// name -> the model's tensor name), for those ortrain cannot identify.
 	ParamNames map[string]string
-	Tokenizer        string // default: the model folder
+	Tokenizer  string // default: the model folder
 	// Data files (JSONL, CSV, TSV), read as HF's run_translation does.
 	TrainFile, ValidationFile, TestFile string
 	Format                              DataFormat
