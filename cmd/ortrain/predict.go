@@ -16,9 +16,11 @@ the semantics of Hugging Face's generate() (defaults from the model's
 generation_config.json, else config.json; flags override them). Predictions
 are written in input order, one per line.
 
---model DIR is an exported model folder: Optimum's encoder_model.onnx,
-decoder_model.onnx and decoder_with_past_model.onnx (KV cache), or model.onnx
-(the full graph, recomputed each step; also with --no-cache).
+--model DIR is an exported model folder: the folder optimum-cli export onnx
+wrote (encoder_model.onnx with decoder_model.onnx; with past, also
+decoder_with_past_model.onnx or decoder_model_merged.onnx: KV cache), or
+model.onnx (the full graph, recomputed each step; also with --no-cache, which
+for an Optimum folder recomputes the encoder and decoder graphs composed into one).
 --artifacts DIR is an ortrain artifact folder (its generation graphs and
 model.safetensors). --tokenizer defaults to the model folder.
 
@@ -46,7 +48,7 @@ func newPredictCommand() *cli.Command {
 		UsageText:   "ortrain predict (--model DIR | --artifacts DIR) [--tokenizer PATH] --input FILE --output FILE [options]",
 		Description: predictDescription,
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "model", Usage: "exported model folder (Optimum layout or model.onnx)"},
+			&cli.StringFlag{Name: "model", Usage: "exported model folder (optimum-cli export onnx output, or model.onnx)"},
 			&cli.StringFlag{Name: "artifacts", Usage: "ortrain artifact folder"},
 			&cli.StringFlag{Name: "tokenizer", Usage: "tokenizer folder or tokenizer.json (default: the model folder)"},
 			&cli.StringFlag{Name: "input", Usage: "source texts, one per line"},
@@ -57,7 +59,7 @@ func newPredictCommand() *cli.Command {
 			&cli.IntFlag{Name: "batch-size", Value: 16, Usage: "sources per batch"},
 			&cli.StringFlag{Name: "device", Value: "cpu", Usage: "cpu, cuda or cuda:N"},
 			&cli.IntFlag{Name: "threads", Usage: "ONNX Runtime intra-op threads (0: its default)"},
-			&cli.BoolFlag{Name: "no-cache", Usage: "decode with the full graph model.onnx, recomputing every step"},
+			&cli.BoolFlag{Name: "no-cache", Usage: "decode with the full graph (model.onnx, or Optimum's encoder and decoder composed), recomputing every step"},
 			&cli.StringSliceFlag{Name: "refs", Usage: "reference file, one per line; repeat for several references"},
 			&cli.StringFlag{Name: "report", Usage: "JSON report path (default OUTPUT.metrics.json when --refs is given)"},
 			&cli.StringFlag{Name: "shard", Usage: "process shard i of N (0-based), as i/N"},

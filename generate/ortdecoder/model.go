@@ -2,12 +2,13 @@ package ortdecoder
 
 import (
 	"encoding/json"
-	"fmt"
 	"os"
 	"path/filepath"
 
 	"github.com/ortrain/ortrain/generate"
 	"github.com/ortrain/ortrain/internal/artifacts"
+	"github.com/ortrain/ortrain/internal/fault"
+	"github.com/ortrain/ortrain/internal/onnx"
 	"github.com/ortrain/ortrain/internal/onnxrt"
 )
 
@@ -39,8 +40,11 @@ type OpenOptions struct {
 }
 
 // OpenModel opens an exported model folder: Optimum's KV-cache layout by
-// default, the full graph with NoCache (or when the folder has no
-// decoder-with-past graph).
+// default (encoder_model.onnx, decoder_model.onnx and
+// decoder_with_past_model.onnx, or the two decoders of
+// decoder_model_merged.onnx), the full graph with NoCache or when the folder
+// has no decoder with past: model.onnx, or the forward graph composed from
+// Optimum's encoder and decoder graphs.
 func OpenModel(env *onnxrt.Env, dir string, opts OpenOptions) (*Model, error) {
 	cfg, err := generate.LoadConfig(dir)
 	if err != nil {
@@ -51,25 +55,98 @@ func OpenModel(env *onnxrt.Env, dir string, opts OpenOptions) (*Model, error) {
 	if pad == generate.NoToken {
 		pad = 0
 	}
-	_, statErr := os.Stat(filepath.Join(dir, DecoderWithPastFile))
-	if !opts.NoCache && statErr == nil {
-		kv, err := OpenKV(env, dir, pad, opts.Options)
+	has := func(f string) bool {
+		_, err := os.Stat(filepath.Join(dir, f))
+		return err == nil
+	}
+	if !opts.NoCache && has(EncoderFile) {
+		var kv *KV
+		switch {
+		case has(DecoderWithPastFile) && has(DecoderFile):
+			kv, err = OpenKV(env, dir, pad, opts.Options)
+		case has(artifacts.OptimumDecoderMerged):
+			kv, err = openMergedKV(env, dir, pad, opts.Options)
+		}
 		if err != nil {
 			return nil, err
 		}
-		m.Decoder, m.Kind, m.close, m.VocabSize = kv, "kv", kv.Close, vocabOf(kv.dec)
-		return m, nil
+		if kv != nil {
+			m.Decoder, m.Kind, m.close, m.VocabSize = kv, "kv", kv.Close, vocabOf(kv.dec)
+			return m, nil
+		}
 	}
 	full := filepath.Join(dir, FullModelFile)
-	if _, err := os.Stat(full); err != nil {
-		return nil, fmt.Errorf("%s has neither %s (KV-cache decoding) nor %s (full graph): export the model with Optimum or torch.onnx first", dir, DecoderWithPastFile, FullModelFile)
+	var rc *Recompute
+	switch {
+	case has(FullModelFile):
+		rc, err = NewRecompute(env, full, pad, opts.Options)
+	case has(EncoderFile) && (has(DecoderFile) || has(artifacts.OptimumDecoderMerged)):
+		rc, err = openComposedRecompute(env, dir, pad, opts.Options)
+	default:
+		return nil, fault.Inputf("%s has no model to decode with: want Optimum's export (%s with %s, plus %s or %s for KV-cache decoding; optimum-cli export onnx --task text2text-generation-with-past) or a full graph %s (input_ids, attention_mask, decoder_input_ids -> logits)",
+			dir, EncoderFile, DecoderFile, DecoderWithPastFile, artifacts.OptimumDecoderMerged, FullModelFile)
 	}
-	rc, err := NewRecompute(env, full, pad, opts.Options)
 	if err != nil {
 		return nil, err
 	}
 	m.Decoder, m.Kind, m.close, m.VocabSize = rc, "recompute", rc.Close, vocabOf(rc.sess)
 	return m, nil
+}
+
+// openMergedKV decodes with a KV cache over Optimum's encoder and the two
+// decoders held by decoder_model_merged.onnx, split into separate graphs
+// in a temporary folder (ONNX Runtime reads them when the sessions open).
+func openMergedKV(env *onnxrt.Env, dir string, pad int64, opts Options) (*KV, error) {
+	merged := filepath.Join(dir, artifacts.OptimumDecoderMerged)
+	tmp, err := os.MkdirTemp("", "ortrain-decoders-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(tmp)
+	for _, d := range []struct {
+		file     string
+		withPast bool
+	}{{DecoderFile, false}, {DecoderWithPastFile, true}} {
+		m, err := onnx.Load(merged)
+		if err != nil {
+			return nil, err
+		}
+		ok, err := artifacts.InlineDecoderBranch(m, d.withPast, merged)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return nil, fault.Inputf("%s has no If on use_cache_branch: it is not Optimum's merged decoder", merged)
+		}
+		if err := onnx.Save(m, filepath.Join(tmp, d.file), onnx.SaveOptions{}); err != nil {
+			return nil, err
+		}
+	}
+	return NewKV(env, filepath.Join(dir, EncoderFile), filepath.Join(tmp, DecoderFile), filepath.Join(tmp, DecoderWithPastFile), pad, opts)
+}
+
+// openComposedRecompute decodes by recomputation over the forward graph
+// composed from Optimum's encoder and decoder graphs (the no-past branch
+// of the merged decoder where there is no decoder_model.onnx).
+func openComposedRecompute(env *onnxrt.Env, dir string, pad int64, opts Options) (*Recompute, error) {
+	dec := filepath.Join(dir, DecoderFile)
+	if _, err := os.Stat(dec); err != nil {
+		dec = filepath.Join(dir, artifacts.OptimumDecoderMerged)
+	}
+	m, _, err := artifacts.ComposeForward(filepath.Join(dir, EncoderFile), dec)
+	if err != nil {
+		return nil, err
+	}
+	tmp, err := os.MkdirTemp("", "ortrain-forward-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(tmp)
+	path := filepath.Join(tmp, FullModelFile)
+	if err := onnx.Save(m, path, onnx.SaveOptions{}); err != nil {
+		return nil, err
+	}
+	return NewRecompute(env, path, pad, opts)
 }
 
 // OpenArtifactModel opens an ortrain artifact folder's generation graphs
