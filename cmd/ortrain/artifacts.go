@@ -20,13 +20,23 @@ and writes to --out: training_model.onnx (loss, token count and gradients, accum
 eval_model.onnx (loss sum, token count, logits), optimizer_model.onnx (torch AdamW after HF clipping),
 optimizer_sgd_model.onnx, the generation graphs given with --encoder/--decoder/--decoder-with-past
 rewritten to take the parameters as inputs, model.safetensors and manifest.json.
-Parameters are named after the PyTorch model using --weights (default: model.safetensors beside the model).
+--model may also be an exported model folder: its model.onnx, or the folder optimum-cli export onnx
+wrote (encoder_model.onnx and decoder_model.onnx, or decoder_model_merged.onnx, composed into the
+forward graph; with a decoder with past, the KV-cache generation graphs too).
+
+Every float initializer is identified as a tensor of the model, before anything is written: by its
+own name, as a tied or folded copy of another (a transposed lm_head), by the module path in the
+names of the nodes that read it (/model/encoder/layers.0/fc1/MatMul reads
+model.encoder.layers.0.fc1.weight), or by its values in --weights (default: model.safetensors
+beside the model), against which names are checked too. What stays unknown is listed, kept as a
+constant; --param-name ONNX=NAME names it by hand.
 
 With --from-ort DIR it imports a folder made by ONNX Runtime's generate_artifacts instead: the forward
 graph comes from eval_model.onnx, the parameters, AdamW moments and step from the checkpoint, so that
 training continues on any ONNX Runtime (see ort_import.json in --out for what was carried over).`,
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "model", Usage: "forward graph `MODEL.onnx` (or use --from-ort)"},
+			&cli.StringFlag{Name: "model", Usage: "forward graph `MODEL.onnx`, or an exported model folder (model.onnx or Optimum's export); or use --from-ort"},
+			&cli.StringSliceFlag{Name: "param-name", Aliases: []string{"param_name"}, Usage: "`ONNX=NAME`: the initializer ONNX is the model's tensor NAME (for initializers ortrain cannot identify); repeatable"},
 			&cli.StringFlag{Name: "out", Usage: "artifact `DIR` (created)"},
 			&cli.StringFlag{Name: "weights", Usage: "the model's safetensors `FILE` (default: model.safetensors beside --model)"},
 			&cli.StringFlag{Name: "encoder", Usage: "encoder graph `FILE` to rewrite for generation"},
@@ -50,7 +60,7 @@ training continues on any ONNX Runtime (see ort_import.json in --out for what wa
 				return runImportORT(c)
 			}
 			if c.String("model") == "" {
-				return fault.Settingsf("artifacts needs --model MODEL.onnx (or --from-ort DIR)")
+				return fault.Settingsf("artifacts needs --model MODEL.onnx or a model folder (or --from-ort DIR)")
 			}
 			if f := c.Float64("label-smoothing"); f < 0 || f >= 1 {
 				return fault.Settingsf("--label-smoothing %v must be in [0, 1)", f)
@@ -76,29 +86,52 @@ training continues on any ONNX Runtime (see ort_import.json in --out for what wa
 				}
 				roles[name] = role
 			}
-			man, err := artifacts.Build(artifacts.Config{
-				Roles: roles, LogitsOutput: c.String("logits"),
-				Model: c.String("model"), Out: c.String("out"), Weights: c.String("weights"),
-				Encoder: c.String("encoder"), Decoder: c.String("decoder"), DecoderWithPast: c.String("decoder-with-past"),
-				Freeze: c.StringSlice("freeze"), LabelSmoothing: c.Float64("label-smoothing"),
-				OptimizerOpset: c.Int64("opset"), Version: Version, DisableDropout: c.Bool("no-dropout"),
-			})
+			names, err := paramNames(c.StringSlice("param-name"))
 			if err != nil {
 				return err
 			}
-			trainable, frozen := 0, 0
-			for _, p := range man.Parameters {
-				if p.Trainable {
-					trainable++
-				} else {
-					frozen++
+			cfg := artifacts.Config{
+				Model: c.String("model"), Encoder: c.String("encoder"), Decoder: c.String("decoder"), DecoderWithPast: c.String("decoder-with-past"),
+			}
+			if st, err := os.Stat(cfg.Model); err == nil && st.IsDir() {
+				if cfg.Encoder != "" || cfg.Decoder != "" || cfg.DecoderWithPast != "" {
+					return fault.Settingsf("--model %s is a folder: its graphs are found there; drop --encoder/--decoder/--decoder-with-past or give --model MODEL.onnx", cfg.Model)
+				}
+				if cfg, err = artifacts.FolderConfig(cfg.Model); err != nil {
+					return err
 				}
 			}
-			fmt.Fprintf(c.App.Writer, "wrote %s: %d trainable and %d frozen parameters, %d graphs for generation\n", c.String("out"), trainable, frozen, len(man.Generation))
+			cfg.Roles, cfg.LogitsOutput, cfg.ParamNames = roles, c.String("logits"), names
+			cfg.Out, cfg.Weights, cfg.Freeze, cfg.LabelSmoothing = c.String("out"), c.String("weights"), c.StringSlice("freeze"), c.Float64("label-smoothing")
+			cfg.OptimizerOpset, cfg.Version, cfg.DisableDropout = c.Int64("opset"), Version, c.Bool("no-dropout")
+			man, err := artifacts.Build(cfg)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(c.App.Writer, "wrote %s: %d graphs for generation\n", c.String("out"), len(man.Generation))
+			for _, line := range man.ParameterReport("--param-name") {
+				fmt.Fprintln(c.App.Writer, line)
+			}
 			for _, n := range man.Notes {
 				fmt.Fprintf(c.App.Writer, "note: %s\n", n)
 			}
 			return nil
 		},
 	}
+}
+
+// paramNames parses repeated ONNX=NAME flags.
+func paramNames(flags []string) (map[string]string, error) {
+	if len(flags) == 0 {
+		return nil, nil
+	}
+	out := map[string]string{}
+	for _, kv := range flags {
+		from, to, ok := strings.Cut(kv, "=")
+		if !ok || from == "" || to == "" {
+			return nil, fault.Settingsf("--param-name %q: want ONNX=NAME (an initializer of the graph = the model's tensor name)", kv)
+		}
+		out[from] = to
+	}
+	return out, nil
 }

@@ -37,9 +37,15 @@ the total steps (HF's rule).
       --output_dir out --do_train --eval_strategy steps --eval_steps 200 \
       --predict_with_generate --source_lang en --target_lang ro
 
---model is an exported model folder (model.onnx; with Optimum's
-encoder/decoder/decoder_with_past graphs generation uses a KV cache) with its
-model.safetensors, config.json and tokenizer. Data files are JSONL (HF
+--model is an exported model folder: model.onnx (a forward graph), or the
+folder optimum-cli export onnx wrote (encoder_model.onnx and
+decoder_model.onnx, composed into the forward graph; with past, generation
+uses a KV cache), with config.json and the tokenizer. Before training,
+every float initializer is identified as a tensor of the model (by name,
+as a tied copy, by the module path in node names, or by its values in
+model.safetensors when the folder has it) and the outcome is printed:
+checkpoints carry the model's own names and load with
+AutoModelForSeq2SeqLM.from_pretrained. Data files are JSONL (HF
 {"translation": {...}} records with --source_lang/--target_lang, or flat
 source/target fields), CSV or TSV.
 
@@ -86,7 +92,8 @@ func newTrainCommand() *cli.Command {
 	own := []cli.Flag{
 		&cli.BoolFlag{Name: "demo", Usage: "train the embedded demo model and task"},
 		&cli.StringFlag{Name: "config", Usage: "JSON or YAML file of TrainingArguments (flags override it)"},
-		&cli.StringFlag{Name: "model", Usage: "exported model folder (model.onnx, model.safetensors, config.json, tokenizer)"},
+		&cli.StringFlag{Name: "model", Usage: "exported model folder (model.onnx or optimum-cli export onnx output; model.safetensors where there is one; config.json, tokenizer)"},
+		&cli.StringSliceFlag{Name: "param_name", Aliases: []string{"param-name"}, Usage: "`ONNX=NAME`: the model's initializer ONNX is its tensor NAME (for initializers ortrain reports as unmatched); repeatable"},
 		&cli.StringFlag{Name: "artifacts", Usage: "prebuilt ortrain artifact folder (instead of building from --model)"},
 		&cli.StringFlag{Name: "tokenizer", Usage: "tokenizer folder or tokenizer.json (default: the model folder)"},
 		&cli.StringFlag{Name: "train_file", Aliases: []string{"train-file"}, Usage: "training data (.jsonl, .csv, .tsv)"},
@@ -192,6 +199,9 @@ func runTrain(c *cli.Context) error {
 			SourcePrefix: c.String("source_prefix"), MaxSourceLength: c.Int("max_source_length"), MaxTargetLength: c.Int("max_target_length"),
 			GroupByLength: c.Bool("group_by_length"), RougeUseStemmer: c.Bool("rouge_use_stemmer"), NoCPUArena: c.Bool("no-cpu-arena"),
 		}
+		if cfg.ParamNames, err = paramNames(c.StringSlice("param_name")); err != nil {
+			return err
+		}
 		for _, name := range []string{"max_source_length", "max_target_length"} {
 			if n := c.Int(name); n < 0 {
 				return fault.Settingsf("--%s %d: must be 0 (no limit) or positive", name, n)
@@ -226,6 +236,9 @@ func runTrain(c *cli.Context) error {
 	tr := sess.Trainer
 	if err := tr.CheckSetup(); err != nil {
 		return err
+	}
+	for _, line := range sess.Manifest.ParameterReport("--param_name") {
+		fmt.Fprintln(stdout, line)
 	}
 	bar := !c.Bool("no-progress") && progress.IsTerminal(stdout)
 	tr.Callbacks = append(tr.Callbacks, &ortrain.ConsoleCallback{Out: stdout, Progress: bar})

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/ortrain/ortrain/internal/fault"
 )
@@ -232,4 +233,71 @@ func (m *Manifest) Trainable() []Parameter {
 		}
 	}
 	return out
+}
+
+// ParameterReport describes, one line each, how the parameters were
+// identified, which are frozen and why, and every float initializer that
+// is no parameter (kept as a constant) with what would change that; flag
+// is how the caller spells the option that names initializers by hand.
+func (m *Manifest) ParameterReport(flag string) []string {
+	trainable, frozen, aliases := 0, 0, 0
+	by := map[string]int{}
+	for _, p := range m.Parameters {
+		if p.Trainable {
+			trainable++
+		} else {
+			frozen++
+		}
+		if p.MatchedBy != "" {
+			by[p.MatchedBy]++
+		}
+		aliases += len(p.Aliases)
+	}
+	var how []string
+	for _, k := range []string{ByName, ByModulePath, ByContent, ByHand} {
+		if by[k] > 0 {
+			how = append(how, fmt.Sprintf("%d by %s", by[k], k))
+		}
+	}
+	line := fmt.Sprintf("parameters: %d trainable, %d frozen", trainable, frozen)
+	if len(how) > 0 {
+		line += "; identified " + strings.Join(how, ", ")
+	}
+	if aliases > 0 {
+		line += fmt.Sprintf("; %d further initializer(s) are tied copies of them", aliases)
+	}
+	if m.Source.Weights != "" {
+		line += " (checked against " + m.Source.Weights + ")"
+	}
+	out := []string{line}
+	for _, p := range m.Parameters {
+		if !p.Trainable {
+			out = append(out, fmt.Sprintf("frozen: %s %v (%s)", p.Name, p.TorchShape(), p.FrozenBy))
+		}
+	}
+	for _, u := range m.Unmatched {
+		fix := fmt.Sprintf("name it with %s %s=NAME", flag, u.ONNXName)
+		if m.Source.Weights == "" {
+			fix = "put the model's model.safetensors (save_pretrained) beside the graphs so that ortrain can identify it by value, or " + fix
+		}
+		used := ""
+		if u.UsedBy != "" {
+			used = ", read by " + u.UsedBy
+		}
+		out = append(out, fmt.Sprintf("unmatched: initializer %s %v (%s%s) is no parameter ortrain can identify: %s; it stays a constant, not trained and not written to checkpoints (to change that, %s)",
+			u.ONNXName, u.Shape, byteSize(u.Bytes), used, u.Reason, fix))
+	}
+	return out
+}
+
+func byteSize(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d bytes", n)
 }

@@ -1,12 +1,15 @@
 package engine
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/ortrain/ortrain/internal/artifacts"
+	"github.com/ortrain/ortrain/internal/safetensors"
 	"github.com/ortrain/ortrain/internal/testenv"
 )
 
@@ -139,5 +142,140 @@ func TestTiedMonolithTrainsLMHead(t *testing.T) {
 		if !found {
 			t.Errorf("weights file %v: model.shared.weight is not one trainable parameter with the transposed lm_head as its alias: %+v", withWeights, man.Parameters)
 		}
+	}
+}
+
+// roundTripRefs is testdata/optimum/roundtrip.json, written by
+// scripts/refs/hf_roundtrip_refs.py: the logits that
+// AutoModelForSeq2SeqLM.from_pretrained(checkpoint) (transformers 5.24)
+// computes from the checkpoints this test writes.
+type roundTripRefs struct {
+	Models map[string]struct {
+		HFLogits          intTensorF `json:"hf_logits"`
+		MissingKeys       []string   `json:"missing_keys"`
+		UnexpectedKeys    []string   `json:"unexpected_keys"`
+		MaxAbsVsOrtrain   float64    `json:"max_abs_vs_ortrain"`
+		CheckpointTensors []string   `json:"checkpoint_tensors"`
+	} `json:"models"`
+}
+
+type intTensorF struct {
+	Shape []int64   `json:"shape"`
+	Data  []float32 `json:"data"`
+}
+
+// TestOptimumCheckpointsLoadInHF trains each Optimum export (default task,
+// no model.safetensors: names come from the graphs alone) for 3 AdamW steps
+// and writes a checkpoint as the trainer does. Its tensors carry HF's
+// names and shapes (those of the fixture's own save_pretrained file),
+// none is missing but the folded buffer reported as unmatched, and
+// from_pretrained of it computes the logits ortrain computes (the committed
+// reference; with ORTRAIN_ROUNDTRIP_OUT set, the checkpoints and ortrain's
+// logits are written there for the reference script).
+func TestOptimumCheckpointsLoadInHF(t *testing.T) {
+	env := openEnv(t)
+	var refs roundTripRefs
+	write := os.Getenv("ORTRAIN_ROUNDTRIP_OUT")
+	if write == "" { // writing checkpoints for the reference script, which makes this file
+		readJSON(t, testenv.Testdata(t, "optimum", "roundtrip.json"), &refs)
+	}
+	for _, fixture := range []string{"t5-tiny", "bart-tiny", "marian-tiny"} {
+		t.Run(fixture, func(t *testing.T) {
+			var gref gradRef
+			readJSON(t, testenv.Testdata(t, "gradients", fixture+".json"), &gref)
+			src := optimumFolder(t, fixture, fixture, false)
+			cfg, err := artifacts.FolderConfig(src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg.Out = t.TempDir()
+			man, err := artifacts.Build(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tr := openTrainer(t, env, cfg.Out, Options{ModelDir: src, Hyper: Hyper{Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, WeightDecay: 0.01, MaxGradNorm: 1}})
+			b := refBatch(gref.Batch)
+			b.DecoderAttentionMask = nil // the composed graph has no such input, as HF's collator gives none
+			for range 3 {
+				if _, _, err := tr.trainMicroBatch(b, 1, 0); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := tr.optimizerStep(1e-2); err != nil {
+					t.Fatal(err)
+				}
+			}
+			ckpt := t.TempDir()
+			if write != "" {
+				ckpt = filepath.Join(write, fixture)
+				if err := os.MkdirAll(ckpt, 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := tr.SaveModel(ckpt); err != nil {
+				t.Fatal(err)
+			}
+			ev, err := tr.Eval(b, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if write != "" {
+				bs, _ := json.Marshal(map[string]any{"shape": ev.LogitsShape, "data": ev.Logits})
+				if err := os.WriteFile(filepath.Join(ckpt, "ortrain_logits.json"), bs, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+
+			// Without Python: names and shapes are HF's, and only the
+			// reported unmatched tensors are missing.
+			got, err := safetensors.ReadFile(filepath.Join(ckpt, ModelFile))
+			if err != nil {
+				t.Fatal(err)
+			}
+			hf, err := safetensors.ReadFile(testenv.Testdata(t, "models", fixture, "model.safetensors"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, n := range got.Names() {
+				h, ok := hf.Tensors[n]
+				if !ok && !strings.HasSuffix(n, "embed_positions.weight") { // Marian's tables: HF recomputes, never saves them
+					t.Errorf("checkpoint tensor %q is not a tensor of HF's save_pretrained file", n)
+				} else if ok && !slices.Equal(h.Shape, got.Tensors[n].Shape) {
+					t.Errorf("checkpoint tensor %q has shape %v, HF's %v", n, got.Tensors[n].Shape, h.Shape)
+				}
+			}
+			var missing []string
+			for _, n := range hf.Names() {
+				if _, ok := got.Tensors[n]; !ok {
+					missing = append(missing, n)
+				}
+			}
+			wantMissing := ""
+			if fixture == "bart-tiny" {
+				wantMissing = "final_logits_bias" // folded into onnx::Add_*, reported as unmatched
+			}
+			if strings.Join(missing, ",") != wantMissing || len(man.Unmatched) != len(missing) {
+				t.Errorf("missing from the checkpoint: %v (unmatched %+v)", missing, man.Unmatched)
+			}
+
+			// With Python's answer: from_pretrained(checkpoint) logits.
+			if write != "" {
+				return
+			}
+			ref, ok := refs.Models[fixture]
+			if !ok {
+				t.Fatalf("no reference for %s in roundtrip.json", fixture)
+			}
+			if !slices.Equal(ref.HFLogits.Shape, ev.LogitsShape) {
+				t.Fatalf("logits shape %v, HF %v", ev.LogitsShape, ref.HFLogits.Shape)
+			}
+			d := maxDiff(ev.Logits, ref.HFLogits.Data)
+			t.Logf("%s: max |ortrain - from_pretrained(checkpoint)| logits %.3g (reference run: %.3g); HF missing keys %v, unexpected %v", fixture, d, ref.MaxAbsVsOrtrain, ref.MissingKeys, ref.UnexpectedKeys)
+			if d > 1e-4 {
+				t.Errorf("logits differ from HF's by %.3g", d)
+			}
+			if len(ref.UnexpectedKeys) > 0 {
+				t.Errorf("HF found unexpected keys %v", ref.UnexpectedKeys)
+			}
+		})
 	}
 }
