@@ -90,3 +90,93 @@ func TestPredictOptimumExports(t *testing.T) {
 		t.Errorf("empty folder: exit %d, %q", code, stderr)
 	}
 }
+
+// TestArtifactsReportsUnmatched: an Optimum export without model.safetensors
+// whose folded final_logits_bias no name or module path identifies is
+// reported by name, shape and size, with what to pass; --param-name then
+// makes it the buffer it is (kept frozen).
+func TestArtifactsReportsUnmatched(t *testing.T) {
+	src := testenv.Testdata(t, "optimum", "bart-tiny")
+	out := filepath.Join(t.TempDir(), "art")
+	code, stdout, stderr := runCLI(t, "artifacts", "--model", src, "--out", out)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var unmatched string
+	for _, l := range strings.Split(stdout, "\n") {
+		if strings.HasPrefix(l, "unmatched: ") {
+			unmatched = l
+		}
+	}
+	for _, want := range []string{"initializer onnx::Add_", "[1 512]", "2.0 KiB", "read by /Add", "model.safetensors", "--param-name onnx::Add_"} {
+		if !strings.Contains(unmatched, want) {
+			t.Errorf("report lacks %q:\n%s", want, stdout)
+		}
+	}
+	if !strings.Contains(stdout, "parameters: 91 trainable, 0 frozen; identified ") {
+		t.Errorf("summary:\n%s", stdout)
+	}
+	name := strings.Fields(strings.TrimPrefix(unmatched, "unmatched: initializer "))[0]
+	code, stdout, stderr = runCLI(t, "artifacts", "--model", src, "--out", filepath.Join(t.TempDir(), "art2"), "--param-name", name+"=final_logits_bias")
+	if code != 0 || strings.Contains(stdout, "unmatched:") || !strings.Contains(stdout, "frozen: final_logits_bias [1 512] (pytorch buffer") {
+		t.Errorf("with --param-name: exit %d\n%s%s", code, stdout, stderr)
+	}
+	// A name that is no initializer is a usage error.
+	if code, _, stderr = runCLI(t, "artifacts", "--model", src, "--out", filepath.Join(t.TempDir(), "art3"), "--param-name", "nope=x.weight"); code != 2 || !strings.Contains(stderr, `no float initializer "nope"`) {
+		t.Errorf("unknown --param-name: exit %d, %q", code, stderr)
+	}
+}
+
+// TestWeightsOfAnotherModel: an export next to the weights of another model
+// of the same shapes (the Marian fixture's for the BART export) is refused,
+// naming the tensor and what to do.
+func TestWeightsOfAnotherModel(t *testing.T) {
+	dir := copyFolder(t, testenv.Testdata(t, "optimum", "bart-tiny"))
+	b, err := os.ReadFile(testenv.Testdata(t, "models", "marian-tiny", "model.safetensors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "model.safetensors"), b, 0o644)
+	code, _, stderr := runCLI(t, "artifacts", "--model", dir, "--out", filepath.Join(t.TempDir(), "art"))
+	if code != 3 || !strings.Contains(stderr, "holds other values than") || !strings.Contains(stderr, "another model") || !strings.Contains(stderr, "model.safetensors") {
+		t.Errorf("exit %d: %s", code, stderr)
+	}
+	// train stops the same way, before any step.
+	data := filepath.Join(t.TempDir(), "train.jsonl")
+	os.WriteFile(data, []byte(`{"source": "w25 w37", "target": "w25 w37"}`+"\n"), 0o644)
+	_, tok, _, _ := predictPaths(t)
+	code, _, stderr = runTrainCLI(t, "--model", dir, "--tokenizer", tok, "--train_file", data, "--do_train", "--max_steps", "1", "--output_dir", filepath.Join(t.TempDir(), "out"))
+	if code != 3 || !strings.Contains(stderr, "another model") {
+		t.Errorf("train: exit %d: %s", code, stderr)
+	}
+}
+
+// TestTrainOptimumFolder: `ortrain train --model DIR` on the folder
+// optimum-cli wrote trains, prints how the parameters were identified
+// before training, and leaves a checkpoint with HF's names.
+func TestTrainOptimumFolder(t *testing.T) {
+	_, tok, input, refs := predictPaths(t)
+	src, _ := os.ReadFile(input)
+	tgt, _ := os.ReadFile(refs)
+	var rows []string
+	srcLines, tgtLines := strings.Split(strings.TrimSpace(string(src)), "\n"), strings.Split(strings.TrimSpace(string(tgt)), "\n")
+	for i := range srcLines {
+		b, _ := json.Marshal(map[string]string{"source": srcLines[i], "target": tgtLines[i]})
+		rows = append(rows, string(b))
+	}
+	data := filepath.Join(t.TempDir(), "train.jsonl")
+	os.WriteFile(data, []byte(strings.Join(rows, "\n")+"\n"), 0o644)
+	out := filepath.Join(t.TempDir(), "out")
+	code, stdout, stderr := runTrainCLI(t, "--model", testenv.Testdata(t, "optimum", "t5-tiny-with-past"), "--tokenizer", tok, "--train_file", data,
+		"--do_train", "--max_steps", "2", "--save_steps", "2", "--per_device_train_batch_size", "4", "--output_dir", out)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	report := strings.Index(stdout, "parameters: 47 trainable, 0 frozen; identified ")
+	if report < 0 || report > strings.Index(stdout, "***** Running training *****") || strings.Contains(stdout, "unmatched:") {
+		t.Errorf("no parameter report before training:\n%s", stdout)
+	}
+	if _, err := os.Stat(filepath.Join(out, "checkpoint-2", "model.safetensors")); err != nil {
+		t.Error(err)
+	}
+}

@@ -375,11 +375,11 @@ func identify(g *onnxpb.GraphProto, cands []candidate, w *safetensors.File, weig
 	for _, s := range order {
 		out.params = append(out.params, *s.p)
 		for _, a := range s.p.Aliases {
-			how := "the same values"
+			how := "the values"
 			if a.Transposed {
-				how = "its transpose"
+				how = "the transpose"
 			}
-			out.notes = append(out.notes, fmt.Sprintf("initializer %s holds %s of %s: one parameter (tied or folded copy)", a.ONNXName, how, s.p.Name))
+			out.notes = append(out.notes, fmt.Sprintf("initializer %s holds %s of %s: one parameter (a tied weight or a copy the exporter folded)", a.ONNXName, how, s.p.Name))
 		}
 	}
 	return out, nil
