@@ -213,7 +213,12 @@ func (p *Pair) WithLanguages(source, target string) (*Pair, error) {
 	}
 	for _, code := range []string{source, target} {
 		if code == "" {
-			return nil, fault.Settingsf("%s is a multilingual tokenizer: it needs both a source and a target language code", ml.class)
+			codes := strings.Join(ml.codes, " ")
+			if len(ml.codes) > 8 {
+				codes = strings.Join(ml.codes[:8], " ") + " ..."
+			}
+			return nil, fault.Settingsf("%s is a multilingual tokenizer: it needs both a source and a target language code (for example %s and %s; its %d codes: %s)",
+				ml.class, ml.codes[0], ml.codes[min(1, len(ml.codes)-1)], len(ml.codes), codes)
 		}
 		if _, ok := ml.ids[code]; !ok {
 			return nil, fault.Settingsf("%s", ml.unknownCode(code))

@@ -24,6 +24,10 @@ batches.json: the first training pairs of Tatoeba en-ro
   decoder inputs shifted behind decoder_start_token_id), to show the size of
   that error.
 
+predict.json: what `ortrain predict --source-lang --target-lang` must write
+  for those sources (HF generate() with the target language, greedy and 3
+  beams, decoded with skip_special_tokens=True).
+
 Usage: .venv/bin/python scripts/refs/multilingual_refs.py
 """
 import json
@@ -169,12 +173,38 @@ def batch_refs():
     return doc
 
 
+def predict_refs():
+    """What `ortrain predict` must write: per model, six source texts made
+    by decoding random copy-task token ids (so that the tiny models see
+    what they were trained on), encoded with the tokenizer's source
+    template, HF generate() with the target language (M2M100:
+    forced_bos_token_id; mBART: decoder_start_token_id), greedy and 3 beams,
+    decoded with skip_special_tokens=True."""
+    rng = np.random.default_rng(5)
+    out = {}
+    for name, tok_name, sl, tl in (("mbart-tiny", "mbart", "en_XX", "ro_RO"), ("m2m100-tiny", "m2m100", "en", "ro")):
+        model = AutoModelForSeq2SeqLM.from_pretrained(os.path.join(ROOT, name), attn_implementation="eager").eval()
+        tok = AutoTokenizer.from_pretrained(os.path.join(TOKENIZERS, tok_name), src_lang=sl, tgt_lang=tl)
+        src = [tok.decode(rng.integers(*CONTENT, size=int(rng.integers(4, 10))).tolist()).strip() for _ in range(6)]
+        lang = tok.get_lang_id(tl) if hasattr(tok, "get_lang_id") else tok.convert_tokens_to_ids(tl)
+        kw = {"forced_bos_token_id": lang} if name.startswith("m2m100") else {"decoder_start_token_id": lang}
+        enc = tok(src, padding=True, return_tensors="pt")
+        rec = {"tokenizer": tok_name, "source_lang": sl, "target_lang": tl, "kwargs": kw, "sources": src}
+        for beams in (1, 3):
+            with torch.no_grad():
+                ids = model.generate(**enc, num_beams=beams, **kw)
+            rec[f"num_beams={beams}"] = tok.batch_decode(ids, skip_special_tokens=True)
+        out[name] = rec
+    return out
+
+
 def main():
     torch.manual_seed(0)
     meta = {"command": fl.command(), "versions": fl.versions("torch", "transformers", "numpy")}
     gen = generate_refs(np.random.default_rng(11))
     fl.write_json(os.path.join(ROOT, "generate.json"), dict(meta, models=gen), indent=0)
     fl.write_json(os.path.join(ROOT, "batches.json"), dict(meta, **batch_refs()))
+    fl.write_json(os.path.join(ROOT, "predict.json"), dict(meta, **predict_refs()))
 
 
 if __name__ == "__main__":
