@@ -2,7 +2,8 @@
 // TSV), tokenizes them as the model's Hugging Face tokenizer does, and
 // yields padded batches with the semantics of HF's DataCollatorForSeq2Seq:
 // inputs padded with the pad id, labels padded with -100, decoder inputs
-// made by shifting the labels right behind decoder_start_token_id.
+// made by shifting the labels right behind decoder_start_token_id (behind a
+// label token for mBART, whose shift_tokens_right does so).
 //
 // Data order is a pure function of (seed, epoch): a resumed run that asks
 // for epoch e and skips the batches it already trained on sees exactly the
