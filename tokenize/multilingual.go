@@ -494,7 +494,7 @@ func loadM2M100(dir string, tc hfConfig, spec languageClass) (*Tokenizer, []stri
 	spmPath := filepath.Join(dir, "sentencepiece.bpe.model")
 	data, err := os.ReadFile(vocabPath)
 	if err != nil {
-		return nil, nil, fmt.Errorf("M2M100Tokenizer: %w", err)
+		return nil, nil, fmt.Errorf("M2M100Tokenizer needs vocab.json and sentencepiece.bpe.model: %w", err)
 	}
 	var vocab map[string]int
 	if err := json.Unmarshal(data, &vocab); err != nil {

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -320,5 +321,94 @@ func TestMultilingualLanguageErrors(t *testing.T) {
 	}
 	if !slices.Contains(a.Languages().Codes, "sl_SI") || a.Languages().TargetCodeFirst != true {
 		t.Errorf("languages %+v", a.Languages())
+	}
+}
+
+// TestMultilingualNoPanicOnRandomInput encodes and decodes random text and
+// random ids with every multilingual folder, as sources and as targets.
+func TestMultilingualNoPanicOnRandomInput(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	for _, folder := range []string{"m2m100", "mbart", "mbart-spm", "mbart50", "mbart50-spm", "nllb"} {
+		p, err := Load(testenv.Testdata(t, "tokenizers", "multilingual", folder))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tok := range []*Tokenizer{p.Source, p.Target} {
+			for range 200 {
+				text := randomText(r)
+				ids, err := tok.Encode(text)
+				if err != nil {
+					t.Fatalf("%s: %q: %v", folder, text, err)
+				}
+				tok.Decode(ids, r.IntN(2) == 0)
+				if _, err := tok.EncodeWith(text, EncodeOptions{MaxLength: 2 + r.IntN(5)}); err != nil {
+					t.Fatalf("%s: %q truncated: %v", folder, text, err)
+				}
+				junk := make([]int, r.IntN(10))
+				for k := range junk {
+					junk[k] = r.IntN(tok.VocabSize()+200) - 100
+				}
+				tok.Decode(junk, r.IntN(2) == 0)
+			}
+		}
+	}
+}
+
+// TestMultilingualBadFolders: broken or incomplete folders are input errors
+// that name the file and what to do; nothing panics.
+func TestMultilingualBadFolders(t *testing.T) {
+	src := func(folder, file string) []byte {
+		b, err := os.ReadFile(testenv.Testdata(t, "tokenizers", "multilingual", folder, file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	m2mConfig := string(src("m2m100", "tokenizer_config.json"))
+	for _, tc := range []struct {
+		name  string
+		files map[string][]byte
+		want  string
+	}{
+		{"m2m100 without vocab.json", map[string][]byte{"tokenizer_config.json": []byte(m2mConfig),
+			"sentencepiece.bpe.model": src("m2m100", "sentencepiece.bpe.model")}, "vocab.json"},
+		{"m2m100 vocab.json not an object", map[string][]byte{"tokenizer_config.json": []byte(m2mConfig),
+			"sentencepiece.bpe.model": src("m2m100", "sentencepiece.bpe.model"), "vocab.json": []byte(`[1, 2]`)}, "want an object of piece: id"},
+		{"m2m100 vocab.json with a huge id", map[string][]byte{"tokenizer_config.json": []byte(m2mConfig),
+			"sentencepiece.bpe.model": src("m2m100", "sentencepiece.bpe.model"),
+			"vocab.json":              []byte(`{"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3, "x": 2000000000}`)}, "far beyond"},
+		{"m2m100 unknown language_codes", map[string][]byte{"tokenizer_config.json": []byte(`{"tokenizer_class": "M2M100Tokenizer", "language_codes": "wmt99"}`),
+			"sentencepiece.bpe.model": src("m2m100", "sentencepiece.bpe.model"), "vocab.json": src("m2m100", "vocab.json")}, `"wmt99" is not a language code set`},
+		{"m2m100 truncated model", map[string][]byte{"tokenizer_config.json": []byte(m2mConfig),
+			"sentencepiece.bpe.model": src("m2m100", "sentencepiece.bpe.model")[:100], "vocab.json": src("m2m100", "vocab.json")}, "sentencepiece.bpe.model"},
+		{"nllb without tokenizer.json", map[string][]byte{"tokenizer_config.json": []byte(`{"tokenizer_class": "NllbTokenizer"}`),
+			"sentencepiece.bpe.model": src("m2m100", "sentencepiece.bpe.model")}, "save the tokenizer with save_pretrained"},
+		{"mbart without files", map[string][]byte{"tokenizer_config.json": []byte(`{"tokenizer_class": "MBartTokenizerFast"}`)},
+			"needs tokenizer.json or sentencepiece.bpe.model"},
+		{"mbart with a BPE tokenizer.json", map[string][]byte{"tokenizer_config.json": []byte(`{"tokenizer_class": "MBartTokenizer"}`),
+			"tokenizer.json": src("nllb", "tokenizer.json")}, "BPE, but MBartTokenizer is a Unigram tokenizer"},
+		{"mbart with an unknown src_lang", map[string][]byte{"tokenizer_config.json": []byte(`{"tokenizer_class": "MBartTokenizer", "src_lang": "xx_XX"}`),
+			"tokenizer.json": src("mbart", "tokenizer.json")}, `"xx_XX" is not a language code`},
+		{"malformed tokenizer_config.json", map[string][]byte{"tokenizer_config.json": []byte(`{"tokenizer_class": `),
+			"tokenizer.json": src("mbart", "tokenizer.json")}, "tokenizer_config.json: malformed JSON"},
+	} {
+		dir := t.TempDir()
+		for name, b := range tc.files {
+			if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		_, err := Load(dir)
+		t.Logf("%s: %v", tc.name, err)
+		if !errors.Is(err, fault.Input) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v; want an input error containing %q", tc.name, err, tc.want)
+		}
+	}
+	// A model folder without tokenizer_config.json: config.json's model_type picks the class.
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "config.json"), []byte(`{"model_type": "mbart"}`), 0o644)
+	os.WriteFile(filepath.Join(dir, "tokenizer.json"), src("mbart", "tokenizer.json"), 0o644)
+	if p, err := Load(dir); err != nil || p.Languages() == nil || p.Languages().Class != classMBart {
+		t.Errorf("mBART folder without tokenizer_config.json: %v", err)
 	}
 }
