@@ -1,9 +1,16 @@
 package ortdecoder
 
 import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
 
+	"github.com/ortrain/ortrain/generate"
 	"github.com/ortrain/ortrain/internal/onnx"
+	"github.com/ortrain/ortrain/internal/onnx/onnxpb"
 	"github.com/ortrain/ortrain/internal/testenv"
 )
 
@@ -38,4 +45,71 @@ func TestCachePositionsTouchesOnlyPadAwareDecoderPositions(t *testing.T) {
 			t.Errorf("%v: %v", tc.path, err)
 		}
 	}
+}
+
+// A full graph with external data takes the rewrite too (written whole to
+// a temporary folder): M2M100's recompute decoding still equals HF's.
+func TestRecomputeExternalDataCountsPads(t *testing.T) {
+	env := openEnv(t)
+	src := testenv.Testdata(t, "multilingual", "m2m100-tiny")
+	m, err := onnx.Load(filepath.Join(src, FullModelFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, FullModelFile)
+	if err := onnx.Save(m, path, onnx.SaveOptions{ExternalData: true, SizeThreshold: 1024}); err != nil {
+		t.Fatal(err)
+	}
+	if len(onnx.ExternalDataFiles(mustLoadKeep(t, path))) == 0 {
+		t.Fatal("the copy has no external data")
+	}
+	data, err := os.ReadFile(testenv.Testdata(t, "multilingual", "generate.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var refs multilingualGenRefs
+	if err := json.Unmarshal(data, &refs); err != nil {
+		t.Fatal(err)
+	}
+	base, err := generate.LoadConfig(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := NewRecompute(env, path, base.PadTokenID, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	ref := refs.Models["m2m100-tiny"]
+	checked := 0
+	for _, c := range ref.Cases {
+		if c.UseCacheFalseEqual {
+			continue // only the cases where counting pads matters
+		}
+		cfg := base
+		if err := cfg.ApplyJSON(c.Kwargs); err != nil {
+			t.Fatal(err)
+		}
+		out, err := generate.Generate(context.Background(), rc, ref.Sources[c.Batch], cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprint(out.Sequences) != fmt.Sprint(c.Sequences) {
+			t.Errorf("%s:\n got %v\nwant %v", c.Name, out.Sequences, c.Sequences)
+		}
+		checked++
+	}
+	if checked == 0 {
+		t.Fatal("no case where the cache matters")
+	}
+}
+
+func mustLoadKeep(t *testing.T, path string) *onnxpb.ModelProto {
+	t.Helper()
+	m, err := onnx.LoadWith(path, onnx.LoadOptions{KeepExternal: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
 }
