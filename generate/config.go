@@ -128,6 +128,19 @@ func isNullish(v any) bool {
 	return v == nil
 }
 
+// StartTarget makes generation start as a model's training targets do
+// (see data.TargetStart): forced, when not NoToken, becomes
+// forced_bos_token_id (the target language code a multilingual target
+// starts with) and start, when not NoToken, decoder_start_token_id.
+func (c *Config) StartTarget(forced, start int64) {
+	if forced != NoToken {
+		c.ForcedBOSTokenID = forced
+	}
+	if start != NoToken {
+		c.DecoderStartTokenID = start
+	}
+}
+
 // DefaultConfig returns HF's global defaults (GenerationConfig._get_default_generation_params).
 func DefaultConfig() Config {
 	return Config{

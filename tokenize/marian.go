@@ -66,7 +66,7 @@ func loadMarian(dir string) (*Pair, error) {
 		added = append(added, addedToken{content: names[k], id: ids[k], special: true})
 	}
 	mk := func(side *spmModel, path string) *Tokenizer {
-		m := &marianModel{spm: side, vocab: vocab, rev: rev, unkID: ids["unk"]}
+		m := &marianModel{spm: side, vocab: vocab, rev: rev, unkID: ids["unk"], languagePrefix: true}
 		return &Tokenizer{
 			source:  path,
 			added:   newAddedVocab(added),
@@ -81,16 +81,20 @@ func loadMarian(dir string) (*Pair, error) {
 	return &Pair{Source: mk(src, filepath.Join(dir, "source.spm")), Target: mk(tgt, filepath.Join(dir, "target.spm")), Family: "marian"}, nil
 }
 
+// marianModel segments with SentencePiece and maps pieces through a
+// vocab.json (MarianTokenizer, M2M100Tokenizer).
 type marianModel struct {
 	spm   *spmModel
 	vocab map[string]int
 	rev   []string
 	unkID int
+	// languagePrefix: a leading ">>xx<<" is its own token (Marian).
+	languagePrefix bool
 }
 
 func (m *marianModel) tokenize(text string, out []int) ([]int, error) {
 	// MarianTokenizer.remove_language_code: a leading ">>xx<<" is its own token.
-	if strings.HasPrefix(text, ">>") {
+	if m.languagePrefix && strings.HasPrefix(text, ">>") {
 		if end := strings.Index(text, "<<"); end >= 0 {
 			out = m.lookup(text[:end+2], out)
 			text = text[end+2:]

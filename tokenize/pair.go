@@ -20,17 +20,22 @@ import (
 // BART, Source and Target are the same tokenizer.
 type Pair struct {
 	Source, Target *Tokenizer
-	// Family names the tokenizer class reproduced: "t5", "marian" or
-	// "tokenizer.json" (the file's own pipeline).
+	// Family names the tokenizer class reproduced: "t5", "marian",
+	// "m2m100", "mbart", "mbart50", "nllb" or "tokenizer.json" (the file's
+	// own pipeline).
 	Family string
 
 	fingerprint string
+	langs       *multilingual // nil: not a multilingual tokenizer
 }
 
 // Load loads the tokenizer of a model from a folder (or a tokenizer.json
 // path) the way transformers 5 builds the model's tokenizer class:
 //   - a folder with source.spm, target.spm and vocab.json is a Marian model
 //     (MarianTokenizer: SentencePiece per side, shared vocab.json);
+//   - a folder whose tokenizer class (tokenizer_config.json, else
+//     config.json) is M2M100Tokenizer, MBartTokenizer, MBart50Tokenizer or
+//     NllbTokenizer gets that class (see Languages and WithLanguages);
 //   - a T5 tokenizer.json (found by tokenizer_config.json, config.json or
 //     its <extra_id_N> sentinels) gets T5Tokenizer's pipeline: the file's
 //     Precompiled normalizer, WhitespaceSplit + Metaspace(prepend always),
@@ -53,7 +58,13 @@ func load(path string) (*Pair, error) {
 	dir, file := path, filepath.Join(path, "tokenizer.json")
 	if !st.IsDir() {
 		dir, file = filepath.Dir(path), path
-	} else if exists(filepath.Join(dir, "source.spm")) {
+	}
+	if class, err := multilingualClass(dir); err != nil {
+		return nil, err
+	} else if class != "" && (st.IsDir() || filepath.Base(path) == "tokenizer.json") {
+		return loadMultilingual(dir, class)
+	}
+	if st.IsDir() && exists(filepath.Join(dir, "source.spm")) {
 		p, err := loadMarian(dir)
 		if err != nil {
 			return nil, err
@@ -61,7 +72,8 @@ func load(path string) (*Pair, error) {
 		p.fingerprint, err = fingerprint(p.Family, filepath.Join(dir, "source.spm"), filepath.Join(dir, "target.spm"),
 			filepath.Join(dir, "vocab.json"), filepath.Join(dir, "tokenizer_config.json"))
 		return p, err
-	} else if !exists(file) {
+	}
+	if !exists(file) {
 		return nil, fmt.Errorf("tokenizer: %s has neither tokenizer.json nor a Marian source.spm/target.spm/vocab.json; point --tokenizer at a model folder or a tokenizer.json", dir)
 	}
 	t, err := LoadFile(file)
@@ -96,6 +108,16 @@ type hfConfig struct {
 	EOSToken       json.RawMessage `json:"eos_token"`
 	BOSToken       json.RawMessage `json:"bos_token"`
 	UNKToken       json.RawMessage `json:"unk_token"`
+	SepToken       json.RawMessage `json:"sep_token"`
+	ClsToken       json.RawMessage `json:"cls_token"`
+	MaskToken      json.RawMessage `json:"mask_token"`
+	// Multilingual classes.
+	SrcLang                 *string         `json:"src_lang"`
+	TgtLang                 *string         `json:"tgt_lang"`
+	LanguageCodes           string          `json:"language_codes"`
+	LegacyBehaviour         bool            `json:"legacy_behaviour"`
+	AdditionalSpecialTokens json.RawMessage `json:"additional_special_tokens"`
+	ExtraSpecialTokens      json.RawMessage `json:"extra_special_tokens"`
 }
 
 func readConfig(path string) (hfConfig, error) {

@@ -19,8 +19,14 @@ const (
 	spmByte        = 6
 )
 
+// SentencePiece model types (TrainerSpec.ModelType).
+const (
+	spmTypeUnigram = 1
+	spmTypeBPE     = 2
+)
+
 // spmModel is the part of a SentencePiece ModelProto that encoding and
-// decoding need. Only the Unigram model type is supported.
+// decoding need. The Unigram and BPE model types are supported.
 type spmModel struct {
 	path                   string
 	pieces                 []string
@@ -33,7 +39,9 @@ type spmModel struct {
 	removeExtraWhitespaces bool
 	escapeWhitespaces      bool
 	ids                    map[string]int
-	model                  *unigram
+	modelType              int64
+	model                  *unigram // Unigram models
+	bpe                    *spmBPE  // BPE models
 }
 
 // loadSPM reads a SentencePiece .model / .spm file. The wire format is
@@ -95,9 +103,10 @@ func parseSPM(data []byte) (*spmModel, error) {
 	if err != nil {
 		return nil, err
 	}
-	if modelType != 1 {
-		return nil, fmt.Errorf("trainer_spec.model_type %d: only Unigram (1) SentencePiece models are supported", modelType)
+	if modelType != spmTypeUnigram && modelType != spmTypeBPE {
+		return nil, fmt.Errorf("trainer_spec.model_type %d: only Unigram (1) and BPE (2) SentencePiece models are supported", modelType)
 	}
+	m.modelType = modelType
 	if byteFallback {
 		return nil, fmt.Errorf("trainer_spec.byte_fallback: byte-fallback SentencePiece models are not supported")
 	}
@@ -127,6 +136,10 @@ func parseSPM(data []byte) (*spmModel, error) {
 	}
 	if m.unkID < 0 {
 		return nil, fmt.Errorf("no piece of type UNKNOWN")
+	}
+	if modelType == spmTypeBPE {
+		m.bpe = newSPMBPE(m)
+		return m, nil
 	}
 	m.model = newUnigram(m.pieces, m.scores, m.unkID, true, func(id int) bool { return m.types[id] == spmNormal }, true)
 	return m, nil
@@ -243,6 +256,9 @@ func (m *spmModel) normalize(s string) string {
 
 // encodePieces is SentencePieceProcessor::Encode(text, out_type=str).
 func (m *spmModel) encodePieces(s string) []string {
+	if m.bpe != nil {
+		return m.bpe.segment(m.normalize(s))
+	}
 	pieces, _ := m.model.segment(m.normalize(s))
 	return pieces
 }
@@ -250,7 +266,7 @@ func (m *spmModel) encodePieces(s string) []string {
 // decodePieces is SentencePieceProcessor::DecodePieces: pieces are looked
 // up in this model; unknown pieces are copied verbatim, the <unk> piece
 // itself becomes the unk surface, control pieces vanish, "▁" becomes a space
-// and the leading one is dropped.
+// and the leading one of each piece is dropped until a piece shows text.
 func (m *spmModel) decodePieces(pieces []string) string {
 	var b strings.Builder
 	bos := true
@@ -273,9 +289,12 @@ func (m *spmModel) decodePieces(pieces []string) string {
 		}
 		if bos {
 			p = strings.TrimPrefix(p, "\u2581")
-			bos = false
 		}
-		b.WriteString(strings.ReplaceAll(p, "\u2581", " "))
+		surface := strings.ReplaceAll(p, "\u2581", " ")
+		if surface != "" {
+			bos = false // SentencePiece drops the leading "▁" of every piece until one shows text
+		}
+		b.WriteString(surface)
 	}
 	return b.String()
 }

@@ -1,7 +1,11 @@
 // Package tokenize turns text into token ids and back exactly as the
 // model's Hugging Face tokenizer does: tokenizer.json files (Unigram with
-// the Precompiled normalizer, byte-level BPE, BPE, WordPiece) and Marian
-// models (two SentencePiece files plus vocab.json).
+// the Precompiled normalizer, byte-level BPE, BPE, WordPiece), Marian
+// models (two SentencePiece files plus vocab.json) and the multilingual
+// classes whose templates depend on language codes (M2M100: SentencePiece
+// plus vocab.json; mBART, mBART-50, NLLB: tokenizer.json or, for mBART,
+// the SentencePiece model alone; see Pair.WithLanguages). SentencePiece
+// models may be Unigram or BPE.
 //
 // The WordPiece model comes from github.com/sugarme/tokenizer; everything
 // else (added tokens, normalizers, pre-tokenizers, the BPE merge loop, the

@@ -24,6 +24,14 @@ for an Optimum folder recomputes the encoder and decoder graphs composed into on
 --artifacts DIR is an ortrain artifact folder (its generation graphs and
 model.safetensors). --tokenizer defaults to the model folder.
 
+A multilingual tokenizer (mBART, mBART-50, M2M100, NLLB) needs
+--source-lang and --target-lang, its language codes (en_XX / ro_RO for mBART,
+en / ro for M2M100, eng_Latn / ron_Latn for NLLB): the inputs get the source
+language's template, and generation starts the target language as the model
+was trained to (the target code forced as the first token where the targets
+start with it, as for mBART-50, M2M100 and NLLB; mBART's decoder starts with
+it). --generation-config and the flags below override that.
+
 With --refs (one reference per line; repeat for several references) the
 predictions are also scored with BLEU (sacrebleu defaults) and ROUGE
 (rouge-score, F-measure means), and a JSON report is written (--report, by
@@ -51,6 +59,8 @@ func newPredictCommand() *cli.Command {
 			&cli.StringFlag{Name: "model", Usage: "exported model folder (optimum-cli export onnx output, or model.onnx)"},
 			&cli.StringFlag{Name: "artifacts", Usage: "ortrain artifact folder"},
 			&cli.StringFlag{Name: "tokenizer", Usage: "tokenizer folder or tokenizer.json (default: the model folder)"},
+			&cli.StringFlag{Name: "source-lang", Aliases: []string{"source_lang"}, Usage: "source language code of a multilingual tokenizer (mBART en_XX, M2M100 en, NLLB eng_Latn)"},
+			&cli.StringFlag{Name: "target-lang", Aliases: []string{"target_lang"}, Usage: "target language code of a multilingual tokenizer"},
 			&cli.StringFlag{Name: "input", Usage: "source texts, one per line"},
 			&cli.StringFlag{Name: "output", Usage: "predictions file to write"},
 			&cli.IntFlag{Name: "num-beams", Usage: "beam width (default: the model's generation config; 1 is greedy)"},
@@ -77,6 +87,7 @@ func runPredict(c *cli.Context) error {
 	}
 	opts := predict.Options{
 		Model: c.String("model"), Artifacts: c.String("artifacts"), Tokenizer: c.String("tokenizer"),
+		SourceLang: c.String("source-lang"), TargetLang: c.String("target-lang"),
 		Input: c.String("input"), Output: c.String("output"), Refs: c.StringSlice("refs"), Report: c.String("report"),
 		GenerationConfig: c.String("generation-config"), NumBeams: optional(c, "num-beams", c.Int), MaxNewTokens: optional(c, "max-new-tokens", c.Int),
 		MaxSourceLength: optional(c, "max-source-length", c.Int), Truncate: c.Bool("truncate"), BatchSize: c.Int("batch-size"),

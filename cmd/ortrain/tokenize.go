@@ -28,12 +28,17 @@ Decoding (--decode) reads one sequence of ids per line, as a JSON array, a JSON
 object with "ids" (the --json output), or ids separated by spaces, and writes
 the text (with --json: {"text": ...}).
 --tokenizer takes a model folder (tokenizer.json, or Marian source.spm/target.spm/vocab.json)
-or a tokenizer.json file; ids are those of the model's Hugging Face tokenizer.`,
+or a tokenizer.json file; ids are those of the model's Hugging Face tokenizer.
+Multilingual tokenizers (mBART, mBART-50, M2M100, NLLB) use the languages of
+--source-lang and --target-lang (default: their tokenizer_config.json's, else
+the class's default source language), as src_lang and tgt_lang.`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "tokenizer", Usage: "model folder or tokenizer.json (required)"},
 			&cli.BoolFlag{Name: "decode", Usage: "decode ids to text"},
 			&cli.BoolFlag{Name: "json", Usage: "JSON lines in and out"},
-			&cli.BoolFlag{Name: "target", Usage: "use the target-side tokenizer (labels; differs for Marian)"},
+			&cli.BoolFlag{Name: "target", Usage: "use the target-side tokenizer (labels; differs for Marian and multilingual tokenizers)"},
+			&cli.StringFlag{Name: "source-lang", Aliases: []string{"source_lang"}, Usage: "source language code of a multilingual tokenizer"},
+			&cli.StringFlag{Name: "target-lang", Aliases: []string{"target_lang"}, Usage: "target language code of a multilingual tokenizer"},
 			&cli.BoolFlag{Name: "no-special", Usage: "encode without the special tokens the model adds"},
 			&cli.IntFlag{Name: "max-length", Usage: "truncate to this many ids, special tokens included (0: no limit)"},
 			&cli.BoolFlag{Name: "skip-special", Usage: "drop special tokens when decoding"},
@@ -55,6 +60,19 @@ func runTokenize(c *cli.Context) error {
 	pair, err := tokenize.Load(c.String("tokenizer"))
 	if err != nil {
 		return fault.Mark(fault.Input, err)
+	}
+	if src, tgt := c.String("source-lang"), c.String("target-lang"); src != "" || tgt != "" {
+		if l := pair.Languages(); l != nil {
+			if src == "" {
+				src = l.Source
+			}
+			if tgt == "" {
+				tgt = l.Target
+			}
+		}
+		if pair, err = pair.WithLanguages(src, tgt); err != nil {
+			return err
+		}
 	}
 	tok := pair.Source
 	if c.Bool("target") {

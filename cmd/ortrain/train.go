@@ -49,6 +49,14 @@ AutoModelForSeq2SeqLM.from_pretrained. Data files are JSONL (HF
 {"translation": {...}} records with --source_lang/--target_lang, or flat
 source/target fields), CSV or TSV.
 
+Multilingual models (mBART, mBART-50, M2M100, NLLB) need --source_lang and
+--target_lang as run_translation does: their tokenizer's language codes
+(en_XX ro_RO; M2M100 en ro; NLLB eng_Latn ron_Latn), whose part before "_"
+also names the texts of translation records. Inputs get the source template,
+labels the target template (HF's text_target), and generation starts the
+target language: forced as the first token where the labels start with it
+(mBART-50, M2M100, NLLB), as mBART's decoder start otherwise.
+
 report_to: none, jsonl (output_dir/log_history.jsonl), tensorboard
 (output_dir/runs/...), all. At the end output_dir/training_curves.png plots
 the losses and evaluation metrics.
@@ -99,8 +107,8 @@ func newTrainCommand() *cli.Command {
 		&cli.StringFlag{Name: "train_file", Aliases: []string{"train-file"}, Usage: "training data (.jsonl, .csv, .tsv)"},
 		&cli.StringFlag{Name: "validation_file", Aliases: []string{"validation-file"}, Usage: "evaluation data"},
 		&cli.StringFlag{Name: "test_file", Aliases: []string{"test-file"}, Usage: "prediction data (do_predict)"},
-		&cli.StringFlag{Name: "source_lang", Aliases: []string{"source-lang"}, Usage: "source language key of {\"translation\": {...}} records"},
-		&cli.StringFlag{Name: "target_lang", Aliases: []string{"target-lang"}, Usage: "target language key"},
+		&cli.StringFlag{Name: "source_lang", Aliases: []string{"source-lang"}, Usage: "source language: the key of {\"translation\": {...}} records (the part before \"_\": en_XX reads \"en\") and a multilingual tokenizer's source language code"},
+		&cli.StringFlag{Name: "target_lang", Aliases: []string{"target-lang"}, Usage: "target language: record key and a multilingual tokenizer's target language code"},
 		&cli.StringFlag{Name: "source_field", Aliases: []string{"source-field"}, Usage: "source field/column of flat records (default source)"},
 		&cli.StringFlag{Name: "target_field", Aliases: []string{"target-field"}, Usage: "target field/column (default target)"},
 		&cli.StringFlag{Name: "source_prefix", Aliases: []string{"source-prefix"}, Usage: "text prepended to every source (T5 task prefix)"},

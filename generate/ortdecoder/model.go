@@ -25,8 +25,10 @@ type Model struct {
 	// max_position_embeddings / n_positions); 0 when unbounded.
 	MaxSourceLength int
 	// Kind says which decoder runs: "kv", "recompute" or "artifacts".
-	Kind  string
-	close func() error
+	Kind string
+	// ModelType is config.json's model_type (or the artifact manifest's).
+	ModelType string
+	close     func() error
 }
 
 // Close releases the sessions.
@@ -50,7 +52,7 @@ func OpenModel(env *onnxrt.Env, dir string, opts OpenOptions) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &Model{Config: cfg, MaxSourceLength: maxSourceLength(dir)}
+	m := &Model{Config: cfg, MaxSourceLength: maxSourceLength(dir), ModelType: modelType(dir)}
 	pad := cfg.PadTokenID
 	if pad == generate.NoToken {
 		pad = 0
@@ -180,7 +182,8 @@ func OpenArtifactModel(env *onnxrt.Env, dir string, opts Options) (*Model, error
 	if err != nil {
 		return nil, err
 	}
-	return &Model{Decoder: a, Config: cfg, Kind: "artifacts", close: a.Close, VocabSize: vocabOf(a.dec), MaxSourceLength: maxSourceLength(dir)}, nil
+	return &Model{Decoder: a, Config: cfg, Kind: "artifacts", close: a.Close, VocabSize: vocabOf(a.dec), MaxSourceLength: maxSourceLength(dir),
+		ModelType: man.ModelType}, nil
 }
 
 func vocabOf(s *onnxrt.Session) int {
@@ -192,19 +195,32 @@ func vocabOf(s *onnxrt.Session) int {
 	return 0
 }
 
+// readConfigFile reads a JSON object of the folder; nil when absent or
+// unreadable (the callers then fall back to defaults).
+func readConfigFile(dir, name string) map[string]json.RawMessage {
+	b, err := os.ReadFile(filepath.Join(dir, name))
+	if err != nil {
+		return nil
+	}
+	var m map[string]json.RawMessage
+	if json.Unmarshal(b, &m) != nil {
+		return nil
+	}
+	return m
+}
+
+// modelType is config.json's model_type; "" when it has none.
+func modelType(dir string) string {
+	var t string
+	if raw, ok := readConfigFile(dir, "config.json")["model_type"]; ok && json.Unmarshal(raw, &t) == nil {
+		return t
+	}
+	return ""
+}
+
 // maxSourceLength reads the encoder input limit from the folder's configs.
 func maxSourceLength(dir string) int {
-	read := func(name string) map[string]json.RawMessage {
-		b, err := os.ReadFile(filepath.Join(dir, name))
-		if err != nil {
-			return nil // absent or unreadable: no limit from this file
-		}
-		var m map[string]json.RawMessage
-		if json.Unmarshal(b, &m) != nil {
-			return nil
-		}
-		return m
-	}
+	read := func(name string) map[string]json.RawMessage { return readConfigFile(dir, name) }
 	intField := func(m map[string]json.RawMessage, key string) int {
 		var v float64
 		if raw, ok := m[key]; ok && json.Unmarshal(raw, &v) == nil && v > 0 && v < 1e9 {

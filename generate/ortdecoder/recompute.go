@@ -19,9 +19,11 @@ type Recompute struct {
 	decMask bool
 }
 
-// NewRecompute opens a full seq2seq graph.
+// NewRecompute opens a full seq2seq graph. Position ids computed from the
+// decoder's token ids count every earlier token, as with HF's default KV
+// cache (see CachePositions).
 func NewRecompute(env *onnxrt.Env, model string, pad int64, opts Options) (*Recompute, error) {
-	s, err := env.NewSession(model, opts.session())
+	s, err := openRecomputeSession(env, model, opts.session())
 	if err != nil {
 		return nil, err
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/ortrain/ortrain/generate"
 	"github.com/ortrain/ortrain/generate/ortdecoder"
+	"github.com/ortrain/ortrain/internal/data"
 	"github.com/ortrain/ortrain/internal/fault"
 	"github.com/ortrain/ortrain/internal/onnxrt"
 	"github.com/ortrain/ortrain/tokenize"
@@ -24,6 +25,12 @@ type Options struct {
 	// Tokenizer is a tokenizer folder or tokenizer.json; empty means the
 	// model folder.
 	Tokenizer string
+	// SourceLang and TargetLang are the language codes of a multilingual
+	// tokenizer (mBART, mBART-50, M2M100, NLLB), which needs both: sources
+	// are encoded with the source template, and generation starts the
+	// target language as training does (data.TargetStart), before
+	// GenerationConfig and the explicit settings apply.
+	SourceLang, TargetLang string
 	// Input holds the source texts, one per line; Output receives the
 	// predictions, one per line.
 	Input, Output string
@@ -125,6 +132,9 @@ func Run(ctx context.Context, opts Options, progress func(done, total int)) (*Re
 	if err != nil {
 		return nil, fault.Mark(fault.Input, err)
 	}
+	if tok, err = withLanguages(tok, tokPath, opts); err != nil {
+		return nil, err
+	}
 	env, err := onnxrt.Open(opts.ORTLibrary)
 	if err != nil {
 		return nil, err
@@ -135,7 +145,10 @@ func Run(ctx context.Context, opts Options, progress func(done, total int)) (*Re
 		return nil, err
 	}
 	defer model.Close()
-	cfg, err := generationConfig(model.Config, opts)
+	base := model.Config
+	forced, first := data.TargetStart(tok, model.ModelType)
+	base.StartTarget(int64(forced), int64(first))
+	cfg, err := generationConfig(base, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -178,6 +191,22 @@ func Run(ctx context.Context, opts Options, progress func(done, total int)) (*Re
 		return nil, err
 	}
 	return res, nil
+}
+
+// withLanguages sets a multilingual tokenizer's languages; any other
+// tokenizer with languages given is a settings error.
+func withLanguages(tok *tokenize.Pair, tokPath string, opts Options) (*tokenize.Pair, error) {
+	if tok.Languages() == nil && opts.SourceLang == "" && opts.TargetLang == "" {
+		return tok, nil
+	}
+	out, err := tok.WithLanguages(opts.SourceLang, opts.TargetLang)
+	if err != nil && tok.Languages() != nil && (opts.SourceLang == "" || opts.TargetLang == "") {
+		return nil, fmt.Errorf("%s: give --source-lang and --target-lang: %w", tokPath, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: --source-lang %q --target-lang %q: %w", tokPath, opts.SourceLang, opts.TargetLang, err)
+	}
+	return out, nil
 }
 
 func openModel(env *onnxrt.Env, opts Options) (*ortdecoder.Model, error) {

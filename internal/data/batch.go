@@ -36,8 +36,28 @@ type Batch struct {
 type Collator struct {
 	PadID          int
 	DecoderStartID int
+	// DecoderStartFromLabels starts each row's decoder inputs with a token
+	// of its labels instead of DecoderStartID, as mBART's
+	// shift_tokens_right does: the label at index (number of labels that
+	// are neither -100 nor the pad id) - 1, the last non-pad label when no
+	// pad id sits among them (see DecoderStartFromLabels).
+	DecoderStartFromLabels bool
 	// PadToMultipleOf rounds padded lengths up (HF's pad_to_multiple_of); 0: off.
 	PadToMultipleOf int
+}
+
+// DecoderStartFromLabels reports the model types whose
+// prepare_decoder_input_ids_from_labels (shift_tokens_right in
+// transformers 5.24's modeling_mbart.py and modeling_plbart.py) takes no
+// decoder_start_token_id and starts the decoder inputs with a label token
+// instead ("wraps the last non pad token, the <LID> token"). Every other
+// seq2seq model shifts behind decoder_start_token_id.
+func DecoderStartFromLabels(modelType string) bool {
+	switch modelType {
+	case "mbart", "plbart":
+		return true
+	}
+	return false
 }
 
 // CollatorFor takes pad and decoder start ids from a model's tokenizer and
@@ -97,8 +117,12 @@ func (c Collator) Collate(d *Dataset, idx []int) *Batch {
 			}
 		}
 		// shift_tokens_right: start token, then labels[:-1], -100 -> pad.
+		start := int64(c.DecoderStartID)
+		if c.DecoderStartFromLabels {
+			start = wrappedStart(lab, int64(c.PadID))
+		}
 		for k := range dec {
-			v := int64(c.DecoderStartID)
+			v := start
 			if k > 0 {
 				v = lab[k-1]
 			}
@@ -110,6 +134,25 @@ func (c Collator) Collate(d *Dataset, idx []int) *Batch {
 		b.References = append(b.References, d.Examples[i].Targets)
 	}
 	return b
+}
+
+// wrappedStart is mBART's decoder start: with -100 read as the pad id, the
+// label at index (count of non-pad labels) - 1; the pad id for a row
+// without labels.
+func wrappedStart(lab []int64, pad int64) int64 {
+	n := 0
+	for _, v := range lab {
+		if v != LabelPad && v != pad {
+			n++
+		}
+	}
+	if n == 0 {
+		return pad
+	}
+	if v := lab[n-1]; v != LabelPad {
+		return v
+	}
+	return pad
 }
 
 // Order says how an epoch visits a dataset.
@@ -302,4 +345,29 @@ func (b *Batch) DecoderMask() []int64 {
 		m[i] = 1
 	}
 	return m
+}
+
+// TargetStart says how generation must start to continue what this
+// package's batches teach the model, for tok's target template and the
+// model's shift rule; -1 where nothing changes:
+//   - forced: a multilingual tokenizer's labels that start with the target
+//     language code ("<code> text </s>": mBART-50, M2M100, NLLB) make that
+//     code the first generated token (HF's forced_bos_token_id, as its
+//     translation pipeline and those models' documentation set it);
+//   - start: a model whose decoder inputs start with a label token
+//     (DecoderStartFromLabels: mBART) starts generation with the token its
+//     labels end with — the target code of MBartTokenizer's
+//     "text </s> <code>" (HF's decoder_start_token_id, as the mBART
+//     documentation sets it), the end of sequence token of mBART-50's.
+func TargetStart(tok *tokenize.Pair, modelType string) (forced, start int) {
+	forced, start = -1, -1
+	if l := tok.Languages(); l != nil && l.TargetCodeFirst {
+		forced = l.TargetID
+	}
+	if DecoderStartFromLabels(modelType) {
+		if ids, err := tok.Target.Encode(""); err == nil && len(ids) > 0 {
+			start = ids[len(ids)-1]
+		}
+	}
+	return forced, start
 }

@@ -2,7 +2,8 @@
 // TSV), tokenizes them as the model's Hugging Face tokenizer does, and
 // yields padded batches with the semantics of HF's DataCollatorForSeq2Seq:
 // inputs padded with the pad id, labels padded with -100, decoder inputs
-// made by shifting the labels right behind decoder_start_token_id.
+// made by shifting the labels right behind decoder_start_token_id (behind a
+// label token for mBART, whose shift_tokens_right does so).
 //
 // Data order is a pure function of (seed, epoch): a resumed run that asks
 // for epoch e and skips the batches it already trained on sees exactly the
@@ -39,7 +40,9 @@ type Format struct {
 	// (.jsonl/.json, .csv, .tsv/.tab).
 	Kind string
 	// SourceLang and TargetLang select the texts of HF translation records
-	// {"translation": {"en": ..., "ro": ...}} (JSONL only).
+	// {"translation": {"en": ..., "ro": ...}} (JSONL only). As in HF's
+	// run_translation, only the part before the first "_" is the key: a
+	// language code such as en_XX reads the "en" texts.
 	SourceLang, TargetLang string
 	// SourceField and TargetField name the fields (JSONL) or header columns
 	// (CSV, TSV) of flat records; defaults "source" and "target". In JSONL
@@ -50,6 +53,10 @@ type Format struct {
 	// sets); otherwise an empty target is a bad record.
 	AllowEmptyTarget bool
 }
+
+// KindOf is the format of the file at path: Format.Kind, else the one its
+// extension names.
+func (f Format) KindOf(path string) (string, error) { return f.kind(path) }
 
 func (f Format) kind(path string) (string, error) {
 	if f.Kind != "" {
@@ -340,9 +347,9 @@ func (r *RecordReader) parseJSON(line string) (Example, *RecordError) {
 		if err := json.Unmarshal(raw, &tr); err != nil {
 			return Example{}, r.bad("translation", "want an object of language: text")
 		}
-		obj, srcName, tgtName = tr, r.format.SourceLang, r.format.TargetLang
-		if r.format.SourceLang == r.format.TargetLang {
-			return Example{}, r.bad("translation", "source and target language are both %q", srcName)
+		obj, srcName, tgtName = tr, recordKey(r.format.SourceLang), recordKey(r.format.TargetLang)
+		if srcName == tgtName {
+			return Example{}, r.bad("translation", "source and target language (%q, %q) both read the %q texts", r.format.SourceLang, r.format.TargetLang, srcName)
 		}
 	}
 	srcs, bad := r.texts(obj, srcName, false)
@@ -374,6 +381,13 @@ func (r *RecordReader) texts(obj map[string]json.RawMessage, name string, option
 		return nil, r.bad(name, "want a string or a list of strings")
 	}
 	return list, nil
+}
+
+// recordKey is run_translation's key of a language in translation
+// records: the code up to its first "_" (en_XX -> en).
+func recordKey(lang string) string {
+	k, _, _ := strings.Cut(lang, "_")
+	return k
 }
 
 // ReadAll reads every example of a file into memory.

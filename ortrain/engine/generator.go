@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"fmt"
 	"strings"
 
 	"github.com/ortrain/ortrain/generate"
@@ -101,10 +102,15 @@ func (g *Generator) Close() error {
 // attention_mask, decoder_input_ids -> logits) with the artifact
 // manifest's trainable parameters turned into inputs under their manifest
 // names, for generation by recomputation with the trainer's parameters.
+// Decoder position ids count every earlier token, as with HF's default KV
+// cache (ortdecoder.CachePositions).
 func WriteRecomputeGraph(model string, man *artifacts.Manifest, out string) error {
 	m, err := onnx.Load(model)
 	if err != nil {
 		return err
+	}
+	if _, err := ortdecoder.CachePositions(m); err != nil {
+		return fmt.Errorf("%s: %w", model, err)
 	}
 	g := m.Graph
 	byONNX := map[string]artifacts.Parameter{}

@@ -95,6 +95,26 @@ func lossScalingFor(modelType string) ortrain.LossScaling {
 	return ortrain.LossScalingMean
 }
 
+// withLanguages gives a multilingual tokenizer (mBART, mBART-50, M2M100,
+// NLLB) its source and target language codes, as run_translation sets
+// tokenizer.src_lang and tgt_lang from --source_lang and --target_lang;
+// without both it stops, as run_translation does. Other tokenizers are
+// returned as they are (the languages only select translation records).
+func withLanguages(tok *tokenize.Pair, tokPath string, f data.Format) (*tokenize.Pair, error) {
+	l := tok.Languages()
+	if l == nil {
+		return tok, nil
+	}
+	out, err := tok.WithLanguages(f.SourceLang, f.TargetLang)
+	if err != nil && (f.SourceLang == "" || f.TargetLang == "") {
+		return nil, fmt.Errorf("%s: give --source_lang and --target_lang: %w", tokPath, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: --source_lang %q --target_lang %q: %w", tokPath, f.SourceLang, f.TargetLang, err)
+	}
+	return out, nil
+}
+
 // artifactsOptimizer maps TrainingArguments.optim to the artifact
 // folder's optimizer graph.
 func artifactsOptimizer(optim string) string {
@@ -126,6 +146,9 @@ func Prepare(ctx context.Context, env *Runtime, cfg Config) (*Session, error) {
 	}
 	tok, err := tokenize.Load(tokPath)
 	if err != nil {
+		return nil, err
+	}
+	if tok, err = withLanguages(tok, tokPath, cfg.Format); err != nil {
 		return nil, err
 	}
 
@@ -187,11 +210,15 @@ func Prepare(ctx context.Context, env *Runtime, cfg Config) (*Session, error) {
 	if v, ok := man.SpecialTokens["decoder_start_token_id"]; ok {
 		decStart = int(v)
 	}
-	col := data.Collator{PadID: pad, DecoderStartID: decStart}
+	col := data.Collator{PadID: pad, DecoderStartID: decStart, DecoderStartFromLabels: data.DecoderStartFromLabels(man.ModelType)}
 	opt := data.Options{SourcePrefix: cfg.SourcePrefix, MaxSourceLength: cfg.MaxSourceLength, MaxTargetLength: cfg.MaxTargetLength}
 	load := func(path string, allowEmpty bool) (*data.Dataset, error) {
 		f := cfg.Format
 		f.AllowEmptyTarget = allowEmpty
+		if kind, _ := f.KindOf(path); kind != "jsonl" && tok.Languages() != nil {
+			// Columns of CSV/TSV files: the languages are the tokenizer's only.
+			f.SourceLang, f.TargetLang = "", ""
+		}
 		return data.Load(ctx, path, f, tok, opt)
 	}
 	seed := uint64(a.Seed)
@@ -238,6 +265,8 @@ func Prepare(ctx context.Context, env *Runtime, cfg Config) (*Session, error) {
 			genCfg = m.Config
 			m.Close()
 		}
+		forced, start := data.TargetStart(tok, man.ModelType)
+		genCfg.StartTarget(int64(forced), int64(start))
 		g := &Generator{Env: env, Dir: artDir, Engine: eng, Config: genCfg, Opts: ortdecoder.Options{Device: a.Device, IntraOpThreads: a.Threads}}
 		if man.Files.DecoderWithPast == "" {
 			if modelDir == "" && man.Files.Forward == "" {

@@ -75,7 +75,12 @@ def main():
         pad = refs["special_ids"]["pad"]
         batches = {"b1": sources_for(rng, refs, 1), "b8": sources_for(rng, refs, 8)}
         cases = []
-        for opt_name, kwargs in OPTIONS:
+        # The pad id forced as the first generated token: outputs that hold a
+        # pad id (whether positions count it differs between decoding with
+        # and without a cache for some architectures; these count it the same).
+        forced_pad = [("greedy_forced_pad", {"forced_bos_token_id": pad}),
+                      ("beam4_forced_pad", {"num_beams": 4, "forced_bos_token_id": pad})]
+        for opt_name, kwargs in OPTIONS + forced_pad:
             for bname, sources in batches.items():
                 width = max(len(s) for s in sources)
                 ids = torch.tensor([s + [pad] * (width - len(s)) for s in sources])
