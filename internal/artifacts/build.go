@@ -26,6 +26,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/ortrain/ortrain/internal/arch"
 	"github.com/ortrain/ortrain/internal/autodiff"
 	"github.com/ortrain/ortrain/internal/fault"
 	"github.com/ortrain/ortrain/internal/onnx"
@@ -77,6 +78,15 @@ type Config struct {
 	// OptimizerOpset is the standard opset of the optimizer graphs (0: optim.Opset).
 	OptimizerOpset int64
 	Version        string // ortrain version recorded in the manifest
+	// AssumeArchitecture names the row of the architecture table
+	// (internal/arch) to train the model with, instead of the one
+	// config.json's model_type selects (--assume_architecture).
+	AssumeArchitecture string
+	// RequireArchitecture refuses a model whose folder has no config.json
+	// model_type unless AssumeArchitecture is set. Without it such a model
+	// builds with no architecture semantics: every float initializer
+	// trainable, classic 1/n gradient accumulation.
+	RequireArchitecture bool
 }
 
 // badModel reports a problem with the user's model files (wrong inputs,
@@ -112,6 +122,18 @@ func Build(cfg Config) (*Manifest, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", cfg.Model, err)
 	}
+	var semantic *arch.Arch
+	if modelType != "" || cfg.AssumeArchitecture != "" || cfg.RequireArchitecture {
+		names := make([]string, len(cands))
+		for i, c := range cands {
+			names[i] = c.onnxName
+		}
+		a, err := arch.Resolve(modelType, names, cfg.AssumeArchitecture)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", filepath.Join(modelDir, "config.json"), err)
+		}
+		semantic = &a
+	}
 	weights := cfg.Weights
 	if weights == "" {
 		if p := filepath.Join(modelDir, "model.safetensors"); fileExists(p) {
@@ -123,6 +145,11 @@ func Build(cfg Config) (*Manifest, error) {
 		Source: Source{Model: filepath.Base(cfg.Model)}, ModelType: modelType,
 		LabelSmoothing: cfg.LabelSmoothing, SpecialTokens: special, Freeze: cfg.Freeze,
 		Semantics: semantics(),
+	}
+	if semantic != nil {
+		man.Architecture = ArchitectureRecord(*semantic)
+	} else {
+		man.Notes = append(man.Notes, "no config.json model_type: no architecture semantics (every float initializer trains; gradient accumulation divides by the window's micro-batches)")
 	}
 	var hf *safetensors.File
 	if weights != "" {
@@ -145,7 +172,10 @@ func Build(cfg Config) (*Manifest, error) {
 			return nil, badModel("%s has no float initializers to train", cfg.Model)
 		}
 	}
-	if err := applyFreeze(man.Parameters, cfg.Freeze, modelType); err != nil {
+	if semantic != nil && hf != nil {
+		man.Parameters, man.Constants = promoteTrainedNotSaved(*semantic, cands, man.Parameters, man.Constants, &man.Notes)
+	}
+	if err := applyFreeze(man.Parameters, cfg.Freeze, semantic); err != nil {
 		return nil, err
 	}
 
@@ -183,7 +213,7 @@ func Build(cfg Config) (*Manifest, error) {
 		}
 		man.DropoutNodes = n
 	}
-	if err := buildTraining(train, man); err != nil {
+	if err := buildTraining(train, man, semantic); err != nil {
 		return nil, fmt.Errorf("%s: %w", cfg.Model, err)
 	}
 	man.Opsets = onnx.Opsets(train) // Backward may have raised the opset
@@ -449,7 +479,7 @@ func inferenceDropout(g *onnxpb.GraphProto) {
 }
 
 // buildTraining turns a copy of the forward model into the training graph.
-func buildTraining(m *onnxpb.ModelProto, man *Manifest) error {
+func buildTraining(m *onnxpb.ModelProto, man *Manifest, semantic *arch.Arch) error {
 	g := m.Graph
 	paramsToInputs(g, man.Parameters)
 	// logits are consumed by the loss only; not an output, so ONNX Runtime
@@ -469,7 +499,7 @@ func buildTraining(m *onnxpb.ModelProto, man *Manifest) error {
 	for _, p := range man.Trainable() {
 		wrt = append(wrt, p.Name)
 	}
-	if err := detachPaddingRows(g, man); err != nil {
+	if err := detachPaddingRows(g, man, semantic); err != nil {
 		return err
 	}
 	opsets := onnx.Opsets(m)
@@ -507,24 +537,14 @@ func buildTraining(m *onnxpb.ModelProto, man *Manifest) error {
 // parameter p but carries no gradient (see detachPaddingRows).
 func NoGradName(p string) string { return "nograd." + p }
 
-// paddingIdxModels are the model types whose token embeddings are
-// nn.Embedding(padding_idx=pad_token_id): PyTorch gives the padding row no
-// gradient from the lookup (it still gets the tied lm_head's gradient).
-var paddingIdxModels = map[string]bool{"bart": true, "mbart": true, "marian": true, "pegasus": true, "m2m_100": true,
-	"blenderbot": true, "blenderbot-small": true, "plbart": true, "led": true, "bigbird_pegasus": true, "nllb-moe": true}
-
-func isTokenEmbedding(name string) bool {
-	return strings.HasSuffix(name, "shared.weight") || strings.HasSuffix(name, "embed_tokens.weight")
-}
-
 // detachPaddingRows reproduces nn.Embedding(padding_idx): each lookup
 // Gather(W, ids) of a token embedding becomes
 // Where(ids == pad, Gather(nograd.W, ids), Gather(W, ids)), where nograd.W
 // is a second input bound to the same value as W. The forward values are
 // unchanged, and positions holding the pad id send no gradient to W.
-func detachPaddingRows(g *onnxpb.GraphProto, man *Manifest) error {
+func detachPaddingRows(g *onnxpb.GraphProto, man *Manifest, semantic *arch.Arch) error {
 	pad, ok := man.SpecialTokens["pad_token_id"]
-	if !ok || !paddingIdxModels[man.ModelType] {
+	if !ok || semantic == nil || len(semantic.PaddingIdx) == 0 {
 		return nil
 	}
 	b := onnx.NewGraphBuilder(g)
@@ -538,7 +558,7 @@ func detachPaddingRows(g *onnxpb.GraphProto, man *Manifest) error {
 		}
 		var p *Parameter
 		for i := range man.Parameters {
-			if q := &man.Parameters[i]; q.Trainable && q.Name == n.Input[0] && isTokenEmbedding(q.Name) && !q.Transposed {
+			if q := &man.Parameters[i]; q.Trainable && q.Name == n.Input[0] && semantic.HasPaddingIdx(q.Name) && !q.Transposed {
 				p = q
 			}
 		}

@@ -25,7 +25,9 @@ type Batch struct {
 	DecoderInputIDs            []int64
 	Labels                     []int64
 	// DecoderAttentionMask is nil from the collator: HF's collator passes
-	// none, which the model reads as all ones (and so do the graphs).
+	// none, which the model reads as all ones (and so do the graphs);
+	// Collator.MaskPadDecoderInputs sets it for models that mask pad
+	// positions themselves when given none.
 	DecoderAttentionMask []int64
 	References           [][]string // every reference of each row
 	Indices              []int      // dataset index of each row
@@ -36,6 +38,18 @@ type Batch struct {
 type Collator struct {
 	PadID          int
 	DecoderStartID int
+	// StartFromLastLabel starts each row's decoder inputs with its last
+	// non-pad label token instead of DecoderStartID, as mBART's, PLBart's
+	// and FSMT's shift_tokens_right do (the target's language code or
+	// </s> moves to the front).
+	StartFromLastLabel bool
+	// PadLabelsWithPad pads labels with PadID instead of -100, so the loss
+	// counts the padded positions: what HF's collator hands FSMT, whose
+	// prepare_decoder_input_ids_from_labels overwrites -100 in place.
+	PadLabelsWithPad bool
+	// MaskPadDecoderInputs sets DecoderAttentionMask to 0 where the decoder
+	// input is PadID, as FSMT's decoder does when given no mask.
+	MaskPadDecoderInputs bool
 	// PadToMultipleOf rounds padded lengths up (HF's pad_to_multiple_of); 0: off.
 	PadToMultipleOf int
 }
@@ -97,8 +111,19 @@ func (c Collator) Collate(d *Dataset, idx []int) *Batch {
 			}
 		}
 		// shift_tokens_right: start token, then labels[:-1], -100 -> pad.
+		start := int64(c.DecoderStartID)
+		if c.StartFromLastLabel {
+			start = lastLabelToken(lab, int64(c.PadID))
+		}
+		if c.PadLabelsWithPad {
+			for k, v := range lab {
+				if v == LabelPad {
+					lab[k] = int64(c.PadID)
+				}
+			}
+		}
 		for k := range dec {
-			v := int64(c.DecoderStartID)
+			v := start
 			if k > 0 {
 				v = lab[k-1]
 			}
@@ -109,7 +134,44 @@ func (c Collator) Collate(d *Dataset, idx []int) *Batch {
 		}
 		b.References = append(b.References, d.Examples[i].Targets)
 	}
+	if c.MaskPadDecoderInputs && b.TargetLen > 0 {
+		b.DecoderAttentionMask = PadMask(b.DecoderInputIDs, int64(c.PadID))
+	}
 	return b
+}
+
+// PadMask is 0 where ids hold pad and 1 elsewhere.
+func PadMask(ids []int64, pad int64) []int64 {
+	m := make([]int64, len(ids))
+	for i, v := range ids {
+		if v != pad {
+			m[i] = 1
+		}
+	}
+	return m
+}
+
+// lastLabelToken is mBART's decoder start: labels with -100 read as pad,
+// the token at (number of non-pad tokens - 1), as torch's gather indexes
+// it (an all-pad row gives the last position).
+func lastLabelToken(lab []int64, pad int64) int64 {
+	if len(lab) == 0 {
+		return pad
+	}
+	n := 0
+	for _, v := range lab {
+		if v != LabelPad && v != pad {
+			n++
+		}
+	}
+	i := n - 1
+	if i < 0 {
+		i = len(lab) - 1
+	}
+	if lab[i] == LabelPad {
+		return pad
+	}
+	return lab[i]
 }
 
 // Order says how an epoch visits a dataset.

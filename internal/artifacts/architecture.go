@@ -1,0 +1,101 @@
+package artifacts
+
+import (
+	"fmt"
+
+	"github.com/ortrain/ortrain/internal/arch"
+)
+
+// Architecture records the row of the architecture table (internal/arch)
+// that decides how the model trains.
+type Architecture struct {
+	// ModelType is the row used: config.json's model_type, or the one
+	// --assume_architecture named (then AssumedFor holds the model's own).
+	ModelType  string `json:"model_type"`
+	AssumedFor string `json:"assumed_for,omitempty"`
+	// GradientAccumulation is arch.Accumulation: sum_of_means,
+	// token_weighted or mean.
+	GradientAccumulation arch.Accumulation `json:"gradient_accumulation"`
+	// DecoderStart is how labels become decoder inputs:
+	// decoder_start_token_id or last_label_token.
+	DecoderStart arch.DecoderStart `json:"decoder_start"`
+	// DecoderStartKey names the special token that starts decoder inputs
+	// under decoder_start_token_id: decoder_start_token_id or bos_token_id.
+	DecoderStartKey string `json:"decoder_start_key,omitempty"`
+	// LabelsPaddedWithPad: HF's collator hands the loss labels whose
+	// padding is the pad id, not -100 (FSMT).
+	LabelsPaddedWithPad bool `json:"labels_padded_with_pad,omitempty"`
+	// DecoderMasksPad: the decoder masks positions holding the pad id when
+	// given no decoder_attention_mask (FSMT).
+	DecoderMasksPad bool `json:"decoder_masks_pad,omitempty"`
+	// Transformers is the version the table was generated from.
+	Transformers string `json:"transformers"`
+}
+
+// ArchitectureRecord is the manifest's record of a table row.
+func ArchitectureRecord(a arch.Arch) *Architecture {
+	return &Architecture{ModelType: a.ModelType, AssumedFor: a.AssumedFor, GradientAccumulation: a.Accumulation(),
+		DecoderStart: a.DecoderStart, DecoderStartKey: a.DecoderStartKey, LabelsPaddedWithPad: a.LabelsPaddedWithPad,
+		DecoderMasksPad: a.DecoderMasksPad, Transformers: arch.Transformers}
+}
+
+// ArchitectureOf returns the manifest's architecture record; folders made
+// before it was recorded fall back to the table row of their model type.
+// It is nil when neither is known.
+func (m *Manifest) ArchitectureOf() *Architecture {
+	if m.Architecture != nil {
+		return m.Architecture
+	}
+	if a, ok := arch.Lookup(m.ModelType); ok && a.Supported {
+		return ArchitectureRecord(a)
+	}
+	return nil
+}
+
+// DecoderStartID is the id that starts decoder inputs under
+// arch.StartToken: the special token the architecture takes it from, else
+// decoder_start_token_id, else bos_token_id (HF generate's fallback), else
+// pad.
+func (m *Manifest) DecoderStartID(pad int) int {
+	keys := []string{"decoder_start_token_id", "bos_token_id"}
+	if a := m.ArchitectureOf(); a != nil && a.DecoderStartKey != "" {
+		keys = append([]string{a.DecoderStartKey}, keys...)
+	}
+	for _, k := range keys {
+		if v, ok := m.SpecialTokens[k]; ok {
+			return int(v)
+		}
+	}
+	return pad
+}
+
+// promoteTrainedNotSaved makes parameters of the initializers HF trains
+// although save_pretrained leaves them out of the weights file (Marian's
+// sinusoidal position tables, rebuilt by from_pretrained and then
+// trainable), which name matching left as constants.
+func promoteTrainedNotSaved(a arch.Arch, cands []candidate, params []Parameter, constants []string, notes *[]string) ([]Parameter, []string) {
+	if len(a.TrainedNotSaved) == 0 {
+		return params, constants
+	}
+	byName := map[string]candidate{}
+	for _, c := range cands {
+		byName[c.onnxName] = c
+	}
+	var kept []string
+	for _, name := range constants {
+		trained := false
+		for _, pat := range a.TrainedNotSaved {
+			if arch.Match(pat, name) {
+				trained = true
+			}
+		}
+		c, ok := byName[name]
+		if !trained || !ok {
+			kept = append(kept, name)
+			continue
+		}
+		params = append(params, Parameter{Name: name, Shape: c.shape, DType: "float32"})
+		*notes = append(*notes, fmt.Sprintf("%s: not in the weights file (save_pretrained leaves it out) but trained by HF after from_pretrained; trained here too", name))
+	}
+	return params, kept
+}
