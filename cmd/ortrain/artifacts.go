@@ -38,6 +38,7 @@ training continues on any ONNX Runtime (see ort_import.json in --out for what wa
 			&cli.Float64Flag{Name: "label-smoothing", Usage: "HF label_smoothing_factor `F` in [0, 1)"},
 			&cli.BoolFlag{Name: "no-dropout", Usage: "train with Dropout nodes in inference mode (default: seeded training-mode dropout where the graph has Dropout)"},
 			&cli.Int64Flag{Name: "opset", Usage: "standard opset `N` of the optimizer graphs (default 17)"},
+			&cli.StringFlag{Name: "assume_architecture", Aliases: []string{"assume-architecture"}, Usage: "ASSUME that the model trains exactly like transformers model_type `TYPE` (e.g. bart), whatever config.json beside --model says"},
 			&cli.StringFlag{Name: "from-ort", Usage: "import an ONNX Runtime training artifact `DIR` (checkpoint, eval_model.onnx, optimizer_model.onnx) instead of --model"},
 			&cli.StringFlag{Name: "prefix", Usage: "with --from-ort: the `PREFIX` generate_artifacts put before the file names"},
 		},
@@ -82,6 +83,7 @@ training continues on any ONNX Runtime (see ort_import.json in --out for what wa
 				Encoder: c.String("encoder"), Decoder: c.String("decoder"), DecoderWithPast: c.String("decoder-with-past"),
 				Freeze: c.StringSlice("freeze"), LabelSmoothing: c.Float64("label-smoothing"),
 				OptimizerOpset: c.Int64("opset"), Version: Version, DisableDropout: c.Bool("no-dropout"),
+				AssumeArchitecture: c.String("assume_architecture"),
 			})
 			if err != nil {
 				return err
@@ -95,6 +97,13 @@ training continues on any ONNX Runtime (see ort_import.json in --out for what wa
 				}
 			}
 			fmt.Fprintf(c.App.Writer, "wrote %s: %d trainable and %d frozen parameters, %d graphs for generation\n", c.String("out"), trainable, frozen, len(man.Generation))
+			if a := man.Architecture; a != nil {
+				assumed := ""
+				if a.AssumedFor != "" {
+					assumed = fmt.Sprintf(" (assumed for model_type %s)", a.AssumedFor)
+				}
+				fmt.Fprintf(c.App.Writer, "architecture %s%s: gradient accumulation %s, decoder start %s\n", a.ModelType, assumed, a.GradientAccumulation, a.DecoderStart)
+			}
 			for _, n := range man.Notes {
 				fmt.Fprintf(c.App.Writer, "note: %s\n", n)
 			}

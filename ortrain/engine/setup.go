@@ -165,9 +165,8 @@ func Prepare(ctx context.Context, env *Runtime, cfg Config) (*Session, error) {
 				bc.Decoder = filepath.Join(cfg.Model, ortdecoder.DecoderFile)
 				bc.DecoderWithPast = filepath.Join(cfg.Model, ortdecoder.DecoderWithPastFile)
 			}
-			if err := os.MkdirAll(artDir, 0o755); err != nil {
-				return nil, err
-			}
+			// Build makes artDir once the model is accepted, so that a refused
+			// model leaves output_dir as it was.
 			if man, err = artifacts.Build(bc); err != nil {
 				return nil, err
 			}
