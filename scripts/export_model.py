@@ -8,7 +8,9 @@ generation_config.json) plus the tokenizer files. OUT_DIR receives:
 
   model.onnx                    input_ids, attention_mask, decoder_input_ids[,
                                 decoder_attention_mask] -> logits (the forward
-                                graph ortrain differentiates)
+                                graph ortrain differentiates), in training mode:
+                                its Dropout nodes stay, so ortrain trains with
+                                the model's dropout (--no-dropout: eval mode)
   encoder_model.onnx            input_ids, attention_mask -> last_hidden_state
   decoder_model.onnx            encoder_attention_mask, input_ids,
                                 encoder_hidden_states -> logits,
@@ -27,8 +29,9 @@ set of parameter values. `--exporter auto` (the default) exports each graph
 with torch.onnx's dynamo exporter and falls back to the TorchScript exporter
 when dynamo fails or its graph disagrees with PyTorch. Each graph is then run
 in onnxruntime at shapes other than the traced ones (batch, source and target
-lengths, padding) and compared with PyTorch; the export fails, naming the
-graph, if any output differs by more than --tolerance.
+lengths beyond any attention window, padding; Dropout in inference mode) and
+compared with PyTorch in eval mode; the export fails, naming the graph, if
+any output differs by more than --tolerance.
 
 Requirements: scripts/requirements-export.txt (torch, transformers, onnx,
 onnxscript, onnxruntime, safetensors, numpy at the versions ortrain is
@@ -36,13 +39,10 @@ tested with).
 """
 
 import argparse
-import glob
-import hashlib
 import json
 import os
 import shutil
 import sys
-import tempfile
 import warnings
 
 import numpy as np
@@ -317,7 +317,7 @@ def tidy(m):
     m.producer_name = m.producer_name or "pytorch"
 
 
-def export_torchscript(module, args, path, inputs, outputs, dyn, opset):
+def export_torchscript(module, args, path, inputs, outputs, dyn, opset, training=False):
     import onnx
     import torch
 
@@ -332,7 +332,7 @@ def export_torchscript(module, args, path, inputs, outputs, dyn, opset):
             # model, Marian's two position tables): each parameter keeps its
             # own initializer. They are taken out of the inputs again below.
             keep_initializers_as_inputs=True,
-            training=torch.onnx.TrainingMode.EVAL,
+            training=torch.onnx.TrainingMode.TRAINING if training else torch.onnx.TrainingMode.EVAL,
         )
     m = onnx.load(path)
     inits = {i.name for i in m.graph.initializer}
@@ -345,11 +345,11 @@ def export_torchscript(module, args, path, inputs, outputs, dyn, opset):
     onnx.save(m, path)
 
 
-def export_dynamo(module, args, path, inputs, outputs, dyn, opset):
+def export_dynamo(module, args, path, inputs, outputs, dyn, opset, training=False):
+    import inspect
+
     import onnx
     import torch
-
-    import inspect
 
     dims = {}
     shapes = []
@@ -363,14 +363,11 @@ def export_dynamo(module, args, path, inputs, outputs, dyn, opset):
         if p.kind == inspect.Parameter.VAR_POSITIONAL:
             shapes = shapes[:i] + [tuple(shapes[i:])]
             break
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        prog = torch.onnx.export(
-            module, args, None, input_names=inputs, output_names=outputs, dynamic_shapes=tuple(shapes),
-            opset_version=max(opset, 18), dynamo=True,
-            optimize=False,  # the optimizer folds Transpose(W) into unnamed initializers
-            external_data=False, verbose=False,
-        )
+    module.train(training)
+    try:
+        prog = _dynamo_export(torch, module, args, inputs, outputs, shapes, opset)
+    finally:
+        module.eval()
     prog.save(path, external_data=False)
     m = onnx.load(path)
     strip_prefix(m)
@@ -378,6 +375,17 @@ def export_dynamo(module, args, path, inputs, outputs, dyn, opset):
     tidy(m)
     onnx.checker.check_model(m)
     onnx.save(m, path)
+
+
+def _dynamo_export(torch, module, args, inputs, outputs, shapes, opset):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.onnx.export(
+            module, args, None, input_names=inputs, output_names=outputs, dynamic_shapes=tuple(shapes),
+            opset_version=max(opset, 18), dynamo=True,
+            optimize=False,  # the optimizer folds Transpose(W) into unnamed initializers
+            external_data=False, verbose=False,
+        )
 
 
 def run_ort(path, feeds):
@@ -417,11 +425,36 @@ def max_err(got, want, masks=None):
     return err
 
 
-def export_checked(name, module, trace_args, check_args, inputs, outputs, dyn, out_dir, opts, record, masks=(None, None)):
+def inference_copy(path):
+    """A copy of the graph at path with every Dropout node in inference mode
+    (its training_mode input false), and the number of Dropout nodes."""
+    import onnx
+    from onnx import helper
+
+    m = onnx.load(path)
+    n = 0
+    for node in m.graph.node:
+        if node.op_type == "Dropout":
+            n += 1
+            while len(node.input) < 3:
+                node.input.append("")
+            node.input[2] = "export_check_inference_mode"
+    m.graph.initializer.append(helper.make_tensor("export_check_inference_mode", onnx.TensorProto.BOOL, [], [False]))
+    out = path + ".inference-check.onnx"
+    onnx.save(m, out)
+    return out, n
+
+
+def export_checked(name, module, trace_args, check_args, inputs, outputs, dyn, out_dir, opts, record, masks=(None, None),
+                   training=False):
     """Exports module with the chosen exporter(s); keeps the first graph whose
-    outputs match PyTorch on both the trace and the check inputs."""
+    outputs match PyTorch on both the trace and the check inputs. With
+    training, the graph is exported in training mode (its Dropout nodes
+    kept, for ortrain to train with dropout) and checked with them in
+    inference mode."""
     torch = _torch()
     path = os.path.join(out_dir, name)
+    module.eval()
     try:
         with torch.no_grad():
             refs = [dict(zip(outputs, [t.numpy() for t in _as_tuple(module(*a))])) for a in (trace_args, check_args)]
@@ -431,11 +464,24 @@ def export_checked(name, module, trace_args, check_args, inputs, outputs, dyn, o
     tried = []
     for exp in exporters:
         try:
-            (export_dynamo if exp == "dynamo" else export_torchscript)(module, trace_args, path, inputs, outputs, dyn, opts.opset)
-            errs = [max_err(run_ort(path, dict(zip(inputs, a))), r, m) for a, r, m in zip((trace_args, check_args), refs, masks)]
+            try:
+                (export_dynamo if exp == "dynamo" else export_torchscript)(module, trace_args, path, inputs, outputs, dyn,
+                                                                           opts.opset, training=training)
+            finally:
+                module.eval()
+            check, dropouts = path, 0
+            if training:
+                check, dropouts = inference_copy(path)
+            try:
+                errs = [max_err(run_ort(check, dict(zip(inputs, a))), r, m) for a, r, m in zip((trace_args, check_args), refs, masks)]
+            finally:
+                if check != path:
+                    os.remove(check)
             err = max(errs)
             if err <= opts.tolerance:
                 record[name] = {"exporter": exp, "max_abs_err_vs_pytorch": err, "rejected": tried}
+                if training:
+                    record[name]["dropout_nodes"] = dropouts
                 return
             tried.append({"exporter": exp, "why": f"outputs differ from PyTorch by {err:.3g} (trace shapes {errs[0]:.3g}, other shapes {errs[1]:.3g})"})
         except Exception as e:  # try the next exporter, and say why this one failed
@@ -490,8 +536,20 @@ def export(src, out, opts):
         "logits": {0: "batch_size", 1: "decoder_sequence_length"},
     }
     args = lambda b: tuple(b[k] for k in FORWARD_INPUTS)
-    export_checked("model.onnx", fwd, args(tb), args(cb), FORWARD_INPUTS, ["logits"], dyn, out, opts, record,
-                   masks=[{"logits": (b["decoder_attention_mask"], 1)} for b in (tb, cb)])
+    fwd_masks = [{"logits": (b["decoder_attention_mask"], 1)} for b in (tb, cb)]
+    try:
+        export_checked("model.onnx", fwd, args(tb), args(cb), FORWARD_INPUTS, ["logits"], dyn, out, opts, record,
+                       masks=fwd_masks, training=opts.dropout)
+    except ExportError as e:
+        if not opts.dropout:
+            raise
+        # Training mode can bring more than Dropout (NLLB-MoE's LayerDrop
+        # draws a random number in Python): fall back to eval mode, loudly.
+        print(f"export_model: warning: model.onnx in training mode failed ({e}); exported in eval mode instead, "
+              "so ortrain will train it without dropout", file=sys.stderr)
+        export_checked("model.onnx", fwd, args(tb), args(cb), FORWARD_INPUTS, ["logits"], dyn, out, opts, record,
+                       masks=fwd_masks, training=False)
+        record["model.onnx"]["training_mode_failed"] = str(e)
 
     if not opts.no_kv:
         enc_in = ["input_ids", "attention_mask"]
@@ -567,6 +625,7 @@ def export(src, out, opts):
         "graphs": record,
         "tokenizer_files": copied,
         "opset": opts.opset,
+        "dropout": bool(opts.dropout),
         "tolerance": opts.tolerance,
         "versions": {"torch": torch.__version__.split("+")[0], "transformers": transformers.__version__,
                      "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__},
@@ -586,8 +645,15 @@ def main(argv=None):
     ap.add_argument("--opset", type=int, default=17, help="ONNX opset (TorchScript; dynamo uses at least 18)")
     ap.add_argument("--tolerance", type=float, default=1e-4, help="largest |onnxruntime - PyTorch| accepted")
     ap.add_argument("--no-kv", action="store_true", help="export model.onnx only (ortrain then generates by recomputing)")
+    ap.add_argument("--no-dropout", action="store_true",
+                    help="export model.onnx in eval mode, without its Dropout nodes: ortrain then trains without dropout "
+                         "(default: training mode, so that ortrain trains with the model's dropout as HF does; the "
+                         "KV-cache graphs, which generation uses, are always in eval mode)")
     ap.add_argument("--record-source", action="store_true", help="record the checkpoint's absolute path in export.json")
     opts = ap.parse_args(argv)
+    # Dropout nodes in model.onnx are for training; a folder without the
+    # KV-cache graphs generates with model.onnx, which must then be in eval mode.
+    opts.dropout = not opts.no_dropout and not opts.no_kv
     quiet()
     try:
         rep = export(opts.checkpoint, opts.out, opts)
@@ -596,7 +662,8 @@ def main(argv=None):
         return 1
     for g, r in sorted(rep["graphs"].items()):
         if isinstance(r, dict):
-            print(f"{g}: {r['exporter']} (max |ORT - PyTorch| {r['max_abs_err_vs_pytorch']:.2g})")
+            extra = f", {r['dropout_nodes']} Dropout nodes kept for training" if "dropout_nodes" in r else ""
+            print(f"{g}: {r['exporter']} (max |ORT - PyTorch| {r['max_abs_err_vs_pytorch']:.2g}{extra})")
     print(f"wrote {opts.out}")
     return 0
 

@@ -5,7 +5,8 @@ Each model is loaded as a user fine-tunes it, with
 AutoModelForSeq2SeqLM.from_pretrained(folder) (so that, for example,
 Marian's and Pegasus's sinusoidal position tables are trainable, as
 transformers 5.24 makes them), with every dropout at 0 (nn.Dropout modules
-and the float rates attention modules keep), and writes beside the model:
+and the float rates attention modules keep) and LayerDrop at 0, and writes
+beside the model:
 
   grads.safetensors  the gradient of the loss of a fixed batch (3 rows,
                      unequal lengths, labels padded with -100, decoder
@@ -72,6 +73,11 @@ def load(mt):
         for obj in (m, getattr(m, "config", None)):
             for attr in DROPOUT_ATTRS:
                 if isinstance(getattr(obj, attr, None), float):
+                    setattr(obj, attr, 0.0)
+            # LayerDrop (M2M100 and NLLB-MoE configs set 0.05) skips whole
+            # layers at random in training
+            for attr in list(vars(obj)) if obj is not None else []:
+                if "layerdrop" in attr and isinstance(getattr(obj, attr), float):
                     setattr(obj, attr, 0.0)
     return model
 
