@@ -18,6 +18,9 @@ built and probed:
   collator's labels and HF's loss count padded positions.
 - DecoderMasksPad: without decoder_attention_mask the decoder masks the
   positions holding pad (FSMT) rather than attending to all of them.
+- LayerdropKeys: the config keys of LayerDrop (whole layers skipped at
+  random in training), a per-checkpoint setting ortrain does not reproduce
+  (it trains every layer and says so when a config sets one above 0).
 - LossUsesNumItems: the loss of the same batch with and without
   num_items_in_batch (=100); equal means the model ignores it.
 - Loss is cross entropy: in train mode with every dropout at 0, the model's
@@ -229,6 +232,13 @@ def probe(mt, cls, cfg):
         with_n = model(**batch, num_items_in_batch=torch.tensor(100))
     row["loss_uses_num_items"] = not torch.allclose(out.loss, with_n.loss)
 
+    # LayerDrop (skipping whole layers at random in training) is set per
+    # checkpoint; its config keys are recorded, and it is off for the probe.
+    row["layerdrop_keys"] = sorted(k for k, v in cfg.to_dict().items() if k.endswith("layerdrop") and isinstance(v, (int, float)))
+    for obj in [model.config] + [m for m in model.modules()]:
+        for k in list(vars(obj)) if hasattr(obj, "__dict__") else []:
+            if "layerdrop" in k and isinstance(getattr(obj, k, None), float):
+                setattr(obj, k, 0.0)
     # In train mode with dropout off, the loss must be the cross entropy of
     # the logits, and deterministic.
     for mod in model.modules():
@@ -245,15 +255,21 @@ def probe(mt, cls, cfg):
     model.train()
     with torch.no_grad():
         a = model(**batch)
-        b = model(**batch)
+        b = a
+        for _ in range(8):  # rare random events (a 5% layer skip) show within a few runs
+            b = model(**batch)
+            if not torch.equal(a.loss, b.loss):
+                break
     logits = a.logits
     ce = None
     if logits.dim() == 3 and logits.shape[:2] == labels.shape:
         ce = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1),
                                                ignore_index=-100)
     if not torch.equal(a.loss, b.loss):
-        row["refusal"] = ("its training forward is random beyond dropout (two runs with dropout off give losses "
-                          f"{a.loss.item():.6g} and {b.loss.item():.6g}), which ortrain cannot reproduce")
+        knobs = [f"{k} {v}" for k, v in sorted(cfg.to_dict().items()) if "jitter" in k and isinstance(v, float) and v > 0]
+        cause = f" ({', '.join(knobs)})" if knobs else ""
+        row["refusal"] = (f"its training forward is random beyond dropout{cause}: two runs with dropout off give losses "
+                          f"{a.loss.item():.6g} and {b.loss.item():.6g}, which ortrain cannot reproduce")
     elif ce is None:
         row["refusal"] = f"its logits {tuple(logits.shape)} are not one distribution per label token"
     elif not torch.allclose(a.loss, ce, rtol=1e-6, atol=1e-6):
@@ -352,6 +368,22 @@ def export_failures():
     return {mt: r["why"] for mt, r in archs.items() if not r.get("exported")}
 
 
+def summarize_export_failure(why):
+    """'model.onnx: no exporter produced ...: dynamo: X; torchscript: Y' ->
+    'no exporter gives a model.onnx equal to PyTorch at other lengths
+    (dynamo: X'; torchscript: Y')' with X', Y' cut to their first clause."""
+    graph, _, rest = why.partition(": no exporter produced a graph equal to PyTorch: ")
+    if not rest:
+        return why[:300]
+    parts = []
+    for piece in rest.split("; "):
+        name, _, msg = piece.partition(": ")
+        msg = re.sub(r"\s*\(.*", "", msg) if not msg.startswith("outputs differ") else msg.split(" (")[0]
+        msg = msg.split(" Name:")[0].split(" for the following indices")[0]
+        parts.append(f"{name}: {msg[:110].rstrip(' .')}")
+    return f"no exporter gives a {graph} equal to PyTorch at other lengths ({'; '.join(parts)})"
+
+
 def go_str(s):
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -401,6 +433,8 @@ def render(rows, toks, versions):
             lines.append("\t\t\tLabelsPaddedWithPad: true,")
         if r.get("decoder_masks_pad"):
             lines.append("\t\t\tDecoderMasksPad: true,")
+        if r.get("layerdrop_keys"):
+            lines.append(f"\t\t\tLayerdropKeys: {go_list(r['layerdrop_keys'])},")
         if r.get("decoder_start_key"):
             lines.append(f"\t\t\tDecoderStartKey: {go_str(r['decoder_start_key'])},")
         if r.get("tokenizer"):
@@ -453,7 +487,7 @@ def main():
         elif mt in REFUSED:
             row["refusal"] = REFUSED[mt]
         elif mt in failed_exports:
-            row["refusal"] = "scripts/export_model.py finds no exporter whose graph equals PyTorch at other shapes: " + failed_exports[mt]
+            row["refusal"] = "scripts/export_model.py cannot export it: " + summarize_export_failure(failed_exports[mt])
         elif cfg is None:
             row["refusal"] = "no tiny configuration to verify it with (scripts/fixtures/tiny_archs.py)"
         elif not fixture_exists(mt):

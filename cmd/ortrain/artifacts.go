@@ -103,6 +103,9 @@ training continues on any ONNX Runtime (see ort_import.json in --out for what wa
 					assumed = fmt.Sprintf(" (assumed for model_type %s)", a.AssumedFor)
 				}
 				fmt.Fprintf(c.App.Writer, "architecture %s%s: gradient accumulation %s, decoder start %s\n", a.ModelType, assumed, a.GradientAccumulation, a.DecoderStart)
+				for _, d := range a.Differences {
+					fmt.Fprintf(c.App.ErrWriter, "warning: %s\n", d)
+				}
 			}
 			for _, n := range man.Notes {
 				fmt.Fprintf(c.App.Writer, "note: %s\n", n)

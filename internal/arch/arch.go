@@ -82,6 +82,10 @@ type Arch struct {
 	// instead of attending to every position.
 	DecoderMasksPad bool
 
+	// LayerdropKeys are the config keys of LayerDrop: in training HF skips
+	// each layer with that probability. ortrain trains every layer.
+	LayerdropKeys []string
+
 	// Tokenizer is the tokenizer class transformers maps the model type to
 	// (a checkpoint's tokenizer_config.json may name another).
 	Tokenizer string
@@ -209,14 +213,16 @@ func Lookup(modelType string) (Arch, bool) {
 	return Arch{}, false
 }
 
-// SupportedTypes lists the model types ortrain trains.
+// SupportedTypes lists the transformers model types ortrain trains
+// (ortrain's own demo model aside).
 func SupportedTypes() []string {
 	var out []string
-	for _, a := range All() {
+	for _, a := range table() {
 		if a.Supported {
 			out = append(out, a.ModelType)
 		}
 	}
+	sort.Strings(out)
 	return out
 }
 
@@ -242,9 +248,12 @@ func Resolve(modelType string, params []string, assume string) (Arch, error) {
 		return a, nil
 	}
 	if modelType == "" {
-		near := NearestByParameters(params)
+		hint := ""
+		if near := NearestByParameters(params); near != "" {
+			hint = fmt.Sprintf(" (its parameter names are nearest to %q)", near)
+		}
 		return Arch{}, fault.Inputf("the model has no config.json with a model_type, and ortrain takes how HF trains a model (gradient accumulation, which tensors train, decoder inputs) from it; "+
-			"put the checkpoint's config.json beside the model, or pass %s with the architecture it follows (its parameter names are nearest to %q)", AssumeFlag, near)
+			"put the checkpoint's config.json beside the model, or pass %s with the architecture it follows%s", AssumeFlag, hint)
 	}
 	a, ok := Lookup(modelType)
 	if ok && a.Supported {
@@ -277,7 +286,7 @@ func NearestByParameters(params []string) string {
 		return ""
 	}
 	best, bestScore := "", 0.0
-	for _, a := range All() {
+	for _, a := range table() {
 		if !a.Supported || len(a.Parameters) == 0 {
 			continue
 		}

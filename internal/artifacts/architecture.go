@@ -30,6 +30,9 @@ type Architecture struct {
 	DecoderMasksPad bool `json:"decoder_masks_pad,omitempty"`
 	// Transformers is the version the table was generated from.
 	Transformers string `json:"transformers"`
+	// Differences lists what ortrain does differently from HF for this
+	// model (a LayerDrop the config sets); train prints them.
+	Differences []string `json:"differences,omitempty"`
 }
 
 // ArchitectureRecord is the manifest's record of a table row.
@@ -50,6 +53,18 @@ func (m *Manifest) ArchitectureOf() *Architecture {
 		return ArchitectureRecord(a)
 	}
 	return nil
+}
+
+// layerdropDifferences reports the LayerDrop probabilities config.json sets
+// above 0: HF skips whole layers at random in training, ortrain does not.
+func layerdropDifferences(a arch.Arch, config map[string]any) []string {
+	var out []string
+	for _, k := range a.LayerdropKeys {
+		if v, ok := config[k].(float64); ok && v > 0 {
+			out = append(out, fmt.Sprintf("config.json sets %s %v: in training HF skips each layer with that probability (LayerDrop); ortrain trains every layer", k, v))
+		}
+	}
+	return out
 }
 
 // DecoderStartID is the id that starts decoder inputs under

@@ -148,6 +148,7 @@ func Build(cfg Config) (*Manifest, error) {
 	}
 	if semantic != nil {
 		man.Architecture = ArchitectureRecord(*semantic)
+		man.Architecture.Differences = layerdropDifferences(*semantic, readConfigJSON(modelDir))
 	} else {
 		man.Notes = append(man.Notes, "no config.json model_type: no architecture semantics (every float initializer trains; gradient accumulation divides by the window's micro-batches)")
 	}
@@ -708,6 +709,20 @@ func writeInitialParameters(path string, params []Parameter, cands []candidate) 
 		tensors[p.Name] = safetensors.Tensor{DType: safetensors.Float32, Shape: p.TorchShape(), Data: data}
 	}
 	return safetensors.WriteFile(path, tensors, map[string]string{"format": "pt"})
+}
+
+// readConfigJSON returns config.json beside the model as a map (nil when
+// absent or malformed; readConfigs reports nothing either).
+func readConfigJSON(dir string) map[string]any {
+	b, err := os.ReadFile(filepath.Join(dir, "config.json"))
+	if err != nil {
+		return nil
+	}
+	var m map[string]any
+	if json.Unmarshal(b, &m) != nil {
+		return nil
+	}
+	return m
 }
 
 // readConfigs reads model_type and the special token ids from config.json

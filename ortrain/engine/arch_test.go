@@ -134,6 +134,15 @@ func checkArchitecture(t *testing.T, env *onnxrt.Env, a arch.Arch, r *archResult
 	if man.Architecture == nil || man.Architecture.ModelType != a.ModelType {
 		t.Fatalf("manifest architecture %+v", man.Architecture)
 	}
+	// A LayerDrop the config sets (M2M100's and NLLB-MoE's 0.05) is a
+	// difference train reports.
+	config := map[string]any{}
+	readJSON(t, filepath.Join(dir, "config.json"), &config)
+	for _, k := range a.LayerdropKeys {
+		if v, _ := config[k].(float64); v > 0 && !strings.Contains(strings.Join(man.Architecture.Differences, "\n"), k) {
+			t.Errorf("config.json sets %s %v but the manifest reports no difference: %v", k, v, man.Architecture.Differences)
+		}
+	}
 	t.Run("gradients", func(t *testing.T) { archGradients(t, env, art, man, dir, &ref, r) })
 	t.Run("trainer", func(t *testing.T) { archTrainer(t, env, art, man, dir, &ref, r) })
 	t.Run("generation", func(t *testing.T) { archGeneration(t, env, dir, &ref, r) })

@@ -182,9 +182,14 @@ func Prepare(ctx context.Context, env *Runtime, cfg Config) (*Session, error) {
 		}
 		man.Architecture = artifacts.ArchitectureRecord(ar)
 	}
-	if ar := man.ArchitectureOf(); ar != nil && ar.AssumedFor != "" && cfg.Warn != nil {
-		fmt.Fprintf(cfg.Warn, "note: training model_type %s as %s (%s): %s gradient accumulation, decoder start %s\n",
-			ar.AssumedFor, ar.ModelType, arch.AssumeFlag, ar.GradientAccumulation, ar.DecoderStart)
+	if ar := man.ArchitectureOf(); ar != nil && cfg.Warn != nil {
+		if ar.AssumedFor != "" {
+			fmt.Fprintf(cfg.Warn, "note: training model_type %s as %s (%s): %s gradient accumulation, decoder start %s\n",
+				ar.AssumedFor, ar.ModelType, arch.AssumeFlag, ar.GradientAccumulation, ar.DecoderStart)
+		}
+		for _, d := range ar.Differences {
+			fmt.Fprintf(cfg.Warn, "warning: %s\n", d)
+		}
 	}
 
 	so := onnxrt.SessionOptions{Device: a.Device, IntraOpThreads: a.Threads, NoCPUArena: cfg.NoCPUArena}
