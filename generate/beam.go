@@ -98,7 +98,7 @@ func (s *search) beam(ctx context.Context, nSources int) (*Output, error) {
 			copy(row, logits.Row(r))
 			logSoftmax(row)
 			h := items[active[r/nb]].running[r%nb]
-			p.apply(h.tokens, row)
+			p.apply(h.tokens, active[r/nb], row)
 			for t, v := range row {
 				row[t] = v + h.score
 			}
@@ -259,7 +259,7 @@ func (s *search) parallelRows(n, vocab int, fn func(p *processor, row int)) {
 		workers = 1
 	} else {
 		for len(s.workerProcs) < workers {
-			s.workerProcs = append(s.workerProcs, newProcessor(s.cfg, s.proc.maxLen, s.proc.minLen))
+			s.workerProcs = append(s.workerProcs, s.proc.clone())
 		}
 		procs = s.workerProcs
 	}

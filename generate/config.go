@@ -57,12 +57,16 @@ type Config struct {
 	MinLength    int
 	MinNewTokens int
 
-	NumBeams           int
-	EarlyStopping      EarlyStopping
-	LengthPenalty      float64
-	NoRepeatNGramSize  int
-	RepetitionPenalty  float64
-	NumReturnSequences int
+	NumBeams          int
+	EarlyStopping     EarlyStopping
+	LengthPenalty     float64
+	NoRepeatNGramSize int
+	// EncoderNoRepeatNGramSize bans tokens that would repeat an n-gram of
+	// the source (HF's EncoderNoRepeatNGramLogitsProcessor; Blenderbot's
+	// configs set 3).
+	EncoderNoRepeatNGramSize int
+	RepetitionPenalty        float64
+	NumReturnSequences       int
 
 	// Sampling (num_beams must be 1).
 	DoSample    bool
@@ -101,7 +105,6 @@ var unsupported = map[string]func(v any) bool{
 	"exponential_decay_length_penalty": isNullish,
 	"constraints":                      isNullish,
 	"force_words_ids":                  isNullish,
-	"encoder_no_repeat_ngram_size":     func(v any) bool { return v == float64(0) },
 	"encoder_repetition_penalty":       func(v any) bool { return v == float64(1) },
 	"guidance_scale":                   func(v any) bool { return v == float64(1) },
 	"num_beam_groups":                  func(v any) bool { return v == float64(1) },
@@ -258,6 +261,8 @@ func (c *Config) ApplyJSON(m map[string]json.RawMessage) error {
 			err = json.Unmarshal(raw, &c.LengthPenalty)
 		case "no_repeat_ngram_size":
 			err = json.Unmarshal(raw, &c.NoRepeatNGramSize)
+		case "encoder_no_repeat_ngram_size":
+			err = json.Unmarshal(raw, &c.EncoderNoRepeatNGramSize)
 		case "repetition_penalty":
 			err = json.Unmarshal(raw, &c.RepetitionPenalty)
 		case "num_return_sequences":
@@ -306,6 +311,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("max_length, min_length and min_new_tokens must not be negative")
 	case c.NoRepeatNGramSize < 0:
 		return fmt.Errorf("no_repeat_ngram_size must not be negative, got %d", c.NoRepeatNGramSize)
+	case c.EncoderNoRepeatNGramSize < 0:
+		return fmt.Errorf("encoder_no_repeat_ngram_size must not be negative, got %d", c.EncoderNoRepeatNGramSize)
 	case !(c.RepetitionPenalty > 0):
 		return fmt.Errorf("repetition_penalty has to be a strictly positive float, got %v", c.RepetitionPenalty)
 	case c.NumReturnSequences < 1:

@@ -52,7 +52,7 @@ func Generate(ctx context.Context, dec Decoder, sources [][]int64, cfg Config) (
 		return nil, err
 	}
 	defer st.Close()
-	s := &search{cfg: cfg, state: st, maxLen: maxLen, proc: newProcessor(cfg, maxLen, minLen)}
+	s := &search{cfg: cfg, state: st, maxLen: maxLen, proc: newProcessor(cfg, maxLen, minLen, sources)}
 	if cfg.NumBeams > 1 {
 		return s.beam(ctx, len(sources))
 	}
@@ -127,7 +127,7 @@ func (s *search) greedy(ctx context.Context, nSources int) (*Output, error) {
 		for i, r := range active {
 			row := append(s.buf[:0], logits.Row(i)...)
 			s.buf = row
-			s.proc.apply(seqs[r], row)
+			s.proc.apply(seqs[r], r/nrs, row)
 			var tok int
 			if rng != nil {
 				tok, err = s.draw(rng, row)

@@ -3,6 +3,7 @@ package generate
 import (
 	"context"
 	"encoding/json"
+	"math"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -184,12 +185,12 @@ func TestUnsupportedParametersAreRefused(t *testing.T) {
 	if err := cfg.ApplyJSON(m); err != nil || cfg.Validate() != nil {
 		t.Fatalf("default values of unimplemented parameters: %v / %v", err, cfg.Validate())
 	}
-	_ = json.Unmarshal([]byte(`{"renormalize_logits": true, "suppress_tokens": [5, 6], "encoder_no_repeat_ngram_size": 3}`), &m)
+	_ = json.Unmarshal([]byte(`{"renormalize_logits": true, "suppress_tokens": [5, 6], "encoder_repetition_penalty": 1.5}`), &m)
 	if err := cfg.ApplyJSON(m); err != nil {
 		t.Fatal(err)
 	}
 	err := cfg.Validate()
-	for _, want := range []string{"encoder_no_repeat_ngram_size", "renormalize_logits", "suppress_tokens", "does not implement"} {
+	for _, want := range []string{"encoder_repetition_penalty", "renormalize_logits", "suppress_tokens", "does not implement"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error %v does not mention %q", err, want)
 		}
@@ -246,4 +247,46 @@ func TestGenerateStopsWhenCancelled(t *testing.T) {
 	if err != context.Canceled {
 		t.Errorf("cancelled context: %v", err)
 	}
+}
+
+// TestEncoderNoRepeatNGram follows HF's EncoderNoRepeatNGramLogitsProcessor:
+// n-grams come from the padded encoder input_ids, and a token is banned when
+// the last n-1 decoder tokens followed by it form one of them. (Checked
+// against HF generate() end to end on Blenderbot, whose config sets 3:
+// ortrain/engine's TestArchitecturesMatchHF.)
+func TestEncoderNoRepeatNGram(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.EncoderNoRepeatNGramSize = 3
+	cfg.PadTokenID = 0
+	p := newProcessor(cfg, 20, 0, [][]int64{{5, 6, 7, 2}, {8, 9}})
+	scores := func(tokens []int64, src int) []float32 {
+		s := make([]float32, 12)
+		p.apply(tokens, src, s)
+		return s
+	}
+	if s := scores([]int64{1, 5, 6}, 0); !math.IsInf(float64(s[7]), -1) || math.IsInf(float64(s[2]), -1) {
+		t.Errorf("after 5 6, 7 must be banned and 2 not: %v", s)
+	}
+	if s := scores([]int64{1, 6, 7}, 0); !math.IsInf(float64(s[2]), -1) {
+		t.Errorf("after 6 7, 2 must be banned: %v", s)
+	}
+	// the second source is padded to the first's length: 8 9 0 0
+	if s := scores([]int64{1, 9, 0}, 1); !math.IsInf(float64(s[0]), -1) {
+		t.Errorf("the padding belongs to the n-grams (9 0 0): %v", s)
+	}
+	if s := scores([]int64{1, 5, 6}, 1); math.IsInf(float64(s[7]), -1) {
+		t.Errorf("n-grams of another source banned: %v", s)
+	}
+	if s := scores([]int64{5}, 0); slicesHasInf(s) {
+		t.Errorf("fewer than n-1 tokens: nothing banned: %v", s)
+	}
+}
+
+func slicesHasInf(s []float32) bool {
+	for _, v := range s {
+		if math.IsInf(float64(v), -1) {
+			return true
+		}
+	}
+	return false
 }

@@ -8,7 +8,7 @@ import (
 var negInf = float32(math.Inf(-1))
 
 // processor applies HF's logits processors, in _get_logits_processor's order,
-// to one row's scores: RepetitionPenalty, NoRepeatNGram, NoBadWords,
+// to one row's scores: RepetitionPenalty, NoRepeatNGram, EncoderNoRepeatNGram, NoBadWords,
 // MinLength, MinNewTokens (folded into MinLength: both block EOS below the
 // same length), ForcedBOS, ForcedEOS, then the sampling warpers.
 type processor struct {
@@ -21,10 +21,17 @@ type processor struct {
 	sortIdx   []int  // scratch for top-p
 	sortVals  []float32
 	sampleBuf []float64
+	// encNGrams maps, per source, each (n-1)-gram of the source to the
+	// tokens that followed it (encoder_no_repeat_ngram_size); read-only,
+	// shared by the copies of a processor.
+	encNGrams []map[string][]int64
 }
 
-func newProcessor(cfg Config, maxLen, minLen int) *processor {
+func newProcessor(cfg Config, maxLen, minLen int, sources [][]int64) *processor {
 	p := &processor{cfg: cfg, maxLen: maxLen, minLen: minLen, penalty: float32(cfg.RepetitionPenalty)}
+	if n := cfg.EncoderNoRepeatNGramSize; n > 0 {
+		p.encNGrams = sourceNGrams(sources, n, cfg.PadTokenID)
+	}
 	for _, seq := range cfg.BadWordsIDs {
 		if len(seq) == 1 && cfg.isEOS(seq[0]) {
 			continue
@@ -34,8 +41,48 @@ func newProcessor(cfg Config, maxLen, minLen int) *processor {
 	return p
 }
 
-// apply edits scores (length vocab) for a row whose decoder sequence so far is tokens.
-func (p *processor) apply(tokens []int64, scores []float32) {
+// clone returns a processor with the same settings and its own scratch.
+func (p *processor) clone() *processor {
+	return &processor{cfg: p.cfg, badWords: p.badWords, maxLen: p.maxLen, minLen: p.minLen, penalty: p.penalty, encNGrams: p.encNGrams}
+}
+
+// sourceNGrams is HF's _get_ngrams over the encoder input_ids, which are
+// the sources right-padded with pad to the longest (the padding is part of
+// the n-grams, as in HF).
+func sourceNGrams(sources [][]int64, n int, pad int64) []map[string][]int64 {
+	width := 0
+	for _, s := range sources {
+		width = max(width, len(s))
+	}
+	out := make([]map[string][]int64, len(sources))
+	row := make([]int64, width)
+	for i, s := range sources {
+		copy(row, s)
+		for k := len(s); k < width; k++ {
+			row[k] = pad
+		}
+		m := map[string][]int64{}
+		for start := 0; start+n <= width; start++ {
+			k := ngramKey(row[start : start+n-1])
+			m[k] = append(m[k], row[start+n-1])
+		}
+		out[i] = m
+	}
+	return out
+}
+
+func ngramKey(tokens []int64) string {
+	b := make([]byte, 0, 8*len(tokens))
+	for _, t := range tokens {
+		u := uint64(t)
+		b = append(b, byte(u), byte(u>>8), byte(u>>16), byte(u>>24), byte(u>>32), byte(u>>40), byte(u>>48), byte(u>>56))
+	}
+	return string(b)
+}
+
+// apply edits scores (length vocab) for a row of source src whose decoder
+// sequence so far is tokens.
+func (p *processor) apply(tokens []int64, src int, scores []float32) {
 	cur := len(tokens)
 	vocab := len(scores)
 	if p.cfg.RepetitionPenalty != 1.0 {
@@ -75,6 +122,14 @@ func (p *processor) apply(tokens []int64, scores []float32) {
 				if t := tokens[start+n-1]; t >= 0 && int(t) < vocab {
 					scores[t] = negInf
 				}
+			}
+		}
+	}
+	if n := p.cfg.EncoderNoRepeatNGramSize; n > 0 && cur >= n-1 && src < len(p.encNGrams) {
+		// ban every token that would complete an n-gram of the source
+		for _, t := range p.encNGrams[src][ngramKey(tokens[cur-n+1:])] {
+			if t >= 0 && int(t) < vocab {
+				scores[t] = negInf
 			}
 		}
 	}

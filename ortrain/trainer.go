@@ -191,6 +191,46 @@ func (t *Trainer) resolveResume() (string, error) {
 	return r, nil
 }
 
+// TrainingValues are the sizes HF's set_initial_training_values derives
+// from the arguments and the training data, as its "Running training"
+// banner prints them.
+type TrainingValues struct {
+	NumExamples         int
+	NumEpochs           int // whole epochs begun: ceil(max_steps / UpdateStepsPerEpoch), or ceil(num_train_epochs)
+	UpdateStepsPerEpoch int
+	StepsInEpoch        int // micro-batches per epoch
+	TotalBatchSize      int // per device × accumulation steps
+	MaxSteps            int // optimizer steps in all
+	NumSamples          float64
+}
+
+// TrainingValues computes HF's set_initial_training_values.
+func (t *Trainer) TrainingValues() (TrainingValues, error) {
+	a := &t.Args
+	if t.TrainData == nil {
+		return TrainingValues{}, errors.New("ortrain: no training data")
+	}
+	ga := a.GradientAccumulationSteps
+	lenDL := t.TrainData.NumBatches()
+	if lenDL <= 0 {
+		return TrainingValues{}, errors.New("the training set yields no batches")
+	}
+	v := TrainingValues{NumExamples: t.TrainData.NumExamples(), StepsInEpoch: lenDL, TotalBatchSize: a.PerDeviceTrainBatchSize * ga}
+	v.UpdateStepsPerEpoch = max(lenDL/ga+b2i(lenDL%ga > 0), 1)
+	v.MaxSteps = a.MaxSteps
+	if v.MaxSteps < 0 {
+		v.MaxSteps = int(math.Ceil(a.NumTrainEpochs * float64(v.UpdateStepsPerEpoch)))
+	}
+	if a.MaxSteps > 0 {
+		v.NumEpochs = v.MaxSteps/v.UpdateStepsPerEpoch + b2i(v.MaxSteps%v.UpdateStepsPerEpoch > 0)
+		v.NumSamples = float64(v.MaxSteps * v.TotalBatchSize)
+	} else {
+		v.NumEpochs = int(math.Ceil(a.NumTrainEpochs))
+		v.NumSamples = float64(v.NumExamples) * a.NumTrainEpochs
+	}
+	return v, nil
+}
+
 // Train runs training (HF Trainer.train).
 func (t *Trainer) Train(ctx context.Context) (*TrainOutput, error) {
 	a := &t.Args
@@ -211,29 +251,14 @@ func (t *Trainer) Train(ctx context.Context) (*TrainOutput, error) {
 		return nil, err
 	}
 
-	// set_initial_training_values
+	tv, err := t.TrainingValues()
+	if err != nil {
+		return nil, err
+	}
 	ga := a.GradientAccumulationSteps
-	lenDL := t.TrainData.NumBatches()
-	if lenDL <= 0 {
-		return nil, errors.New("the training set yields no batches")
-	}
-	numUpdPerEpoch := max(lenDL/ga+b2i(lenDL%ga > 0), 1)
-	maxSteps := a.MaxSteps
-	if maxSteps < 0 {
-		maxSteps = int(math.Ceil(a.NumTrainEpochs * float64(numUpdPerEpoch)))
-	}
-	totalBatch := a.PerDeviceTrainBatchSize * ga
-	numExamples := t.TrainData.NumExamples()
-	var numTrainEpochs int
-	var numTrainSamples float64
-	if a.MaxSteps > 0 {
-		numTrainEpochs = maxSteps/numUpdPerEpoch + b2i(maxSteps%numUpdPerEpoch > 0)
-		numTrainSamples = float64(maxSteps * totalBatch)
-	} else {
-		numTrainEpochs = int(math.Ceil(a.NumTrainEpochs))
-		numTrainSamples = float64(numExamples) * a.NumTrainEpochs
-	}
-	stepsInEpoch := lenDL
+	numUpdPerEpoch, maxSteps, numTrainEpochs := tv.UpdateStepsPerEpoch, tv.MaxSteps, tv.NumEpochs
+	numTrainSamples := tv.NumSamples
+	stepsInEpoch := tv.StepsInEpoch
 
 	// _init_training_state
 	t.handler = callbackHandler{callbacks: []Callback{DefaultFlowCallback{}}}

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/ortrain/ortrain/internal/arch"
 	"github.com/ortrain/ortrain/internal/fault"
 )
 
@@ -141,12 +142,10 @@ func isT5(dir string, t *Tokenizer) bool {
 		return strings.HasPrefix(tc.TokenizerClass, "T5")
 	}
 	mc, _ := readConfig(filepath.Join(dir, "config.json"))
-	switch mc.ModelType {
-	case "t5", "mt5", "umt5":
-		return true
-	case "":
-	default:
-		return false
+	if mc.ModelType != "" {
+		// the tokenizer class transformers maps the model type to
+		a, _ := arch.Lookup(mc.ModelType)
+		return strings.HasPrefix(a.Tokenizer, "T5")
 	}
 	_, isUni := t.model.(*unigram)
 	_, sentinel := t.TokenToID("<extra_id_0>")

@@ -48,6 +48,7 @@ training continues on any ONNX Runtime (see ort_import.json in --out for what wa
 			&cli.Float64Flag{Name: "label-smoothing", Usage: "HF label_smoothing_factor `F` in [0, 1)"},
 			&cli.BoolFlag{Name: "no-dropout", Usage: "train with Dropout nodes in inference mode (default: seeded training-mode dropout where the graph has Dropout)"},
 			&cli.Int64Flag{Name: "opset", Usage: "standard opset `N` of the optimizer graphs (default 17)"},
+			&cli.StringFlag{Name: "assume_architecture", Aliases: []string{"assume-architecture"}, Usage: "ASSUME that the model trains exactly like transformers model_type `TYPE` (e.g. bart), whatever config.json beside --model says"},
 			&cli.StringFlag{Name: "from-ort", Usage: "import an ONNX Runtime training artifact `DIR` (checkpoint, eval_model.onnx, optimizer_model.onnx) instead of --model"},
 			&cli.StringFlag{Name: "prefix", Usage: "with --from-ort: the `PREFIX` generate_artifacts put before the file names"},
 		},
@@ -104,11 +105,22 @@ training continues on any ONNX Runtime (see ort_import.json in --out for what wa
 			cfg.Roles, cfg.LogitsOutput, cfg.ParamNames = roles, c.String("logits"), names
 			cfg.Out, cfg.Weights, cfg.Freeze, cfg.LabelSmoothing = c.String("out"), c.String("weights"), c.StringSlice("freeze"), c.Float64("label-smoothing")
 			cfg.OptimizerOpset, cfg.Version, cfg.DisableDropout = c.Int64("opset"), Version, c.Bool("no-dropout")
+			cfg.AssumeArchitecture = c.String("assume_architecture")
 			man, err := artifacts.Build(cfg)
 			if err != nil {
 				return err
 			}
 			fmt.Fprintf(c.App.Writer, "wrote %s: %d graphs for generation\n", c.String("out"), len(man.Generation))
+			if a := man.Architecture; a != nil {
+				assumed := ""
+				if a.AssumedFor != "" {
+					assumed = fmt.Sprintf(" (assumed for model_type %s)", a.AssumedFor)
+				}
+				fmt.Fprintf(c.App.Writer, "architecture %s%s: gradient accumulation %s, decoder start %s\n", a.ModelType, assumed, a.GradientAccumulation, a.DecoderStart)
+				for _, d := range a.Differences {
+					fmt.Fprintf(c.App.ErrWriter, "warning: %s\n", d)
+				}
+			}
 			for _, line := range man.ParameterReport("--param-name") {
 				fmt.Fprintln(c.App.Writer, line)
 			}

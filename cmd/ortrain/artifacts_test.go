@@ -18,8 +18,14 @@ func TestArtifactsCommand(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
-	if !strings.Contains(stdout, "trainable") {
+	if !strings.Contains(stdout, "trainable") || !strings.Contains(stdout, "architecture t5: gradient accumulation sum_of_means, decoder start decoder_start_token_id") {
 		t.Errorf("stdout: %s", stdout)
+	}
+	// --assume_architecture overrides config.json and is recorded
+	code, stdout, stderr = runCLI(t, "artifacts", "--model", filepath.Join(src, "model.onnx"), "--out", filepath.Join(t.TempDir(), "a2"),
+		"--assume_architecture", "t5gemma")
+	if code != 0 || !strings.Contains(stdout, "architecture t5gemma (assumed for model_type t5): gradient accumulation token_weighted") {
+		t.Errorf("assumed: exit %d\n%s\n%s", code, stdout, stderr)
 	}
 	man, err := artifacts.ReadManifest(out)
 	if err != nil {

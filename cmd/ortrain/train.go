@@ -57,6 +57,14 @@ labels the target template (HF's text_target), and generation starts the
 target language: forced as the first token where the labels start with it
 (mBART-50, M2M100, NLLB), as mBART's decoder start otherwise.
 
+What differs between architectures (HF's gradient-accumulation rule, which
+tensors train, how labels become decoder inputs) is taken from config.json's
+model_type, by a table generated from transformers ` + ortrain.HFVersion + `'s source
+(scripts/gen_arch_table.py). A model type outside it, or one ortrain refuses,
+stops training with the nearest supported type; --assume_architecture TYPE
+trains it as TYPE would train. Without --do_train, --do_eval or --do_predict
+there is nothing to do, and train says so.
+
 report_to: none, jsonl (output_dir/log_history.jsonl), tensorboard
 (output_dir/runs/...), all. At the end output_dir/training_curves.png plots
 the losses and evaluation metrics.
@@ -103,6 +111,7 @@ func newTrainCommand() *cli.Command {
 		&cli.StringFlag{Name: "model", Usage: "exported model folder (model.onnx or optimum-cli export onnx output; model.safetensors where there is one; config.json, tokenizer)"},
 		&cli.StringSliceFlag{Name: "param_name", Aliases: []string{"param-name"}, Usage: "`ONNX=NAME`: the model's initializer ONNX is its tensor NAME (for initializers ortrain reports as unmatched); repeatable"},
 		&cli.StringFlag{Name: "artifacts", Usage: "prebuilt ortrain artifact folder (instead of building from --model)"},
+		&cli.StringFlag{Name: "assume_architecture", Aliases: []string{"assume-architecture"}, Usage: "ASSUME that the model trains exactly like this transformers model_type (e.g. bart): its gradient-accumulation rule, trained tensors and decoder inputs, whatever --model's config.json says (for model types ortrain does not know or support)"},
 		&cli.StringFlag{Name: "tokenizer", Usage: "tokenizer folder or tokenizer.json (default: the model folder)"},
 		&cli.StringFlag{Name: "train_file", Aliases: []string{"train-file"}, Usage: "training data (.jsonl, .csv, .tsv)"},
 		&cli.StringFlag{Name: "validation_file", Aliases: []string{"validation-file"}, Usage: "evaluation data"},
@@ -206,6 +215,7 @@ func runTrain(c *cli.Context) error {
 				SourceField: c.String("source_field"), TargetField: c.String("target_field")},
 			SourcePrefix: c.String("source_prefix"), MaxSourceLength: c.Int("max_source_length"), MaxTargetLength: c.Int("max_target_length"),
 			GroupByLength: c.Bool("group_by_length"), RougeUseStemmer: c.Bool("rouge_use_stemmer"), NoCPUArena: c.Bool("no-cpu-arena"),
+			AssumeArchitecture: c.String("assume_architecture"),
 		}
 		if cfg.ParamNames, err = paramNames(c.StringSlice("param_name")); err != nil {
 			return err
@@ -217,6 +227,10 @@ func runTrain(c *cli.Context) error {
 		}
 		if cfg.Model == "" && cfg.Artifacts == "" {
 			return fault.Settingsf("give --model DIR (or --artifacts DIR), or try --demo")
+		}
+		if !a.DoTrain && !a.DoEval && !a.DoPredict {
+			// HF's run_translation loads everything and then does nothing.
+			return fault.Settingsf("nothing to do: pass --do_train (with --train_file), --do_eval (with --validation_file) or --do_predict (with --test_file)")
 		}
 		if a.DoTrain && cfg.TrainFile == "" {
 			return fault.Settingsf("--do_train needs --train_file")
@@ -251,9 +265,14 @@ func runTrain(c *cli.Context) error {
 	bar := !c.Bool("no-progress") && progress.IsTerminal(stdout)
 	tr.Callbacks = append(tr.Callbacks, &ortrain.ConsoleCallback{Out: stdout, Progress: bar})
 	defer tr.Close() // report_to files
-	if tr.TrainData != nil {
-		fmt.Fprintf(stdout, "***** Running training *****\n  Num examples = %d\n  Num Epochs = %v\n  Instantaneous batch size per device = %d\n  Gradient Accumulation steps = %d\n  Total train batch size = %d\n",
-			tr.TrainData.NumExamples(), a.NumTrainEpochs, a.PerDeviceTrainBatchSize, a.GradientAccumulationSteps, a.PerDeviceTrainBatchSize*a.GradientAccumulationSteps)
+	if tr.TrainData != nil && a.DoTrain {
+		tv, err := tr.TrainingValues()
+		if err != nil {
+			return err
+		}
+		// HF's banner (Trainer._inner_training_loop), with its numbers.
+		fmt.Fprintf(stdout, "***** Running training *****\n  Num examples = %d\n  Num Epochs = %d\n  Num update steps per epoch = %d\n  Instantaneous batch size per device = %d\n  Total train batch size (w. parallel, distributed & accumulation) = %d\n  Gradient Accumulation steps = %d\n  Total optimization steps = %d\n",
+			tv.NumExamples, tv.NumEpochs, tv.UpdateStepsPerEpoch, a.PerDeviceTrainBatchSize, tv.TotalBatchSize, a.GradientAccumulationSteps, tv.MaxSteps)
 	}
 	res, err := tr.Run(c.Context, ortrain.RunOptions{TestData: sess.Test, Decode: sess.Decode, Out: stdout})
 	if err != nil {
@@ -263,6 +282,14 @@ func runTrain(c *cli.Context) error {
 		fmt.Fprintf(stdout, "best checkpoint: %s (%s = %v)\n", *st.BestModelCheckpoint, a.MetricToCheck(), *st.BestMetric)
 	}
 	_ = res
-	fmt.Fprintf(stdout, "outputs in %s (training_curves.png, all_results.json, trainer_state.json)\n", a.OutputDir)
+	var wrote []string
+	for _, f := range []string{"training_curves.png", "all_results.json", "trainer_state.json", ortrain.PredictionsName} {
+		if _, err := os.Stat(filepath.Join(a.OutputDir, f)); err == nil {
+			wrote = append(wrote, f)
+		}
+	}
+	if len(wrote) > 0 {
+		fmt.Fprintf(stdout, "outputs in %s (%s)\n", a.OutputDir, strings.Join(wrote, ", "))
+	}
 	return nil
 }

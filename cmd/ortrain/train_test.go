@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -102,5 +103,118 @@ func TestTrainBadInput(t *testing.T) {
 		if code != c.code || !strings.Contains(stderr, c.want) {
 			t.Errorf("%v: exit %d, stderr %q (stdout %.200q); want exit %d and %q", c.args, code, stderr, stdout, c.code, c.want)
 		}
+	}
+}
+
+// archModel copies testdata/arch/<name> (exported by scripts/export_model.py)
+// with a word-level tokenizer whose ids fit its 96-id vocabulary, and
+// writes a small translation file.
+func archModel(t *testing.T, name string) (model, data string) {
+	t.Helper()
+	src := testenv.Testdata(t, "arch", name)
+	dir := t.TempDir()
+	model = filepath.Join(dir, "model")
+	os.MkdirAll(model, 0o755)
+	entries, err := os.ReadDir(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join(src, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(model, e.Name()), b, 0o644)
+	}
+	vocab := map[string]int{"<pad>": 0, "</s>": 1, "<unk>": 2}
+	var words []string
+	for i := 3; i < 48; i++ {
+		w := "w" + strconv.Itoa(i)
+		vocab[w] = i
+		words = append(words, w)
+	}
+	tok := map[string]any{
+		"version": "1.0", "truncation": nil, "padding": nil, "normalizer": nil, "decoder": nil,
+		"added_tokens": []any{
+			map[string]any{"id": 0, "content": "<pad>", "special": true, "single_word": false, "lstrip": false, "rstrip": false, "normalized": false},
+			map[string]any{"id": 1, "content": "</s>", "special": true, "single_word": false, "lstrip": false, "rstrip": false, "normalized": false},
+			map[string]any{"id": 2, "content": "<unk>", "special": true, "single_word": false, "lstrip": false, "rstrip": false, "normalized": false}},
+		"pre_tokenizer": map[string]any{"type": "WhitespaceSplit"},
+		"post_processor": map[string]any{"type": "TemplateProcessing",
+			"single":         []any{map[string]any{"Sequence": map[string]any{"id": "A", "type_id": 0}}, map[string]any{"SpecialToken": map[string]any{"id": "</s>", "type_id": 0}}},
+			"pair":           []any{map[string]any{"Sequence": map[string]any{"id": "A", "type_id": 0}}, map[string]any{"SpecialToken": map[string]any{"id": "</s>", "type_id": 0}}},
+			"special_tokens": map[string]any{"</s>": map[string]any{"id": "</s>", "ids": []int{1}, "tokens": []string{"</s>"}}}},
+		"model": map[string]any{"type": "WordLevel", "vocab": vocab, "unk_token": "<unk>"},
+	}
+	b, _ := json.Marshal(tok)
+	os.WriteFile(filepath.Join(model, "tokenizer.json"), b, 0o644)
+	var lines []string
+	for i := 0; i < 10; i++ {
+		s := strings.Join(words[i:i+3+i%4], " ")
+		line, _ := json.Marshal(map[string]any{"translation": map[string]string{"en": s, "xx": s}})
+		lines = append(lines, string(line))
+	}
+	data = filepath.Join(dir, "train.jsonl")
+	os.WriteFile(data, []byte(strings.Join(lines, "\n")+"\n"), 0o644)
+	return model, data
+}
+
+// TestTrainActionsAndBanner: without --do_train/--do_eval/--do_predict train
+// stops with a message instead of doing nothing and exiting 0; the banner
+// counts epochs as HF does (--max_steps 1 begins one epoch); only files that
+// exist are announced.
+func TestTrainActionsAndBanner(t *testing.T) {
+	model, data := archModel(t, "t5")
+	out := filepath.Join(t.TempDir(), "out")
+	common := []string{"--model", model, "--train_file", data, "--source_lang", "en", "--target_lang", "xx", "--output_dir", out}
+	code, stdout, stderr := runTrainCLI(t, common...)
+	if code != exitUsage || !strings.Contains(stderr, "nothing to do") || !strings.Contains(stderr, "--do_train") {
+		t.Fatalf("no action: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	if _, err := os.Stat(out); err == nil {
+		t.Error("output_dir made although nothing was done")
+	}
+	code, stdout, stderr = runTrainCLI(t, append(common, "--do_train", "--max_steps", "1", "--per_device_train_batch_size", "4")...)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	for _, want := range []string{"Num examples = 10\n", "Num Epochs = 1\n", "Num update steps per epoch = 3\n", "Total optimization steps = 1\n"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("banner lacks %q:\n%s", want, stdout)
+		}
+	}
+	if strings.Contains(stdout, "generated_predictions.txt") {
+		t.Errorf("announces a file it did not write:\n%s", stdout)
+	}
+	code, stdout, _ = runTrainCLI(t, append(common, "--do_train", "--num_train_epochs", "2.5", "--per_device_train_batch_size", "4", "--overwrite_output_dir", "--save_strategy", "no")...)
+	if code != 0 || !strings.Contains(stdout, "Num Epochs = 3\n") || !strings.Contains(stdout, "Total optimization steps = 8\n") {
+		t.Errorf("2.5 epochs of 3 steps: exit %d\n%s", code, stdout)
+	}
+}
+
+// TestTrainUnknownArchitecture: a model_type ortrain does not know is
+// refused with the nearest supported one; --assume_architecture trains it
+// as that one, and says so.
+func TestTrainUnknownArchitecture(t *testing.T) {
+	model, data := archModel(t, "t5")
+	var cfg map[string]any
+	b, _ := os.ReadFile(filepath.Join(model, "config.json"))
+	json.Unmarshal(b, &cfg)
+	cfg["model_type"] = "my_t5"
+	b, _ = json.Marshal(cfg)
+	os.WriteFile(filepath.Join(model, "config.json"), b, 0o644)
+	args := []string{"--model", model, "--train_file", data, "--source_lang", "en", "--target_lang", "xx", "--do_train", "--max_steps", "1",
+		"--output_dir", filepath.Join(t.TempDir(), "out")}
+	code, stdout, stderr := runTrainCLI(t, args...)
+	if code != exitData || !strings.Contains(stderr, `model_type "my_t5"`) || !strings.Contains(stderr, "--assume_architecture t5") {
+		t.Fatalf("unknown model type: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	code, stdout, stderr = runTrainCLI(t, append(args, "--assume_architecture", "t5")...)
+	if code != 0 || !strings.Contains(stderr, "training model_type my_t5 as t5 (--assume_architecture)") {
+		t.Errorf("assumed: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	code, _, stderr = runTrainCLI(t, append(args, "--assume_architecture", "gpt2", "--overwrite_output_dir")...)
+	if code != exitUsage || !strings.Contains(stderr, `"gpt2"`) {
+		t.Errorf("bad assumption: exit %d %s", code, stderr)
 	}
 }

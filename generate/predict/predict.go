@@ -10,6 +10,7 @@ import (
 
 	"github.com/ortrain/ortrain/generate"
 	"github.com/ortrain/ortrain/generate/ortdecoder"
+	"github.com/ortrain/ortrain/internal/arch"
 	"github.com/ortrain/ortrain/internal/data"
 	"github.com/ortrain/ortrain/internal/fault"
 	"github.com/ortrain/ortrain/internal/onnxrt"
@@ -146,7 +147,10 @@ func Run(ctx context.Context, opts Options, progress func(done, total int)) (*Re
 	}
 	defer model.Close()
 	base := model.Config
-	forced, first := data.TargetStart(tok, model.ModelType)
+	// An unknown model type starts as decoder_start_token_id says; only the
+	// architecture table knows of models that start from a label token.
+	a, _ := arch.Lookup(model.ModelType)
+	forced, first := data.TargetStart(tok, a.DecoderStart == arch.LastLabelToken)
 	base.StartTarget(int64(forced), int64(first))
 	cfg, err := generationConfig(base, opts)
 	if err != nil {

@@ -26,6 +26,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/ortrain/ortrain/internal/arch"
 	"github.com/ortrain/ortrain/internal/autodiff"
 	"github.com/ortrain/ortrain/internal/fault"
 	"github.com/ortrain/ortrain/internal/onnx"
@@ -86,6 +87,15 @@ type Config struct {
 	// OptimizerOpset is the standard opset of the optimizer graphs (0: optim.Opset).
 	OptimizerOpset int64
 	Version        string // ortrain version recorded in the manifest
+	// AssumeArchitecture names the row of the architecture table
+	// (internal/arch) to train the model with, instead of the one
+	// config.json's model_type selects (--assume_architecture).
+	AssumeArchitecture string
+	// RequireArchitecture refuses a model whose folder has no config.json
+	// model_type unless AssumeArchitecture is set. Without it such a model
+	// builds with no architecture semantics: every float initializer
+	// trainable, classic 1/n gradient accumulation.
+	RequireArchitecture bool
 }
 
 // badModel reports a problem with the user's model files (wrong inputs,
@@ -124,6 +134,18 @@ func Build(cfg Config) (*Manifest, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", source, err)
 	}
+	var semantic *arch.Arch
+	if modelType != "" || cfg.AssumeArchitecture != "" || cfg.RequireArchitecture {
+		names := make([]string, len(cands))
+		for i, c := range cands {
+			names[i] = c.onnxName
+		}
+		a, err := arch.Resolve(modelType, names, cfg.AssumeArchitecture)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", filepath.Join(modelDir, "config.json"), err)
+		}
+		semantic = &a
+	}
 	weights := cfg.Weights
 	if weights == "" {
 		if p := filepath.Join(modelDir, "model.safetensors"); fileExists(p) {
@@ -141,6 +163,12 @@ func Build(cfg Config) (*Manifest, error) {
 		for _, s := range comp.Shared {
 			man.Notes = append(man.Notes, "encoder and decoder graphs share "+s+" (same values): one parameter")
 		}
+	}
+	if semantic != nil {
+		man.Architecture = ArchitectureRecord(*semantic)
+		man.Architecture.Differences = layerdropDifferences(*semantic, readConfigJSON(modelDir))
+	} else {
+		man.Notes = append(man.Notes, "no config.json model_type: no architecture semantics (every float initializer trains; gradient accumulation divides by the window's micro-batches)")
 	}
 	var hf *safetensors.File
 	if weights != "" {
@@ -170,13 +198,19 @@ func Build(cfg Config) (*Manifest, error) {
 	if hf == nil {
 		man.Notes = append(man.Notes, "no weights file: parameters are named by the graph (initializer names and the module paths in node names); with the model's model.safetensors beside it (or --weights) ortrain also checks names and values against it")
 	}
-	if err := applyFreeze(man.Parameters, cfg.Freeze, modelType); err != nil {
+	if err := applyFreeze(man.Parameters, cfg.Freeze, semantic); err != nil {
 		return nil, err
 	}
 	for i := range man.Parameters {
-		if p := &man.Parameters[i]; p.NotInWeights && p.Trainable {
-			p.Trainable, p.FrozenBy = false, "not in "+filepath.Base(weights)
+		p := &man.Parameters[i]
+		if !p.NotInWeights || !p.Trainable {
+			continue
 		}
+		if trainedNotSaved(semantic, p.Name) {
+			man.Notes = append(man.Notes, fmt.Sprintf("%s: not in the weights file (save_pretrained leaves it out) but trained by HF after from_pretrained; trained here too", p.Name))
+			continue
+		}
+		p.Trainable, p.FrozenBy = false, "not in "+filepath.Base(weights)
 	}
 
 	// Name every parameter initializer after the PyTorch tensor, in place,
@@ -215,7 +249,7 @@ func Build(cfg Config) (*Manifest, error) {
 		}
 		man.DropoutNodes = n
 	}
-	if err := buildTraining(train, man); err != nil {
+	if err := buildTraining(train, man, semantic); err != nil {
 		return nil, fmt.Errorf("%s: %w", source, err)
 	}
 	man.Opsets = onnx.Opsets(train) // Backward may have raised the opset
@@ -479,7 +513,7 @@ func inferenceDropout(g *onnxpb.GraphProto) {
 }
 
 // buildTraining turns a copy of the forward model into the training graph.
-func buildTraining(m *onnxpb.ModelProto, man *Manifest) error {
+func buildTraining(m *onnxpb.ModelProto, man *Manifest, semantic *arch.Arch) error {
 	g := m.Graph
 	paramsToInputs(g, man.Parameters)
 	// logits are consumed by the loss only; not an output, so ONNX Runtime
@@ -499,7 +533,7 @@ func buildTraining(m *onnxpb.ModelProto, man *Manifest) error {
 	for _, p := range man.Trainable() {
 		wrt = append(wrt, p.Name)
 	}
-	if err := detachPaddingRows(g, man); err != nil {
+	if err := detachPaddingRows(g, man, semantic); err != nil {
 		return err
 	}
 	opsets := onnx.Opsets(m)
@@ -537,24 +571,14 @@ func buildTraining(m *onnxpb.ModelProto, man *Manifest) error {
 // parameter p but carries no gradient (see detachPaddingRows).
 func NoGradName(p string) string { return "nograd." + p }
 
-// paddingIdxModels are the model types whose token embeddings are
-// nn.Embedding(padding_idx=pad_token_id): PyTorch gives the padding row no
-// gradient from the lookup (it still gets the tied lm_head's gradient).
-var paddingIdxModels = map[string]bool{"bart": true, "mbart": true, "marian": true, "pegasus": true, "m2m_100": true,
-	"blenderbot": true, "blenderbot-small": true, "plbart": true, "led": true, "bigbird_pegasus": true, "nllb-moe": true}
-
-func isTokenEmbedding(name string) bool {
-	return strings.HasSuffix(name, "shared.weight") || strings.HasSuffix(name, "embed_tokens.weight")
-}
-
 // detachPaddingRows reproduces nn.Embedding(padding_idx): each lookup
 // Gather(W, ids) of a token embedding becomes
 // Where(ids == pad, Gather(nograd.W, ids), Gather(W, ids)), where nograd.W
 // is a second input bound to the same value as W. The forward values are
 // unchanged, and positions holding the pad id send no gradient to W.
-func detachPaddingRows(g *onnxpb.GraphProto, man *Manifest) error {
+func detachPaddingRows(g *onnxpb.GraphProto, man *Manifest, semantic *arch.Arch) error {
 	pad, ok := man.SpecialTokens["pad_token_id"]
-	if !ok || !paddingIdxModels[man.ModelType] {
+	if !ok || semantic == nil || len(semantic.PaddingIdx) == 0 {
 		return nil
 	}
 	b := onnx.NewGraphBuilder(g)
@@ -568,7 +592,7 @@ func detachPaddingRows(g *onnxpb.GraphProto, man *Manifest) error {
 		}
 		var p *Parameter
 		for i := range man.Parameters {
-			if q := &man.Parameters[i]; q.Trainable && q.Name == n.Input[0] && isTokenEmbedding(q.Name) && !q.Transposed {
+			if q := &man.Parameters[i]; q.Trainable && q.Name == n.Input[0] && semantic.HasPaddingIdx(q.Name) && !q.Transposed {
 				p = q
 			}
 		}
@@ -851,6 +875,20 @@ func writeInitialParameters(path string, params []Parameter, cands []candidate) 
 		tensors[p.Name] = safetensors.Tensor{DType: safetensors.Float32, Shape: p.TorchShape(), Data: data}
 	}
 	return safetensors.WriteFile(path, tensors, map[string]string{"format": "pt"})
+}
+
+// readConfigJSON returns config.json beside the model as a map (nil when
+// absent or malformed; readConfigs reports nothing either).
+func readConfigJSON(dir string) map[string]any {
+	b, err := os.ReadFile(filepath.Join(dir, "config.json"))
+	if err != nil {
+		return nil
+	}
+	var m map[string]any
+	if json.Unmarshal(b, &m) != nil {
+		return nil
+	}
+	return m
 }
 
 // readConfigs reads model_type and the special token ids from config.json

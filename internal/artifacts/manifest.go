@@ -45,6 +45,9 @@ type Manifest struct {
 	Source         Source `json:"source"`
 	// ModelType is config.json's model_type beside the source model, if any.
 	ModelType string `json:"model_type,omitempty"`
+	// Architecture is the row of the architecture table the model trains
+	// by (nil: no config.json and no --assume_architecture).
+	Architecture *Architecture `json:"architecture,omitempty"`
 	// Opsets of the training and eval graphs (domain "" is the standard one).
 	Opsets         map[string]int64 `json:"opsets"`
 	OptimizerOpset int64            `json:"optimizer_opset"`

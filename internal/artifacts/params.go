@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/ortrain/ortrain/internal/arch"
 	"github.com/ortrain/ortrain/internal/fault"
 	"github.com/ortrain/ortrain/internal/onnx"
 	"github.com/ortrain/ortrain/internal/onnx/onnxpb"
@@ -61,23 +62,6 @@ func transpose2D(raw []byte, rows, cols int64) []byte {
 	return out
 }
 
-// notTrainableInTorch lists tensors that PyTorch keeps in the state dict
-// without training them (buffers, frozen embeddings); HF's optimizer never
-// sees them, so ortrain freezes them too.
-func notTrainableInTorch(name, modelType string) (string, bool) {
-	if name == "final_logits_bias" || strings.HasSuffix(name, ".final_logits_bias") {
-		return "pytorch buffer (final_logits_bias)", true
-	}
-	switch modelType {
-	case "marian", "pegasus":
-		// Sinusoidal position tables are nn.Embedding(_freeze=True).
-		if strings.HasSuffix(name, "embed_positions.weight") {
-			return "pytorch frozen sinusoidal positions", true
-		}
-	}
-	return "", false
-}
-
 // FreezeError reports a --freeze pattern that is invalid or matches nothing.
 type FreezeError struct {
 	Pattern string
@@ -91,7 +75,7 @@ func (e *FreezeError) Is(target error) bool { return target == fault.Settings }
 
 // applyFreeze sets Trainable, FrozenBy and Decay. Every pattern must match
 // at least one parameter.
-func applyFreeze(params []Parameter, patterns []string, modelType string) error {
+func applyFreeze(params []Parameter, patterns []string, semantic *arch.Arch) error {
 	res := make([]*regexp.Regexp, len(patterns))
 	hits := make([]int, len(patterns))
 	for i, p := range patterns {
@@ -105,8 +89,10 @@ func applyFreeze(params []Parameter, patterns []string, modelType string) error 
 		p := &params[i]
 		p.Trainable = true
 		p.Decay = optim.Decays(p.Name)
-		if why, ok := notTrainableInTorch(p.Name, modelType); ok {
-			p.Trainable, p.FrozenBy = false, why
+		if semantic != nil {
+			if why, ok := semantic.NotTrainedWhy(p.Name); ok {
+				p.Trainable, p.FrozenBy = false, "not trained by HF: "+why
+			}
 		}
 		for j, re := range res {
 			if re.MatchString(p.Name) {

@@ -5,7 +5,10 @@ import (
 	"maps"
 	"slices"
 	"strings"
+
 	"testing"
+
+	"github.com/ortrain/ortrain/internal/arch"
 
 	"google.golang.org/protobuf/proto"
 
@@ -141,14 +144,36 @@ func TestIdentifyParameters(t *testing.T) {
 	}
 }
 
-func TestNotTrainableInTorch(t *testing.T) {
-	if _, ok := notTrainableInTorch("final_logits_bias", "bart"); !ok {
-		t.Error("final_logits_bias is a buffer")
+// TestFreezeFollowsTheArchitectureTable: what HF's optimizer never sees
+// (buffers) stays frozen, and what transformers 5.24 trains after
+// from_pretrained trains, by the generated table rather than by names.
+func TestFreezeFollowsTheArchitectureTable(t *testing.T) {
+	cases := []struct {
+		modelType, name string
+		trainable       bool
+	}{
+		{"bart", "final_logits_bias", false},
+		{"bart", "model.encoder.embed_positions.weight", true},
+		{"marian", "model.encoder.embed_positions.weight", true}, // sinusoidal, trainable after from_pretrained
+		{"pegasus", "model.decoder.embed_positions.weight", true},
+		{"marian", "final_logits_bias", false},
+		{"t5", "encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight", true},
 	}
-	if _, ok := notTrainableInTorch("model.encoder.embed_positions.weight", "marian"); !ok {
-		t.Error("Marian's sinusoidal positions are frozen")
+	for _, c := range cases {
+		a, ok := arch.Lookup(c.modelType)
+		if !ok {
+			t.Fatalf("%s not in the table", c.modelType)
+		}
+		params := []Parameter{{Name: c.name, Shape: []int64{2, 2}}, {Name: "lm_head.weight", Shape: []int64{2, 2}}}
+		if err := applyFreeze(params, nil, &a); err != nil {
+			t.Fatal(err)
+		}
+		if params[0].Trainable != c.trainable {
+			t.Errorf("%s %s: trainable %v (%s), HF %v", c.modelType, c.name, params[0].Trainable, params[0].FrozenBy, c.trainable)
+		}
 	}
-	if _, ok := notTrainableInTorch("model.encoder.embed_positions.weight", "bart"); ok {
-		t.Error("BART's learned positions are trainable")
+	params := []Parameter{{Name: "final_logits_bias", Shape: []int64{1, 4}}}
+	if err := applyFreeze(params, nil, nil); err != nil || !params[0].Trainable {
+		t.Errorf("without an architecture every tensor trains: %v %v", params[0], err)
 	}
 }

@@ -25,7 +25,9 @@ type Batch struct {
 	DecoderInputIDs            []int64
 	Labels                     []int64
 	// DecoderAttentionMask is nil from the collator: HF's collator passes
-	// none, which the model reads as all ones (and so do the graphs).
+	// none, which the model reads as all ones (and so do the graphs);
+	// Collator.MaskPadDecoderInputs sets it for models that mask pad
+	// positions themselves when given none.
 	DecoderAttentionMask []int64
 	References           [][]string // every reference of each row
 	Indices              []int      // dataset index of each row
@@ -36,28 +38,20 @@ type Batch struct {
 type Collator struct {
 	PadID          int
 	DecoderStartID int
-	// DecoderStartFromLabels starts each row's decoder inputs with a token
-	// of its labels instead of DecoderStartID, as mBART's
-	// shift_tokens_right does: the label at index (number of labels that
-	// are neither -100 nor the pad id) - 1, the last non-pad label when no
-	// pad id sits among them (see DecoderStartFromLabels).
-	DecoderStartFromLabels bool
+	// StartFromLastLabel starts each row's decoder inputs with its last
+	// non-pad label token instead of DecoderStartID, as mBART's, PLBart's
+	// and FSMT's shift_tokens_right do (the target's language code or
+	// </s> moves to the front).
+	StartFromLastLabel bool
+	// PadLabelsWithPad pads labels with PadID instead of -100, so the loss
+	// counts the padded positions: what HF's collator hands FSMT, whose
+	// prepare_decoder_input_ids_from_labels overwrites -100 in place.
+	PadLabelsWithPad bool
+	// MaskPadDecoderInputs sets DecoderAttentionMask to 0 where the decoder
+	// input is PadID, as FSMT's decoder does when given no mask.
+	MaskPadDecoderInputs bool
 	// PadToMultipleOf rounds padded lengths up (HF's pad_to_multiple_of); 0: off.
 	PadToMultipleOf int
-}
-
-// DecoderStartFromLabels reports the model types whose
-// prepare_decoder_input_ids_from_labels (shift_tokens_right in
-// transformers 5.24's modeling_mbart.py and modeling_plbart.py) takes no
-// decoder_start_token_id and starts the decoder inputs with a label token
-// instead ("wraps the last non pad token, the <LID> token"). Every other
-// seq2seq model shifts behind decoder_start_token_id.
-func DecoderStartFromLabels(modelType string) bool {
-	switch modelType {
-	case "mbart", "plbart":
-		return true
-	}
-	return false
 }
 
 // CollatorFor takes pad and decoder start ids from a model's tokenizer and
@@ -118,8 +112,15 @@ func (c Collator) Collate(d *Dataset, idx []int) *Batch {
 		}
 		// shift_tokens_right: start token, then labels[:-1], -100 -> pad.
 		start := int64(c.DecoderStartID)
-		if c.DecoderStartFromLabels {
-			start = wrappedStart(lab, int64(c.PadID))
+		if c.StartFromLastLabel {
+			start = lastLabelToken(lab, int64(c.PadID))
+		}
+		if c.PadLabelsWithPad {
+			for k, v := range lab {
+				if v == LabelPad {
+					lab[k] = int64(c.PadID)
+				}
+			}
 		}
 		for k := range dec {
 			v := start
@@ -133,26 +134,44 @@ func (c Collator) Collate(d *Dataset, idx []int) *Batch {
 		}
 		b.References = append(b.References, d.Examples[i].Targets)
 	}
+	if c.MaskPadDecoderInputs && b.TargetLen > 0 {
+		b.DecoderAttentionMask = PadMask(b.DecoderInputIDs, int64(c.PadID))
+	}
 	return b
 }
 
-// wrappedStart is mBART's decoder start: with -100 read as the pad id, the
-// label at index (count of non-pad labels) - 1; the pad id for a row
-// without labels.
-func wrappedStart(lab []int64, pad int64) int64 {
+// PadMask is 0 where ids hold pad and 1 elsewhere.
+func PadMask(ids []int64, pad int64) []int64 {
+	m := make([]int64, len(ids))
+	for i, v := range ids {
+		if v != pad {
+			m[i] = 1
+		}
+	}
+	return m
+}
+
+// lastLabelToken is mBART's decoder start: labels with -100 read as pad,
+// the token at (number of non-pad tokens - 1), as torch's gather indexes
+// it (an all-pad row gives the last position).
+func lastLabelToken(lab []int64, pad int64) int64 {
+	if len(lab) == 0 {
+		return pad
+	}
 	n := 0
 	for _, v := range lab {
 		if v != LabelPad && v != pad {
 			n++
 		}
 	}
-	if n == 0 {
+	i := n - 1
+	if i < 0 {
+		i = len(lab) - 1
+	}
+	if lab[i] == LabelPad {
 		return pad
 	}
-	if v := lab[n-1]; v != LabelPad {
-		return v
-	}
-	return pad
+	return lab[i]
 }
 
 // Order says how an epoch visits a dataset.
@@ -355,16 +374,17 @@ func (b *Batch) DecoderMask() []int64 {
 //     code the first generated token (HF's forced_bos_token_id, as its
 //     translation pipeline and those models' documentation set it);
 //   - start: a model whose decoder inputs start with a label token
-//     (DecoderStartFromLabels: mBART) starts generation with the token its
+//     (startFromLastLabel, Collator.StartFromLastLabel: mBART) starts
+//     generation with the token its
 //     labels end with — the target code of MBartTokenizer's
 //     "text </s> <code>" (HF's decoder_start_token_id, as the mBART
 //     documentation sets it), the end of sequence token of mBART-50's.
-func TargetStart(tok *tokenize.Pair, modelType string) (forced, start int) {
+func TargetStart(tok *tokenize.Pair, startFromLastLabel bool) (forced, start int) {
 	forced, start = -1, -1
 	if l := tok.Languages(); l != nil && l.TargetCodeFirst {
 		forced = l.TargetID
 	}
-	if DecoderStartFromLabels(modelType) {
+	if startFromLastLabel {
 		if ids, err := tok.Target.Encode(""); err == nil && len(ids) > 0 {
 			start = ids[len(ids)-1]
 		}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"testing"
 
+	"github.com/ortrain/ortrain/internal/arch"
 	"github.com/ortrain/ortrain/internal/testenv"
 	"github.com/ortrain/ortrain/tokenize"
 )
@@ -93,7 +94,11 @@ func TestMultilingualBatchMatchesHF(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			col := Collator{PadID: tok.Target.Special().Pad, DecoderStartID: tc.start, DecoderStartFromLabels: DecoderStartFromLabels(tc.modelType)}
+			a, ok := arch.Lookup(tc.modelType)
+			if !ok {
+				t.Fatalf("model type %q not in the architecture table", tc.modelType)
+			}
+			col := Collator{PadID: tok.Target.Special().Pad, DecoderStartID: tc.start, StartFromLastLabel: a.DecoderStart == arch.LastLabelToken}
 			idx := make([]int, d.Len())
 			for i := range idx {
 				idx[i] = i
@@ -142,7 +147,7 @@ func mustEncode(t *testing.T, tok *tokenize.Tokenizer, d *Dataset) [][]int32 {
 
 // The mBART shift takes the label at (count of non-pad labels) - 1, as
 // HF's shift_tokens_right does, also when a pad id sits among the labels.
-func TestDecoderStartFromLabelsCountsPads(t *testing.T) {
+func TestStartFromLastLabelCountsPads(t *testing.T) {
 	for _, tc := range []struct {
 		labels []int64
 		want   int64
@@ -152,8 +157,8 @@ func TestDecoderStartFromLabelsCountsPads(t *testing.T) {
 		{[]int64{5, 1, 6, 2, 9, LabelPad}, 2}, // a pad id among the labels: 4 non-pad -> index 3
 		{[]int64{LabelPad, LabelPad}, 1},
 	} {
-		if got := wrappedStart(tc.labels, 1); got != tc.want {
-			t.Errorf("wrappedStart(%v) = %d, want %d", tc.labels, got, tc.want)
+		if got := lastLabelToken(tc.labels, 1); got != tc.want {
+			t.Errorf("lastLabelToken(%v) = %d, want %d", tc.labels, got, tc.want)
 		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/ortrain/ortrain/generate"
 	"github.com/ortrain/ortrain/generate/ortdecoder"
+	"github.com/ortrain/ortrain/internal/arch"
 	"github.com/ortrain/ortrain/internal/artifacts"
 	"github.com/ortrain/ortrain/internal/data"
 	"github.com/ortrain/ortrain/internal/demo"
@@ -51,6 +52,9 @@ type Config struct {
 	MaxSourceLength, MaxTargetLength    int
 	GroupByLength                       bool
 	RougeUseStemmer                     bool
+	// AssumeArchitecture trains the model as the transformers model type it
+	// names would train (internal/arch), whatever config.json says.
+	AssumeArchitecture string
 	// NoCPUArena trades step time for peak memory (onnxrt.SessionOptions).
 	NoCPUArena bool
 	Version    string // recorded in artifacts
@@ -81,16 +85,23 @@ func (s *Session) Close() error {
 	return nil
 }
 
-// lossScalingFor picks HF's gradient-accumulation rule by config.json's
-// model type: the seq2seq models whose transformers 5.24 forward takes
-// **kwargs make HF's Trainer skip the 1/accumulation division
-// (ortrain.LossScalingHF); for any other model — ortrain's own demo
-// included — it divides each micro-batch loss by the micro-batches in its
-// window, as HF does for a model without loss kwargs.
-func lossScalingFor(modelType string) ortrain.LossScaling {
-	switch modelType {
-	case "t5", "mt5", "umt5", "bart", "mbart", "marian":
+// lossScalingFor is HF's gradient-accumulation rule for the model, from
+// the architecture table (internal/arch) as recorded in the manifest: a
+// forward with loss kwargs whose loss ignores num_items_in_batch sums the
+// micro-batch means (ortrain.LossScalingHF), one whose loss divides by it
+// weighs micro-batches by their label tokens, and a model without loss
+// kwargs — ortrain's own demo, or a folder without config.json — divides
+// each micro-batch loss by the micro-batches in its window.
+func lossScalingFor(man *artifacts.Manifest) ortrain.LossScaling {
+	a := man.ArchitectureOf()
+	if a == nil {
+		return ortrain.LossScalingMean
+	}
+	switch a.GradientAccumulation {
+	case arch.SumOfMeans:
 		return ortrain.LossScalingHF
+	case arch.TokenWeighted:
+		return ortrain.LossScalingTokens
 	}
 	return ortrain.LossScalingMean
 }
@@ -113,6 +124,20 @@ func withLanguages(tok *tokenize.Pair, tokPath string, f data.Format) (*tokenize
 		return nil, fmt.Errorf("%s: --source_lang %q --target_lang %q: %w", tokPath, f.SourceLang, f.TargetLang, err)
 	}
 	return out, nil
+}
+
+// collatorFor is HF's DataCollatorForSeq2Seq for the model: decoder inputs
+// start with the architecture's start token, or with the last label token
+// (mBART, PLBart, FSMT); for FSMT the labels are padded with pad and the
+// decoder masks pad positions, as HF's collator and model then do.
+func collatorFor(man *artifacts.Manifest, pad int) data.Collator {
+	col := data.Collator{PadID: pad, DecoderStartID: man.DecoderStartID(pad)}
+	if a := man.ArchitectureOf(); a != nil {
+		col.StartFromLastLabel = a.DecoderStart == arch.LastLabelToken
+		col.PadLabelsWithPad = a.LabelsPaddedWithPad
+		col.MaskPadDecoderInputs = a.DecoderMasksPad
+	}
+	return col
 }
 
 // artifactsOptimizer maps TrainingArguments.optim to the artifact
@@ -165,9 +190,9 @@ func Prepare(ctx context.Context, env *Runtime, cfg Config) (*Session, error) {
 				return nil, err
 			}
 			bc.Out, bc.LabelSmoothing, bc.Version, bc.ParamNames = artDir, a.LabelSmoothingFactor, cfg.Version, cfg.ParamNames
-			if err := os.MkdirAll(artDir, 0o755); err != nil {
-				return nil, err
-			}
+			bc.AssumeArchitecture, bc.RequireArchitecture = cfg.AssumeArchitecture, true
+			// Build makes artDir once the model is accepted, so that a refused
+			// model leaves output_dir as it was.
 			if man, err = artifacts.Build(bc); err != nil {
 				return nil, err
 			}
@@ -176,6 +201,21 @@ func Prepare(ctx context.Context, env *Runtime, cfg Config) (*Session, error) {
 		return nil, err
 	} else if man.LabelSmoothing != a.LabelSmoothingFactor {
 		return nil, fmt.Errorf("%s was built with label smoothing %v but label_smoothing_factor is %v; rebuild the artifacts or drop --artifacts", artDir, man.LabelSmoothing, a.LabelSmoothingFactor)
+	} else if cfg.AssumeArchitecture != "" {
+		ar, err := arch.Resolve(man.ModelType, nil, cfg.AssumeArchitecture)
+		if err != nil {
+			return nil, err
+		}
+		man.Architecture = artifacts.ArchitectureRecord(ar)
+	}
+	if ar := man.ArchitectureOf(); ar != nil && cfg.Warn != nil {
+		if ar.AssumedFor != "" {
+			fmt.Fprintf(cfg.Warn, "note: training model_type %s as %s (%s): %s gradient accumulation, decoder start %s\n",
+				ar.AssumedFor, ar.ModelType, arch.AssumeFlag, ar.GradientAccumulation, ar.DecoderStart)
+		}
+		for _, d := range ar.Differences {
+			fmt.Fprintf(cfg.Warn, "warning: %s\n", d)
+		}
 	}
 
 	so := onnxrt.SessionOptions{Device: a.Device, IntraOpThreads: a.Threads, NoCPUArena: cfg.NoCPUArena}
@@ -206,11 +246,7 @@ func Prepare(ctx context.Context, env *Runtime, cfg Config) (*Session, error) {
 	if pad < 0 {
 		pad = 0
 	}
-	decStart := pad
-	if v, ok := man.SpecialTokens["decoder_start_token_id"]; ok {
-		decStart = int(v)
-	}
-	col := data.Collator{PadID: pad, DecoderStartID: decStart, DecoderStartFromLabels: data.DecoderStartFromLabels(man.ModelType)}
+	col := collatorFor(man, pad)
 	opt := data.Options{SourcePrefix: cfg.SourcePrefix, MaxSourceLength: cfg.MaxSourceLength, MaxTargetLength: cfg.MaxTargetLength}
 	load := func(path string, allowEmpty bool) (*data.Dataset, error) {
 		f := cfg.Format
@@ -225,7 +261,7 @@ func Prepare(ctx context.Context, env *Runtime, cfg Config) (*Session, error) {
 	if a.DataSeed != nil {
 		seed = uint64(*a.DataSeed)
 	}
-	tr := &ortrain.Trainer{Args: a, Warn: cfg.Warn, LossScaling: lossScalingFor(man.ModelType)}
+	tr := &ortrain.Trainer{Args: a, Warn: cfg.Warn, LossScaling: lossScalingFor(man)}
 	if a.DoTrain {
 		if cfg.TrainFile == "" {
 			return nil, errors.New("do_train needs a training file (--train_file)")
@@ -265,7 +301,7 @@ func Prepare(ctx context.Context, env *Runtime, cfg Config) (*Session, error) {
 			genCfg = m.Config
 			m.Close()
 		}
-		forced, start := data.TargetStart(tok, man.ModelType)
+		forced, start := data.TargetStart(tok, col.StartFromLastLabel)
 		genCfg.StartTarget(int64(forced), int64(start))
 		g := &Generator{Env: env, Dir: artDir, Engine: eng, Config: genCfg, Opts: ortdecoder.Options{Device: a.Device, IntraOpThreads: a.Threads}}
 		if man.Files.DecoderWithPast == "" {
