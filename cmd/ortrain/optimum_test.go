@@ -118,7 +118,7 @@ func TestArtifactsReportsUnmatched(t *testing.T) {
 	}
 	name := strings.Fields(strings.TrimPrefix(unmatched, "unmatched: initializer "))[0]
 	code, stdout, stderr = runCLI(t, "artifacts", "--model", src, "--out", filepath.Join(t.TempDir(), "art2"), "--param-name", name+"=final_logits_bias")
-	if code != 0 || strings.Contains(stdout, "unmatched:") || !strings.Contains(stdout, "frozen: final_logits_bias [1 512] (pytorch buffer") {
+	if code != 0 || strings.Contains(stdout, "unmatched:") || !strings.Contains(stdout, "frozen: final_logits_bias [1 512] (not trained by HF: buffer") {
 		t.Errorf("with --param-name: exit %d\n%s%s", code, stdout, stderr)
 	}
 	// A name that is no initializer is a usage error.

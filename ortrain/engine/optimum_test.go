@@ -189,6 +189,14 @@ func TestOptimumCheckpointsLoadInHF(t *testing.T) {
 				t.Fatal(err)
 			}
 			cfg.Out = t.TempDir()
+			if fixture == "marian-tiny" {
+				// HF trains Marian's sinusoidal position tables but
+				// save_pretrained leaves them out and from_pretrained
+				// recomputes them, so no checkpoint (HF's own included)
+				// carries trained tables back into HF: compare with them
+				// frozen.
+				cfg.Freeze = []string{`embed_positions\.weight$`}
+			}
 			man, err := artifacts.Build(cfg)
 			if err != nil {
 				t.Fatal(err)
