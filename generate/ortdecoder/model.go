@@ -8,6 +8,7 @@ import (
 
 	"github.com/ortrain/ortrain/generate"
 	"github.com/ortrain/ortrain/internal/artifacts"
+	"github.com/ortrain/ortrain/internal/modelfile"
 	"github.com/ortrain/ortrain/internal/onnxrt"
 )
 
@@ -117,8 +118,12 @@ func vocabOf(s *onnxrt.Session) int {
 
 // maxSourceLength reads the encoder input limit from the folder's configs.
 func maxSourceLength(dir string) int {
+	folder, err := modelfile.NewFolder(dir)
+	if err != nil {
+		return 0
+	}
 	read := func(name string) map[string]json.RawMessage {
-		b, err := os.ReadFile(filepath.Join(dir, name))
+		b, err := folder.ReadFile(name, 16<<20)
 		if err != nil {
 			return nil // absent or unreadable: no limit from this file
 		}

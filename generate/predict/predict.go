@@ -2,15 +2,14 @@ package predict
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/ortrain/ortrain/generate"
 	"github.com/ortrain/ortrain/generate/ortdecoder"
 	"github.com/ortrain/ortrain/internal/fault"
+	"github.com/ortrain/ortrain/internal/modelfile"
 	"github.com/ortrain/ortrain/internal/onnxrt"
 	"github.com/ortrain/ortrain/tokenize"
 )
@@ -84,8 +83,8 @@ func (o Options) Validate() error {
 	if o.MaxSourceLength != nil && *o.MaxSourceLength < 0 {
 		return fault.Settingsf("--max-source-length must be 0 (no limit) or positive, got %d", *o.MaxSourceLength)
 	}
-	if o.Threads < 0 {
-		return fault.Settingsf("--threads must be 0 (ONNX Runtime's default) or positive, got %d", o.Threads)
+	if err := onnxrt.CheckThreads("--threads", o.Threads); err != nil {
+		return err
 	}
 	if o.Shards < 0 || o.Shard < 0 || o.Shard >= max(o.Shards, 1) {
 		return fault.Settingsf("--shard %d/%d: want i/N with 0 <= i < N (e.g. 0/4 ... 3/4)", o.Shard, o.Shards)
@@ -135,7 +134,11 @@ func Run(ctx context.Context, opts Options, progress func(done, total int)) (*Re
 		return nil, err
 	}
 	defer model.Close()
-	cfg, err := generationConfig(model.Config, opts)
+	modelCfg := model.Config
+	if modelCfg.VocabSize == 0 {
+		modelCfg.VocabSize = model.VocabSize
+	}
+	cfg, err := generationConfig(modelCfg, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -216,15 +219,18 @@ func generationConfig(cfg generate.Config, opts Options) (generate.Config, error
 }
 
 func applyGenerationFile(cfg *generate.Config, path string) error {
-	data, err := os.ReadFile(path)
+	data, err := modelfile.ReadFile(path, 16<<20)
 	if err != nil {
-		return fault.Mark(fault.Input, err)
+		return err
 	}
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(data, &m); err != nil {
-		return fault.Inputf("%s: want a JSON object of generate() arguments: %w", path, err)
+	m, err := generate.ParseJSONObject(path, data)
+	if err != nil {
+		return fault.Inputf("want a JSON object of generate() arguments: %w", err)
 	}
 	if err := cfg.ApplyJSON(m); err != nil {
+		return fault.Inputf("%s: %w", path, err)
+	}
+	if err := cfg.CheckValues(); err != nil {
 		return fault.Inputf("%s: %w", path, err)
 	}
 	return nil

@@ -4,8 +4,10 @@
 //   - a file a model folder holds, or one a model names (external data), is
 //     resolved inside that folder: links are followed, then the real path
 //     must lie in the folder or in the folder where the folder's ONNX model
-//     really lives (ONNX Runtime's rule for external data, which keeps the
-//     Hugging Face cache working: its snapshot files are links into blobs/);
+//     really lives (ONNX Runtime's rule for external data), or, for a
+//     snapshot folder of the Hugging Face cache, in its blobs/ folder (the
+//     cache stores every file of <repo>/snapshots/<rev>/ as a link into
+//     <repo>/blobs/);
 //   - only regular files are opened (a FIFO or a device never blocks or
 //     streams forever), and opening never blocks;
 //   - sizes come from the open file, and every read is checked against them
@@ -48,6 +50,11 @@ func NewFolder(dir string, anchors ...string) (*Folder, error) {
 		return nil, fault.Inputf("model folder %s: %w", dir, err)
 	}
 	f := &Folder{dir: dir, roots: []string{real}}
+	// The Hugging Face cache: <repo>/snapshots/<revision>/ holds links into
+	// <repo>/blobs/.
+	if parent := filepath.Dir(real); filepath.Base(parent) == "snapshots" {
+		f.addRoot(filepath.Join(filepath.Dir(parent), "blobs"))
+	}
 	onnxFiles, _ := filepath.Glob(filepath.Join(dir, "*.onnx"))
 	for _, a := range append(onnxFiles, anchors...) {
 		if r, err := realPath(a); err == nil {

@@ -109,3 +109,26 @@ func TestRangeCheckedBeforeAllocation(t *testing.T) {
 		}
 	}
 }
+
+// A snapshot of the Hugging Face cache without any ONNX file (a tokenizer
+// repository) still reads its links into blobs/.
+func TestFolderHFCacheSnapshotWithoutModel(t *testing.T) {
+	root := t.TempDir()
+	repo := filepath.Join(root, "models--org--tok")
+	write(t, filepath.Join(repo, "blobs", "abc"), "{}")
+	snap := filepath.Join(repo, "snapshots", "r1")
+	os.MkdirAll(snap, 0o755)
+	os.Symlink("../../blobs/abc", filepath.Join(snap, "tokenizer.json"))
+	os.Symlink(filepath.Join(root, "x"), filepath.Join(snap, "x"))
+	write(t, filepath.Join(root, "x"), "x")
+	f, err := NewFolder(snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.ReadFile("tokenizer.json", 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.ReadFile("x", 0); !errors.Is(err, ErrOutside) {
+		t.Fatalf("x: %v", err)
+	}
+}
