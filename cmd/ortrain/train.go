@@ -170,6 +170,12 @@ func runTrain(c *cli.Context) error {
 	if err := ortrain.CheckOutputDir(&a); err != nil {
 		return fault.Settingsf("%v", err)
 	}
+	// One run per output_dir, from before anything is written there.
+	lock, err := ortrain.LockOutputDir(a.OutputDir)
+	if err != nil {
+		return err
+	}
+	defer lock.Release()
 	stdout, stderr := c.App.Writer, c.App.ErrWriter
 	var cfg engine.Config
 	if c.Bool("demo") {
@@ -224,6 +230,7 @@ func runTrain(c *cli.Context) error {
 	}
 	defer sess.Close()
 	tr := sess.Trainer
+	tr.OutputLock = lock
 	if err := tr.CheckSetup(); err != nil {
 		return err
 	}

@@ -246,3 +246,27 @@ func (f *File) Range(offset, length int64) ([]byte, error) {
 	}
 	return buf, nil
 }
+
+// ReadIn reads the file name of the folder dir by the folder rule (see
+// NewFolder for anchors): the one-call form for a single file.
+func ReadIn(dir, name string, limit int64, anchors ...string) ([]byte, error) {
+	f, err := NewFolder(dir, anchors...)
+	if err != nil {
+		return nil, err
+	}
+	return f.ReadFile(name, limit)
+}
+
+// CheckIn checks, without reading it, that the file name of the folder dir
+// resolves inside it and is a regular file.
+func CheckIn(dir, name string, anchors ...string) error {
+	f, err := NewFolder(dir, anchors...)
+	if err != nil {
+		return err
+	}
+	file, err := f.Open(name)
+	if err != nil {
+		return err
+	}
+	return file.Close()
+}
