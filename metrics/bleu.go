@@ -54,6 +54,9 @@ func (o BLEUOptions) normalized() (BLEUOptions, error) {
 	if o.MaxNgramOrder < 0 {
 		return o, fmt.Errorf("max n-gram order must be positive, got %d", o.MaxNgramOrder)
 	}
+	if err := checkOrder("max n-gram order", o.MaxNgramOrder); err != nil {
+		return o, err
+	}
 	switch o.SmoothMethod {
 	case SmoothNone, SmoothFloor, SmoothAddK, SmoothExp:
 	default:
@@ -289,11 +292,14 @@ func (b *BLEU) Merge(s BLEUStats) error {
 	if len(s.Correct) != b.opts.MaxNgramOrder || len(s.Total) != b.opts.MaxNgramOrder {
 		return fmt.Errorf("BLEU statistics have %d/%d n-gram orders, want %d", len(s.Correct), len(s.Total), b.opts.MaxNgramOrder)
 	}
-	if s.Segments < 0 || s.SysLen < 0 || s.RefLen < 0 {
-		return errors.New("BLEU statistics hold negative counts")
-	}
 	if err := checkRows(s.PerSegment, s.Segments, 2+2*b.opts.MaxNgramOrder, b.keepSegs); err != nil {
 		return err
+	}
+	if err := s.check(); err != nil {
+		return err
+	}
+	if b.stats.SysLen+s.SysLen >= maxCount || b.stats.RefLen+s.RefLen >= maxCount || b.stats.Segments+s.Segments >= maxCount {
+		return errors.New("merged BLEU statistics exceed 2^53 tokens")
 	}
 	if !b.keepSegs {
 		s.PerSegment = nil

@@ -242,3 +242,21 @@ func lockHolderChild(dir string) int {
 	os.Stdout.WriteString("locked")
 	select {}
 }
+
+// A key given twice in a --config file is refused naming both lines (the
+// last one used to win unseen), at the top level and inside a value.
+func TestConfigFileDuplicateKeysRefused(t *testing.T) {
+	for name, doc := range map[string]string{
+		"args.yaml": "learning_rate: 0.1\nnum_train_epochs: 2\nlearning_rate: 0.001\n",
+		"args.json": "{\"learning_rate\": 0.1,\n \"learning_rate\": 0.001}\n",
+		"kw.yaml":   "lr_scheduler_kwargs: {power: 2, power: 3}\n",
+	} {
+		p := filepath.Join(t.TempDir(), name)
+		os.WriteFile(p, []byte(doc), 0o644)
+		a := DefaultArguments()
+		err := a.LoadConfigFile(p)
+		if !errors.Is(err, fault.Input) || !strings.Contains(err.Error(), name) || !strings.Contains(err.Error(), "twice") && !strings.Contains(err.Error(), "already defined") {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}

@@ -270,3 +270,52 @@ func CheckIn(dir, name string, anchors ...string) error {
 	}
 	return file.Close()
 }
+
+// CheckOutput refuses an output path that is one of the inputs, holds one
+// (writing there could overwrite it: artifacts into the model folder
+// replace its model.safetensors), or lies inside an input folder. Paths are
+// compared after links are resolved; out need not exist yet. Errors are
+// bad settings (fault.Settings) naming both paths.
+func CheckOutput(flag, out string, inputs map[string]string) error {
+	o, err := resolvePartial(out)
+	if err != nil {
+		return nil // an unusable output path is reported when it is written
+	}
+	for name, in := range inputs {
+		if in == "" {
+			continue
+		}
+		i, err := resolvePartial(in)
+		if err != nil {
+			continue
+		}
+		switch {
+		case o == i:
+			return fault.Settingsf("%s %s is the input %s; write the output somewhere else", flag, out, name)
+		case within(i, o):
+			return fault.Settingsf("%s %s holds the input %s (%s), which writing there could overwrite; choose an output folder outside the inputs", flag, out, name, in)
+		case within(o, i):
+			return fault.Settingsf("%s %s lies inside the input %s (%s); choose an output folder outside the inputs", flag, out, name, in)
+		}
+	}
+	return nil
+}
+
+// resolvePartial is the real path of p, resolving links in the part that
+// exists and appending the rest.
+func resolvePartial(p string) (string, error) {
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return "", err
+	}
+	rest := ""
+	for cur := abs; ; cur = filepath.Dir(cur) {
+		if real, err := filepath.EvalSymlinks(cur); err == nil {
+			return filepath.Join(real, rest), nil
+		}
+		if cur == filepath.Dir(cur) {
+			return abs, nil
+		}
+		rest = filepath.Join(filepath.Base(cur), rest)
+	}
+}

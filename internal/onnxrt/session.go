@@ -165,7 +165,9 @@ func (e *Env) newSession(path string, data []byte, name string, opts SessionOpti
 		if dev.Kind == "cuda" {
 			return nil, wrapf(ErrProviderUnavailable, "creating a %v session for %s: %v", dev, name, err)
 		}
-		return nil, fmt.Errorf("loading %s: %w", name, err)
+		// The library loaded and made sessions before: the model is what
+		// it cannot use (bad values, an unknown operator): bad input.
+		return nil, fault.Inputf("loading %s: %w", name, err)
 	}
 	s := &Session{env: e, lib: e.lib, sess: sess, raw: rawSession(sess), device: dev, name: name,
 		inputs: convertInfo(ins), outputs: convertInfo(outs)}
