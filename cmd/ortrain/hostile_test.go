@@ -88,6 +88,16 @@ func TestArtifactsRefuseOutputHoldingInput(t *testing.T) {
 	if code != exitUsage {
 		t.Errorf("--from-ort into itself: exit %d: %s", code, stderr)
 	}
+	// train's final save into the model folder would replace its weights
+	train := writeFile(t, filepath.Join(root, "train.jsonl"), []byte("{\"source\": \"a cat\", \"target\": \"a dog\"}\n"))
+	code, _, stderr = runCLI(t, "--ort-lib", testenv.ORTLibrary(t), "train", "--no-progress", "--model", model, "--train_file", train,
+		"--do_train", "--max_steps", "1", "--output_dir", model, "--overwrite_output_dir")
+	if code != exitUsage || !strings.Contains(stderr, "--model folder") {
+		t.Errorf("train --output_dir = --model: exit %d: %s", code, stderr)
+	}
+	if dirHash(t, model) != before {
+		t.Fatal("the model folder changed")
+	}
 }
 
 // A model whose external data is a link to a file outside its folder is

@@ -122,6 +122,9 @@ type trigger struct {
 	moment string
 	after  time.Duration
 	nth    int
+	// sig is the signal sent (default SIGKILL); fired is when it was sent.
+	sig   syscall.Signal
+	fired time.Time
 }
 
 func (tr trigger) String() string {
@@ -191,8 +194,13 @@ func runChild(t *testing.T, args []string, trig *trigger) (int, string) {
 		}
 		select {
 		case <-fire:
-			cmd.Process.Signal(syscall.SIGKILL)
-			killed = true
+			sig := trig.sig
+			if sig == 0 {
+				sig = syscall.SIGKILL
+			}
+			trig.fired = time.Now()
+			cmd.Process.Signal(sig)
+			killed = sig == syscall.SIGKILL
 		case err := <-done:
 			done <- err
 		}
@@ -296,4 +304,37 @@ func newInotify(dir string) (*inotify, error) {
 		}
 	}()
 	return w, nil
+}
+
+// SIGINT ends a run within seconds with exit 130, whatever it is doing
+// (preparing data, building artifacts, creating sessions, training,
+// evaluating, saving, predicting); predict says how far it got and keeps
+// those lines.
+func TestSIGINTEndsWithin5Seconds(t *testing.T) {
+	lib := testenv.ORTLibrary(t)
+	root := t.TempDir()
+	for i, after := range []time.Duration{300 * time.Millisecond, 1500 * time.Millisecond, 3 * time.Second} {
+		out := filepath.Join(root, fmt.Sprint("train-", i))
+		trig := &trigger{moment: "time", after: after, sig: syscall.SIGINT}
+		code, stderr := runChild(t, []string{"--ort-lib", lib, "train", "--demo", "--no-progress", "--output_dir", out, "--num_train_epochs", "1"}, trig)
+		took := time.Since(trig.fired)
+		if trig.fired.IsZero() {
+			t.Logf("train ended before %v", after)
+			continue
+		}
+		if code != exitInterrupted || took > interruptGrace+2*time.Second {
+			t.Errorf("SIGINT at %v: exit %d after %v: %s", after, code, took, stderr)
+		}
+	}
+	model := filepath.Join(root, "t5")
+	copyModel(t, model)
+	input := filepath.Join(root, "in.txt")
+	src, _ := os.ReadFile(testenv.Testdata(t, "generate", "predict", "input.txt"))
+	os.WriteFile(input, bytes.Repeat(src, 200), 0o644)
+	out := filepath.Join(root, "pred.txt")
+	trig := &trigger{moment: "time", after: 3 * time.Second, sig: syscall.SIGINT}
+	code, stderr := runChild(t, []string{"--ort-lib", lib, "predict", "--no-progress", "--model", model, "--input", input, "--output", out, "--num-beams", "4"}, trig)
+	if took := time.Since(trig.fired); code != exitInterrupted || took > interruptGrace+2*time.Second || !strings.Contains(stderr, "interrupted after") || !strings.Contains(stderr, "pred.txt.partial") {
+		t.Errorf("predict: exit %d after %v: %s", code, took, stderr)
+	}
 }

@@ -319,3 +319,11 @@ func resolvePartial(p string) (string, error) {
 		rest = filepath.Join(filepath.Base(cur), rest)
 	}
 }
+
+// SamePath reports whether two paths name the same place once links are
+// resolved (either may not exist yet).
+func SamePath(a, b string) bool {
+	ra, err1 := resolvePartial(a)
+	rb, err2 := resolvePartial(b)
+	return err1 == nil && err2 == nil && ra == rb
+}
