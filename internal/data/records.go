@@ -203,6 +203,13 @@ func (r *RecordReader) readLineBytes() ([]byte, error) {
 	r.buf = r.buf[:0]
 	for {
 		chunk, err := r.br.ReadSlice('\n')
+		if need := len(r.buf) + len(chunk); need > cap(r.buf) {
+			// double: append's gentler growth would allocate five times
+			// a huge line on the way
+			grown := make([]byte, len(r.buf), max(2*cap(r.buf), need))
+			copy(grown, r.buf)
+			r.buf = grown
+		}
 		r.buf = append(r.buf, chunk...)
 		if errors.Is(err, bufio.ErrBufferFull) {
 			continue
@@ -272,14 +279,17 @@ func (r *RecordReader) read() (Example, *RecordError, error) {
 		}
 	case "tsv":
 		for {
-			line, err := r.readLine()
+			line, err := r.readLineBytes()
 			if err != nil {
 				return Example{}, nil, err
 			}
-			if line == "" {
+			if len(line) == 0 {
 				continue
 			}
-			ex, bad := r.fromColumns(strings.Split(line, "\t"), line)
+			if !utf8.Valid(line) {
+				return Example{}, r.bad("", "not valid UTF-8; convert the file to UTF-8"), nil
+			}
+			ex, bad := r.fromColumns(r.tsvColumns(line), "")
 			return ex, bad, nil
 		}
 	}
@@ -373,11 +383,11 @@ func (r *RecordReader) parseJSON(line []byte) (Example, *RecordError) {
 			return Example{}, r.bad("translation", "source and target language are both %q", srcName)
 		}
 	}
-	srcs, bad := r.texts(obj, srcName, false)
+	srcs, bad := r.texts(obj, srcName, false, r.cutSource)
 	if bad != nil {
 		return Example{}, bad
 	}
-	tgts, bad := r.texts(obj, tgtName, r.format.AllowEmptyTarget)
+	tgts, bad := r.texts(obj, tgtName, r.format.AllowEmptyTarget, r.cutTarget)
 	if bad != nil {
 		return Example{}, bad
 	}
@@ -394,13 +404,16 @@ func (r *rawJSON) UnmarshalJSON(b []byte) error {
 }
 
 // texts reads a field holding a string or a list of strings.
-func (r *RecordReader) texts(obj map[string]rawJSON, name string, optional bool) ([]string, *RecordError) {
+func (r *RecordReader) texts(obj map[string]rawJSON, name string, optional bool, limit int) ([]string, *RecordError) {
 	raw, ok := obj[name]
 	if !ok || bytes.Equal(raw, []byte("null")) {
 		if optional {
 			return nil, nil
 		}
 		return nil, r.bad(name, "missing")
+	}
+	if s, ok := plainString(raw, limit); ok {
+		return []string{s}, nil
 	}
 	var s string
 	if err := json.Unmarshal(raw, &s); err == nil {
@@ -411,6 +424,50 @@ func (r *RecordReader) texts(obj map[string]rawJSON, name string, optional bool)
 		return nil, r.bad(name, "want a string or a list of strings")
 	}
 	return list, nil
+}
+
+// tsvColumns splits a TSV line, copying out of the line only the source
+// and target columns, and of those no more than their token limits can
+// use.
+func (r *RecordReader) tsvColumns(line []byte) []string {
+	srcName, tgtName := r.format.fields()
+	src, hasSrc := r.header[srcName]
+	tgt, hasTgt := r.header[tgtName]
+	parts := bytes.Split(line, []byte("\t"))
+	cols := make([]string, len(parts))
+	for i, p := range parts {
+		switch {
+		case hasSrc && i == src:
+			cols[i] = boundedString(p, r.cutSource)
+		case hasTgt && i == tgt:
+			cols[i] = boundedString(p, r.cutTarget)
+		}
+	}
+	return cols
+}
+
+// boundedString is b as a string, of which a token limit keeps only what
+// its tokens can come from (tokenize.CutText).
+func boundedString(b []byte, limit int) string {
+	if limit > 0 {
+		if bound := tokenize.TextBound(limit); len(b) > bound {
+			cut, _ := tokenize.CutText(string(b[:bound+1]), limit)
+			return strings.Clone(cut)
+		}
+	}
+	return string(b)
+}
+
+// plainString is the text of a JSON string without escapes (the line was
+// validated by json.Unmarshal and utf8.Valid), copying no more of a long
+// one than a token limit can use (tokenize.TextBound): a huge record costs
+// the line once, not twice. ok is false for strings with escapes.
+func plainString(raw []byte, limit int) (string, bool) {
+	if len(raw) < 2 || raw[0] != '"' || raw[len(raw)-1] != '"' || bytes.IndexByte(raw, '\\') >= 0 {
+		return "", false
+	}
+	// bound+1 bytes cut exactly as the whole text would be
+	return boundedString(raw[1:len(raw)-1], limit), true
 }
 
 // ReadAll reads every example of a file into memory.
