@@ -1,15 +1,13 @@
 package predict
 
 import (
-	"bufio"
 	"crypto/sha256"
-	"errors"
-	"io"
 	"strconv"
 	"strings"
 	"unicode/utf8"
 
 	"github.com/ortrain/ortrain/internal/fault"
+	"github.com/ortrain/ortrain/internal/lines"
 	"github.com/ortrain/ortrain/internal/modelfile"
 )
 
@@ -33,18 +31,12 @@ func ParseShard(s string) (shard, shards int, err error) {
 // whole run's.
 func ShardRange(n, i, shards int) (lo, hi int) { return i * n / shards, (i + 1) * n / shards }
 
-// Files are read a line at a time, never whole: a line is ended by "\n"
-// (a "\r" before it is dropped) or by the end of a file that does not end
-// in "\n". A line holds at most the bytes a reader asks for; the rest of a
-// longer line is passed over without being kept.
-
-// lineReader reads a text file line by line.
+// lineReader reads a text file line by line (package lines), holding no
+// more of a line than asked for.
 type lineReader struct {
 	path string
 	f    *modelfile.File
-	br   *bufio.Reader
-	buf  []byte
-	n    int // lines read
+	*lines.Reader
 }
 
 func openLines(path string) (*lineReader, error) {
@@ -52,61 +44,14 @@ func openLines(path string) (*lineReader, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &lineReader{path: path, f: f, br: bufio.NewReaderSize(f, 1<<16)}, nil
+	return &lineReader{path: path, f: f, Reader: lines.NewReader(f, path)}, nil
 }
 
 func (r *lineReader) Close() error { return r.f.Close() }
 
-// next returns the next line's first limit bytes (limit <= 0: all of it)
-// and whether the line was longer; ok is false at the end of the file.
-// visit, when set, sees every chunk read (the line ending included). The
-// line stays valid until the next call.
-func (r *lineReader) next(limit int, visit func(chunk []byte)) (line []byte, longer, ok bool, err error) {
-	r.buf = r.buf[:0]
-	seen := 0
-	var last2 [2]byte
-	for {
-		chunk, err := r.br.ReadSlice('\n')
-		if n := len(chunk); n > 0 {
-			if visit != nil {
-				visit(chunk)
-			}
-			seen += n
-			if n >= 2 {
-				last2 = [2]byte{chunk[n-2], chunk[n-1]}
-			} else {
-				last2 = [2]byte{last2[1], chunk[0]}
-			}
-			keep := n
-			if limit > 0 {
-				keep = max(0, min(n, limit+2-len(r.buf))) // 2 more: the line ending
-			}
-			r.buf = append(r.buf, chunk[:keep]...)
-		}
-		if errors.Is(err, bufio.ErrBufferFull) {
-			continue
-		}
-		if err != nil && !errors.Is(err, io.EOF) {
-			return nil, false, false, fault.Inputf("reading %s: %w", r.path, err)
-		}
-		if seen == 0 {
-			return nil, false, false, nil
-		}
-		r.n++
-		content := seen
-		if last2[1] == '\n' {
-			content--
-			if seen >= 2 && last2[0] == '\r' {
-				content--
-			}
-		} else if last2[1] == '\r' { // a last line ending in "\r" alone
-			content--
-		}
-		if limit > 0 && content > limit {
-			return r.buf[:limit], true, true, nil
-		}
-		return r.buf[:content], false, true, nil
-	}
+func (r *lineReader) next(limit int, visit func(chunk []byte)) ([]byte, bool, bool, error) {
+	line, longer, ok, err := r.Next(limit, visit)
+	return line, longer, ok, fault.Mark(fault.Input, err)
 }
 
 // text returns the next whole line as a string.
@@ -120,7 +65,7 @@ func (r *lineReader) skip(n int) error {
 	for i := 0; i < n; i++ {
 		if _, _, ok, err := r.next(1, nil); err != nil || !ok {
 			if err == nil {
-				err = fault.Inputf("%s ended after %d lines (it changed while it was read?)", r.path, r.n)
+				err = fault.Inputf("%s ended after %d lines (it changed while it was read?)", r.path, r.N)
 			}
 			return err
 		}
@@ -174,10 +119,10 @@ func scanLines(path string, source bool) (lineScan, error) {
 			break
 		}
 		if !valid || len(carry) > 0 {
-			return s, fault.Inputf("%s is not valid UTF-8 (line %d); convert it to UTF-8", path, r.n)
+			return s, fault.Inputf("%s is not valid UTF-8 (line %d); convert it to UTF-8", path, r.N)
 		}
 		if source && blank {
-			return s, fault.Inputf("%s:%d: empty line; every line must hold one source text (remove empty lines, keeping the references aligned)", path, r.n)
+			return s, fault.Inputf("%s:%d: empty line; every line must hold one source text (remove empty lines, keeping the references aligned)", path, r.N)
 		}
 		blank = true
 		s.lines++

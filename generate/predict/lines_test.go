@@ -92,34 +92,6 @@ func TestReadLinesErrorsNameTheFile(t *testing.T) {
 	}
 }
 
-// Lines are read up to a limit: the rest of a longer line is passed over
-// without being kept, and line endings are dropped.
-func TestLineReaderLimit(t *testing.T) {
-	long := strings.Repeat("x", 200<<10)
-	p := filepath.Join(t.TempDir(), "in.txt")
-	os.WriteFile(p, []byte("abc\r\n"+long+"\nabcd\nlast"), 0o644)
-	r, err := openLines(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	for _, want := range []struct {
-		line   string
-		longer bool
-	}{{"abc", false}, {"xxxx", true}, {"abcd", false}, {"last", false}} {
-		line, longer, ok, err := r.next(4, nil)
-		if string(line) != want.line || longer != want.longer || !ok || err != nil {
-			t.Errorf("got %q %v %v %v, want %q %v", line, longer, ok, err, want.line, want.longer)
-		}
-	}
-	if cap(r.buf) > 1<<10 {
-		t.Errorf("reading a 200 KiB line with limit 4 grew the buffer to %d bytes", cap(r.buf))
-	}
-	if _, _, ok, _ := r.next(4, nil); ok {
-		t.Error("a line after the end")
-	}
-}
-
 // A newline inside a prediction must not shift the following lines.
 func TestWriteLinesKeepsOneLinePerPrediction(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "out.txt")
