@@ -6,7 +6,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/ortrain/ortrain/generate"
@@ -164,6 +167,9 @@ func Run(ctx context.Context, opts Options, progress func(done, total int)) (*Re
 	if opts.MaxSourceLength != nil {
 		job.maxSrc = *opts.MaxSourceLength
 	}
+	if err := job.fitMemory(cfg.NumBeams, cfg.VocabSize, availableMemory()); err != nil {
+		return nil, err
+	}
 	out, err := openOutput(opts.Output, job.fingerprint(scan, opts, tokPath))
 	if err != nil {
 		return nil, err
@@ -295,6 +301,50 @@ func (j *job) report(done, total int) {
 	if j.progress != nil {
 		j.progress(done, total)
 	}
+}
+
+// fitMemory bounds what a decoding step holds by the memory available
+// (avail bytes; 0: unknown): every beam of every source of a batch is a row
+// of vocab float32 scores, in ONNX Runtime's logits and again in Go. The
+// batch shrinks until it fits in half of it (predictions do not depend on
+// the batch); beams that do not fit for one source are refused.
+func (j *job) fitMemory(beams, vocab int, avail int64) error {
+	perSource := int64(beams) * int64(vocab) * 4 * 2
+	if avail <= 0 || perSource <= 0 {
+		return nil
+	}
+	budget := avail / 2
+	if perSource > budget {
+		return fault.Settingsf("%d beams over a vocabulary of %d need about %d MB per source for the decoder's scores, more than half of the %d MB this machine has available; use fewer beams",
+			beams, vocab, perSource>>20, avail>>20)
+	}
+	if fit := budget / perSource; int64(j.batch) > fit {
+		if j.warn != nil {
+			j.warn(fmt.Sprintf("batch size lowered from %d to %d so that %d beams over a vocabulary of %d fit in memory", j.batch, fit, beams, vocab))
+		}
+		j.batch = int(fit)
+	}
+	return nil
+}
+
+// availableMemory is MemAvailable of /proc/meminfo in bytes (0 when
+// unknown).
+func availableMemory() int64 {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "MemAvailable:"); ok {
+			f := strings.Fields(rest)
+			if len(f) >= 1 {
+				if kb, err := strconv.ParseInt(f[0], 10, 64); err == nil {
+					return kb << 10
+				}
+			}
+		}
+	}
+	return 0
 }
 
 // fingerprint names the job, for resuming its partial output: the input's
