@@ -111,11 +111,7 @@ func Run(ctx context.Context, opts Options, progress func(done, total int)) (*Re
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
-	inputs := map[string]string{"--input": opts.Input, "--generation-config": opts.GenerationConfig, "--model": opts.Model, "--artifacts": opts.Artifacts}
-	for i, r := range opts.Refs {
-		inputs[fmt.Sprintf("--refs #%d", i+1)] = r
-	}
-	if err := modelfile.CheckOutput("--output", opts.Output, inputs); err != nil {
+	if err := checkOutputPath(opts); err != nil {
 		return nil, err
 	}
 	shards := max(opts.Shards, 1)
@@ -301,6 +297,29 @@ func (j *job) report(done, total int) {
 	if j.progress != nil {
 		j.progress(done, total)
 	}
+}
+
+// checkOutputPath refuses an output that would overwrite an input: the
+// input or a reference file, or a model file (a predictions file may live
+// in the model folder, not under a model file's name).
+func checkOutputPath(opts Options) error {
+	inputs := map[string]string{"--input": opts.Input, "--generation-config": opts.GenerationConfig}
+	for i, r := range opts.Refs {
+		inputs[fmt.Sprintf("--refs #%d", i+1)] = r
+	}
+	if err := modelfile.CheckOutput("--output", opts.Output, inputs); err != nil {
+		return err
+	}
+	for _, dir := range []string{opts.Model, opts.Artifacts} {
+		if dir == "" || !modelfile.SamePath(filepath.Dir(opts.Output), dir) {
+			continue
+		}
+		switch filepath.Ext(opts.Output) {
+		case ".onnx", ".safetensors", ".json", ".spm", ".model", ".data", ".bin":
+			return fault.Settingsf("--output %s would overwrite a file of the model folder %s; write the predictions elsewhere", opts.Output, dir)
+		}
+	}
+	return nil
 }
 
 // fitMemory bounds what a decoding step holds by the memory available

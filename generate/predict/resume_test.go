@@ -102,20 +102,22 @@ func TestPredictUnwritableOutputFailsFirst(t *testing.T) {
 	}
 }
 
-// The batch shrinks so that a step's scores fit in memory; beams that do
-// not fit for one source are refused (10^5 beams used to be allocated).
-func TestBeamsBoundedByMemory(t *testing.T) {
-	var warned string
-	j := &job{batch: 64, warn: func(s string) { warned = s }}
-	if err := j.fitMemory(4096, 32128, 64<<30); err != nil || j.batch != 32 || !strings.Contains(warned, "lowered from 64 to 32") {
-		t.Errorf("4096 beams in 64 GB: %v, batch %d, %q", err, j.batch, warned)
+// An output that would overwrite an input is refused before anything runs.
+func TestPredictOutputNeverOverwritesAnInput(t *testing.T) {
+	dir := t.TempDir()
+	opts := resumeOptions(t, "")
+	input := filepath.Join(dir, "in.txt")
+	b, _ := os.ReadFile(opts.Input)
+	os.WriteFile(input, b, 0o644)
+	opts.Input = input
+	for _, out := range []string{input, opts.Refs[0], filepath.Join(opts.Model, "config.json")} {
+		o := opts
+		o.Output = out
+		if _, err := Run(context.Background(), o, nil); !errors.Is(err, fault.Settings) {
+			t.Errorf("--output %s: %v", out, err)
+		}
 	}
-	j = &job{batch: 8}
-	if err := j.fitMemory(4096, 250000, 4<<30); !errors.Is(err, fault.Settings) || !strings.Contains(err.Error(), "fewer beams") {
-		t.Errorf("4096 beams over 250000 ids in 4 GB: %v", err)
-	}
-	j = &job{batch: 8}
-	if err := j.fitMemory(4, 32128, 0); err != nil || j.batch != 8 {
-		t.Errorf("unknown memory: %v, batch %d", err, j.batch)
+	if after, _ := os.ReadFile(input); string(after) != string(b) {
+		t.Fatal("the input changed")
 	}
 }
