@@ -175,17 +175,38 @@ func CutText(text string, maxTokens int) (string, bool) {
 }
 
 func (t *Tokenizer) encodeContent(text string) ([]int, error) {
-	ids := make([]int, 0, len(text)/3+2)
+	return t.encodeChunked(text, 1<<20)
+}
+
+// encodeChunked is encodeContent pre-tokenizing a long segment in parts of
+// about chunk bytes, cut before an ASCII space, when the pre-tokenizer
+// allows it (pipeline.spaceBounded): the ids are the same, and a huge line
+// no longer holds all its pieces at once.
+func (t *Tokenizer) encodeChunked(text string, chunk int) ([]int, error) {
+	ids := make([]int, 0, min(len(text)/3+2, 1<<20))
 	var err error
+	pl, chunkable := t.pre.(pipeline)
+	chunkable = chunkable && pl.spaceBounded()
 	for _, seg := range t.added.split(text, t.norm) {
 		if seg.id >= 0 {
 			ids = append(ids, seg.id)
 			continue
 		}
-		for _, piece := range t.pre.split(seg.text, seg.first) {
-			if ids, err = t.model.tokenize(piece, ids); err != nil {
-				return nil, err
+		rest, first := seg.text, seg.first
+		for rest != "" {
+			part := rest
+			if chunkable && len(rest) > chunk {
+				if cut := strings.LastIndexByte(rest[:chunk], ' '); cut > 0 {
+					part = rest[:cut]
+				}
 			}
+			rest = rest[len(part):]
+			for _, piece := range t.pre.split(part, first) {
+				if ids, err = t.model.tokenize(piece, ids); err != nil {
+					return nil, err
+				}
+			}
+			first = false
 		}
 	}
 	return ids, nil
