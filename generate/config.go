@@ -7,10 +7,13 @@ import (
 	"fmt"
 	"io/fs"
 	"math"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/ortrain/ortrain/internal/fault"
+	"github.com/ortrain/ortrain/internal/modelfile"
+	"github.com/ortrain/ortrain/internal/strictjson"
 )
 
 // NoToken marks an unset token id.
@@ -87,6 +90,9 @@ type Config struct {
 
 	// MaxPositionEmbeddings (config.json) caps the default max length; 0 = none.
 	MaxPositionEmbeddings int
+	// VocabSize (config.json vocab_size, or the logits' width) bounds every
+	// token id of the config; 0 = unknown.
+	VocabSize int
 
 	// Unsupported lists generation parameters that were set to a value that
 	// changes HF's output but that this package does not implement
@@ -165,23 +171,42 @@ func DefaultConfig() Config {
 // transformers' from_pretrained does: generation_config.json when present,
 // else the generation fields of config.json (and of its "decoder" /
 // "generator" / "text_config" section for fields the top level leaves
-// unset). max_position_embeddings always comes from config.json.
+// unset). max_position_embeddings and vocab_size always come from
+// config.json. The files are read by modelfile's rule; a malformed file or
+// a value no generation can use (a token id beyond the vocabulary, a
+// negative length, a key given twice) is bad input (fault.Input) naming
+// the file and field.
 func LoadConfig(dir string) (Config, error) {
+	cfg, err := loadConfig(dir)
+	return cfg, fault.Mark(fault.Input, err)
+}
+
+func loadConfig(dir string) (Config, error) {
 	cfg := DefaultConfig()
-	modelCfg, err := readJSONObject(filepath.Join(dir, "config.json"))
+	folder, err := modelfile.NewFolder(dir)
+	if err != nil {
+		return cfg, err
+	}
+	modelPath := filepath.Join(dir, "config.json")
+	modelCfg, err := readJSONObject(folder, "config.json")
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return cfg, err
 	}
-	if v, ok := modelCfg["max_position_embeddings"]; ok {
-		if err := json.Unmarshal(v, &cfg.MaxPositionEmbeddings); err != nil {
-			return cfg, fmt.Errorf("%s: max_position_embeddings: %w", filepath.Join(dir, "config.json"), err)
+	for key, dst := range map[string]*int{"max_position_embeddings": &cfg.MaxPositionEmbeddings, "vocab_size": &cfg.VocabSize} {
+		if v, ok := modelCfg[key]; ok && !isNull(v) {
+			if err := json.Unmarshal(v, dst); err != nil || *dst < 0 {
+				return cfg, fmt.Errorf("%s: %s: want a non-negative integer, got %s", modelPath, key, v)
+			}
 		}
 	}
 	genPath := filepath.Join(dir, "generation_config.json")
-	gen, err := readJSONObject(genPath)
+	gen, err := readJSONObject(folder, "generation_config.json")
 	switch {
 	case err == nil:
 		if err := cfg.ApplyJSON(gen); err != nil {
+			return cfg, fmt.Errorf("%s: %w", genPath, err)
+		}
+		if err := cfg.CheckValues(); err != nil {
 			return cfg, fmt.Errorf("%s: %w", genPath, err)
 		}
 	case errors.Is(err, fs.ErrNotExist):
@@ -189,7 +214,10 @@ func LoadConfig(dir string) (Config, error) {
 			return cfg, fmt.Errorf("%s: neither generation_config.json nor config.json found", dir)
 		}
 		if err := cfg.ApplyModelConfigJSON(modelCfg); err != nil {
-			return cfg, fmt.Errorf("%s: %w", filepath.Join(dir, "config.json"), err)
+			return cfg, fmt.Errorf("%s: %w", modelPath, err)
+		}
+		if err := cfg.CheckValues(); err != nil {
+			return cfg, fmt.Errorf("%s: %w", modelPath, err)
 		}
 	default:
 		return cfg, err
@@ -297,14 +325,22 @@ func (c *Config) ApplyJSON(m map[string]json.RawMessage) error {
 	return nil
 }
 
-// Validate reports parameter combinations that HF rejects
-// (GenerationConfig.validate and generate()'s own checks).
-func (c Config) Validate() error {
+// MaxBeams bounds num_beams: every beam is a decoder row holding a whole
+// vocabulary of scores per step, and HF's own beam search keeps
+// 2·num_beams candidates; beyond a few thousand rows per source no
+// search is meaningful and memory runs out first.
+const MaxBeams = 4096
+
+// CheckValues reports a value that no generation can use, each field on
+// its own: negative or absurd lengths and counts, token ids outside the
+// vocabulary (when VocabSize is known). LoadConfig runs it on what a file
+// says; Validate runs it again with the combinations.
+func (c Config) CheckValues() error {
 	switch {
-	case len(c.Unsupported) > 0:
-		return fmt.Errorf("the generation settings use %s, which ortrain's generate does not implement; remove them from generation_config.json / config.json (or the arguments) to decode without them", strings.Join(c.Unsupported, ", "))
 	case c.NumBeams < 1:
 		return fmt.Errorf("num_beams must be at least 1, got %d", c.NumBeams)
+	case c.NumBeams > MaxBeams:
+		return fmt.Errorf("num_beams %d is more than the %d beams ortrain searches", c.NumBeams, MaxBeams)
 	case c.MaxNewTokens < 0:
 		return fmt.Errorf("max_new_tokens must be greater than 0, got %d", c.MaxNewTokens)
 	case c.MaxLength < 0 || c.MinLength < 0 || c.MinNewTokens < 0:
@@ -313,10 +349,74 @@ func (c Config) Validate() error {
 		return fmt.Errorf("no_repeat_ngram_size must not be negative, got %d", c.NoRepeatNGramSize)
 	case c.EncoderNoRepeatNGramSize < 0:
 		return fmt.Errorf("encoder_no_repeat_ngram_size must not be negative, got %d", c.EncoderNoRepeatNGramSize)
-	case !(c.RepetitionPenalty > 0):
+	case !(c.RepetitionPenalty > 0) || math.IsInf(c.RepetitionPenalty, 0):
 		return fmt.Errorf("repetition_penalty has to be a strictly positive float, got %v", c.RepetitionPenalty)
+	case math.IsNaN(c.LengthPenalty) || math.IsInf(c.LengthPenalty, 0):
+		return fmt.Errorf("length_penalty has to be a finite float, got %v", c.LengthPenalty)
 	case c.NumReturnSequences < 1:
 		return fmt.Errorf("num_return_sequences must be at least 1, got %d", c.NumReturnSequences)
+	case c.MaxPositionEmbeddings < 0 || c.VocabSize < 0:
+		return fmt.Errorf("max_position_embeddings and vocab_size must not be negative")
+	}
+	return c.checkIDs()
+}
+
+// checkIDs refuses token ids that are negative or, with VocabSize known,
+// beyond the vocabulary: such an id can never be generated, so an EOS
+// would never end a sequence and a forced token would force nothing.
+func (c Config) checkIDs() error {
+	check := func(field string, id int64, unset bool) error {
+		if unset && id == NoToken {
+			return nil
+		}
+		if id < 0 {
+			return fmt.Errorf("%s must be a non-negative token id, got %d", field, id)
+		}
+		if c.VocabSize > 0 && id >= int64(c.VocabSize) {
+			return fmt.Errorf("%s %d is beyond the model's vocabulary of %d ids", field, id, c.VocabSize)
+		}
+		return nil
+	}
+	for _, f := range []struct {
+		name string
+		id   int64
+	}{{"bos_token_id", c.BOSTokenID}, {"pad_token_id", c.PadTokenID}, {"decoder_start_token_id", c.DecoderStartTokenID}, {"forced_bos_token_id", c.ForcedBOSTokenID}} {
+		if err := check(f.name, f.id, true); err != nil {
+			return err
+		}
+	}
+	for _, id := range c.EOSTokenIDs {
+		if err := check("eos_token_id", id, false); err != nil {
+			return err
+		}
+	}
+	for _, id := range c.ForcedEOSTokenIDs {
+		if err := check("forced_eos_token_id", id, false); err != nil {
+			return err
+		}
+	}
+	for _, seq := range c.BadWordsIDs {
+		if len(seq) == 0 {
+			return errors.New("bad_words_ids has to be a list of non-empty lists of token ids")
+		}
+		for _, id := range seq {
+			if err := check("bad_words_ids", id, false); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// Validate reports values and parameter combinations that HF rejects
+// (GenerationConfig.validate and generate()'s own checks).
+func (c Config) Validate() error {
+	if err := c.CheckValues(); err != nil {
+		return err
+	}
+	switch {
+	case len(c.Unsupported) > 0:
+		return fmt.Errorf("the generation settings use %s, which ortrain's generate does not implement; remove them from generation_config.json / config.json (or the arguments) to decode without them", strings.Join(c.Unsupported, ", "))
 	case c.NumReturnSequences > 1 && c.NumBeams == 1 && !c.DoSample:
 		return fmt.Errorf("greedy search (num_beams=1, do_sample=false) does not support num_return_sequences=%d; use beam search or sampling", c.NumReturnSequences)
 	case c.NumBeams > 1 && c.NumReturnSequences > c.NumBeams:
@@ -331,26 +431,6 @@ func (c Config) Validate() error {
 		return fmt.Errorf("top_k must not be negative, got %d", c.TopK)
 	case c.decoderStart() == NoToken:
 		return errors.New("decoder_start_token_id or bos_token_id has to be defined for encoder-decoder generation")
-	}
-	for _, id := range c.EOSTokenIDs {
-		if id < 0 {
-			return fmt.Errorf("eos_token_id must be non-negative, got %d", id)
-		}
-	}
-	for _, seq := range c.BadWordsIDs {
-		if len(seq) == 0 {
-			return errors.New("bad_words_ids has to be a list of non-empty lists of token ids")
-		}
-		for _, id := range seq {
-			if id < 0 {
-				return fmt.Errorf("bad_words_ids has to hold non-negative token ids, got %d", id)
-			}
-		}
-	}
-	for _, id := range c.ForcedEOSTokenIDs {
-		if id < 0 {
-			return fmt.Errorf("forced_eos_token_id has to be a list of positive integers, got %d", id)
-		}
 	}
 	return nil
 }
@@ -387,6 +467,8 @@ func (c Config) beamFill() int64 {
 // promptLen tokens (_prepare_generated_length, _validate_generated_length).
 func (c Config) lengths(promptLen int) (maxLen, minLen int, err error) {
 	switch {
+	case c.MaxNewTokens > math.MaxInt32-promptLen:
+		maxLen = math.MaxInt32 // no sequence gets near: this is "no limit"
 	case c.MaxNewTokens > 0:
 		maxLen = c.MaxNewTokens + promptLen
 	case c.MaxLength == 0:
@@ -397,8 +479,17 @@ func (c Config) lengths(promptLen int) (maxLen, minLen int, err error) {
 	default:
 		maxLen = c.MaxLength
 	}
+	// An exported decoder's position table ends at max_position_embeddings
+	// (HF's generate fails with an index error there): a row stops at that
+	// length instead.
+	if c.MaxPositionEmbeddings > 0 && maxLen > c.MaxPositionEmbeddings {
+		maxLen = c.MaxPositionEmbeddings
+	}
 	minLen = c.MinLength
 	if c.MinNewTokens > 0 {
+		if c.MinNewTokens > math.MaxInt32-promptLen {
+			return 0, 0, fmt.Errorf("min_new_tokens %d is beyond any length", c.MinNewTokens)
+		}
 		minLen = c.MinNewTokens + promptLen
 	}
 	if promptLen >= maxLen {
@@ -443,14 +534,27 @@ func parseIDs(raw json.RawMessage) ([]int64, error) {
 	return many, nil
 }
 
-func readJSONObject(path string) (map[string]json.RawMessage, error) {
-	data, err := os.ReadFile(path)
+// maxConfigFile bounds a configuration file: the largest real ones are a
+// few kilobytes.
+const maxConfigFile = 16 << 20
+
+func readJSONObject(folder *modelfile.Folder, name string) (map[string]json.RawMessage, error) {
+	data, err := folder.ReadFile(name, maxConfigFile)
 	if err != nil {
 		return nil, err
 	}
+	return ParseJSONObject(filepath.Join(folder.Dir(), name), data)
+}
+
+// ParseJSONObject parses a configuration file's JSON object, refusing a key
+// given twice and absurd nesting; path names the file in errors.
+func ParseJSONObject(path string, data []byte) (map[string]json.RawMessage, error) {
+	if err := strictjson.Check(data); err != nil {
+		return nil, fault.Inputf("%s: %w", path, err)
+	}
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(data, &m); err != nil {
-		return nil, fmt.Errorf("%s: not a JSON object: %w", path, err)
+		return nil, fault.Inputf("%s: not a JSON object: %w", path, err)
 	}
 	return m, nil
 }

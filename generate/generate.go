@@ -67,6 +67,7 @@ type search struct {
 	buf    []float32
 	// workerProcs are the processors of parallelRows' goroutines.
 	workerProcs []*processor
+	idsChecked  bool
 }
 
 func (s *search) step(ctx context.Context, prefixes [][]int64) (Logits, error) {
@@ -79,6 +80,15 @@ func (s *search) step(ctx context.Context, prefixes [][]int64) (Logits, error) {
 	}
 	if l.Rows != len(prefixes) || l.Vocab <= 0 || len(l.Data) != l.Rows*l.Vocab {
 		return l, fmt.Errorf("decoder returned logits for %d rows × %d tokens (%d values), want %d rows", l.Rows, l.Vocab, len(l.Data), len(prefixes))
+	}
+	if !s.idsChecked {
+		// the logits' width is the vocabulary: no configured id may lie beyond it
+		c := s.cfg
+		c.VocabSize = l.Vocab
+		if err := c.checkIDs(); err != nil {
+			return l, fmt.Errorf("generation config: %w (the decoder's logits have %d ids)", err, l.Vocab)
+		}
+		s.idsChecked = true
 	}
 	return l, nil
 }
@@ -101,7 +111,8 @@ func (s *search) greedy(ctx context.Context, nSources int) (*Output, error) {
 	seqs := make([][]int64, n)
 	scores := make([][]float32, n)
 	for i := range seqs {
-		seqs[i] = make([]int64, 1, s.maxLen)
+		// grown as tokens come: max_length is a bound, not a size
+		seqs[i] = make([]int64, 1, min(s.maxLen, 64))
 		seqs[i][0] = start
 	}
 	var rng *rand.Rand

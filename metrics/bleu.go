@@ -54,6 +54,9 @@ func (o BLEUOptions) normalized() (BLEUOptions, error) {
 	if o.MaxNgramOrder < 0 {
 		return o, fmt.Errorf("max n-gram order must be positive, got %d", o.MaxNgramOrder)
 	}
+	if err := checkOrder("max n-gram order", o.MaxNgramOrder); err != nil {
+		return o, err
+	}
 	switch o.SmoothMethod {
 	case SmoothNone, SmoothFloor, SmoothAddK, SmoothExp:
 	default:
@@ -289,11 +292,14 @@ func (b *BLEU) Merge(s BLEUStats) error {
 	if len(s.Correct) != b.opts.MaxNgramOrder || len(s.Total) != b.opts.MaxNgramOrder {
 		return fmt.Errorf("BLEU statistics have %d/%d n-gram orders, want %d", len(s.Correct), len(s.Total), b.opts.MaxNgramOrder)
 	}
-	if s.Segments < 0 || s.SysLen < 0 || s.RefLen < 0 {
-		return errors.New("BLEU statistics hold negative counts")
-	}
 	if err := checkRows(s.PerSegment, s.Segments, 2+2*b.opts.MaxNgramOrder, b.keepSegs); err != nil {
 		return err
+	}
+	if err := s.check(); err != nil {
+		return err
+	}
+	if b.stats.SysLen+s.SysLen >= maxCount || b.stats.RefLen+s.RefLen >= maxCount || b.stats.Segments+s.Segments >= maxCount {
+		return errors.New("merged BLEU statistics exceed 2^53 tokens")
 	}
 	if !b.keepSegs {
 		s.PerSegment = nil
@@ -408,7 +414,6 @@ type bleuSegmenter struct {
 	opts     BLEUOptions
 	tok      *bleuTokenizer
 	ids      map[string]int32
-	toks     []string
 	idbuf    []int32
 	refLens  []int
 	ref4     map[[4]int32]int32
@@ -423,7 +428,7 @@ type bleuSegmenter struct {
 	stamp     []uint32
 	local     []uint16
 	nLocal    int
-	loc       []uint64
+	loc       []uint16
 	keys      []uint64
 	refKeys   [4][]uint64
 	refCounts [4][]int32
@@ -452,16 +457,15 @@ func (s *bleuSegmenter) tokenIDs(line string) []int32 {
 		line = pyLower(line)
 	}
 	line = pyRstrip(line)
-	s.toks = s.tok.tokens(s.toks[:0], line)
 	s.idbuf = s.idbuf[:0]
-	for _, t := range s.toks {
+	s.tok.eachToken(line, func(t string) {
 		id, ok := s.ids[t]
 		if !ok {
 			id = int32(len(s.ids))
 			s.ids[strings.Clone(t)] = id
 		}
 		s.idbuf = append(s.idbuf, id)
-	}
+	})
 	return s.idbuf
 }
 
@@ -659,7 +663,7 @@ func (s *bleuSegmenter) localIDs(ids []int32) bool {
 			s.local[g] = uint16(s.nLocal)
 			s.nLocal++
 		}
-		s.loc = append(s.loc, uint64(s.local[g]))
+		s.loc = append(s.loc, s.local[g])
 	}
 	return true
 }
@@ -670,7 +674,7 @@ func (s *bleuSegmenter) sortedKeys(n int) {
 	for i := 0; i+n <= len(s.loc); i++ {
 		var v uint64
 		for _, id := range s.loc[i : i+n] {
-			v = v<<16 | id
+			v = v<<16 | uint64(id)
 		}
 		s.keys = append(s.keys, v)
 	}

@@ -29,6 +29,15 @@ func (o CHRFOptions) normalized() (CHRFOptions, error) {
 	if o.CharOrder < 0 || o.WordOrder < 0 || o.Beta < 0 {
 		return o, fmt.Errorf("chrF orders and beta must not be negative (char order %d, word order %d, beta %d)", o.CharOrder, o.WordOrder, o.Beta)
 	}
+	if err := checkOrder("chrF character order", o.CharOrder); err != nil {
+		return o, err
+	}
+	if err := checkOrder("chrF word order", o.WordOrder); err != nil {
+		return o, err
+	}
+	if o.Beta > MaxOrder {
+		return o, fmt.Errorf("chrF beta %d is more than %d", o.Beta, MaxOrder)
+	}
 	return o, nil
 }
 
@@ -166,6 +175,14 @@ func (c *CHRF) Merge(s CHRFStats) error {
 	}
 	if err := checkRows(s.PerSegment, s.Segments, 3*c.opts.order(), c.keepSegs); err != nil {
 		return err
+	}
+	if err := s.check(); err != nil {
+		return err
+	}
+	for i, v := range s.Counts {
+		if c.stats.Counts[i]+v >= maxCount {
+			return errors.New("merged chrF statistics exceed 2^53 n-grams")
+		}
 	}
 	if !c.keepSegs {
 		s.PerSegment = nil

@@ -29,6 +29,13 @@ func isPySpace(r rune) bool {
 // pyFields appends to dst the substrings of s separated by Python whitespace,
 // as Python's s.split() returns them. The substrings share s's memory.
 func pyFields(dst []string, s string) []string {
+	pyFieldsEach(s, func(f string) { dst = append(dst, f) })
+	return dst
+}
+
+// pyFieldsEach calls fn with each field of s, as pyFields returns them,
+// holding none (a huge segment's fields never exist all at once).
+func pyFieldsEach(s string, fn func(string)) {
 	start := -1
 	for i := 0; i < len(s); {
 		c := s[i]
@@ -41,7 +48,7 @@ func pyFields(dst []string, s string) []string {
 		}
 		if isPySpace(r) {
 			if start >= 0 {
-				dst = append(dst, s[start:i])
+				fn(s[start:i])
 				start = -1
 			}
 		} else if start < 0 {
@@ -50,9 +57,8 @@ func pyFields(dst []string, s string) []string {
 		i += size
 	}
 	if start >= 0 {
-		dst = append(dst, s[start:])
+		fn(s[start:])
 	}
-	return dst
 }
 
 // pyRstrip is Python's s.rstrip().

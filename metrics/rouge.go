@@ -205,6 +205,12 @@ func (r *ROUGE) Merge(s ROUGEStats) error {
 			return fmt.Errorf("ROUGE statistics: a pair has %d values, want %d", len(p), 3*len(r.opts.Types))
 		}
 	}
+	if err := s.check(); err != nil {
+		return err
+	}
+	if r.stats.Count+s.Count >= maxCount {
+		return errors.New("merged ROUGE statistics exceed 2^53 pairs")
+	}
 	r.stats.Count += s.Count
 	for i := range r.stats.Sums {
 		for j := 0; j < 3; j++ {

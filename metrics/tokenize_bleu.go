@@ -36,25 +36,30 @@ func newBLEUTokenizer(kind string) (*bleuTokenizer, error) {
 // tokens appends the tokens of line to dst. line has already been lowercased
 // (when asked) and right-stripped, as sacrebleu's BLEU._preprocess_segment does.
 func (t *bleuTokenizer) tokens(dst []string, line string) []string {
+	t.eachToken(line, func(tok string) { dst = append(dst, tok) })
+	return dst
+}
+
+// eachToken calls fn with each token of line, in order, as tokens lists
+// them, without holding them.
+func (t *bleuTokenizer) eachToken(line string, fn func(string)) {
 	switch t.kind {
 	case TokenizeNone:
-		return pyFields(dst, line)
+		pyFieldsEach(line, fn)
 	case TokenizeChar:
 		// " ".join(line).split(): every non-space code point is a token.
 		for i, r := range line {
 			if !isPySpace(r) {
-				dst = append(dst, line[i:i+utf8.RuneLen(r)])
+				fn(line[i : i+utf8.RuneLen(r)])
 			}
 		}
-		return dst
 	case Tokenize13a:
-		return pyFields(dst, t.tok13a(line))
+		pyFieldsEach(t.tok13a(line), fn)
 	case TokenizeZh:
-		return pyFields(dst, t.tokZh(line))
+		pyFieldsEach(t.tokZh(line), fn)
 	case TokenizeIntl:
-		return pyFields(dst, t.tokIntl(line))
+		pyFieldsEach(t.tokIntl(line), fn)
 	}
-	return dst
 }
 
 // tok13a is sacrebleu's Tokenizer13a: mteval-v13a's replacements, then the

@@ -93,6 +93,11 @@ type TrainingArguments struct {
 	// ResumeFromCheckpoint: "" (no), "true" (last checkpoint in output_dir) or a path.
 	ResumeFromCheckpoint string `json:"resume_from_checkpoint"`
 	IgnoreDataSkip       bool   `json:"ignore_data_skip"`
+	// ResumeWithoutOptimizerState resumes from a checkpoint that lacks its
+	// optimizer or scheduler state (one half deleted, or copied without
+	// them) with a fresh optimizer and schedule; without it such a
+	// checkpoint is refused (ortrain only: HF continues with a warning).
+	ResumeWithoutOptimizerState bool `json:"resume_without_optimizer_state"`
 
 	// EarlyStoppingPatience > 0 adds HF's EarlyStoppingCallback.
 	EarlyStoppingPatience  int     `json:"early_stopping_patience"`

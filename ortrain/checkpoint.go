@@ -218,7 +218,7 @@ func rotateCheckpoints(fsys FileSystem, outputDir string, limit int, best string
 			break
 		}
 		if !protected[cp] {
-			if err := fsys.RemoveAll(cp); err != nil {
+			if err := removeDir(fsys, cp); err != nil {
 				return deleted, fmt.Errorf("deleting old checkpoint %s: %w", cp, err)
 			}
 			deleted = append(deleted, cp)
@@ -226,6 +226,26 @@ func rotateCheckpoints(fsys FileSystem, outputDir string, limit int, best string
 		}
 	}
 	return deleted, nil
+}
+
+// removeDir deletes a checkpoint folder as atomically as saving one: the
+// folder is first renamed out of the checkpoint-N name (and the rename made
+// durable), then deleted, so a kill half-way through a deletion never
+// leaves a half-deleted folder named checkpoint-N; the next run deletes
+// what is left.
+func removeDir(fsys FileSystem, dir string) error {
+	parent := filepath.Dir(dir)
+	doomed := filepath.Join(parent, tmpPrefix+"del-"+filepath.Base(dir))
+	if err := fsys.RemoveAll(doomed); err != nil {
+		return err
+	}
+	if err := fsys.Rename(dir, doomed); err != nil {
+		return err
+	}
+	if err := fsys.SyncDir(parent); err != nil {
+		return err
+	}
+	return fsys.RemoveAll(doomed)
 }
 
 // cleanStaleTemporaries removes checkpoint folders a killed run left half
@@ -254,7 +274,7 @@ func cleanStaleTemporaries(fsys FileSystem, outputDir string) error {
 			}
 			continue
 		}
-		if e.IsDir() && strings.HasPrefix(e.Name(), tmpPrefix+CheckpointPrefix+"-") {
+		if e.IsDir() && (strings.HasPrefix(e.Name(), tmpPrefix+CheckpointPrefix+"-") || strings.HasPrefix(e.Name(), tmpPrefix+"del-")) {
 			if err := fsys.RemoveAll(filepath.Join(outputDir, e.Name())); err != nil {
 				return err
 			}

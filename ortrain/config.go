@@ -13,6 +13,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/ortrain/ortrain/internal/fault"
+	"github.com/ortrain/ortrain/internal/modelfile"
 )
 
 // ArgumentNames lists every TrainingArguments key (the json tag names).
@@ -209,7 +210,7 @@ func toFloat(v any) (float64, error) {
 // A file that does not exist is a bad setting (ErrSettings); one that
 // cannot be read or holds bad content is bad input (ErrInput).
 func (a *TrainingArguments) LoadConfigFile(path string) error {
-	data, err := os.ReadFile(path)
+	data, err := modelfile.ReadFile(path, 16<<20)
 	if errors.Is(err, os.ErrNotExist) {
 		return fault.Mark(fault.Settings, err)
 	}
@@ -227,8 +228,13 @@ func (a *TrainingArguments) LoadConfigFile(path string) error {
 	if root.Kind != yaml.MappingNode {
 		return fault.Inputf("%s:%d: want an object of argument names to values", path, root.Line)
 	}
+	seen := map[string]int{}
 	for i := 0; i+1 < len(root.Content); i += 2 {
 		k, v := root.Content[i], root.Content[i+1]
+		if line, dup := seen[k.Value]; dup {
+			return fault.Inputf("%s:%d: %s is given twice (first at line %d); keep one", path, k.Line, k.Value, line)
+		}
+		seen[k.Value] = k.Line
 		var val any
 		if err := v.Decode(&val); err != nil {
 			return fault.Inputf("%s:%d: %s: %v", path, v.Line, k.Value, err)

@@ -21,6 +21,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv("ORTRAIN_TEST_CHILD") == "1" {
 		os.Exit(runChild())
 	}
+	if dir := os.Getenv("ORTRAIN_TEST_LOCK_DIR"); dir != "" {
+		os.Exit(lockHolderChild(dir))
+	}
 	os.Exit(m.Run())
 }
 
@@ -95,6 +98,9 @@ func runChild() int {
 	var fsys FileSystem
 	if n, _ := strconv.Atoi(os.Getenv("ORTRAIN_TEST_KILL_FSOP")); n > 0 {
 		fsys = &killFS{n: n}
+	}
+	if n, _ := strconv.Atoi(os.Getenv("ORTRAIN_TEST_KILL_MIDREMOVE")); n > 0 {
+		fsys = &midRemoveKillFS{n: n}
 	}
 	tr, _ := newResumeTrainer(a, fsys)
 	if s, _ := strconv.Atoi(os.Getenv("ORTRAIN_TEST_KILL_STEP")); s > 0 {

@@ -51,6 +51,11 @@ type RunOutput struct {
 func (t *Trainer) Run(ctx context.Context, o RunOptions) (*RunOutput, error) {
 	a := &t.Args
 	out := &RunOutput{}
+	unlock, err := t.lockOutput()
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	if err := t.fs().MkdirAll(a.OutputDir); err != nil {
 		return nil, err
 	}

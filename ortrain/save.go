@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/ortrain/ortrain/internal/fault"
 	"github.com/ortrain/ortrain/internal/pyjson"
 )
 
@@ -129,12 +130,19 @@ func deref(p *string) string {
 }
 
 // loadOptimizerAndScheduler is _load_optimizer_and_scheduler: both are
-// restored only when the checkpoint has both (not with save_only_model).
+// restored only when the checkpoint has both. A checkpoint saved with
+// save_only_model has neither by design and continues with a fresh
+// optimizer, as in HF; any other checkpoint lacking them is incomplete and
+// refused unless resume_without_optimizer_state says to continue without
+// them.
 func (t *Trainer) loadOptimizerAndScheduler(dir string) error {
 	data, err := os.ReadFile(filepath.Join(dir, SchedulerName))
 	if errors.Is(err, os.ErrNotExist) {
-		t.warnf("%s has no optimizer/scheduler state (save_only_model?); they start fresh", dir)
-		return nil
+		if savedModelOnly(dir) {
+			t.warnf("%s was saved with save_only_model: it has no optimizer/scheduler state; they start fresh", dir)
+			return nil
+		}
+		return t.withoutOptimizer(dir, fmt.Errorf("%s is missing", SchedulerName))
 	}
 	if err != nil {
 		return err
@@ -142,12 +150,40 @@ func (t *Trainer) loadOptimizerAndScheduler(dir string) error {
 	var s struct {
 		LastEpoch *int `json:"last_epoch"`
 	}
-	if err := json.Unmarshal(data, &s); err != nil || s.LastEpoch == nil {
-		return fmt.Errorf("%s: bad scheduler state", filepath.Join(dir, SchedulerName))
+	if err := json.Unmarshal(data, &s); err != nil || s.LastEpoch == nil || *s.LastEpoch < 0 {
+		return fault.Inputf("%s: bad scheduler state", filepath.Join(dir, SchedulerName))
 	}
 	if err := t.Engine.LoadOptimizer(dir); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return t.withoutOptimizer(dir, err)
+		}
 		return err
 	}
 	t.schedStep = *s.LastEpoch
 	return nil
+}
+
+// withoutOptimizer refuses to resume from an incomplete checkpoint, or,
+// with resume_without_optimizer_state, warns and lets the optimizer and
+// schedule start fresh.
+func (t *Trainer) withoutOptimizer(dir string, missing error) error {
+	if t.Args.ResumeWithoutOptimizerState {
+		t.warnf("%s has no complete optimizer/scheduler state (%v); resume_without_optimizer_state: they start fresh", dir, missing)
+		return nil
+	}
+	return fault.Inputf("checkpoint %s is incomplete: %v (a run killed while deleting it, or a partial copy); resume from another checkpoint, or pass --resume_without_optimizer_state to continue from its weights with a fresh optimizer and schedule",
+		dir, missing)
+}
+
+// savedModelOnly reports whether a checkpoint's training_args.json says it
+// was written with save_only_model.
+func savedModelOnly(dir string) bool {
+	data, err := os.ReadFile(filepath.Join(dir, TrainingArgsName))
+	if err != nil {
+		return false
+	}
+	var a struct {
+		SaveOnlyModel bool `json:"save_only_model"`
+	}
+	return json.Unmarshal(data, &a) == nil && a.SaveOnlyModel
 }

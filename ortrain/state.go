@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/ortrain/ortrain/internal/fault"
 	"github.com/ortrain/ortrain/internal/pyjson"
 )
 
@@ -157,8 +158,20 @@ func (s *TrainerState) MarshalHF() ([]byte, error) {
 	return append(b, '\n'), nil
 }
 
+// maxCount bounds every step, epoch and batch count of a trainer state:
+// counts are integers a float64 holds exactly (a claimed global_step of
+// 1e300 used to become a negative int and a loop without end).
+const maxCount = 1 << 53
+
 // LoadTrainerState reads a trainer_state.json written by ortrain or by HF.
+// A malformed file, or a count that is negative, fractional or beyond
+// 2^53, is bad input (fault.Input).
 func LoadTrainerState(path string) (*TrainerState, error) {
+	s, err := loadTrainerState(path)
+	return s, fault.Mark(fault.Input, err)
+}
+
+func loadTrainerState(path string) (*TrainerState, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
@@ -186,13 +199,21 @@ func LoadTrainerState(path string) (*TrainerState, error) {
 	}
 	ints := map[string]*int{"global_step": &s.GlobalStep, "max_steps": &s.MaxSteps, "logging_steps": &s.LoggingSteps,
 		"eval_steps": &s.EvalSteps, "save_steps": &s.SaveSteps, "num_train_epochs": &s.NumTrainEpochs, "num_input_tokens_seen": &s.NumInputTokensSeen}
+	count := func(key string, f float64) (int, error) {
+		if f != math.Trunc(f) || f < 0 || f >= maxCount {
+			return 0, fmt.Errorf("%s: field %q is %v; want a whole number from 0 to below 2^53", path, key, f)
+		}
+		return int(f), nil
+	}
 	for k, p := range ints {
 		f, ok, err := num(k)
 		if err != nil {
 			return nil, err
 		}
 		if ok {
-			*p = int(f)
+			if *p, err = count(k, f); err != nil {
+				return nil, err
+			}
 		}
 	}
 	var err2 error
@@ -210,14 +231,23 @@ func LoadTrainerState(path string) (*TrainerState, error) {
 	if f, ok, err := num("best_global_step"); err != nil {
 		return nil, err
 	} else if ok {
-		n := int(f)
+		n, err := count("best_global_step", f)
+		if err != nil {
+			return nil, err
+		}
 		s.BestGlobalStep = &n
 	}
 	if f, ok, err := num("train_batch_size"); err != nil {
 		return nil, err
 	} else if ok {
-		n := int(f)
+		n, err := count("train_batch_size", f)
+		if err != nil {
+			return nil, err
+		}
 		s.TrainBatchSize = &n
+	}
+	if math.IsNaN(s.Epoch) || s.Epoch < 0 || s.Epoch >= maxCount {
+		return nil, fmt.Errorf("%s: field \"epoch\" is %v; want a number from 0 to below 2^53", path, s.Epoch)
 	}
 	if v, ok := raw["best_model_checkpoint"].(string); ok {
 		s.BestModelCheckpoint = &v
@@ -238,7 +268,9 @@ func LoadTrainerState(path string) (*TrainerState, error) {
 				if err != nil {
 					return nil, bad("log_history.step")
 				}
-				e.Step = int(f)
+				if e.Step, err = count(fmt.Sprintf("log_history[%d].step", i), f); err != nil {
+					return nil, err
+				}
 				continue
 			}
 			f, err := jsonFloat(m[k])

@@ -8,9 +8,11 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"time"
 
+	"github.com/ortrain/ortrain/internal/fault"
 	"github.com/ortrain/ortrain/internal/schedule"
 )
 
@@ -34,6 +36,10 @@ type Trainer struct {
 	FS          FileSystem       // nil: the OS
 	Clock       func() time.Time // nil: time.Now
 	Warn        io.Writer        // warnings; nil: discarded
+	// OutputLock is the caller's lock on output_dir (LockOutputDir), held
+	// from before anything is written there; when nil, Run and Train take
+	// one for their own duration.
+	OutputLock *OutputLock
 
 	state                *TrainerState
 	control              TrainerControl
@@ -144,10 +150,28 @@ func CheckOutputDir(a *TrainingArguments) error {
 	if err != nil {
 		return err
 	}
+	entries = slices.DeleteFunc(entries, func(e os.DirEntry) bool { return e.Name() == LockName })
 	if len(entries) > 0 && !a.OverwriteOutputDir && a.ResumeFromCheckpoint == "" && a.DoTrain {
 		return argErr("output_dir", "Output directory (%s) already exists and is not empty. Use --overwrite_output_dir to overcome, or --resume_from_checkpoint to continue its last checkpoint.", a.OutputDir)
 	}
 	return nil
+}
+
+// lockOutput takes the output_dir lock unless the trainer holds one; the
+// function it returns releases what it took.
+func (t *Trainer) lockOutput() (func(), error) {
+	if t.OutputLock != nil {
+		return func() {}, nil
+	}
+	l, err := LockOutputDir(t.Args.OutputDir)
+	if err != nil {
+		return nil, err
+	}
+	t.OutputLock = l
+	return func() {
+		l.Release()
+		t.OutputLock = nil
+	}, nil
 }
 
 func b2i(b bool) int {
@@ -240,6 +264,11 @@ func (t *Trainer) Train(ctx context.Context) (*TrainOutput, error) {
 	if t.TrainData == nil {
 		return nil, errors.New("ortrain: no training data")
 	}
+	unlock, err := t.lockOutput()
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	resume, err := t.resolveResume()
 	if err != nil {
 		return nil, err
@@ -302,6 +331,9 @@ func (t *Trainer) Train(ctx context.Context) (*TrainOutput, error) {
 			stepsTrainedInEpoch = (st.GlobalStep % numUpdPerEpoch) * ga
 		}
 		if err := t.Engine.LoadModel(resume); err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				return nil, fault.Inputf("checkpoint %s is incomplete: %v (a run killed while deleting it, or a partial copy); resume from another checkpoint", resume, err)
+			}
 			return nil, fmt.Errorf("resuming from %s: %w", resume, err)
 		}
 		if err := t.loadOptimizerAndScheduler(resume); err != nil {
@@ -658,7 +690,7 @@ func (t *Trainer) finalizeTraining(numTrainSamples float64, start time.Time) (*T
 		}
 		for _, cp := range cps {
 			if !sameFile(cp, *best) {
-				if err := t.fs().RemoveAll(cp); err != nil {
+				if err := removeDir(t.fs(), cp); err != nil {
 					return nil, err
 				}
 			}

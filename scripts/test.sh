@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Run every test against the real ONNX Runtime: fetches the pinned library
 # (idempotent, cached per user), then runs `go test` over all packages and
-# prints one closing line "N passed, N failed, N skipped".
+# every fuzz target for a fixed budget (scripts/fuzz.sh), and prints one
+# closing line "N passed, N failed, N skipped".
 #
 # Extra arguments go to `go test` (e.g. scripts/test.sh -run TestBLEU).
 set -euo pipefail
@@ -25,6 +26,11 @@ fi
 go build ./...
 go vet ./...
 set +e
-go test -count=1 -json -timeout 40m "$@" ./... | go run ./internal/testsummary
+# Then each parser's fuzz target for a fixed budget (scripts/fuzz.sh;
+# ORTRAIN_FUZZTIME=0 skips them), when the whole suite runs.
+{
+  go test -count=1 -json -timeout 40m "$@" ./...
+  [ $# -eq 0 ] && scripts/fuzz.sh -json
+} | go run ./internal/testsummary
 status=${PIPESTATUS[1]}
 exit "$status"

@@ -6,22 +6,32 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"unicode/utf8"
 
 	"github.com/ortrain/ortrain/internal/fault"
 )
+
+// rawJSON is a json.RawMessage that refers to the bytes being decoded
+// instead of copying them: nested components (Sequence in Sequence ...)
+// would otherwise copy their subtree once per level. Decoding with
+// json.Unmarshal or one Decoder.Decode, the input outlives every use.
+type rawJSON []byte
+
+func (r *rawJSON) UnmarshalJSON(b []byte) error {
+	*r = b
+	return nil
+}
 
 // The tokenizer.json schema, only the fields used. Components are decoded
 // by "type" in a second step so that each error can name its field.
 
 type fileJSON struct {
 	AddedTokens   []addedTokenJSON `json:"added_tokens"`
-	Normalizer    json.RawMessage  `json:"normalizer"`
-	PreTokenizer  json.RawMessage  `json:"pre_tokenizer"`
-	PostProcessor json.RawMessage  `json:"post_processor"`
-	Decoder       json.RawMessage  `json:"decoder"`
-	Model         json.RawMessage  `json:"model"`
+	Normalizer    rawJSON          `json:"normalizer"`
+	PreTokenizer  rawJSON          `json:"pre_tokenizer"`
+	PostProcessor rawJSON          `json:"post_processor"`
+	Decoder       rawJSON          `json:"decoder"`
+	Model         rawJSON          `json:"model"`
 }
 
 type addedTokenJSON struct {
@@ -44,10 +54,10 @@ type patternJSON struct {
 type component struct {
 	Type *string `json:"type"`
 	// Sequence
-	Normalizers   []json.RawMessage `json:"normalizers"`
-	PreTokenizers []json.RawMessage `json:"pretokenizers"`
-	Processors    []json.RawMessage `json:"processors"`
-	Decoders      []json.RawMessage `json:"decoders"`
+	Normalizers   []rawJSON `json:"normalizers"`
+	PreTokenizers []rawJSON `json:"pretokenizers"`
+	Processors    []rawJSON `json:"processors"`
+	Decoders      []rawJSON `json:"decoders"`
 	// Precompiled
 	PrecompiledCharsmap *string `json:"precompiled_charsmap"`
 	// Replace
@@ -95,18 +105,29 @@ type templateSpecial struct {
 type modelJSON struct {
 	Type *string `json:"type"`
 	// Unigram
-	UnkID        *int            `json:"unk_id"`
-	ByteFallback bool            `json:"byte_fallback"`
-	Vocab        json.RawMessage `json:"vocab"`
+	UnkID        *int    `json:"unk_id"`
+	ByteFallback bool    `json:"byte_fallback"`
+	Vocab        rawJSON `json:"vocab"`
 	// BPE
-	Merges                  json.RawMessage `json:"merges"`
-	UnkToken                *string         `json:"unk_token"`
-	ContinuingSubwordPrefix *string         `json:"continuing_subword_prefix"`
-	EndOfWordSuffix         *string         `json:"end_of_word_suffix"`
-	FuseUnk                 bool            `json:"fuse_unk"`
-	Dropout                 *float64        `json:"dropout"`
+	Merges                  rawJSON  `json:"merges"`
+	UnkToken                *string  `json:"unk_token"`
+	ContinuingSubwordPrefix *string  `json:"continuing_subword_prefix"`
+	EndOfWordSuffix         *string  `json:"end_of_word_suffix"`
+	FuseUnk                 bool     `json:"fuse_unk"`
+	Dropout                 *float64 `json:"dropout"`
 	// WordPiece
 	MaxInputCharsPerWord *int `json:"max_input_chars_per_word"`
+}
+
+// checkID refuses an id that is negative or far beyond the entries that
+// define ids (a vocabulary of entries ids, plus added tokens): ids index
+// arrays, so a crafted id near 2^31 would claim gigabytes. Holes of up to
+// 65536 ids beyond twice the entries are accepted.
+func checkID(id, entries int) error {
+	if limit := 2*entries + 65536; id < 0 || id > limit {
+		return fmt.Errorf("id %d is outside 0..%d, the ids %d vocabulary entries can use", id, limit, entries)
+	}
+	return nil
 }
 
 // FieldError says which field of a tokenizer file is missing or wrong.
@@ -135,7 +156,7 @@ func (l *loader) errf(field, format string, args ...any) error {
 // describes, as tokenizers' Tokenizer.from_file does. Every error it
 // returns is of kind ortrain.ErrInput (the user's file).
 func LoadFile(path string) (*Tokenizer, error) {
-	data, err := os.ReadFile(path)
+	data, err := readFile(path)
 	if err != nil {
 		return nil, fault.Mark(fault.Input, fmt.Errorf("read tokenizer: %w", err))
 	}
@@ -147,6 +168,9 @@ func parseFile(path string, data []byte) (*Tokenizer, error) {
 	l := &loader{file: path}
 	if !utf8.Valid(data) {
 		return nil, l.errf("(file)", "not valid UTF-8; a tokenizer.json is UTF-8 JSON")
+	}
+	if err := checkJSONDepth(data); err != nil {
+		return nil, l.errf("(file)", "%v", err)
 	}
 	var f fileJSON
 	dec := json.NewDecoder(bytes.NewReader(data))
@@ -174,6 +198,9 @@ func parseFile(path string, data []byte) (*Tokenizer, error) {
 		}
 		if a.Content == nil {
 			return nil, l.errf(field+".content", "missing")
+		}
+		if err := checkID(*a.ID, t.model.vocabSize()+len(f.AddedTokens)); err != nil {
+			return nil, l.errf(field+".id", "%v", err)
 		}
 		norm := !a.Special // tokenizers' default: special tokens are not normalized
 		if a.Normalized != nil {
@@ -204,9 +231,9 @@ func parseFile(path string, data []byte) (*Tokenizer, error) {
 	return t, nil
 }
 
-func isNull(raw json.RawMessage) bool { return len(raw) == 0 || string(raw) == "null" }
+func isNull(raw []byte) bool { return len(raw) == 0 || string(raw) == "null" }
 
-func (l *loader) component(field string, raw json.RawMessage) (*component, string, error) {
+func (l *loader) component(field string, raw []byte) (*component, string, error) {
 	var c component
 	if err := json.Unmarshal(raw, &c); err != nil {
 		return nil, "", l.errf(field, "malformed: %v", err)
@@ -217,7 +244,7 @@ func (l *loader) component(field string, raw json.RawMessage) (*component, strin
 	return &c, *c.Type, nil
 }
 
-func (l *loader) normalizer(field string, raw json.RawMessage) (normalizer, error) {
+func (l *loader) normalizer(field string, raw []byte) (normalizer, error) {
 	if isNull(raw) {
 		return nil, nil
 	}
@@ -310,7 +337,7 @@ func boolOr(p *bool, def bool) bool {
 	return *p
 }
 
-func (l *loader) preTokenizer(field string, raw json.RawMessage) ([]splitter, error) {
+func (l *loader) preTokenizer(field string, raw []byte) ([]splitter, error) {
 	if isNull(raw) {
 		return nil, nil
 	}
@@ -373,7 +400,7 @@ func (l *loader) metaspace(field string, c *component) (metaspace, error) {
 	return m, nil
 }
 
-func (l *loader) postProcessor(field string, raw json.RawMessage, t *Tokenizer) (postProcessor, error) {
+func (l *loader) postProcessor(field string, raw []byte, t *Tokenizer) (postProcessor, error) {
 	if isNull(raw) {
 		return nil, nil
 	}
@@ -417,6 +444,11 @@ func (l *loader) postProcessor(field string, raw json.RawMessage, t *Tokenizer) 
 			if !ok || len(st.IDs) == 0 {
 				return nil, l.errf(field+".special_tokens", "no ids for %q used in the template", sp.ID)
 			}
+			for _, id := range st.IDs {
+				if err := checkID(id, t.VocabSize()); err != nil {
+					return nil, l.errf(fmt.Sprintf("%s.special_tokens[%q].ids", field, sp.ID), "%v", err)
+				}
+			}
 			tp.items = append(tp.items, st.IDs)
 		}
 		return tp, nil
@@ -428,6 +460,11 @@ func (l *loader) postProcessor(field string, raw json.RawMessage, t *Tokenizer) 
 		sep, err := l.tokenPair(field+".sep", c.Sep)
 		if err != nil {
 			return nil, err
+		}
+		for _, id := range []int{cls, sep} {
+			if err := checkID(id, t.VocabSize()); err != nil {
+				return nil, l.errf(field, "%v", err)
+			}
 		}
 		return wrapProcessor(cls, sep), nil
 	}
@@ -445,7 +482,7 @@ func (l *loader) tokenPair(field string, raw []json.RawMessage) (int, error) {
 	return id, nil
 }
 
-func (l *loader) decoder(field string, raw json.RawMessage) (decoder, error) {
+func (l *loader) decoder(field string, raw []byte) (decoder, error) {
 	if isNull(raw) {
 		return nil, nil
 	}
@@ -510,7 +547,7 @@ func strOr(p *string, def string) string {
 	return *p
 }
 
-func (l *loader) model(raw json.RawMessage) (model, error) {
+func (l *loader) model(raw []byte) (model, error) {
 	var m modelJSON
 	if err := json.Unmarshal(raw, &m); err != nil {
 		return nil, l.errf("model", "malformed: %v", err)
@@ -579,9 +616,9 @@ func (l *loader) vocabMap(m *modelJSON) (map[string]int, []string, error) {
 		return nil, nil, l.errf("model.vocab", "want an object of token: id: %v", err)
 	}
 	maxID := -1
-	for _, id := range vocab {
-		if id < 0 {
-			return nil, nil, l.errf("model.vocab", "negative id %d", id)
+	for tok, id := range vocab {
+		if err := checkID(id, len(vocab)); err != nil {
+			return nil, nil, l.errf(fmt.Sprintf("model.vocab[%q]", tok), "%v", err)
 		}
 		maxID = max(maxID, id)
 	}

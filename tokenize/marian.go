@@ -3,7 +3,6 @@ package tokenize
 import (
 	"encoding/json"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 )
@@ -15,7 +14,7 @@ import (
 // shared vocabulary), joins pieces with source.spm.
 func loadMarian(dir string) (*Pair, error) {
 	vocabPath := filepath.Join(dir, "vocab.json")
-	data, err := os.ReadFile(vocabPath)
+	data, err := readFile(vocabPath)
 	if err != nil {
 		return nil, fmt.Errorf("marian tokenizer: %w", err)
 	}
@@ -42,7 +41,10 @@ func loadMarian(dir string) (*Pair, error) {
 		ids[k] = id
 	}
 	maxID := -1
-	for _, id := range vocab {
+	for p, id := range vocab {
+		if err := checkID(id, len(vocab)); err != nil {
+			return nil, &FieldError{File: vocabPath, Field: fmt.Sprintf("%q", p), Msg: err.Error()}
+		}
 		maxID = max(maxID, id)
 	}
 	rev := make([]string, maxID+1)

@@ -83,7 +83,7 @@ func (l *loader) bpe(m *modelJSON) (model, error) {
 	return b, nil
 }
 
-func (l *loader) merges(raw json.RawMessage) ([]string, error) {
+func (l *loader) merges(raw []byte) ([]string, error) {
 	if isNull(raw) {
 		return nil, l.errf("model.merges", "missing")
 	}

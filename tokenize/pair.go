@@ -57,6 +57,9 @@ func load(path string) (*Pair, error) {
 		return nil, fmt.Errorf("tokenizer: %w", err)
 	}
 	dir, file := path, filepath.Join(path, "tokenizer.json")
+	if err := checkFolder(path, st.IsDir()); err != nil {
+		return nil, err
+	}
 	if !st.IsDir() {
 		dir, file = filepath.Dir(path), path
 	}

@@ -27,6 +27,26 @@ type splitter interface {
 // single pre-tokenizer).
 type pipeline []splitter
 
+// spaceBounded reports whether the pipeline may split a text at an ASCII
+// space and split the parts apart, the part after the cut starting with
+// that space and not being first: true when its first stage never makes a
+// piece that spans whitespace and treats a leading space as it does inside
+// the text (the later stages act on each piece alone).
+func (p pipeline) spaceBounded() bool {
+	if len(p) == 0 {
+		return false
+	}
+	switch s := p[0].(type) {
+	case whitespaceSplit, whitespacePre, bertPre:
+		return true
+	case metaspace:
+		return s.split
+	case byteLevel:
+		return s.useRegex
+	}
+	return false
+}
+
 func (p pipeline) split(s string, first bool) []string {
 	if s == "" {
 		return nil

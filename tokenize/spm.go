@@ -3,7 +3,6 @@ package tokenize
 import (
 	"fmt"
 	"math"
-	"os"
 	"strings"
 
 	"google.golang.org/protobuf/encoding/protowire"
@@ -48,7 +47,7 @@ type spmModel struct {
 // parsed by hand for the few fields used (field numbers from
 // sentencepiece_model.proto); unknown fields are skipped.
 func loadSPM(path string) (*spmModel, error) {
-	data, err := os.ReadFile(path)
+	data, err := readFile(path)
 	if err != nil {
 		return nil, err
 	}

@@ -24,6 +24,7 @@ package tokenize
 import (
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/ortrain/ortrain/internal/fault"
 )
@@ -109,12 +110,26 @@ func (t *Tokenizer) Encode(text string) ([]int, error) {
 
 // EncodeWith encodes text with options.
 func (t *Tokenizer) EncodeWith(text string, opt EncodeOptions) ([]int, error) {
-	if err := checkUTF8(text); err != nil {
-		return nil, err
+	ids, _, err := t.EncodeTruncating(text, opt)
+	return ids, err
+}
+
+// EncodeTruncating is EncodeWith that also reports whether MaxLength cut
+// the text's tokens. With MaxLength set, only the first TextBound(MaxLength)
+// bytes of a longer text are tokenized (see CutText), so the cost of a
+// huge line is bounded by the tokens kept, not by the line.
+func (t *Tokenizer) EncodeTruncating(text string, opt EncodeOptions) (ids []int, truncated bool, err error) {
+	if opt.MaxLength > 0 {
+		var cut bool
+		text, cut = CutText(text, opt.MaxLength)
+		truncated = cut
 	}
-	ids, err := t.encodeContent(text)
+	if err := checkUTF8(text); err != nil {
+		return nil, false, err
+	}
+	ids, err = t.encodeContent(text)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	addSpecial := !opt.NoSpecialTokens && t.post != nil
 	if opt.MaxLength > 0 {
@@ -123,30 +138,79 @@ func (t *Tokenizer) EncodeWith(text string, opt EncodeOptions) ([]int, error) {
 			room -= t.post.added()
 		}
 		if room < 0 {
-			return nil, fmt.Errorf("max length %d is shorter than the %d special tokens the tokenizer adds", opt.MaxLength, t.post.added())
+			return nil, false, fmt.Errorf("max length %d is shorter than the %d special tokens the tokenizer adds", opt.MaxLength, t.post.added())
 		}
 		if len(ids) > room {
 			ids = ids[:room]
+			truncated = true
 		}
 	}
 	if addSpecial {
 		ids = t.post.process(ids)
 	}
-	return ids, nil
+	return ids, truncated, nil
+}
+
+// TextBound is how many bytes of a text can matter when at most maxTokens
+// tokens of it are kept: a token covers far less than 1 KiB of text, so
+// they come from its first maxTokens KiB (64 KiB at least).
+func TextBound(maxTokens int) int { return max(64<<10, maxTokens<<10) }
+
+// CutText returns the part of text that the first maxTokens tokens can come
+// from, and whether anything was cut: text itself when it is within
+// TextBound(maxTokens) bytes, else its prefix up to the last whitespace
+// within the bound (no word is split, so the words kept tokenize as they do
+// in the whole text), or, when a single word is longer than the bound, the
+// bound itself (at a UTF-8 boundary). Readers cut records with it while
+// reading, so that a huge line costs the tokens kept, not the line.
+func CutText(text string, maxTokens int) (string, bool) {
+	bound := TextBound(maxTokens)
+	if maxTokens <= 0 || len(text) <= bound {
+		return text, false
+	}
+	cut := bound
+	for cut > 0 && !utf8.RuneStart(text[cut]) {
+		cut--
+	}
+	if sp := strings.LastIndexAny(text[:cut], " \t\n\r"); sp > 0 {
+		cut = sp
+	}
+	return text[:cut], true
 }
 
 func (t *Tokenizer) encodeContent(text string) ([]int, error) {
-	ids := make([]int, 0, len(text)/3+2)
+	return t.encodeChunked(text, 1<<20)
+}
+
+// encodeChunked is encodeContent pre-tokenizing a long segment in parts of
+// about chunk bytes, cut before an ASCII space, when the pre-tokenizer
+// allows it (pipeline.spaceBounded): the ids are the same, and a huge line
+// no longer holds all its pieces at once.
+func (t *Tokenizer) encodeChunked(text string, chunk int) ([]int, error) {
+	ids := make([]int, 0, min(len(text)/3+2, 1<<20))
 	var err error
+	pl, chunkable := t.pre.(pipeline)
+	chunkable = chunkable && pl.spaceBounded()
 	for _, seg := range t.added.split(text, t.norm) {
 		if seg.id >= 0 {
 			ids = append(ids, seg.id)
 			continue
 		}
-		for _, piece := range t.pre.split(seg.text, seg.first) {
-			if ids, err = t.model.tokenize(piece, ids); err != nil {
-				return nil, err
+		rest, first := seg.text, seg.first
+		for rest != "" {
+			part := rest
+			if chunkable && len(rest) > chunk {
+				if cut := strings.LastIndexByte(rest[:chunk], ' '); cut > 0 {
+					part = rest[:cut]
+				}
 			}
+			rest = rest[len(part):]
+			for _, piece := range t.pre.split(part, first) {
+				if ids, err = t.model.tokenize(piece, ids); err != nil {
+					return nil, err
+				}
+			}
+			first = false
 		}
 	}
 	return ids, nil

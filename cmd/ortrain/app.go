@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime/debug"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -91,8 +92,17 @@ func markUsageErrors(cmds []*cli.Command) {
 // run executes the CLI and maps the outcome to an exit code; nothing below
 // this function exits the process.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	app := newApp(stdin, stdout, stderr)
-	err := app.RunContext(ctx, args)
+	return runApp(ctx, newApp(stdin, stdout, stderr), args, stderr)
+}
+
+// runApp runs app and maps the outcome to an exit code.
+func runApp(ctx context.Context, app *cli.App, args []string, stderr io.Writer) int {
+	err := runRecovered(ctx, app, args)
+	var bug *crash
+	if errors.As(err, &bug) {
+		fmt.Fprintf(stderr, "ortrain: internal error: %v\nThis is a bug in ortrain, not in your input: please report it with the command line and the trace below.\n%s", bug.value, bug.stack)
+		return exitError
+	}
 	if nf, ok := app.Metadata["notFound"].(error); ok && err == nil {
 		err = nf
 	}
@@ -105,6 +115,25 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = fault.Mark(fault.Interrupted, err)
 	}
 	return exitCode(err)
+}
+
+// crash is a panic recovered at the command boundary: never a usage
+// error (Go's own exit status for a panic is 2, the README's code for one).
+type crash struct {
+	value any
+	stack []byte
+}
+
+func (c *crash) Error() string { return fmt.Sprintf("internal error: %v", c.value) }
+
+// runRecovered runs the app, turning a panic into a *crash.
+func runRecovered(ctx context.Context, app *cli.App, args []string) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = &crash{value: r, stack: debug.Stack()}
+		}
+	}()
+	return app.RunContext(ctx, args)
 }
 
 // exitCode maps the error kinds to the documented exit codes; a settings

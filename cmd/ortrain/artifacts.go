@@ -9,6 +9,7 @@ import (
 
 	"github.com/ortrain/ortrain/internal/artifacts"
 	"github.com/ortrain/ortrain/internal/fault"
+	"github.com/ortrain/ortrain/internal/modelfile"
 )
 
 func newArtifactsCommand() *cli.Command {
@@ -75,6 +76,11 @@ training continues on any ONNX Runtime (see ort_import.json in --out for what wa
 						return fault.Inputf("--%s: %w", flag, err)
 					}
 				}
+			}
+			inputs := map[string]string{"--model": c.String("model"), "--weights": c.String("weights"), "--encoder": c.String("encoder"),
+				"--decoder": c.String("decoder"), "--decoder-with-past": c.String("decoder-with-past")}
+			if err := modelfile.CheckOutput("--out", c.String("out"), inputs); err != nil {
+				return err
 			}
 			roles := map[string]string{}
 			for _, kv := range c.StringSlice("input") {

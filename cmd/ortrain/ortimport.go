@@ -7,6 +7,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/ortrain/ortrain/internal/fault"
+	"github.com/ortrain/ortrain/internal/modelfile"
 	"github.com/ortrain/ortrain/internal/ortimport"
 )
 
@@ -18,6 +19,9 @@ func runImportORT(c *cli.Context) error {
 	from := c.String("from-ort")
 	if _, err := os.Stat(from); err != nil {
 		return fault.Inputf("--from-ort: %w", err)
+	}
+	if err := modelfile.CheckOutput("--out", c.String("out"), map[string]string{"--from-ort": from}); err != nil {
+		return err
 	}
 	rep, err := ortimport.Import(ortimport.Options{From: from, Out: c.String("out"), Prefix: c.String("prefix"), Logits: c.String("logits"), Version: Version})
 	if err != nil {

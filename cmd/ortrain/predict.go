@@ -14,7 +14,9 @@ import (
 const predictDescription = `Generates one prediction per input line with greedy or beam search, with
 the semantics of Hugging Face's generate() (defaults from the model's
 generation_config.json, else config.json; flags override them). Predictions
-are written in input order, one per line.
+are written in input order, one per line, as they are made: to
+OUTPUT.partial, renamed to OUTPUT at the end. If the job is interrupted, the
+same command run again continues after the lines already written.
 
 --model DIR is an exported model folder: the folder optimum-cli export onnx
 wrote (encoder_model.onnx with decoder_model.onnx; with past, also

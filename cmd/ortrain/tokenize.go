@@ -14,6 +14,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/ortrain/ortrain/internal/fault"
+	"github.com/ortrain/ortrain/internal/lines"
 	"github.com/ortrain/ortrain/tokenize"
 )
 
@@ -89,14 +90,36 @@ func runTokenize(c *cli.Context) error {
 	}
 	w := bufio.NewWriter(c.App.Writer)
 	defer w.Flush()
-	sc := bufio.NewScanner(in)
-	sc.Buffer(make([]byte, 0, 1<<16), 1<<30)
 	opt := tokenize.EncodeOptions{NoSpecialTokens: c.Bool("no-special"), MaxLength: c.Int("max-length")}
-	for line := 1; sc.Scan(); line++ {
+	// With --max-length a line is read only as far as the kept tokens can
+	// come from: a huge line costs what a short one does.
+	limit := 0
+	if opt.MaxLength > 0 && !c.Bool("decode") {
+		limit = tokenize.TextBound(opt.MaxLength) + 1
+	}
+	lr := lines.NewReader(in, name)
+	for line := 1; ; line++ {
 		if err := c.Context.Err(); err != nil {
 			return err
 		}
-		text := strings.TrimSuffix(sc.Text(), "\r")
+		raw, longer, ok, err := lr.Next(limit, nil)
+		if err != nil {
+			return fault.Mark(fault.Input, err)
+		}
+		if !ok {
+			break
+		}
+		if longer { // the cut may split the last character
+			for i := len(raw) - 1; i >= 0 && i >= len(raw)-utf8.UTFMax; i-- {
+				if utf8.RuneStart(raw[i]) {
+					if !utf8.FullRune(raw[i:]) {
+						raw = raw[:i]
+					}
+					break
+				}
+			}
+		}
+		text := string(raw)
 		if c.Bool("decode") {
 			ids, err := parseIDs(text)
 			if err != nil {
@@ -128,9 +151,6 @@ func runTokenize(c *cli.Context) error {
 			w.WriteString(strconv.Itoa(id))
 		}
 		w.WriteByte('\n')
-	}
-	if err := sc.Err(); err != nil {
-		return fault.Inputf("%s: %w", name, err)
 	}
 	return w.Flush()
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/ortrain/ortrain/internal/fault"
+	"github.com/ortrain/ortrain/internal/modelfile"
 	"github.com/ortrain/ortrain/internal/ortimport"
 	"github.com/ortrain/ortrain/internal/progress"
 	"github.com/ortrain/ortrain/ortrain"
@@ -194,6 +195,19 @@ func runTrain(c *cli.Context) error {
 	if err := ortrain.CheckOutputDir(&a); err != nil {
 		return fault.Settingsf("%v", err)
 	}
+	// The final save writes model.safetensors, model.onnx and the configs
+	// into output_dir: never into the model or artifact folder read.
+	for _, flag := range []string{"model", "artifacts"} {
+		if p := c.String(flag); p != "" && modelfile.SamePath(p, a.OutputDir) {
+			return fault.Settingsf("--output_dir %s is the --%s folder, whose files the run would overwrite; choose another output_dir", a.OutputDir, flag)
+		}
+	}
+	// One run per output_dir, from before anything is written there.
+	lock, err := ortrain.LockOutputDir(a.OutputDir)
+	if err != nil {
+		return err
+	}
+	defer lock.Release()
 	stdout, stderr := c.App.Writer, c.App.ErrWriter
 	var cfg engine.Config
 	if c.Bool("demo") {
@@ -256,6 +270,7 @@ func runTrain(c *cli.Context) error {
 	}
 	defer sess.Close()
 	tr := sess.Trainer
+	tr.OutputLock = lock
 	if err := tr.CheckSetup(); err != nil {
 		return err
 	}

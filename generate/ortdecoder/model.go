@@ -8,6 +8,7 @@ import (
 	"github.com/ortrain/ortrain/generate"
 	"github.com/ortrain/ortrain/internal/artifacts"
 	"github.com/ortrain/ortrain/internal/fault"
+	"github.com/ortrain/ortrain/internal/modelfile"
 	"github.com/ortrain/ortrain/internal/onnx"
 	"github.com/ortrain/ortrain/internal/onnxrt"
 )
@@ -195,10 +196,15 @@ func vocabOf(s *onnxrt.Session) int {
 	return 0
 }
 
-// readConfigFile reads a JSON object of the folder; nil when absent or
+// readConfigFile reads a JSON object of the folder (by the model-folder
+// rule: resolved inside it, a regular file, bounded); nil when absent or
 // unreadable (the callers then fall back to defaults).
 func readConfigFile(dir, name string) map[string]json.RawMessage {
-	b, err := os.ReadFile(filepath.Join(dir, name))
+	folder, err := modelfile.NewFolder(dir)
+	if err != nil {
+		return nil
+	}
+	b, err := folder.ReadFile(name, 16<<20)
 	if err != nil {
 		return nil
 	}

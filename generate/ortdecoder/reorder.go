@@ -2,11 +2,11 @@ package ortdecoder
 
 import (
 	"fmt"
-	"os"
 	"strings"
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/ortrain/ortrain/internal/modelfile"
 	"github.com/ortrain/ortrain/internal/onnx/onnxpb"
 	"github.com/ortrain/ortrain/internal/onnxrt"
 )
@@ -23,7 +23,7 @@ const beamIndexInput = "ortrain_beam_idx"
 // through Go. Graphs with external data are left alone (ok false), since a
 // session made from bytes could not find their data files.
 func withInGraphReorder(path string) (model []byte, ok bool, err error) {
-	data, err := os.ReadFile(path)
+	data, err := modelfile.ReadFile(path, 2<<30)
 	if err != nil {
 		return nil, false, err
 	}

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"reflect"
 	"strings"
 	"testing"
 
@@ -56,18 +55,29 @@ func TestReadLinesErrorsNameTheFile(t *testing.T) {
 		return p
 	}
 	crlf := write("crlf.txt", "a b\r\nc\r\n")
-	if got, err := readSourceLines(crlf); err != nil || !reflect.DeepEqual(got, []string{"a b", "c"}) {
-		t.Errorf("CRLF lines: %q, %v", got, err)
+	if got, err := scanLines(crlf, true); err != nil || got.lines != 2 {
+		t.Errorf("CRLF lines: %d, %v", got.lines, err)
 	}
+	r, err := openLines(crlf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"a b", "c"} {
+		if got, ok, err := r.text(); got != want || !ok || err != nil {
+			t.Errorf("line %q %v %v, want %q", got, ok, err, want)
+		}
+	}
+	r.Close()
 	for name, tc := range map[string]struct {
 		read func() error
 		want []string
 	}{
-		"empty file":   {func() error { _, err := readSourceLines(write("none.txt", "")); return err }, []string{"none.txt has no lines"}},
-		"blank line":   {func() error { _, err := readSourceLines(write("blank.txt", "a\n \nb\n")); return err }, []string{"blank.txt:2", "empty line"}},
-		"not UTF-8":    {func() error { _, err := readSourceLines(write("latin1.txt", "caf\xe9\n")); return err }, []string{"latin1.txt is not valid UTF-8"}},
-		"missing":      {func() error { _, err := readSourceLines(filepath.Join(dir, "nope.txt")); return err }, []string{"nope.txt"}},
-		"refs too few": {func() error { _, err := readRefLines(crlf, 3); return err }, []string{"crlf.txt has 2 lines, the input has 3"}},
+		"empty file":   {func() error { _, err := scanLines(write("none.txt", ""), true); return err }, []string{"none.txt has no lines"}},
+		"blank line":   {func() error { _, err := scanLines(write("blank.txt", "a\n \nb\n"), true); return err }, []string{"blank.txt:2", "empty line"}},
+		"not UTF-8":    {func() error { _, err := scanLines(write("latin1.txt", "caf\xe9\n"), true); return err }, []string{"latin1.txt is not valid UTF-8"}},
+		"cut rune":     {func() error { _, err := scanLines(write("cut.txt", "ok\ncaf\xc3"), true); return err }, []string{"cut.txt is not valid UTF-8 (line 2)"}},
+		"missing":      {func() error { _, err := scanLines(filepath.Join(dir, "nope.txt"), true); return err }, []string{"nope.txt"}},
+		"refs too few": {func() error { return checkRefLines(crlf, 3) }, []string{"crlf.txt has 2 lines, the input has 3"}},
 	} {
 		err := tc.read()
 		if !errors.Is(err, fault.Input) {
@@ -85,7 +95,14 @@ func TestReadLinesErrorsNameTheFile(t *testing.T) {
 // A newline inside a prediction must not shift the following lines.
 func TestWriteLinesKeepsOneLinePerPrediction(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "out.txt")
-	if err := writeLines(p, []string{"a\nb", "c"}); err != nil {
+	o, err := openOutput(p, "job")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := o.write([]string{"a\nb", "c"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.finish(); err != nil {
 		t.Fatal(err)
 	}
 	if b, _ := os.ReadFile(p); string(b) != "a b\nc\n" {

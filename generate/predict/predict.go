@@ -2,10 +2,14 @@ package predict
 
 import (
 	"context"
-	"encoding/json"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/ortrain/ortrain/generate"
@@ -13,6 +17,7 @@ import (
 	"github.com/ortrain/ortrain/internal/arch"
 	"github.com/ortrain/ortrain/internal/data"
 	"github.com/ortrain/ortrain/internal/fault"
+	"github.com/ortrain/ortrain/internal/modelfile"
 	"github.com/ortrain/ortrain/internal/onnxrt"
 	"github.com/ortrain/ortrain/tokenize"
 )
@@ -69,8 +74,10 @@ type Options struct {
 // Result is what a finished job produced.
 type Result struct {
 	// Lines is the processed part of Input, [lo, hi) 0-based.
-	Lines       [2]int
-	Predictions []string
+	Lines [2]int
+	// Resumed is how many of those lines an earlier, interrupted run of the
+	// same job had predicted (they were kept, not decoded again).
+	Resumed int
 	// Elapsed is the time spent encoding, generating and decoding.
 	Elapsed time.Duration
 	// Report is the scored report (nil without Refs), written to ReportPath.
@@ -92,8 +99,8 @@ func (o Options) Validate() error {
 	if o.MaxSourceLength != nil && *o.MaxSourceLength < 0 {
 		return fault.Settingsf("--max-source-length must be 0 (no limit) or positive, got %d", *o.MaxSourceLength)
 	}
-	if o.Threads < 0 {
-		return fault.Settingsf("--threads must be 0 (ONNX Runtime's default) or positive, got %d", o.Threads)
+	if err := onnxrt.CheckThreads("--threads", o.Threads); err != nil {
+		return err
 	}
 	if o.Shards < 0 || o.Shard < 0 || o.Shard >= max(o.Shards, 1) {
 		return fault.Settingsf("--shard %d/%d: want i/N with 0 <= i < N (e.g. 0/4 ... 3/4)", o.Shard, o.Shards)
@@ -101,13 +108,18 @@ func (o Options) Validate() error {
 	return nil
 }
 
-// Run predicts the selected lines of opts.Input, writes them to opts.Output
-// and, with references, scores them and writes the report and statistics
-// files. progress, when not nil, is called with done = 0 when decoding
-// starts, after each batch with the number of sources decoded, and last
-// with done == total.
+// Run predicts the selected lines of opts.Input and writes them to
+// opts.Output as they come (see output: an interrupted job keeps its lines
+// in Output.partial and the same job resumes after them); with references,
+// it scores them and writes the report and statistics files. Files are
+// read a line at a time, never whole. progress, when not nil, is called
+// with done = 0 (or the lines resumed) when decoding starts, after each
+// batch with the number of sources done, and last with done == total.
 func Run(ctx context.Context, opts Options, progress func(done, total int)) (*Result, error) {
 	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	if err := checkOutputPath(opts); err != nil {
 		return nil, err
 	}
 	shards := max(opts.Shards, 1)
@@ -115,19 +127,16 @@ func Run(ctx context.Context, opts Options, progress func(done, total int)) (*Re
 	if tokPath == "" {
 		tokPath = opts.Model + opts.Artifacts // exactly one is set
 	}
-	lines, err := readSourceLines(opts.Input)
+	scan, err := scanLines(opts.Input, true)
 	if err != nil {
 		return nil, err
 	}
-	var refs [][]string
 	for _, p := range opts.Refs {
-		r, err := readRefLines(p, len(lines))
-		if err != nil {
+		if err := checkRefLines(p, scan.lines); err != nil {
 			return nil, err
 		}
-		refs = append(refs, r)
 	}
-	lo, hi := ShardRange(len(lines), opts.Shard, shards)
+	lo, hi := ShardRange(scan.lines, opts.Shard, shards)
 
 	tok, err := tokenize.Load(tokPath)
 	if err != nil {
@@ -141,12 +150,18 @@ func Run(ctx context.Context, opts Options, progress func(done, total int)) (*Re
 		return nil, err
 	}
 	defer env.Close()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	model, err := openModel(env, opts)
 	if err != nil {
 		return nil, err
 	}
 	defer model.Close()
 	base := model.Config
+	if base.VocabSize == 0 {
+		base.VocabSize = model.VocabSize
+	}
 	// An unknown model type starts as decoder_start_token_id says; only the
 	// architecture table knows of models that start from a label token.
 	a, _ := arch.Lookup(model.ModelType)
@@ -160,37 +175,49 @@ func Run(ctx context.Context, opts Options, progress func(done, total int)) (*Re
 		return nil, err
 	}
 	job := &job{model: model, tok: tok, cfg: cfg, batch: opts.BatchSize, maxSrc: model.MaxSourceLength,
-		trunc: opts.Truncate, warn: opts.Warn, inPath: opts.Input, lineOff: lo, progress: progress}
+		trunc: opts.Truncate, warn: opts.Warn, inPath: opts.Input, lo: lo, hi: hi, progress: progress}
 	if opts.MaxSourceLength != nil {
 		job.maxSrc = *opts.MaxSourceLength
 	}
-
-	start := time.Now()
-	preds, err := job.run(ctx, lines[lo:hi])
+	if err := job.fitMemory(cfg.NumBeams, cfg.VocabSize, availableMemory()); err != nil {
+		return nil, err
+	}
+	out, err := openOutput(opts.Output, job.fingerprint(scan, opts, tokPath))
 	if err != nil {
 		return nil, err
 	}
-	res := &Result{Lines: [2]int{lo, hi}, Predictions: preds, Elapsed: time.Since(start)}
-	if err := writeLines(opts.Output, preds); err != nil {
+	defer out.close()
+
+	var sc *scorer
+	if len(opts.Refs) > 0 {
+		if sc, err = newScorer(); err != nil {
+			return nil, err
+		}
+	}
+	start := time.Now()
+	res := &Result{Lines: [2]int{lo, hi}, Resumed: out.done}
+	if err := job.run(ctx, out, opts.Refs, sc); err != nil {
+		if ctx.Err() != nil {
+			return nil, fault.Mark(fault.Interrupted, fmt.Errorf("interrupted after %d of %d lines; they are kept in %s, and the same command continues from there", out.done, hi-lo, out.partial))
+		}
 		return nil, err
 	}
-	if len(refs) == 0 {
-		return res, nil
+	res.Elapsed = time.Since(start)
+	if err := out.finish(); err != nil {
+		return nil, err
 	}
-	shardRefs := make([][]string, hi-lo)
-	for i := range shardRefs {
-		for _, r := range refs {
-			shardRefs[i] = append(shardRefs[i], r[lo+i])
-		}
+	if sc == nil {
+		return res, nil
 	}
 	res.ReportPath = opts.Report
 	if res.ReportPath == "" {
 		res.ReportPath = opts.Output + ".metrics.json"
 	}
-	res.Report, err = writeReport(reportRun{
+	res.Report, err = sc.writeReport(reportRun{
 		model: opts.Model + opts.Artifacts, decoder: model.Kind, numBeams: cfg.NumBeams, maxNewTokens: cfg.MaxNewTokens,
-		shard: opts.Shard, shards: shards, lo: lo, hi: hi, elapsed: res.Elapsed, out: opts.Output, reportPath: res.ReportPath,
-	}, preds, shardRefs)
+		shard: opts.Shard, shards: shards, lo: lo, hi: hi, elapsed: res.Elapsed, decoded: hi - lo - res.Resumed,
+		out: opts.Output, reportPath: res.ReportPath,
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -249,15 +276,18 @@ func generationConfig(cfg generate.Config, opts Options) (generate.Config, error
 }
 
 func applyGenerationFile(cfg *generate.Config, path string) error {
-	data, err := os.ReadFile(path)
+	data, err := modelfile.ReadFile(path, 16<<20)
 	if err != nil {
-		return fault.Mark(fault.Input, err)
+		return err
 	}
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(data, &m); err != nil {
-		return fault.Inputf("%s: want a JSON object of generate() arguments: %w", path, err)
+	m, err := generate.ParseJSONObject(path, data)
+	if err != nil {
+		return fault.Inputf("want a JSON object of generate() arguments: %w", err)
 	}
 	if err := cfg.ApplyJSON(m); err != nil {
+		return fault.Inputf("%s: %w", path, err)
+	}
+	if err := cfg.CheckValues(); err != nil {
 		return fault.Inputf("%s: %w", path, err)
 	}
 	return nil
@@ -291,7 +321,7 @@ type job struct {
 	trunc    bool
 	warn     func(string)
 	inPath   string
-	lineOff  int // line number of the shard's first line, minus one
+	lo, hi   int // the shard's lines, [lo, hi) 0-based
 	progress func(done, total int)
 }
 
@@ -301,69 +331,229 @@ func (j *job) report(done, total int) {
 	}
 }
 
-// run encodes, generates and decodes the sources in batches, in input order.
-func (j *job) run(ctx context.Context, lines []string) ([]string, error) {
-	j.report(0, len(lines))
-	sources, err := j.encode(lines)
-	if err != nil {
-		return nil, err
+// checkOutputPath refuses an output that would overwrite an input: the
+// input or a reference file, or a model file (a predictions file may live
+// in the model folder, not under a model file's name).
+func checkOutputPath(opts Options) error {
+	inputs := map[string]string{"--input": opts.Input, "--generation-config": opts.GenerationConfig}
+	for i, r := range opts.Refs {
+		inputs[fmt.Sprintf("--refs #%d", i+1)] = r
 	}
-	preds := make([]string, 0, len(lines))
-	for start := 0; start < len(sources); start += j.batch {
-		end := min(start+j.batch, len(sources))
-		out, err := generate.Generate(ctx, j.model, sources[start:end], j.cfg)
+	if err := modelfile.CheckOutput("--output", opts.Output, inputs); err != nil {
+		return err
+	}
+	for _, dir := range []string{opts.Model, opts.Artifacts} {
+		if dir == "" || !modelfile.SamePath(filepath.Dir(opts.Output), dir) {
+			continue
+		}
+		switch filepath.Ext(opts.Output) {
+		case ".onnx", ".safetensors", ".json", ".spm", ".model", ".data", ".bin":
+			return fault.Settingsf("--output %s would overwrite a file of the model folder %s; write the predictions elsewhere", opts.Output, dir)
+		}
+	}
+	return nil
+}
+
+// fitMemory bounds what a decoding step holds by the memory available
+// (avail bytes; 0: unknown): every beam of every source of a batch is a row
+// of vocab float32 scores, in ONNX Runtime's logits and again in Go. The
+// batch shrinks until it fits in half of it (predictions do not depend on
+// the batch); beams that do not fit for one source are refused.
+func (j *job) fitMemory(beams, vocab int, avail int64) error {
+	perSource := int64(beams) * int64(vocab) * 4 * 2
+	if avail <= 0 || perSource <= 0 {
+		return nil
+	}
+	budget := avail / 2
+	if perSource > budget {
+		return fault.Settingsf("%d beams over a vocabulary of %d need about %d MB per source for the decoder's scores, more than half of the %d MB this machine has available; use fewer beams",
+			beams, vocab, perSource>>20, avail>>20)
+	}
+	if fit := budget / perSource; int64(j.batch) > fit {
+		if j.warn != nil {
+			j.warn(fmt.Sprintf("batch size lowered from %d to %d so that %d beams over a vocabulary of %d fit in memory", j.batch, fit, beams, vocab))
+		}
+		j.batch = int(fit)
+	}
+	return nil
+}
+
+// availableMemory is MemAvailable of /proc/meminfo in bytes (0 when
+// unknown).
+func availableMemory() int64 {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "MemAvailable:"); ok {
+			f := strings.Fields(rest)
+			if len(f) >= 1 {
+				if kb, err := strconv.ParseInt(f[0], 10, 64); err == nil {
+					return kb << 10
+				}
+			}
+		}
+	}
+	return 0
+}
+
+// fingerprint names the job, for resuming its partial output: the input's
+// content and the shard, the model, the tokenizer and every setting that
+// changes a prediction.
+func (j *job) fingerprint(scan lineScan, opts Options, tokPath string) string {
+	h := sha256.New()
+	model, _ := filepath.Abs(opts.Model + opts.Artifacts)
+	fmt.Fprintf(h, "ortrain-predict-v1\x00%x\x00%d %d\x00%s\x00%s\x00%s\x00%+v\x00%d %v %v",
+		scan.hash, j.lo, j.hi, model, j.tok.Fingerprint(), tokPath, j.cfg, j.maxSrc, j.trunc, opts.NoCache)
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// run decodes the shard's lines in batches, in input order, reading them a
+// batch at a time, writing each batch's predictions as it is done, and
+// scoring them (sc, when not nil) against the references read alongside.
+func (j *job) run(ctx context.Context, out *output, refPaths []string, sc *scorer) error {
+	total := j.hi - j.lo
+	in, err := openLines(j.inPath)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	var refs []*lineReader
+	for _, p := range refPaths {
+		r, err := openLines(p)
+		if err != nil {
+			return err
+		}
+		defer r.Close()
+		if err := r.skip(j.lo); err != nil {
+			return err
+		}
+		refs = append(refs, r)
+	}
+	nextRefs := func() ([]string, error) {
+		var rs []string
+		for _, r := range refs {
+			s, ok, err := r.text()
+			if err != nil {
+				return nil, err
+			}
+			if !ok {
+				return nil, errLinesChanged(r.path)
+			}
+			rs = append(rs, s)
+		}
+		return rs, nil
+	}
+	if sc != nil {
+		// the lines an interrupted run of this job finished
+		if err := out.readDone(func(i int, pred string) error {
+			rs, err := nextRefs()
+			if err != nil {
+				return err
+			}
+			return sc.add(j.lo+i+1, pred, rs)
+		}); err != nil {
+			return err
+		}
+	}
+	if err := in.skip(j.lo + out.done); err != nil {
+		return err
+	}
+	j.report(out.done, total)
+	resumed, truncated := out.done, 0
+	sources := make([][]int64, 0, j.batch)
+	for done := out.done; done < total; {
+		n := min(j.batch, total-done)
+		sources = sources[:0]
+		for k := 0; k < n; k++ {
+			src, cut, err := j.encode(in, j.lo+done+k+1)
+			if err != nil {
+				return err
+			}
+			if cut {
+				truncated++
+			}
+			sources = append(sources, src)
+		}
+		outSeqs, err := generate.Generate(ctx, j.model, sources, j.cfg)
 		if err != nil {
 			if ctx.Err() != nil {
-				return nil, ctx.Err()
+				return ctx.Err()
 			}
-			return nil, fmt.Errorf("%s lines %d-%d: %w", j.inPath, j.lineOff+start+1, j.lineOff+end, err)
+			return fmt.Errorf("%s lines %d-%d: %w", j.inPath, j.lo+done+1, j.lo+done+n, err)
 		}
-		nrs := len(out.Sequences) / (end - start)
-		for r := 0; r < len(out.Sequences); r += nrs { // the best sequence of each source
-			seq := out.Trimmed(r)
+		preds := make([]string, 0, n)
+		nrs := len(outSeqs.Sequences) / n
+		for r := 0; r < len(outSeqs.Sequences); r += nrs { // the best sequence of each source
+			seq := outSeqs.Trimmed(r)
 			ids := make([]int, len(seq))
 			for k, id := range seq {
 				ids[k] = int(id)
 			}
-			preds = append(preds, j.tok.Target.Decode(ids, true))
+			preds = append(preds, oneLine(j.tok.Target.Decode(ids, true)))
 		}
-		j.report(end, len(lines))
-	}
-	return preds, nil
-}
-
-// encode tokenizes the sources, refusing (or with trunc cutting) those
-// longer than maxSrc.
-func (j *job) encode(lines []string) ([][]int64, error) {
-	sources := make([][]int64, len(lines))
-	truncated := 0
-	for i, line := range lines {
-		opt := tokenize.EncodeOptions{}
-		if j.trunc && j.maxSrc > 0 {
-			opt.MaxLength = j.maxSrc
+		if err := out.write(preds); err != nil {
+			return err
 		}
-		ids, err := j.tok.Source.EncodeWith(line, opt)
-		if err != nil {
-			return nil, fault.Inputf("%s:%d: %w", j.inPath, j.lineOff+i+1, err)
-		}
-		if j.maxSrc > 0 && !j.trunc {
-			if full, _ := j.tok.Source.Encode(line); len(full) > j.maxSrc {
-				return nil, fault.Inputf("%s:%d: the source is %d tokens long, the model takes at most %d; shorten it, raise --max-source-length if the model allows, or pass --truncate", j.inPath, j.lineOff+i+1, len(full), j.maxSrc)
+		if sc != nil {
+			for k, p := range preds {
+				rs, err := nextRefs()
+				if err != nil {
+					return err
+				}
+				if err := sc.add(j.lo+done+k+1, p, rs); err != nil {
+					return err
+				}
 			}
 		}
-		if j.trunc && j.maxSrc > 0 {
-			if full, _ := j.tok.Source.Encode(line); len(full) > len(ids) {
-				truncated++
-			}
-		}
-		src := make([]int64, len(ids))
-		for k, id := range ids {
-			src[k] = int64(id)
-		}
-		sources[i] = src
+		done += n
+		j.report(done, total)
 	}
 	if truncated > 0 && j.warn != nil {
-		j.warn(fmt.Sprintf("%d of %d sources were longer than %d tokens and were truncated", truncated, len(lines), j.maxSrc))
+		j.warn(fmt.Sprintf("%d of %d sources were longer than %d tokens and were truncated", truncated, total-resumed, j.maxSrc))
 	}
-	return sources, nil
+	return nil
+}
+
+// encode reads and tokenizes the next source (line is its 1-based number),
+// refusing (or with trunc cutting) one longer than maxSrc tokens. With a
+// limit, no more of the line is kept than the tokens kept can come from
+// (tokenize.CutText), so a huge line costs no more than a short one.
+func (j *job) encode(in *lineReader, line int) ([]int64, bool, error) {
+	limit := 0
+	if j.maxSrc > 0 {
+		limit = tokenize.TextBound(j.maxSrc) + 1
+	}
+	raw, longer, ok, err := in.next(limit, nil)
+	if err != nil {
+		return nil, false, err
+	}
+	if !ok {
+		return nil, false, errLinesChanged(j.inPath)
+	}
+	text := string(raw)
+	opt := tokenize.EncodeOptions{MaxLength: j.maxSrc}
+	if !j.trunc && !longer {
+		opt.MaxLength = 0 // the whole line, to say how long it is
+	}
+	ids, cut, err := j.tok.Source.EncodeTruncating(text, opt)
+	if err != nil {
+		return nil, false, fault.Inputf("%s:%d: %w", j.inPath, line, err)
+	}
+	if !j.trunc {
+		const fix = "shorten it, raise --max-source-length if the model allows, or pass --truncate"
+		if longer {
+			return nil, false, fault.Inputf("%s:%d: the source is far longer than the %d tokens the model takes at most (%d bytes and more); %s", j.inPath, line, j.maxSrc, len(raw), fix)
+		}
+		if j.maxSrc > 0 && len(ids) > j.maxSrc {
+			return nil, false, fault.Inputf("%s:%d: the source is %d tokens long, the model takes at most %d; %s", j.inPath, line, len(ids), j.maxSrc, fix)
+		}
+	}
+	cut = cut || longer
+	src := make([]int64, len(ids))
+	for k, id := range ids {
+		src[k] = int64(id)
+	}
+	return src, cut, nil
 }

@@ -44,8 +44,8 @@ func TestRunProgressAndResult(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n"); len(got) != total || strings.Join(got, "\n") != strings.Join(res.Predictions, "\n") {
-		t.Errorf("output file %q, result %q", got, res.Predictions)
+	if got := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n"); len(got) != total || res.Resumed != 0 {
+		t.Errorf("output file %q (%d lines), %d resumed", got, total, res.Resumed)
 	}
 	rep := res.Report
 	if rep == nil || res.ReportPath != out+".metrics.json" || rep.Shard != "1/3" || rep.Lines != [2]int{lo + 1, hi} || rep.NumBeams != 2 || rep.Predictions != total {

@@ -54,13 +54,19 @@ type reportRun struct {
 	shard, shards   int
 	lo, hi          int // the shard's lines, [lo, hi) 0-based
 	elapsed         time.Duration
+	decoded         int // lines decoded in this run (not resumed)
 	out, reportPath string
 }
 
-// writeReport scores preds against refs (refs[i] holds the references of
-// preds[i]) and writes the BLEU and ROUGE statistics files beside run.out,
-// then the JSON report.
-func writeReport(run reportRun, preds []string, refs [][]string) (*Report, error) {
+// scorer accumulates BLEU and ROUGE statistics line by line, so that no
+// prediction or reference needs to be held.
+type scorer struct {
+	bleu  *metrics.BLEU
+	rouge *metrics.ROUGE
+	n     int
+}
+
+func newScorer() (*scorer, error) {
 	bleu, err := metrics.NewBLEU(metrics.BLEUOptions{})
 	if err != nil {
 		return nil, err
@@ -69,25 +75,37 @@ func writeReport(run reportRun, preds []string, refs [][]string) (*Report, error
 	if err != nil {
 		return nil, err
 	}
-	for i, p := range preds {
-		if err := bleu.Add(p, refs[i]); err != nil {
-			return nil, fault.Inputf("scoring line %d: %w", run.lo+i+1, err)
-		}
-		if _, err := rouge.Add(p, refs[i]); err != nil {
-			return nil, fault.Inputf("scoring line %d: %w", run.lo+i+1, err)
-		}
+	return &scorer{bleu: bleu, rouge: rouge}, nil
+}
+
+// add scores one prediction against its references; line is its 1-based
+// line number, for messages.
+func (s *scorer) add(line int, pred string, refs []string) error {
+	if err := s.bleu.Add(pred, refs); err != nil {
+		return fault.Inputf("scoring line %d: %w", line, err)
 	}
+	if _, err := s.rouge.Add(pred, refs); err != nil {
+		return fault.Inputf("scoring line %d: %w", line, err)
+	}
+	s.n++
+	return nil
+}
+
+// writeReport writes the BLEU and ROUGE statistics files beside run.out,
+// then the JSON report.
+func (s *scorer) writeReport(run reportRun) (*Report, error) {
+	bleu, rouge := s.bleu, s.rouge
 	rep := &Report{
 		Model: run.model, Decoder: run.decoder, Lines: [2]int{run.lo + 1, run.hi},
-		Predictions: len(preds), Seconds: run.elapsed.Seconds(), NumBeams: run.numBeams, MaxNewTokens: run.maxNewTokens,
+		Predictions: s.n, Seconds: run.elapsed.Seconds(), NumBeams: run.numBeams, MaxNewTokens: run.maxNewTokens,
 		BLEU: bleu.Score(), ROUGE: map[string]metrics.ROUGEScore{}, StatsFiles: map[string]string{},
 		rougeTypes: rouge.Types(),
 	}
 	if run.shards > 1 {
 		rep.Shard = fmt.Sprintf("%d/%d", run.shard, run.shards)
 	}
-	if s := run.elapsed.Seconds(); s > 0 {
-		rep.SentencesPerSec = float64(len(preds)) / s
+	if sec := run.elapsed.Seconds(); sec > 0 {
+		rep.SentencesPerSec = float64(run.decoded) / sec
 	}
 	for i, t := range rouge.Types() {
 		rep.ROUGE[t] = rouge.Mean()[i]

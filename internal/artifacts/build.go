@@ -29,6 +29,7 @@ import (
 	"github.com/ortrain/ortrain/internal/arch"
 	"github.com/ortrain/ortrain/internal/autodiff"
 	"github.com/ortrain/ortrain/internal/fault"
+	"github.com/ortrain/ortrain/internal/modelfile"
 	"github.com/ortrain/ortrain/internal/onnx"
 	"github.com/ortrain/ortrain/internal/onnx/onnxpb"
 	"github.com/ortrain/ortrain/internal/optim"
@@ -149,6 +150,9 @@ func Build(cfg Config) (*Manifest, error) {
 	weights := cfg.Weights
 	if weights == "" {
 		if p := filepath.Join(modelDir, "model.safetensors"); fileExists(p) {
+			if err := modelfile.CheckIn(modelDir, "model.safetensors", cfg.Model); err != nil {
+				return nil, fmt.Errorf("weights: %w", err)
+			}
 			weights = p
 		}
 	}
@@ -897,7 +901,7 @@ func readConfigs(dir string) (string, map[string]int64) {
 	special := map[string]int64{}
 	modelType := ""
 	for _, f := range []string{"config.json", "generation_config.json"} {
-		b, err := os.ReadFile(filepath.Join(dir, f))
+		b, err := modelfile.ReadIn(dir, f, 16<<20)
 		if err != nil {
 			continue
 		}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/ortrain/ortrain/internal/modelfile"
 	"github.com/ortrain/ortrain/tokenize"
 )
 
@@ -68,7 +69,7 @@ func Load(ctx context.Context, path string, format Format, tok *tokenize.Pair, o
 			return d, nil
 		}
 	}
-	exs, skipped, err := ReadAll(path, format, opt.SkipBad)
+	exs, skipped, err := readAll(path, format, opt.SkipBad, opt.MaxSourceLength, opt.MaxTargetLength)
 	if err != nil {
 		return nil, err
 	}
@@ -129,10 +130,10 @@ func to32(ids []int) []int32 {
 	return out
 }
 
-const cacheVersion = "ortrain-data-cache-v1"
+const cacheVersion = "ortrain-data-cache-v2" // v2: texts cut by tokenize.CutText
 
 func cacheKey(path string, format Format, tok *tokenize.Pair, opt Options) (string, error) {
-	f, err := os.Open(path)
+	f, err := modelfile.Open(path)
 	if err != nil {
 		return "", fileError(err)
 	}

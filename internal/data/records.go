@@ -24,6 +24,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/ortrain/ortrain/internal/fault"
+	"github.com/ortrain/ortrain/internal/modelfile"
+	"github.com/ortrain/ortrain/tokenize"
 )
 
 // Example is one record of a dataset.
@@ -122,6 +124,10 @@ type RecordReader struct {
 	index   int
 	ex      Example
 	err     error
+	buf     []byte // the current line (JSONL, TSV), reused
+	// cutSource and cutTarget are token limits: texts are cut while read
+	// to what that many tokens can come from (tokenize.CutText).
+	cutSource, cutTarget int
 	// Skipped lists the bad records passed over (SkipBad only).
 	Skipped []*RecordError
 }
@@ -143,11 +149,11 @@ func OpenRecords(path string, format Format, skipBad bool) (*RecordReader, error
 	if (format.SourceLang == "") != (format.TargetLang == "") {
 		return nil, fmt.Errorf("translation records need both a source and a target language")
 	}
-	f, err := os.Open(path)
+	f, err := modelfile.Open(path) // a regular file: a FIFO would block
 	if err != nil {
 		return nil, fileError(err)
 	}
-	r := &RecordReader{file: path, kind: kind, format: format, skipBad: skipBad, f: f, br: bufio.NewReaderSize(f, 1<<16)}
+	r := &RecordReader{file: path, kind: kind, format: format, skipBad: skipBad, f: f.File, br: bufio.NewReaderSize(f, 1<<16)}
 	if kind == "csv" {
 		r.csv = csv.NewReader(r.br)
 		r.csv.FieldsPerRecord = -1
@@ -194,16 +200,34 @@ func (r *RecordReader) readHeader() error {
 
 // readLine returns the next line without its newline (and without a \r).
 func (r *RecordReader) readLine() (string, error) {
-	line, err := r.br.ReadString('\n')
-	if err == nil || (errors.Is(err, io.EOF) && line != "") {
-		r.line++
-		line = strings.TrimSuffix(strings.TrimSuffix(line, "\n"), "\r")
-		if errors.Is(err, io.EOF) {
-			err = nil
+	b, err := r.readLineBytes()
+	return string(b), err
+}
+
+// readLineBytes returns the next line, without its newline (and \r), in a
+// buffer that the next call reuses: a line costs its own size once.
+func (r *RecordReader) readLineBytes() ([]byte, error) {
+	r.buf = r.buf[:0]
+	for {
+		chunk, err := r.br.ReadSlice('\n')
+		if need := len(r.buf) + len(chunk); need > cap(r.buf) {
+			// double: append's gentler growth would allocate five times
+			// a huge line on the way
+			grown := make([]byte, len(r.buf), max(2*cap(r.buf), need))
+			copy(grown, r.buf)
+			r.buf = grown
 		}
-		return line, err
+		r.buf = append(r.buf, chunk...)
+		if errors.Is(err, bufio.ErrBufferFull) {
+			continue
+		}
+		if err == nil || (errors.Is(err, io.EOF) && len(r.buf) > 0) {
+			r.line++
+			line := bytes.TrimSuffix(bytes.TrimSuffix(r.buf, []byte("\n")), []byte("\r"))
+			return line, nil
+		}
+		return nil, err
 	}
-	return "", err
 }
 
 // Next reads the next good example; false at the end or on error.
@@ -250,11 +274,11 @@ func (r *RecordReader) read() (Example, *RecordError, error) {
 	switch r.kind {
 	case "jsonl":
 		for {
-			line, err := r.readLine()
+			line, err := r.readLineBytes()
 			if err != nil {
 				return Example{}, nil, err
 			}
-			if strings.TrimSpace(line) == "" {
+			if len(bytes.TrimSpace(line)) == 0 {
 				continue
 			}
 			ex, bad := r.parseJSON(line)
@@ -262,14 +286,17 @@ func (r *RecordReader) read() (Example, *RecordError, error) {
 		}
 	case "tsv":
 		for {
-			line, err := r.readLine()
+			line, err := r.readLineBytes()
 			if err != nil {
 				return Example{}, nil, err
 			}
-			if line == "" {
+			if len(line) == 0 {
 				continue
 			}
-			ex, bad := r.fromColumns(strings.Split(line, "\t"), line)
+			if !utf8.Valid(line) {
+				return Example{}, r.bad("", "not valid UTF-8; convert the file to UTF-8"), nil
+			}
+			ex, bad := r.fromColumns(r.tsvColumns(line), "")
 			return ex, bad, nil
 		}
 	}
@@ -322,20 +349,31 @@ func (r *RecordReader) check(src string, tgts []string, srcName, tgtName string)
 	if len(tgts) == 1 && tgts[0] == "" {
 		tgts = nil
 	}
+	// Cut (and copy out of the line) what no token limit lets through.
+	if cut, ok := tokenize.CutText(src, r.cutSource); ok {
+		src = strings.Clone(cut)
+	}
+	if len(tgts) > 0 {
+		if cut, ok := tokenize.CutText(tgts[0], r.cutTarget); ok {
+			tgts[0] = strings.Clone(cut)
+		}
+	}
 	return Example{Source: src, Targets: tgts, Line: r.line}, nil
 }
 
-func (r *RecordReader) parseJSON(line string) (Example, *RecordError) {
-	if !utf8.ValidString(line) {
+func (r *RecordReader) parseJSON(line []byte) (Example, *RecordError) {
+	if !utf8.Valid(line) {
 		return Example{}, r.bad("", "not valid UTF-8; convert the file to UTF-8")
 	}
-	var obj map[string]json.RawMessage
-	dec := json.NewDecoder(strings.NewReader(line))
-	if err := dec.Decode(&obj); err != nil {
+	// Fields alias the line (no copy of a huge record per level); only the
+	// texts are copied out, and cut when a token limit is set.
+	var obj map[string]rawJSON
+	if err := json.Unmarshal(line, &obj); err != nil {
+		var syn *json.SyntaxError
+		if errors.As(err, &syn) && strings.Contains(err.Error(), "after top-level value") {
+			return Example{}, r.bad("", "more than one JSON value on the line")
+		}
 		return Example{}, r.bad("", "malformed JSON: %v", err)
-	}
-	if dec.More() {
-		return Example{}, r.bad("", "more than one JSON value on the line")
 	}
 	srcName, tgtName := r.format.fields()
 	if r.format.SourceLang != "" {
@@ -343,7 +381,7 @@ func (r *RecordReader) parseJSON(line string) (Example, *RecordError) {
 		if !ok {
 			return Example{}, r.bad("translation", "missing")
 		}
-		var tr map[string]json.RawMessage
+		var tr map[string]rawJSON
 		if err := json.Unmarshal(raw, &tr); err != nil {
 			return Example{}, r.bad("translation", "want an object of language: text")
 		}
@@ -352,25 +390,37 @@ func (r *RecordReader) parseJSON(line string) (Example, *RecordError) {
 			return Example{}, r.bad("translation", "source and target language (%q, %q) both read the %q texts", r.format.SourceLang, r.format.TargetLang, srcName)
 		}
 	}
-	srcs, bad := r.texts(obj, srcName, false)
+	srcs, bad := r.texts(obj, srcName, false, r.cutSource)
 	if bad != nil {
 		return Example{}, bad
 	}
-	tgts, bad := r.texts(obj, tgtName, r.format.AllowEmptyTarget)
+	tgts, bad := r.texts(obj, tgtName, r.format.AllowEmptyTarget, r.cutTarget)
 	if bad != nil {
 		return Example{}, bad
 	}
 	return r.check(strings.Join(srcs, " "), tgts, srcName, tgtName)
 }
 
+// rawJSON is a json.RawMessage that refers to the line being decoded
+// instead of copying it (json.Unmarshal's input outlives its use here).
+type rawJSON []byte
+
+func (r *rawJSON) UnmarshalJSON(b []byte) error {
+	*r = b
+	return nil
+}
+
 // texts reads a field holding a string or a list of strings.
-func (r *RecordReader) texts(obj map[string]json.RawMessage, name string, optional bool) ([]string, *RecordError) {
+func (r *RecordReader) texts(obj map[string]rawJSON, name string, optional bool, limit int) ([]string, *RecordError) {
 	raw, ok := obj[name]
 	if !ok || bytes.Equal(raw, []byte("null")) {
 		if optional {
 			return nil, nil
 		}
 		return nil, r.bad(name, "missing")
+	}
+	if s, ok := plainString(raw, limit); ok {
+		return []string{s}, nil
 	}
 	var s string
 	if err := json.Unmarshal(raw, &s); err == nil {
@@ -390,13 +440,64 @@ func recordKey(lang string) string {
 	return k
 }
 
+// tsvColumns splits a TSV line, copying out of the line only the source
+// and target columns, and of those no more than their token limits can
+// use.
+func (r *RecordReader) tsvColumns(line []byte) []string {
+	srcName, tgtName := r.format.fields()
+	src, hasSrc := r.header[srcName]
+	tgt, hasTgt := r.header[tgtName]
+	parts := bytes.Split(line, []byte("\t"))
+	cols := make([]string, len(parts))
+	for i, p := range parts {
+		switch {
+		case hasSrc && i == src:
+			cols[i] = boundedString(p, r.cutSource)
+		case hasTgt && i == tgt:
+			cols[i] = boundedString(p, r.cutTarget)
+		}
+	}
+	return cols
+}
+
+// boundedString is b as a string, of which a token limit keeps only what
+// its tokens can come from (tokenize.CutText).
+func boundedString(b []byte, limit int) string {
+	if limit > 0 {
+		if bound := tokenize.TextBound(limit); len(b) > bound {
+			cut, _ := tokenize.CutText(string(b[:bound+1]), limit)
+			return strings.Clone(cut)
+		}
+	}
+	return string(b)
+}
+
+// plainString is the text of a JSON string without escapes (the line was
+// validated by json.Unmarshal and utf8.Valid), copying no more of a long
+// one than a token limit can use (tokenize.TextBound): a huge record costs
+// the line once, not twice. ok is false for strings with escapes.
+func plainString(raw []byte, limit int) (string, bool) {
+	if len(raw) < 2 || raw[0] != '"' || raw[len(raw)-1] != '"' || bytes.IndexByte(raw, '\\') >= 0 {
+		return "", false
+	}
+	// bound+1 bytes cut exactly as the whole text would be
+	return boundedString(raw[1:len(raw)-1], limit), true
+}
+
 // ReadAll reads every example of a file into memory.
 func ReadAll(path string, format Format, skipBad bool) ([]Example, []*RecordError, error) {
+	return readAll(path, format, skipBad, 0, 0)
+}
+
+// readAll is ReadAll cutting sources and targets to what token limits of
+// cutSource and cutTarget (0: none) can use.
+func readAll(path string, format Format, skipBad bool, cutSource, cutTarget int) ([]Example, []*RecordError, error) {
 	r, err := OpenRecords(path, format, skipBad)
 	if err != nil {
 		return nil, nil, err
 	}
 	defer r.Close()
+	r.cutSource, r.cutTarget = cutSource, cutTarget
 	var out []Example
 	for r.Next() {
 		out = append(out, r.Example())

@@ -157,7 +157,13 @@ func initWeights(cfg Config) map[string]Tensor {
 			linear(prefix+"."+p, d, d)
 		}
 	}
-	for side, layers := range map[string]int{"encoder": cfg.EncLayers, "decoder": cfg.DecLayers} {
+	// One random stream feeds every tensor: the order must be fixed (a map
+	// here once made the weights depend on Go's map iteration order).
+	for _, stack := range []struct {
+		side   string
+		layers int
+	}{{"encoder", cfg.EncLayers}, {"decoder", cfg.DecLayers}} {
+		side, layers := stack.side, stack.layers
 		normal(side+".embed_positions.weight", 0.1, int64(cfg.MaxLen), d)
 		norm(side + ".layer_norm")
 		for i := 0; i < layers; i++ {

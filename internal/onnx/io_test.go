@@ -16,7 +16,7 @@ import (
 
 // smallModel builds x[2,3] -> MatMul(W[3,4]) + b[4] -> y, with W and b as
 // initializers, and a Constant node holding a tensor attribute.
-func smallModel(t *testing.T) *onnxpb.ModelProto {
+func smallModel(t testing.TB) *onnxpb.ModelProto {
 	t.Helper()
 	b := NewGraphBuilder(nil)
 	x := b.AddInput("x", Float32, Sym("batch"), D(3))

@@ -1,10 +1,7 @@
 package onnx
 
 import (
-	"errors"
 	"fmt"
-	"io"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -12,6 +9,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/ortrain/ortrain/internal/fault"
+	"github.com/ortrain/ortrain/internal/modelfile"
 	"github.com/ortrain/ortrain/internal/onnx/onnxpb"
 )
 
@@ -34,7 +32,7 @@ func Load(path string) (*onnxpb.ModelProto, error) {
 // LoadWith reads an ONNX model file with options. A file that is missing,
 // unreadable or not a model is bad input (fault.Input).
 func LoadWith(path string, opts LoadOptions) (*onnxpb.ModelProto, error) {
-	data, err := os.ReadFile(path)
+	data, err := modelfile.ReadFile(path, maxModelFile)
 	if err != nil {
 		return nil, fault.Inputf("onnx: read model: %w", err)
 	}
@@ -46,7 +44,11 @@ func LoadWith(path string, opts LoadOptions) (*onnxpb.ModelProto, error) {
 		return nil, fmt.Errorf("onnx: %s: %w", path, err)
 	}
 	if !opts.KeepExternal {
-		if err := ResolveExternalData(m, opts.Dir); err != nil {
+		folder, err := modelfile.NewFolder(opts.Dir, path)
+		if err != nil {
+			return nil, err
+		}
+		if err := resolveExternal(m, folder); err != nil {
 			return nil, fmt.Errorf("onnx: model %s: %w", path, err)
 		}
 	}
@@ -80,6 +82,10 @@ func LoadBytesWith(data []byte, opts LoadOptions) (*onnxpb.ModelProto, error) {
 	}
 	return m, nil
 }
+
+// maxModelFile is protobuf's own limit: a serialized message (the model
+// without its external data) cannot exceed 2 GiB.
+const maxModelFile = 2 << 30
 
 // ErrNotModel marks input that is not a serialized ONNX ModelProto (bad
 // input, fault.Input).
@@ -178,9 +184,19 @@ func ExternalDataFiles(m *onnxpb.ModelProto) []string {
 
 // ResolveExternalData reads the data of every EXTERNAL tensor of m from the
 // files under dir, stores it in raw_data and marks the tensor DEFAULT.
+// Locations are resolved inside dir (modelfile's rule: links followed, then
+// checked; regular files only; ranges checked against the file before
+// anything is allocated).
 func ResolveExternalData(m *onnxpb.ModelProto, dir string) error {
-	files := map[string]*os.File{}
-	sizes := map[string]int64{}
+	folder, err := modelfile.NewFolder(dir)
+	if err != nil {
+		return err
+	}
+	return resolveExternal(m, folder)
+}
+
+func resolveExternal(m *onnxpb.ModelProto, folder *modelfile.Folder) error {
+	files := map[string]*modelfile.File{}
 	defer func() {
 		for _, f := range files {
 			f.Close()
@@ -194,36 +210,29 @@ func ResolveExternalData(m *onnxpb.ModelProto, dir string) error {
 		if err != nil {
 			return err
 		}
-		path := filepath.Join(dir, filepath.FromSlash(ref.Location))
-		f, ok := files[path]
+		f, ok := files[ref.Location]
 		if !ok {
-			f, err = os.Open(path)
+			f, err = folder.Open(ref.Location)
 			if err != nil {
-				return fmt.Errorf("tensor %q: open external data file: %w", t.GetName(), err)
+				return fmt.Errorf("tensor %q: external data: %w", t.GetName(), err)
 			}
-			st, err := f.Stat()
-			if err != nil {
-				f.Close()
-				return fmt.Errorf("tensor %q: external data file %s: %w", t.GetName(), path, err)
-			}
-			files[path], sizes[path] = f, st.Size()
+			files[ref.Location] = f
 		}
-		size := sizes[path]
 		length := ref.Length
 		if length < 0 {
-			length = size - ref.Offset
+			length = f.Size - ref.Offset
 		}
-		if ref.Offset > size || length < 0 || ref.Offset+length > size {
-			return fmt.Errorf("tensor %q: external data [offset %d, length %d] lies beyond the end of %s (%d bytes); the data file is truncated or belongs to another model",
-				t.GetName(), ref.Offset, ref.Length, path, size)
+		if ref.Offset > f.Size || length < 0 || length > f.Size-ref.Offset {
+			return fault.Inputf("tensor %q: external data [offset %d, length %d] lies beyond the end of %s (%d bytes); the data file is truncated or belongs to another model",
+				t.GetName(), ref.Offset, ref.Length, f.Name, f.Size)
 		}
-		if want := ByteSize(t); DType(t.GetDataType()) != String && want != length {
-			return fmt.Errorf("tensor %q: external data in %s has %d bytes, dims %v of %s need %d",
-				t.GetName(), path, length, t.GetDims(), DTypeName(DType(t.GetDataType())), want)
+		if want, ok := ByteSizeChecked(t); DType(t.GetDataType()) != String && (!ok || want != length) {
+			return fault.Inputf("tensor %q: external data in %s has %d bytes, dims %v of %s need %s",
+				t.GetName(), f.Name, length, t.GetDims(), DTypeName(DType(t.GetDataType())), sizeText(want, ok))
 		}
-		buf := make([]byte, length)
-		if _, err := f.ReadAt(buf, ref.Offset); err != nil && !(errors.Is(err, io.EOF) && length == 0) {
-			return fmt.Errorf("tensor %q: read %d bytes at offset %d of %s: %w", t.GetName(), length, ref.Offset, path, err)
+		buf, err := f.Range(ref.Offset, length)
+		if err != nil {
+			return fmt.Errorf("tensor %q: %w", t.GetName(), err)
 		}
 		t.RawData = buf
 		t.ExternalData = nil

@@ -89,11 +89,20 @@ func IsFloat(dt DType) bool {
 	return false
 }
 
-// NumElements is the product of dims (1 for a scalar). A negative dim gives -1.
+// NumElements is the product of dims (1 for a scalar). A negative dim, or a
+// product beyond int64, gives -1.
 func NumElements(dims []int64) int64 {
-	n := int64(1)
 	for _, d := range dims {
 		if d < 0 {
+			return -1
+		}
+		if d == 0 {
+			return 0
+		}
+	}
+	n := int64(1)
+	for _, d := range dims {
+		if n > math.MaxInt64/d {
 			return -1
 		}
 		n *= d
@@ -102,14 +111,32 @@ func NumElements(dims []int64) int64 {
 }
 
 // ByteSize is the number of bytes the tensor's elements take in raw form
-// (packed for sub-byte types; 0 for STRING).
+// (packed for sub-byte types; 0 for STRING or a size beyond int64).
 func ByteSize(t *onnxpb.TensorProto) int64 {
-	n := NumElements(t.GetDims())
-	bits := int64(DTypeBits(DType(t.GetDataType())))
-	if n < 0 || bits == 0 {
-		return 0
+	n, _ := ByteSizeChecked(t)
+	return n
+}
+
+// ByteSizeChecked is ByteSize, false when the dims are negative, the
+// element type has no raw form, or the size does not fit in an int64.
+func ByteSizeChecked(t *onnxpb.TensorProto) (int64, bool) {
+	return rawSize(t.GetDims(), DTypeBits(DType(t.GetDataType())))
+}
+
+func rawSize(dims []int64, bits int) (int64, bool) {
+	n := NumElements(dims)
+	if n < 0 || bits <= 0 || n > (math.MaxInt64-7)/int64(bits) {
+		return 0, false
 	}
-	return (n*bits + 7) / 8
+	return (n*int64(bits) + 7) / 8, true
+}
+
+// sizeText is a byte count for messages, or "more than int64 bytes".
+func sizeText(n int64, ok bool) string {
+	if !ok {
+		return "a size beyond 2^63 bytes (bad dims)"
+	}
+	return fmt.Sprintf("%d", n)
 }
 
 // IsExternal reports whether the tensor's data still lives in an external file.
@@ -304,10 +331,10 @@ func RawBytes(t *onnxpb.TensorProto) ([]byte, error) {
 		return nil, fmt.Errorf("onnx: tensor %q: unsupported element type %s", name, DTypeName(dt))
 	}
 	n := NumElements(t.GetDims())
-	if n < 0 {
-		return nil, fmt.Errorf("onnx: tensor %q: negative dimension in %v", name, t.GetDims())
+	want, ok := rawSize(t.GetDims(), bits)
+	if !ok {
+		return nil, fmt.Errorf("onnx: tensor %q: dims %v are negative or hold more elements than any tensor can", name, t.GetDims())
 	}
-	want := (n*int64(bits) + 7) / 8
 	if t.RawData != nil {
 		if int64(len(t.RawData)) != want {
 			return nil, fmt.Errorf("onnx: tensor %q: raw_data holds %d bytes, dims %v of %s need %d",
@@ -317,24 +344,29 @@ func RawBytes(t *onnxpb.TensorProto) ([]byte, error) {
 	}
 	if bits%8 != 0 {
 		if len(t.Int32Data) > 0 || n == 0 {
+			if int64(len(t.Int32Data)) != want {
+				return nil, fmt.Errorf("onnx: tensor %q: int32_data holds %d packed bytes, need %d", name, len(t.Int32Data), want)
+			}
 			out := make([]byte, 0, want)
 			for _, v := range t.Int32Data {
 				out = append(out, byte(v))
-			}
-			if int64(len(out)) != want {
-				return nil, fmt.Errorf("onnx: tensor %q: int32_data holds %d packed bytes, need %d", name, len(out), want)
 			}
 			return out, nil
 		}
 	}
 	size := bits / 8
-	out := make([]byte, want)
 	count := func(have int) error {
 		if int64(have) != n {
 			return fmt.Errorf("onnx: tensor %q: typed data holds %d values, dims %v need %d", name, have, t.GetDims(), n)
 		}
 		return nil
 	}
+	// The typed data is what the file holds; the dims only claim. Check
+	// that they agree before allocating what the dims claim.
+	if have := typedCount(t, dt); int64(have) != n {
+		return nil, count(have)
+	}
+	out := make([]byte, want)
 	switch dt {
 	case Float32:
 		if err := count(len(t.FloatData)); err != nil {
@@ -399,6 +431,25 @@ func RawBytes(t *onnxpb.TensorProto) ([]byte, error) {
 		}
 	}
 	return out, nil
+}
+
+// typedCount is the number of elements the typed field of dt holds.
+func typedCount(t *onnxpb.TensorProto, dt DType) int {
+	switch dt {
+	case Float32:
+		return len(t.FloatData)
+	case onnxpb.TensorProto_COMPLEX64:
+		return len(t.FloatData) / 2
+	case Float64:
+		return len(t.DoubleData)
+	case onnxpb.TensorProto_COMPLEX128:
+		return len(t.DoubleData) / 2
+	case Int64:
+		return len(t.Int64Data)
+	case Uint32, Uint64:
+		return len(t.Uint64Data)
+	}
+	return len(t.Int32Data)
 }
 
 func readAs[T any](t *onnxpb.TensorProto, want DType, size int, conv func([]byte) T) ([]T, error) {

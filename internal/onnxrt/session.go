@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"sync"
 	"unsafe"
@@ -18,6 +19,7 @@ import (
 	ort "github.com/yalue/onnxruntime_go"
 
 	"github.com/ortrain/ortrain/internal/fault"
+	"github.com/ortrain/ortrain/internal/modelfile"
 )
 
 // SessionOptions configure a session.
@@ -61,10 +63,35 @@ type Session struct {
 
 // NewSession loads a model file.
 func (e *Env) NewSession(path string, opts SessionOptions) (*Session, error) {
-	if _, err := os.Stat(path); err != nil {
+	// A regular file only: ONNX Runtime would wait forever on a FIFO.
+	f, err := modelfile.Open(path)
+	if err != nil {
 		return nil, fmt.Errorf("model %s: %w", path, err)
 	}
+	f.Close()
 	return e.newSession(path, nil, path, opts)
+}
+
+// MaxThreads is the most threads a session may ask for: ONNX Runtime
+// creates them all when the session is made (100000 of them take minutes
+// that no signal interrupts), and more than a few per core only slows it.
+func MaxThreads() int { return max(16, 4*runtime.NumCPU()) }
+
+// CheckThreads refuses thread counts below 0 or above MaxThreads; flag
+// names the setting in the message.
+func CheckThreads(flag string, n int) error {
+	if n < 0 || n > MaxThreads() {
+		return fault.Settingsf("%s %d: choose 0 (ONNX Runtime's default: one per core) or 1 to %d (four per core of this machine's %d)",
+			flag, n, MaxThreads(), runtime.NumCPU())
+	}
+	return nil
+}
+
+func (o SessionOptions) checkThreads() error {
+	if err := CheckThreads("intra-op threads", o.IntraOpThreads); err != nil {
+		return err
+	}
+	return CheckThreads("inter-op threads", o.InterOpThreads)
 }
 
 // NewSessionFromBytes loads a serialized model; name labels errors.
@@ -88,6 +115,9 @@ func (e *Env) newSession(path string, data []byte, name string, opts SessionOpti
 		return nil, fmt.Errorf("creating session options: %w", err)
 	}
 	defer so.Destroy()
+	if err := opts.checkThreads(); err != nil {
+		return nil, err
+	}
 	if opts.IntraOpThreads > 0 {
 		if err := so.SetIntraOpNumThreads(opts.IntraOpThreads); err != nil {
 			return nil, fmt.Errorf("setting intra-op threads: %w", err)
@@ -135,7 +165,9 @@ func (e *Env) newSession(path string, data []byte, name string, opts SessionOpti
 		if dev.Kind == "cuda" {
 			return nil, wrapf(ErrProviderUnavailable, "creating a %v session for %s: %v", dev, name, err)
 		}
-		return nil, fmt.Errorf("loading %s: %w", name, err)
+		// The library loaded and made sessions before: the model is what
+		// it cannot use (bad values, an unknown operator): bad input.
+		return nil, fault.Inputf("loading %s: %w", name, err)
 	}
 	s := &Session{env: e, lib: e.lib, sess: sess, raw: rawSession(sess), device: dev, name: name,
 		inputs: convertInfo(ins), outputs: convertInfo(outs)}

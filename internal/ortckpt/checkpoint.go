@@ -9,12 +9,14 @@ package ortckpt
 import (
 	"fmt"
 	"maps"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
 	"sort"
 
 	"github.com/ortrain/ortrain/internal/fault"
+	"github.com/ortrain/ortrain/internal/modelfile"
 )
 
 // Identifier is the checkpoint's flatbuffer file identifier.
@@ -69,7 +71,7 @@ type Checkpoint struct {
 
 // ReadFile decodes the checkpoint at path.
 func ReadFile(path string) (*Checkpoint, error) {
-	b, err := os.ReadFile(path)
+	b, err := modelfile.ReadFile(path, 0)
 	if err != nil {
 		return nil, fmt.Errorf("reading ONNX Runtime checkpoint: %w", err)
 	}
@@ -232,6 +234,9 @@ func decodeTensors(t table, field int) ([]Tensor, error) {
 		if ext >= 0 {
 			return nil, fmt.Errorf("tensor %q keeps its data in an external file (checkpoints over 2 GB), which ortrain does not read yet", tn.Name)
 		}
+		if count(tn.Dims) < 0 {
+			return nil, fmt.Errorf("tensor %q: dims %v are negative or hold more elements than any tensor can", tn.Name, tn.Dims)
+		}
 		if want := elementBytes(tn.DataType) * count(tn.Dims); want >= 0 && int64(len(tn.Raw)) != want && len(tn.Raw) != 0 {
 			return nil, fmt.Errorf("tensor %q: %d data bytes for dims %v of type %d (want %d)", tn.Name, len(tn.Raw), tn.Dims, tn.DataType, want)
 		}
@@ -240,9 +245,22 @@ func decodeTensors(t table, field int) ([]Tensor, error) {
 	return out, nil
 }
 
+// count is the product of dims; -1 when a dim is negative or the product
+// does not fit in an int64.
 func count(dims []int64) int64 {
+	for _, d := range dims {
+		if d < 0 {
+			return -1
+		}
+		if d == 0 {
+			return 0
+		}
+	}
 	n := int64(1)
 	for _, d := range dims {
+		if n > math.MaxInt64/8/d {
+			return -1
+		}
 		n *= d
 	}
 	return n

@@ -143,6 +143,11 @@ func (t table) vector(i int) (int, int, error) {
 	if err != nil {
 		return 0, -1, err
 	}
+	// Every element takes at least a byte: a count the buffer cannot hold
+	// is refused before anything of that count is allocated.
+	if int(n) > len(t.r.buf)-(p+4) {
+		return 0, -1, errTruncated
+	}
 	return int(n), p + 4, nil
 }
 
@@ -183,6 +188,9 @@ func (t table) tables(i int) ([]table, error) {
 	if err != nil || p < 0 {
 		return nil, err
 	}
+	if p+4*n > len(t.r.buf) {
+		return nil, errTruncated
+	}
 	out := make([]table, 0, n)
 	for k := 0; k < n; k++ {
 		at := p + 4*k
@@ -203,6 +211,9 @@ func (t table) strings(i int) ([]string, error) {
 	n, p, err := t.vector(i)
 	if err != nil || p < 0 {
 		return nil, err
+	}
+	if p+4*n > len(t.r.buf) {
+		return nil, errTruncated
 	}
 	out := make([]string, 0, n)
 	for k := 0; k < n; k++ {

@@ -10,7 +10,9 @@ package parallel
 
 import (
 	"context"
+	"fmt"
 	"runtime"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 )
@@ -67,19 +69,41 @@ func Each(ctx context.Context, n, workers int, fn func(i int) error) []error {
 }
 
 // run calls fn(w) for every w in [0, k): w = 0 on the calling goroutine,
-// the others on goroutines of their own, and returns when all are done.
+// the others on goroutines of their own, and returns when all are done. A
+// panic in a worker goroutine is carried over to the calling goroutine once
+// all are done (a panic on a goroutine of its own would end the process
+// before the command could report it).
 func run(k int, fn func(w int)) {
 	if k <= 0 {
 		return
 	}
 	var wg sync.WaitGroup
+	var panicked atomic.Pointer[workerPanic]
 	for w := 1; w < k; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			defer func() {
+				if r := recover(); r != nil {
+					panicked.CompareAndSwap(nil, &workerPanic{value: r, stack: debug.Stack()})
+				}
+			}()
 			fn(w)
 		}()
 	}
 	fn(0)
 	wg.Wait()
+	if p := panicked.Load(); p != nil {
+		panic(p)
+	}
+}
+
+// workerPanic is a worker goroutine's panic, re-raised on the caller's.
+type workerPanic struct {
+	value any
+	stack []byte
+}
+
+func (p *workerPanic) String() string {
+	return fmt.Sprintf("%v [in a worker goroutine]\n%s", p.value, p.stack)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -133,5 +134,22 @@ func TestEachRunsEveryItemOnce(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// A panic in a worker goroutine reaches the caller, where the command's
+// boundary can recover it, instead of ending the process.
+func TestWorkerPanicReachesCaller(t *testing.T) {
+	got := func() (r any) {
+		defer func() { r = recover() }()
+		Chunks(8, 4, func(w, lo, hi int) {
+			if w == 3 {
+				panic("boom")
+			}
+		})
+		return nil
+	}()
+	if got == nil || !strings.Contains(fmt.Sprint(got), "boom") {
+		t.Fatalf("recovered %v", got)
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"strconv"
 
 	"github.com/ortrain/ortrain/internal/fault"
+	"github.com/ortrain/ortrain/internal/modelfile"
 )
 
 // Every error about a malformed file is of kind fault.Input.
@@ -58,10 +59,22 @@ type Tensor struct {
 	Data  []byte
 }
 
-// NumElements is the product of the shape (1 for a scalar).
+// NumElements is the product of the shape (1 for a scalar); -1 when a
+// dimension is negative or the product does not fit in an int64.
 func (t Tensor) NumElements() int64 {
+	for _, d := range t.Shape {
+		if d < 0 {
+			return -1
+		}
+		if d == 0 {
+			return 0
+		}
+	}
 	n := int64(1)
 	for _, d := range t.Shape {
+		if n > math.MaxInt64/d {
+			return -1
+		}
 		n *= d
 	}
 	return n
@@ -77,7 +90,11 @@ func (t Tensor) check() error {
 			return fmt.Errorf("negative dimension in shape %v", t.Shape)
 		}
 	}
-	if want := t.NumElements() * int64(es); want != int64(len(t.Data)) {
+	n := t.NumElements()
+	if n < 0 || n > math.MaxInt64/int64(es) {
+		return fmt.Errorf("shape %v holds more elements than any tensor can", t.Shape)
+	}
+	if want := n * int64(es); want != int64(len(t.Data)) {
 		return fmt.Errorf("shape %v of %s needs %d bytes, have %d", t.Shape, t.DType, want, len(t.Data))
 	}
 	return nil
@@ -111,7 +128,7 @@ type headerEntry struct {
 
 // ReadFile reads a whole safetensors file.
 func ReadFile(path string) (*File, error) {
-	b, err := os.ReadFile(path)
+	b, err := modelfile.ReadFile(path, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -366,6 +383,9 @@ func FromInt64(shape []int64, v []int64) Tensor {
 // Float32s returns the values as float32, widening F16 and BF16 exactly and
 // narrowing F64 by rounding; other dtypes are an error.
 func (t Tensor) Float32s() ([]float32, error) {
+	if err := t.check(); err != nil {
+		return nil, err
+	}
 	n := int(t.NumElements())
 	out := make([]float32, n)
 	switch t.DType {
@@ -393,6 +413,9 @@ func (t Tensor) Float32s() ([]float32, error) {
 
 // Int64s returns integer values widened to int64.
 func (t Tensor) Int64s() ([]int64, error) {
+	if err := t.check(); err != nil {
+		return nil, err
+	}
 	n := int(t.NumElements())
 	out := make([]int64, n)
 	switch t.DType {

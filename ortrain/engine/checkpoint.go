@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 
+	"github.com/ortrain/ortrain/internal/modelfile"
 	"github.com/ortrain/ortrain/internal/onnxrt"
 	"github.com/ortrain/ortrain/internal/safetensors"
 )
@@ -152,7 +153,27 @@ func (e *Engine) SaveModel(dir string) error {
 	if err := e.SaveParameters(filepath.Join(dir, ModelFile)); err != nil {
 		return err
 	}
-	return e.copyModelFiles(dir, []string{"config.json", "generation_config.json"})
+	return e.copyModelFiles(dir, copiedModelFiles)
+}
+
+// copiedModelFiles are the source model's files that checkpoints and
+// exports carry.
+var copiedModelFiles = []string{"config.json", "generation_config.json"}
+
+// checkModelFiles checks, when the run opens, that the files checkpoints
+// will copy out of the model folder may be read (modelfile's rule), so a
+// link out of the folder stops the run before training, not at the first
+// save.
+func checkModelFiles(modelDir string) error {
+	if modelDir == "" {
+		return nil
+	}
+	for _, f := range copiedModelFiles {
+		if err := modelfile.CheckIn(modelDir, f); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
 }
 
 // copyModelFiles copies the named files of the source model folder (those
@@ -162,7 +183,7 @@ func (e *Engine) copyModelFiles(dir string, names []string) error {
 		return nil
 	}
 	for _, f := range names {
-		b, err := os.ReadFile(filepath.Join(e.opts.ModelDir, f))
+		b, err := modelfile.ReadIn(e.opts.ModelDir, f, 16<<20)
 		if errors.Is(err, os.ErrNotExist) {
 			continue
 		}

@@ -101,6 +101,9 @@ func Open(dir string, env *onnxrt.Env, opts Options) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := checkModelFiles(opts.ModelDir); err != nil {
+		return nil, err
+	}
 	if opts.Hyper == (Hyper{}) {
 		opts.Hyper = DefaultHyper()
 	}
