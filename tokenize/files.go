@@ -11,7 +11,7 @@ import (
 )
 
 // folderFiles are the files a tokenizer folder may hold that Load reads.
-var folderFiles = []string{"tokenizer.json", "tokenizer_config.json", "config.json", "source.spm", "target.spm", "vocab.json"}
+var folderFiles = []string{"tokenizer.json", "tokenizer_config.json", "config.json", "source.spm", "target.spm", "vocab.json", "sentencepiece.bpe.model"}
 
 // checkFolder applies modelfile's rule to the files of a tokenizer (or
 // model) folder that Load may read, before any is read: each present one

@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -492,7 +491,7 @@ func mustHFRegex(pattern string) *regexp.Regexp {
 func loadM2M100(dir string, tc hfConfig, spec languageClass) (*Tokenizer, []string, error) {
 	vocabPath := filepath.Join(dir, "vocab.json")
 	spmPath := filepath.Join(dir, "sentencepiece.bpe.model")
-	data, err := os.ReadFile(vocabPath)
+	data, err := readFile(vocabPath)
 	if err != nil {
 		return nil, nil, fmt.Errorf("M2M100Tokenizer needs vocab.json and sentencepiece.bpe.model: %w", err)
 	}

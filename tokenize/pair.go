@@ -126,7 +126,7 @@ type hfConfig struct {
 
 func readConfig(path string) (hfConfig, error) {
 	var c hfConfig
-	data, err := os.ReadFile(path)
+	data, err := readFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return c, nil
 	}
@@ -224,7 +224,7 @@ func fingerprint(family string, files ...string) (string, error) {
 	h := sha256.New()
 	h.Write([]byte(family))
 	for _, f := range files {
-		data, err := os.ReadFile(f)
+		data, err := readFile(f)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}

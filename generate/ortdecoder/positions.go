@@ -7,6 +7,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/ortrain/ortrain/internal/modelfile"
 	"github.com/ortrain/ortrain/internal/onnx"
 	"github.com/ortrain/ortrain/internal/onnx/onnxpb"
 	"github.com/ortrain/ortrain/internal/onnxrt"
@@ -106,7 +107,7 @@ func CachePositions(m *onnxpb.ModelProto) (int, error) {
 // openRecomputeSession opens a full graph for decoding without a cache,
 // with CachePositions applied when the graph needs it.
 func openRecomputeSession(env *onnxrt.Env, path string, opts onnxrt.SessionOptions) (*onnxrt.Session, error) {
-	data, err := os.ReadFile(path)
+	data, err := modelfile.ReadFile(path, 2<<30) // a model file; its weights over 2 GB are external data
 	if err != nil {
 		return nil, err
 	}

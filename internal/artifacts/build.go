@@ -884,7 +884,7 @@ func writeInitialParameters(path string, params []Parameter, cands []candidate) 
 // readConfigJSON returns config.json beside the model as a map (nil when
 // absent or malformed; readConfigs reports nothing either).
 func readConfigJSON(dir string) map[string]any {
-	b, err := os.ReadFile(filepath.Join(dir, "config.json"))
+	b, err := modelfile.ReadIn(dir, "config.json", 16<<20)
 	if err != nil {
 		return nil
 	}

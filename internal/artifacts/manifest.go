@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/ortrain/ortrain/internal/fault"
+	"github.com/ortrain/ortrain/internal/modelfile"
 )
 
 // Format names the artifact folder layout; FormatVersion changes whenever a
@@ -202,7 +203,7 @@ func ReadManifest(dir string) (*Manifest, error) {
 
 func readManifest(dir string) (*Manifest, error) {
 	path := filepath.Join(dir, ManifestFile)
-	b, err := os.ReadFile(path)
+	b, err := modelfile.ReadIn(dir, ManifestFile, 256<<20)
 	if err != nil {
 		return nil, fmt.Errorf("reading the artifact manifest: %w (make the folder with `ortrain artifacts`)", err)
 	}
