@@ -202,25 +202,12 @@ func runTrain(c *cli.Context) error {
 			return fault.Settingsf("--output_dir %s is the --%s folder, whose files the run would overwrite; choose another output_dir", a.OutputDir, flag)
 		}
 	}
-	// One run per output_dir, from before anything is written there.
-	lock, err := ortrain.LockOutputDir(a.OutputDir)
-	if err != nil {
-		return err
-	}
-	defer lock.Release()
 	stdout, stderr := c.App.Writer, c.App.ErrWriter
 	var cfg engine.Config
 	if c.Bool("demo") {
 		if c.IsSet("model") || c.IsSet("train_file") {
 			return fault.Settingsf("--demo brings its own model and data; drop --model/--train_file")
 		}
-		if err := os.MkdirAll(a.OutputDir, 0o755); err != nil {
-			return err
-		}
-		if cfg, err = engine.DemoConfig(a.OutputDir, a); err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "ortrain demo: model, tokenizer and data in %s\n", filepath.Join(a.OutputDir, "model"))
 	} else {
 		cfg = engine.Config{
 			Args: a, Model: c.String("model"), Artifacts: c.String("artifacts"), Tokenizer: c.String("tokenizer"),
@@ -255,6 +242,23 @@ func runTrain(c *cli.Context) error {
 		if a.DoPredict && cfg.TestFile == "" {
 			return fault.Settingsf("--do_predict needs --test_file")
 		}
+	}
+	// One run per output_dir, from before anything is written there (and
+	// only once the call is known to be valid: a refused call leaves no
+	// output_dir behind).
+	lock, err := ortrain.LockOutputDir(a.OutputDir)
+	if err != nil {
+		return err
+	}
+	defer lock.Release()
+	if c.Bool("demo") {
+		if err := os.MkdirAll(a.OutputDir, 0o755); err != nil {
+			return err
+		}
+		if cfg, err = engine.DemoConfig(a.OutputDir, a); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "ortrain demo: model, tokenizer and data in %s\n", filepath.Join(a.OutputDir, "model"))
 	}
 	cfg.Version = Version
 	cfg.Warn = stderr

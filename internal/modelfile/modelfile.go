@@ -49,6 +49,9 @@ func NewFolder(dir string, anchors ...string) (*Folder, error) {
 	if err != nil {
 		return nil, fault.Inputf("model folder %s: %w", dir, err)
 	}
+	if st, err := os.Stat(real); err != nil || !st.IsDir() {
+		return nil, fault.Inputf("%s is not a folder", dir)
+	}
 	f := &Folder{dir: dir, roots: []string{real}}
 	// The Hugging Face cache: <repo>/snapshots/<revision>/ holds links into
 	// <repo>/blobs/.
