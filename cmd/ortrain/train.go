@@ -79,7 +79,7 @@ func argFlags() []cli.Flag {
 			aliases = []string{h}
 		}
 		usage := fmt.Sprintf("HF TrainingArguments.%s", name)
-		if f.Type.Kind() == reflect.Bool {
+		if ortrain.ArgumentIsBool(name) {
 			flags = append(flags, &cli.BoolFlag{Name: name, Aliases: aliases, Usage: usage, Category: "TrainingArguments"})
 			continue
 		}

@@ -34,10 +34,16 @@ type Options struct {
 	// output and the cache to host memory, and the next run copies them
 	// back to the session's device.
 	HostReorder bool
+	// Variant selects an artifact folder's lower-precision generation
+	// graphs (artifacts.Manifest.Variants; OpenArtifacts only).
+	Variant string
+	// DisabledOptimizers and TF32 pass to the sessions (onnxrt.SessionOptions).
+	DisabledOptimizers []string
+	TF32               bool
 }
 
 func (o Options) session() onnxrt.SessionOptions {
-	return onnxrt.SessionOptions{Device: o.Device, IntraOpThreads: o.IntraOpThreads}
+	return onnxrt.SessionOptions{Device: o.Device, IntraOpThreads: o.IntraOpThreads, DisabledOptimizers: o.DisabledOptimizers, TF32: o.TF32}
 }
 
 // Files of Optimum's encoder-decoder layout.
