@@ -157,7 +157,12 @@ func initWeights(cfg Config) map[string]Tensor {
 			linear(prefix+"."+p, d, d)
 		}
 	}
-	for side, layers := range map[string]int{"encoder": cfg.EncLayers, "decoder": cfg.DecLayers} {
+	// A fixed order: the weights are drawn from one stream.
+	for _, sl := range []struct {
+		side   string
+		layers int
+	}{{"encoder", cfg.EncLayers}, {"decoder", cfg.DecLayers}} {
+		side, layers := sl.side, sl.layers
 		normal(side+".embed_positions.weight", 0.1, int64(cfg.MaxLen), d)
 		norm(side + ".layer_norm")
 		for i := 0; i < layers; i++ {
