@@ -133,7 +133,8 @@ type rewriter struct {
 	linearAdds map[*onnxpb.NodeProto]bool
 	wide       map[string]bool
 	nodes      []*onnxpb.NodeProto
-	pending    [][2]string // (float32 value, low name) casts to add after the current node
+	pending    [][2]string     // (float32 value, low name) casts to add after the current node
+	keep       map[string]bool // float values that only compute integers (HalfModel keeps them float32)
 	report     *Report
 }
 
@@ -164,12 +165,15 @@ func (r *rewriter) read(v string) string {
 
 func (r *rewriter) run() error {
 	g := r.g
+	if r.o.HalfModel {
+		r.keep = indexFloats(g, r.info)
+	}
 	for _, t := range g.Initializer {
 		r.sources[t.GetName()] = true
 		if onnx.DType(t.GetDataType()) != onnx.Float32 {
 			continue
 		}
-		if r.o.HalfModel {
+		if r.o.HalfModel && !r.keep[t.GetName()] {
 			if err := toLow(t, r.low()); err != nil {
 				return fmt.Errorf("amp: initializer %q: %w", t.GetName(), err)
 			}
@@ -331,7 +335,7 @@ func (r *rewriter) node(n *onnxpb.NodeProto) error {
 	switch op {
 	case "Cast":
 		to := onnx.DType(attrInt(n, "to"))
-		if to == onnx.Float32 && r.o.HalfModel {
+		if to == onnx.Float32 && r.o.HalfModel && !r.keep[n.Output[0]] {
 			setAttrInt(n, "to", int64(r.low()))
 			to = r.low()
 		}
@@ -346,7 +350,7 @@ func (r *rewriter) node(n *onnxpb.NodeProto) error {
 		return nil
 	case "Constant", "ConstantOfShape":
 		if a := attrNamed(n, "value"); a != nil && a.T != nil && onnx.DType(a.T.GetDataType()) == onnx.Float32 {
-			if r.o.HalfModel {
+			if r.o.HalfModel && !r.keep[n.Output[0]] {
 				if err := toLow(a.T, r.low()); err != nil {
 					return fmt.Errorf("amp: node %q: %w", n.GetName(), err)
 				}
@@ -598,4 +602,73 @@ func rankOf(dt onnx.DType) int {
 		return 3
 	}
 	return 0
+}
+
+// indexFloats finds the float values of g that are computed from integers
+// and constants alone and only serve to compute integers or booleans (T5's
+// relative position buckets: positions cast to float, a log, a division,
+// cast back to int64). Model code writes such arithmetic with an explicit
+// .float(), which a float32 export drops; a half-precision model keeps it
+// in float32, as PyTorch would.
+func indexFloats(g *onnxpb.GraphProto, info map[string]onnx.TypeInfo) map[string]bool {
+	isFloat := func(v string) bool { return info[v].Elem == onnx.Float32 }
+	derived := map[string]bool{}
+	for _, t := range g.Initializer {
+		derived[t.GetName()] = true
+	}
+	for _, in := range g.Input {
+		delete(derived, in.GetName()) // an initializer listed as input can be fed
+	}
+	for _, n := range g.Node {
+		ok := len(n.Input) > 0 || n.GetOpType() == "Constant"
+		for _, in := range n.Input {
+			if in != "" && isFloat(in) && !derived[in] {
+				ok = false
+			}
+		}
+		if hasSubgraph(n) {
+			ok = false
+		}
+		for _, o := range n.Output {
+			if ok && isFloat(o) {
+				derived[o] = true
+			}
+		}
+	}
+	outputs := map[string]bool{}
+	for _, o := range g.Output {
+		outputs[o.GetName()] = true
+	}
+	readers := onnx.Consumers(g)
+	keep := map[string]bool{}
+	for i := len(g.Node) - 1; i >= 0; i-- {
+		for _, o := range g.Node[i].Output {
+			if derived[o] && !outputs[o] && servesIndices(o, readers, keep, isFloat) {
+				keep[o] = true
+			}
+		}
+	}
+	for _, t := range g.Initializer {
+		if n := t.GetName(); derived[n] && servesIndices(n, readers, keep, isFloat) {
+			keep[n] = true
+		}
+	}
+	return keep
+}
+
+// servesIndices: every reader of v makes only non-float values or values
+// already found to serve indices.
+func servesIndices(v string, readers map[string][]*onnxpb.NodeProto, keep map[string]bool, isFloat func(string) bool) bool {
+	rs := readers[v]
+	if len(rs) == 0 {
+		return false
+	}
+	for _, n := range rs {
+		for _, o := range n.Output {
+			if o != "" && isFloat(o) && !keep[o] {
+				return false
+			}
+		}
+	}
+	return true
 }

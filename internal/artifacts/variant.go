@@ -84,7 +84,16 @@ func buildVariant(cfg Config, p Precision, fwd *onnxpb.ModelProto, man *Manifest
 		}
 		return nil
 	}
+	kernels, err := amp.CUDAKernels()
+	if err != nil {
+		return v, err
+	}
 	finish := func(m *onnxpb.ModelProto, file string) (string, error) {
+		// One graph for every provider: nodes that CUDA has no
+		// low-precision kernel for compute in float32 and round.
+		if _, err := amp.FitKernels(m.Graph, onnx.Opsets(m), kernels); err != nil {
+			return "", err
+		}
 		if p.Emulate {
 			if err := amp.Emulate(m.Graph, onnx.Opsets(m), dt); err != nil {
 				return "", err
@@ -93,7 +102,6 @@ func buildVariant(cfg Config, p Precision, fwd *onnxpb.ModelProto, man *Manifest
 		out := variantFile(file, name)
 		return out, onnx.Save(m, filepath.Join(cfg.Out, out), onnx.SaveOptions{})
 	}
-	var err error
 
 	forward := proto.Clone(fwd).(*onnxpb.ModelProto)
 	inferenceDropout(forward.Graph)
