@@ -114,14 +114,21 @@ func (s *scaleRecorder) OnStepEnd(*ortrain.Event) error {
 }
 
 type ampRun struct {
-	logs    []ortrain.LogEntry
-	scales  []float32
-	trainer *ortrain.Trainer
+	logs   []ortrain.LogEntry
+	scales []float32
+	engine *Engine
+}
+
+// ampOpts interrupt a run (stopAfter: save a checkpoint after that step
+// and stop) or resume one (resume: a checkpoint folder).
+type ampOpts struct {
+	stopAfter int
+	resume    string
 }
 
 // trainAMP trains a fixture with the reference's settings through the
-// Trainer; variant names the artifact graphs (built in artDir when empty).
-func trainAMP(t *testing.T, env *onnxrt.Env, ref *ampRef, artDir, variant string, out string, maxSteps int, resume string) ampRun {
+// Trainer on the artifact folder's graphs named variant.
+func trainAMP(t *testing.T, env *onnxrt.Env, ref *ampRef, artDir, variant, out string, o ampOpts) ampRun {
 	t.Helper()
 	var scaler *amp.ScalerConfig
 	if gs := ref.GradScaler; gs != nil {
@@ -133,61 +140,47 @@ func trainAMP(t *testing.T, env *onnxrt.Env, ref *ampRef, artDir, variant string
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { eng.Close() })
+	batches := ref.batches(t)
 	a := ortrain.DefaultArguments()
 	a.OutputDir = out
 	a.DoTrain = true
-	a.MaxSteps = maxSteps
-	a.PerDeviceTrainBatchSize = ref.batches(t)[0].Rows
+	a.MaxSteps = len(ref.Steps)
+	a.PerDeviceTrainBatchSize = batches[0].Rows
 	a.GradientAccumulationSteps = ref.GA
 	a.LearningRate = ref.Optimizer.LR
 	a.WeightDecay = ref.Optimizer.WeightDecay
 	a.MaxGradNorm = ref.Optimizer.MaxGradNorm
 	a.LoggingSteps = 1
 	a.SaveStrategy = ortrain.StrategyNo
-	a.ResumeFromCheckpoint = resume
-	if resume == "" && maxSteps < len(ref.Steps) {
-		a.SaveStrategy = ortrain.StrategySteps
-		a.SaveSteps = float64(maxSteps)
-	}
-	a.MaxSteps = len(ref.Steps)
-	if maxSteps < len(ref.Steps) && resume == "" {
-		a.MaxSteps = len(ref.Steps)
-	}
+	a.ResumeFromCheckpoint = o.resume
 	if err := a.Finalize(); err != nil {
 		t.Fatal(err)
 	}
 	rec := &scaleRecorder{eng: eng}
-	tr := &ortrain.Trainer{Args: a, Engine: eng, TrainData: ref.batches(t), LossScaling: ortrain.LossScalingHF, Callbacks: []ortrain.Callback{rec}}
-	if resume == "" && maxSteps < len(ref.Steps) {
-		tr.Callbacks = append(tr.Callbacks, stopAt(maxSteps))
+	tr := &ortrain.Trainer{Args: a, Engine: eng, TrainData: batches, LossScaling: ortrain.LossScalingHF, Callbacks: []ortrain.Callback{rec}}
+	if o.stopAfter > 0 {
+		tr.Callbacks = append(tr.Callbacks, stopAfter{step: o.stopAfter})
 	}
 	if _, err := tr.Train(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	return ampRun{logs: tr.State().LogHistory, scales: rec.scales, trainer: tr}
+	return ampRun{logs: tr.State().LogHistory, scales: rec.scales, engine: eng}
 }
 
-// stopAt stops training after a step (an interruption).
-type stopAt int
+// stopAfter saves a checkpoint after a step and stops training there (an
+// interruption).
+type stopAfter struct {
+	ortrain.NopCallback
+	step int
+}
 
-func (s stopAt) OnStepEnd(e *ortrain.Event) error {
-	if e.State.GlobalStep >= int(s) {
-		e.Control.ShouldTrainingStop = true
+func (s stopAfter) OnStepEnd(e *ortrain.Event) error {
+	if e.State.GlobalStep == s.step {
 		e.Control.ShouldSave = true
+		e.Control.ShouldTrainingStop = true
 	}
 	return nil
 }
-func (stopAt) OnTrainBegin(*ortrain.Event) error     { return nil }
-func (stopAt) OnTrainEnd(*ortrain.Event) error       { return nil }
-func (stopAt) OnEpochBegin(*ortrain.Event) error     { return nil }
-func (stopAt) OnEpochEnd(*ortrain.Event) error       { return nil }
-func (stopAt) OnStepBegin(*ortrain.Event) error      { return nil }
-func (stopAt) OnSubstepEnd(*ortrain.Event) error     { return nil }
-func (stopAt) OnEvaluate(*ortrain.Event) error       { return nil }
-func (stopAt) OnPredict(*ortrain.Event) error        { return nil }
-func (stopAt) OnSave(*ortrain.Event) error           { return nil }
-func (stopAt) OnLog(*ortrain.Event) error            { return nil }
-func (stopAt) OnPredictionStep(*ortrain.Event) error { return nil }
 
 func buildAMPArtifacts(t *testing.T, name string, p artifacts.Precision) string {
 	t.Helper()
@@ -235,7 +228,7 @@ func TestFloat16MatchesTorchAutocast(t *testing.T) {
 			ref := readAMPRef(t, name+"-float16")
 			p := artifacts.Precision{Options: amp.Options{DType: onnx.Float16, Device: amp.CPU}}
 			dir := buildAMPArtifacts(t, name, p)
-			run := trainAMP(t, env, ref, dir, p.Name(), t.TempDir(), len(ref.Steps), "")
+			run := trainAMP(t, env, ref, dir, p.Name(), t.TempDir(), ampOpts{})
 			checkAMPRun(t, ref, run, 1e-3)
 		})
 	}
@@ -314,7 +307,7 @@ func TestBFloat16EmulationMatchesTorchAutocast(t *testing.T) {
 			ref := readAMPRef(t, name+"-bfloat16")
 			p := artifacts.Precision{Options: amp.Options{DType: onnx.BFloat16, Device: amp.CPU}, Emulate: true}
 			dir := buildAMPArtifacts(t, name, p)
-			run := trainAMP(t, env, ref, dir, p.Name(), t.TempDir(), len(ref.Steps), "")
+			run := trainAMP(t, env, ref, dir, p.Name(), t.TempDir(), ampOpts{})
 			checkBF16Run(t, ref, run)
 		})
 	}
@@ -342,4 +335,77 @@ func checkBF16Run(t *testing.T, ref *ampRef, run ampRun) {
 	}
 	t.Logf("worst relative difference: loss %.2g (grad_norm %.2g, not checked); mean |loss - torch's| %.3g, torch's float32 loss %.3g away",
 		worst, worstNorm, offMixed/float64(len(ref.Steps)), offFP32/float64(len(ref.Steps)))
+}
+
+// TestFloat16ResumeIsBitIdentical interrupts a float16 run (T5, the
+// reference's scaler settings: skipped steps at the start, growth, a
+// skipped step later) after step 13, resumes it from the checkpoint in a
+// new engine and trainer, and checks that every logged value, the loss
+// scale after every step, the optimizer's step count and every final
+// parameter are bit for bit those of the uninterrupted run.
+func TestFloat16ResumeIsBitIdentical(t *testing.T) {
+	env, err := onnxrt.Open(testenv.ORTLibrary(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer env.Close()
+	ref := readAMPRef(t, "t5-tiny-float16")
+	p := artifacts.Precision{Options: amp.Options{DType: onnx.Float16, Device: amp.CPU}}
+	dir := buildAMPArtifacts(t, "t5-tiny", p)
+	whole := trainAMP(t, env, ref, dir, p.Name(), t.TempDir(), ampOpts{})
+
+	out := t.TempDir()
+	const stop = 13
+	first := trainAMP(t, env, ref, dir, p.Name(), out, ampOpts{stopAfter: stop})
+	ckpt := filepath.Join(out, fmt.Sprintf("checkpoint-%d", stop))
+	if _, err := os.Stat(filepath.Join(ckpt, ScalerFile)); err != nil {
+		t.Fatalf("the checkpoint has no scaler state: %v", err)
+	}
+	rest := trainAMP(t, env, ref, dir, p.Name(), out, ampOpts{resume: ckpt})
+
+	wantLogs, gotLogs := stepLogs(whole.logs), stepLogs(rest.logs)
+	if len(wantLogs) != len(gotLogs) || len(wantLogs) != len(ref.Steps) {
+		t.Fatalf("%d logged steps after resuming, %d uninterrupted", len(gotLogs), len(wantLogs))
+	}
+	for i := range wantLogs {
+		w, g := wantLogs[i], gotLogs[i]
+		for _, k := range []string{"loss", "grad_norm", "learning_rate"} {
+			wv, _ := w.Logs.Get(k)
+			gv, _ := g.Logs.Get(k)
+			// (the steps before the checkpoint come from trainer_state.json,
+			// where a NaN loses its payload bits)
+			if math.Float64bits(wv) != math.Float64bits(gv) && !(math.IsNaN(wv) && math.IsNaN(gv)) {
+				t.Errorf("step %d: %s %v after resuming, %v uninterrupted", w.Step, k, gv, wv)
+			}
+		}
+	}
+	scales := append(append([]float32(nil), first.scales...), rest.scales...)
+	if fmt.Sprint(scales) != fmt.Sprint(whole.scales) {
+		t.Errorf("loss scales %v after resuming, %v uninterrupted", scales, whole.scales)
+	}
+	if a, b := rest.engine.Step(), whole.engine.Step(); a != b {
+		t.Errorf("optimizer step %d after resuming, %d uninterrupted", a, b)
+	}
+	for _, prm := range whole.engine.Manifest().Trainable() {
+		w, err := whole.engine.Param(prm.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		g, err := rest.engine.Param(prm.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range w {
+			if math.Float32bits(w[i]) != math.Float32bits(g[i]) {
+				t.Fatalf("parameter %s[%d] = %v after resuming, %v uninterrupted", prm.Name, i, g[i], w[i])
+			}
+		}
+	}
+	skipped := 0
+	for _, s := range ref.Steps {
+		if s.Skipped {
+			skipped++
+		}
+	}
+	t.Logf("resumed at step %d of %d (%d skipped steps, final scale %v): identical", stop, len(ref.Steps), skipped, whole.scales[len(whole.scales)-1])
 }
