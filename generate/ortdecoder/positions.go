@@ -105,7 +105,8 @@ func CachePositions(m *onnxpb.ModelProto) (int, error) {
 
 // openRecomputeSession opens a full graph for decoding without a cache,
 // with CachePositions applied when the graph needs it.
-func openRecomputeSession(env *onnxrt.Env, path string, opts onnxrt.SessionOptions) (*onnxrt.Session, error) {
+func openRecomputeSession(env *onnxrt.Env, path string, o Options) (*onnxrt.Session, error) {
+	opts := o.session()
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
@@ -117,6 +118,9 @@ func openRecomputeSession(env *onnxrt.Env, path string, opts onnxrt.SessionOptio
 	n, err := CachePositions(m)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if o.DType != onnx.Undefined {
+		return sessionOfModel(env, m, path, o)
 	}
 	if n == 0 {
 		return env.NewSession(path, opts)

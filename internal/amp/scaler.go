@@ -115,9 +115,6 @@ func (s *GradScaler) UnmarshalJSON(b []byte) error {
 	if st.GrowthTracker < 0 || st.GrowthTracker >= st.GrowthInterval {
 		return fmt.Errorf("grad scaler: _growth_tracker %d outside [0, growth_interval %d)", st.GrowthTracker, st.GrowthInterval)
 	}
-	if float64(float32(st.Scale)) != st.Scale {
-		return fmt.Errorf("grad scaler: scale %v is not a float32 value", st.Scale)
-	}
 	s.cfg, s.scale, s.growthTracker = cfg, float32(st.Scale), st.GrowthTracker
 	return nil
 }

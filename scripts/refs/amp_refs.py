@@ -26,8 +26,11 @@ grad_norm_nonfinite "inf"/"nan" on an overflow step), the learning rate HF
 logs, whether the step was skipped, and the scale used by the step's
 backward passes and after scaler.update(). It also records the output dtype
 of the aten ops that ortrain's autocast rewrite maps, under
-torch.autocast("cpu") for both dtypes, and the CUDA op lists of the
-installed torch's ATen/autocast_mode.h.
+torch.autocast("cpu") for both dtypes, the CUDA op lists of the
+installed torch's ATen/autocast_mode.h, and (fixtures) each fixture's loss
+on its refs.json batch in float32, under autocast and cast with
+model.half(), and t5-tiny's generate() predictions as a float16 model for
+testdata/generate/predict/input.txt.
 
 Run: .venv/bin/python scripts/refs/amp_refs.py
 """
@@ -38,6 +41,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fixtures"))
 
+import json
 import math
 
 import numpy as np
@@ -231,12 +235,51 @@ def cuda_lists():
     return out
 
 
+def half_model_refs():
+    """Each fixture's loss on its refs.json batch in float32, under CPU
+    autocast (float16, bfloat16) and with model.half() on the CPU (HF's
+    fp16_full_eval, no autocast); and t5-tiny's generate() predictions for
+    testdata/generate/predict/input.txt (greedy and 4 beams, batches of 4)."""
+    from transformers import PreTrainedTokenizerFast
+
+    out = {"losses": {}, "predict": {}}
+    for name in NAMES:
+        fl.seed_everything(0)
+        r = json.load(open(os.path.join(fl.MODELS, name, "refs.json")))
+        batch = {k: torch.tensor(v["data"], dtype=torch.long).view(v["shape"]) for k, v in r["batch"].items()}
+        model = fl.load_fixture(name)
+        entry = {}
+        with torch.no_grad():
+            entry["float32"] = float(model(**batch, use_cache=False).loss)
+            for dt in ("float16", "bfloat16"):
+                with torch.autocast("cpu", dtype=getattr(torch, dt)):
+                    entry["autocast_" + dt] = float(model(**batch, use_cache=False).loss)
+            model.half()
+            l16 = model(**batch, use_cache=False).loss
+        entry["half_float16"], entry["half_loss_dtype"] = float(l16), str(l16.dtype).replace("torch.", "")
+        out["losses"][name] = entry
+    pred_dir = os.path.join(fl.TESTDATA, "generate", "predict")
+    tok = PreTrainedTokenizerFast(tokenizer_file=os.path.join(pred_dir, "tokenizer.json"), pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
+    lines = open(os.path.join(pred_dir, "input.txt")).read().splitlines()
+    model = fl.load_fixture("t5-tiny").half()
+    for setting, kwargs in (("greedy", {}), ("beam4", {"num_beams": 4})):
+        preds = []
+        for start in range(0, len(lines), 4):
+            enc = tok(lines[start:start + 4], padding=True, return_tensors="pt")
+            with torch.no_grad():
+                ids = model.generate(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], **kwargs)
+            preds += tok.batch_decode(ids, skip_special_tokens=True)
+        out["predict"][setting] = {"kwargs": kwargs, "batch_size": 4, "predictions": preds}
+    return out
+
+
 def main():
     doc = {
         "command": fl.command(),
         "versions": fl.versions("torch", "transformers", "numpy"),
         "cpu_autocast_output_dtypes": {"float16": cpu_op_dtypes(torch.float16), "bfloat16": cpu_op_dtypes(torch.bfloat16)},
         "cuda_autocast_lists": cuda_lists(),
+        "fixtures": half_model_refs(),
     }
     fl.write_json(os.path.join(fl.TESTDATA, "amp", "autocast_ops.json"), doc)
     for dtype in ("float16", "bfloat16"):
