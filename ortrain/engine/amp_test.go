@@ -409,3 +409,81 @@ func TestFloat16ResumeIsBitIdentical(t *testing.T) {
 	}
 	t.Logf("resumed at step %d of %d (%d skipped steps, final scale %v): identical", stop, len(ref.Steps), skipped, whole.scales[len(whole.scales)-1])
 }
+
+// TestHalfPrecisionEval: with fp16_full_eval's graphs the engine evaluates
+// in half precision only outside training (HF casts the model in
+// evaluate()/predict() when not in train()); the loss is model.half()'s
+// (scripts/refs/amp_refs.py) within 1e-3, while inside training it stays
+// the float32 one.
+func TestHalfPrecisionEval(t *testing.T) {
+	env, err := onnxrt.Open(testenv.ORTLibrary(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer env.Close()
+	raw, err := os.ReadFile(testenv.Testdata(t, "amp", "autocast_ops.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var refs struct {
+		Fixtures struct {
+			Losses map[string]struct {
+				Float32     float64 `json:"float32"`
+				HalfFloat16 float64 `json:"half_float16"`
+			} `json:"losses"`
+		} `json:"fixtures"`
+	}
+	if err := json.Unmarshal(raw, &refs); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"t5-tiny", "bart-tiny", "marian-tiny"} {
+		half := artifacts.Precision{Options: amp.Options{DType: onnx.Float16, HalfModel: true}}
+		dir := buildAMPArtifacts(t, name, half)
+		eng, err := Open(dir, env, Options{HalfEvalVariant: half.Name(), Session: onnxrt.SessionOptions{IntraOpThreads: 1}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := loadFixtureBatch(t, name)
+		eng.SetTraining(true)
+		in, err := eng.Eval(b, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		eng.SetTraining(false)
+		out, err := eng.Eval(b, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		eng.Close()
+		ref := refs.Fixtures.Losses[name]
+		t.Logf("%s: in training %.8g (torch float32 %.8g); outside %.8g (torch model.half() %.8g)", name, in.Loss, ref.Float32, out.Loss, ref.HalfFloat16)
+		if rel(float64(in.Loss), ref.Float32) > 1e-6 {
+			t.Errorf("%s: loss in training %v, want the float32 %v", name, in.Loss, ref.Float32)
+		}
+		if rel(float64(out.Loss), ref.HalfFloat16) > 1e-3 {
+			t.Errorf("%s: half-precision loss %v, torch %v", name, out.Loss, ref.HalfFloat16)
+		}
+	}
+}
+
+// loadFixtureBatch is testdata/models/<name>/refs.json's batch.
+func loadFixtureBatch(t *testing.T, name string) *data.Batch {
+	t.Helper()
+	raw, err := os.ReadFile(testenv.Testdata(t, "models", name, "refs.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r struct {
+		Batch map[string]struct {
+			Shape []int   `json:"shape"`
+			Data  []int64 `json:"data"`
+		} `json:"batch"`
+	}
+	if err := json.Unmarshal(raw, &r); err != nil {
+		t.Fatal(err)
+	}
+	ids, lab := r.Batch["input_ids"], r.Batch["labels"]
+	return &data.Batch{Rows: ids.Shape[0], SourceLen: ids.Shape[1], TargetLen: lab.Shape[1], InputIDs: ids.Data,
+		AttentionMask: r.Batch["attention_mask"].Data, DecoderInputIDs: r.Batch["decoder_input_ids"].Data, Labels: lab.Data,
+		DecoderAttentionMask: r.Batch["decoder_attention_mask"].Data}
+}
