@@ -9,7 +9,13 @@ import (
 
 	"github.com/ortrain/ortrain/internal/artifacts"
 	"github.com/ortrain/ortrain/internal/fault"
+	"github.com/ortrain/ortrain/ortrain"
+	"github.com/ortrain/ortrain/ortrain/engine"
 )
+
+// memoryReportLength is the source and target length the memory reports
+// of train and artifacts assume.
+const memoryReportLength = 128
 
 func newArtifactsCommand() *cli.Command {
 	return &cli.Command{
@@ -50,6 +56,11 @@ training continues on any ONNX Runtime (see ort_import.json in --out for what wa
 			&cli.Int64Flag{Name: "opset", Usage: "standard opset `N` of the optimizer graphs (default 17)"},
 			&cli.StringFlag{Name: "from-ort", Usage: "import an ONNX Runtime training artifact `DIR` (checkpoint, eval_model.onnx, optimizer_model.onnx) instead of --model"},
 			&cli.StringFlag{Name: "prefix", Usage: "with --from-ort: the `PREFIX` generate_artifacts put before the file names"},
+			&cli.BoolFlag{Name: "fp16", Usage: "also write float16 mixed-precision graphs (torch.autocast's op lists for --device)"},
+			&cli.BoolFlag{Name: "bf16", Usage: "also write bfloat16 mixed-precision graphs"},
+			&cli.BoolFlag{Name: "fp16_full_eval", Aliases: []string{"fp16-full-eval"}, Usage: "also write eval and generation graphs of the model cast to float16"},
+			&cli.BoolFlag{Name: "bf16_full_eval", Aliases: []string{"bf16-full-eval"}, Usage: "also write eval and generation graphs of the model cast to bfloat16"},
+			&cli.StringFlag{Name: "device", Value: "cpu", Usage: "the device whose autocast op lists mixed-precision graphs follow: cpu, cuda"},
 		},
 		Before: requireFlags("out"),
 		Action: func(c *cli.Context) error {
@@ -104,6 +115,14 @@ training continues on any ONNX Runtime (see ort_import.json in --out for what wa
 			cfg.Roles, cfg.LogitsOutput, cfg.ParamNames = roles, c.String("logits"), names
 			cfg.Out, cfg.Weights, cfg.Freeze, cfg.LabelSmoothing = c.String("out"), c.String("weights"), c.StringSlice("freeze"), c.Float64("label-smoothing")
 			cfg.OptimizerOpset, cfg.Version, cfg.DisableDropout = c.Int64("opset"), Version, c.Bool("no-dropout")
+			a := ortrain.DefaultArguments()
+			a.FP16, a.BF16, a.FP16FullEval, a.BF16FullEval, a.Device = c.Bool("fp16"), c.Bool("bf16"), c.Bool("fp16_full_eval"), c.Bool("bf16_full_eval"), c.String("device")
+			if err := a.Finalize(); err != nil {
+				return err
+			}
+			if cfg.Precisions, err = engine.Precisions(a); err != nil {
+				return err
+			}
 			man, err := artifacts.Build(cfg)
 			if err != nil {
 				return err
@@ -114,6 +133,21 @@ training continues on any ONNX Runtime (see ort_import.json in --out for what wa
 			}
 			for _, n := range man.Notes {
 				fmt.Fprintf(c.App.Writer, "note: %s\n", n)
+			}
+			variants := []string{""}
+			for _, v := range man.Variants {
+				if v.Files.Training != "" {
+					variants = append(variants, v.Name)
+				}
+			}
+			for _, v := range variants {
+				mem, err := man.Memory(cfg.Out, v, memoryReportLength)
+				if err != nil {
+					return err
+				}
+				for _, line := range mem.Lines() {
+					fmt.Fprintln(c.App.Writer, line)
+				}
 			}
 			return nil
 		},

@@ -248,6 +248,15 @@ func runTrain(c *cli.Context) error {
 	for _, line := range sess.Manifest.ParameterReport("--param_name") {
 		fmt.Fprintln(stdout, line)
 	}
+	if tr.TrainData != nil {
+		mem, err := sess.MemoryReport(memoryReportLength)
+		if err != nil {
+			return err
+		}
+		for _, line := range mem {
+			fmt.Fprintln(stdout, line)
+		}
+	}
 	bar := !c.Bool("no-progress") && progress.IsTerminal(stdout)
 	tr.Callbacks = append(tr.Callbacks, &ortrain.ConsoleCallback{Out: stdout, Progress: bar})
 	defer tr.Close() // report_to files

@@ -130,9 +130,11 @@ func buildVariant(cfg Config, p Precision, fwd *onnxpb.ModelProto, man *Manifest
 
 	if !p.HalfModel {
 		train := proto.Clone(fwd).(*onnxpb.ModelProto)
+		notes := man.Notes // the float32 training graph noted what this one would note again
 		if _, err := buildTraining(train, man, cfg.DisableDropout, rewrite); err != nil {
 			return v, err
 		}
+		man.Notes = notes
 		if v.Files.Training, err = finish(train, TrainingFile); err != nil {
 			return v, err
 		}

@@ -309,3 +309,21 @@ func (p precisions) in(man *artifacts.Manifest) error {
 	}
 	return nil
 }
+
+// Precisions lists the lower-precision artifact variants that the
+// mixed-precision arguments of a (fp16, bf16, fp16_full_eval,
+// bf16_full_eval, device) ask for.
+func Precisions(a TrainingArgs) ([]artifacts.Precision, error) {
+	p, err := precisionsFor(a)
+	return p.list(), err
+}
+
+// MemoryReport describes what training keeps in memory with the graphs
+// the session runs, at source and target length seqLen.
+func (s *Session) MemoryReport(seqLen int) ([]string, error) {
+	r, err := s.Manifest.Memory(s.engine.dir, s.engine.files.variant, seqLen)
+	if err != nil {
+		return nil, err
+	}
+	return r.Lines(), nil
+}
