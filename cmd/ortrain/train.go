@@ -57,6 +57,16 @@ labels the target template (HF's text_target), and generation starts the
 target language: forced as the first token where the labels start with it
 (mBART-50, M2M100, NLLB), as mBART's decoder start otherwise.
 
+--fp16 / --bf16 train in mixed precision as HF's Trainer does on a GPU:
+the graphs compute where torch.autocast would for --device (its CPU or CUDA
+op lists), parameters, gradient sums and optimizer state stay float32, and
+--fp16 scales the loss as torch.amp.GradScaler does (a step with inf/NaN
+gradients is skipped, optimizer and learning-rate schedule alike, and logs a
+non-finite grad_norm; the scaler state is saved in checkpoints).
+--fp16_full_eval / --bf16_full_eval evaluate and predict after training with
+the model in half precision; --tf32 enables TensorFloat-32 on CUDA. The CPU
+has no bfloat16 kernels: --bf16 needs --device cuda.
+
 report_to: none, jsonl (output_dir/log_history.jsonl), tensorboard
 (output_dir/runs/...), all. At the end output_dir/training_curves.png plots
 the losses and evaluation metrics.

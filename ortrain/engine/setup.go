@@ -182,7 +182,7 @@ func Prepare(ctx context.Context, env *Runtime, cfg Config) (*Session, error) {
 	} else if man.LabelSmoothing != a.LabelSmoothingFactor {
 		return nil, fmt.Errorf("%s was built with label smoothing %v but label_smoothing_factor is %v; rebuild the artifacts or drop --artifacts", artDir, man.LabelSmoothing, a.LabelSmoothingFactor)
 	} else if err := prec.in(man); err != nil {
-		return nil, fmt.Errorf("%s: %w: rebuild the artifacts (ortrain artifacts --precision ...) or drop --artifacts", artDir, err)
+		return nil, fmt.Errorf("%s: %w: rebuild the artifacts with the same precision flags (ortrain artifacts --fp16, --bf16, --fp16_full_eval, --bf16_full_eval, --device) or drop --artifacts", artDir, err)
 	}
 
 	tf32 := a.TF32 != nil && *a.TF32
