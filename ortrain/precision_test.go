@@ -25,8 +25,8 @@ func (e *skippingEngine) OptimizerStep(ctx context.Context, lr float64) (float64
 	}
 	return e.fakeEngine.OptimizerStep(ctx, lr)
 }
-func (e *skippingEngine) SkipsOverflow() bool  { return true }
-func (e *skippingEngine) StepSkipped() bool    { return e.skipped }
+func (e *skippingEngine) SkipsOverflow() bool { return true }
+func (e *skippingEngine) StepSkipped() bool   { return e.skipped }
 func (e *skippingEngine) SetTraining(on bool) { e.mode = append(e.mode, on) }
 
 // TestSkippedStepsHoldTheSchedule: a step the loss scaler skips logs its
