@@ -89,6 +89,17 @@ type TrainingArguments struct {
 	GenerationNumBeams   *int    `json:"generation_num_beams"`
 	LabelSmoothingFactor float64 `json:"label_smoothing_factor"`
 
+	// Mixed precision. fp16/bf16 train, evaluate and generate with the
+	// graphs of torch.autocast (float16 with GradScaler's dynamic loss
+	// scaling); fp16_full_eval/bf16_full_eval evaluate and predict outside
+	// training with the whole model in half precision; tf32 (nil: off, as
+	// PyTorch's default) lets the CUDA provider use TensorFloat-32.
+	BF16         bool  `json:"bf16"`
+	FP16         bool  `json:"fp16"`
+	BF16FullEval bool  `json:"bf16_full_eval"`
+	FP16FullEval bool  `json:"fp16_full_eval"`
+	TF32         *bool `json:"tf32"`
+
 	ReportTo []string `json:"report_to"`
 	// ResumeFromCheckpoint: "" (no), "true" (last checkpoint in output_dir) or a path.
 	ResumeFromCheckpoint string `json:"resume_from_checkpoint"`
@@ -282,6 +293,12 @@ func (a *TrainingArguments) Finalize() error {
 			}
 		}
 	}
+	if a.FP16 && a.BF16 {
+		return argErr("bf16", "At most one of fp16 and bf16 can be True, but not both")
+	}
+	if a.FP16FullEval && a.BF16FullEval {
+		return argErr("bf16_full_eval", "At most one of fp16 and bf16 can be True for full eval, but not both")
+	}
 	if a.WarmupSteps < 0 {
 		return argErr("warmup_steps", "Got warmup_steps = %s, Expected value warmup_steps >= 0", pyNum(a.WarmupSteps))
 	}
@@ -323,7 +340,43 @@ func (a *TrainingArguments) Finalize() error {
 	if !strings.HasPrefix(a.Device, "cpu") && !strings.HasPrefix(a.Device, "cuda") {
 		return argErr("device", "device %q is not supported (use cpu, cuda or cuda:N)", a.Device)
 	}
+	onCPU := strings.HasPrefix(a.Device, "cpu")
+	if a.TF32 != nil && *a.TF32 && onCPU {
+		// HF's check (TF32 is a property of Ampere and newer GPUs).
+		return argErr("tf32", "--tf32 requires Ampere or a newer GPU arch, cuda>=11 and torch>=1.7")
+	}
+	if (a.BF16 || a.BF16FullEval) && onCPU {
+		flag := "bf16"
+		if !a.BF16 {
+			flag = "bf16_full_eval"
+		}
+		return argErr(flag, "--%s on the CPU: ONNX Runtime's CPU provider has no bfloat16 kernels (PyTorch's CPU autocast has them); use --device cuda, or --fp16 / --fp16_full_eval on the CPU", flag)
+	}
 	return nil
+}
+
+// Precision is the mixed precision of training ("float16", "bfloat16" or
+// "" for float32).
+func (a *TrainingArguments) Precision() string {
+	switch {
+	case a.FP16:
+		return "float16"
+	case a.BF16:
+		return "bfloat16"
+	}
+	return ""
+}
+
+// FullEvalPrecision is the half precision of evaluation and prediction
+// outside training (fp16_full_eval / bf16_full_eval), or "".
+func (a *TrainingArguments) FullEvalPrecision() string {
+	switch {
+	case a.FP16FullEval:
+		return "float16"
+	case a.BF16FullEval:
+		return "bfloat16"
+	}
+	return ""
 }
 
 // WarmupStepsFor is TrainingArguments.get_warmup_steps.

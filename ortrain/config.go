@@ -32,11 +32,11 @@ func jsonName(f reflect.StructField) string {
 }
 
 // ArgumentIsBool reports whether the named argument is a boolean (a flag
-// without a value).
+// without a value), optional ones (tf32, None by default) included.
 func ArgumentIsBool(name string) bool {
 	var a TrainingArguments
 	f, ok := a.field(name)
-	return ok && f.Kind() == reflect.Bool
+	return ok && (f.Kind() == reflect.Bool || f.Kind() == reflect.Pointer && f.Type().Elem().Kind() == reflect.Bool)
 }
 
 // NormalizeName maps "eval-steps" and "--eval_steps" to "eval_steps".

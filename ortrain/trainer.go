@@ -347,6 +347,8 @@ func (t *Trainer) Train(ctx context.Context) (*TrainOutput, error) {
 		return nil, argErr("lr_scheduler_kwargs", "%v", err)
 	}
 
+	t.setTraining(true)
+	defer t.setTraining(false)
 	start := t.now()
 	t.initialGlobalStep = t.state.GlobalStep
 	t.trLoss = 0
@@ -480,12 +482,20 @@ func (t *Trainer) runEpoch(ctx context.Context, epoch, skip, stepsInEpoch, numUp
 			if err != nil {
 				return fmt.Errorf("step %d (epoch %d, micro-batch %d): %w", t.state.GlobalStep+1, epoch, step, err)
 			}
-			if math.IsNaN(loss) || math.IsInf(loss, 0) {
+			switch {
+			case !math.IsNaN(loss) && !math.IsInf(loss, 0):
+				t.trLoss += t.scaledLoss(loss, scale, len(window))
+			case !t.skipsOverflow():
 				// HF would step the optimizer with non-finite gradients and
 				// carry on with NaN weights; stop before they are applied.
 				return &NonFiniteLossError{Step: t.state.GlobalStep + 1, Epoch: epoch, MicroBatch: step, Loss: loss, LastCheckpoint: t.lastCheckpoint()}
+			case a.LoggingNanInfFilter:
+				// The loss scaler skips this step; HF logs the average of
+				// the losses logged since the last log in its place.
+				t.trLoss += t.trLoss / float32(1+t.state.GlobalStep-t.globalStepLastLogged)
+			default:
+				t.trLoss += float32(loss)
 			}
-			t.trLoss += t.scaledLoss(loss, scale, len(window))
 			if pc, ok := t.Engine.(ParameterCounter); ok {
 				t.currentFlos += 6 * float64(b.NumInputTokens()) * float64(pc.NumParameters(true))
 			}
@@ -496,7 +506,11 @@ func (t *Trainer) runEpoch(ctx context.Context, epoch, skip, stepsInEpoch, numUp
 					return fmt.Errorf("optimizer step %d: %w", t.state.GlobalStep+1, err)
 				}
 				gradNorm, learningRate = &gn, &lr
-				t.schedStep++
+				if !t.stepSkipped() {
+					// GradScaler skipped the optimizer step (inf/NaN
+					// gradients): HF leaves the scheduler where it was.
+					t.schedStep++
+				}
 				t.state.GlobalStep++
 				t.state.Epoch = float64(epoch) + float64(step+1)/float64(stepsInEpoch)
 				if err := t.handler.stepEnd(t.event()); err != nil {

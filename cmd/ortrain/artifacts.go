@@ -10,7 +10,13 @@ import (
 	"github.com/ortrain/ortrain/internal/artifacts"
 	"github.com/ortrain/ortrain/internal/fault"
 	"github.com/ortrain/ortrain/internal/modelfile"
+	"github.com/ortrain/ortrain/ortrain"
+	"github.com/ortrain/ortrain/ortrain/engine"
 )
+
+// memoryReportLength is the source and target length the memory reports
+// of train and artifacts assume.
+const memoryReportLength = 128
 
 func newArtifactsCommand() *cli.Command {
 	return &cli.Command{
@@ -52,6 +58,11 @@ training continues on any ONNX Runtime (see ort_import.json in --out for what wa
 			&cli.StringFlag{Name: "assume_architecture", Aliases: []string{"assume-architecture"}, Usage: "ASSUME that the model trains exactly like transformers model_type `TYPE` (e.g. bart), whatever config.json beside --model says"},
 			&cli.StringFlag{Name: "from-ort", Usage: "import an ONNX Runtime training artifact `DIR` (checkpoint, eval_model.onnx, optimizer_model.onnx) instead of --model"},
 			&cli.StringFlag{Name: "prefix", Usage: "with --from-ort: the `PREFIX` generate_artifacts put before the file names"},
+			&cli.BoolFlag{Name: "fp16", Usage: "also write float16 mixed-precision graphs (torch.autocast's op lists for --device)"},
+			&cli.BoolFlag{Name: "bf16", Usage: "also write bfloat16 mixed-precision graphs"},
+			&cli.BoolFlag{Name: "fp16_full_eval", Aliases: []string{"fp16-full-eval"}, Usage: "also write eval and generation graphs of the model cast to float16"},
+			&cli.BoolFlag{Name: "bf16_full_eval", Aliases: []string{"bf16-full-eval"}, Usage: "also write eval and generation graphs of the model cast to bfloat16"},
+			&cli.StringFlag{Name: "device", Value: "cpu", Usage: "the device whose autocast op lists mixed-precision graphs follow: cpu, cuda"},
 		},
 		Before: requireFlags("out"),
 		Action: func(c *cli.Context) error {
@@ -112,6 +123,14 @@ training continues on any ONNX Runtime (see ort_import.json in --out for what wa
 			cfg.Out, cfg.Weights, cfg.Freeze, cfg.LabelSmoothing = c.String("out"), c.String("weights"), c.StringSlice("freeze"), c.Float64("label-smoothing")
 			cfg.OptimizerOpset, cfg.Version, cfg.DisableDropout = c.Int64("opset"), Version, c.Bool("no-dropout")
 			cfg.AssumeArchitecture = c.String("assume_architecture")
+			a := ortrain.DefaultArguments()
+			a.FP16, a.BF16, a.FP16FullEval, a.BF16FullEval, a.Device = c.Bool("fp16"), c.Bool("bf16"), c.Bool("fp16_full_eval"), c.Bool("bf16_full_eval"), c.String("device")
+			if err := a.Finalize(); err != nil {
+				return err
+			}
+			if cfg.Precisions, err = engine.Precisions(a); err != nil {
+				return err
+			}
 			man, err := artifacts.Build(cfg)
 			if err != nil {
 				return err
@@ -132,6 +151,21 @@ training continues on any ONNX Runtime (see ort_import.json in --out for what wa
 			}
 			for _, n := range man.Notes {
 				fmt.Fprintf(c.App.Writer, "note: %s\n", n)
+			}
+			variants := []string{""}
+			for _, v := range man.Variants {
+				if v.Files.Training != "" {
+					variants = append(variants, v.Name)
+				}
+			}
+			for _, v := range variants {
+				mem, err := man.Memory(cfg.Out, v, memoryReportLength)
+				if err != nil {
+					return err
+				}
+				for _, line := range mem.Lines() {
+					fmt.Fprintln(c.App.Writer, line)
+				}
 			}
 			return nil
 		},

@@ -70,6 +70,7 @@ func newPredictCommand() *cli.Command {
 			&cli.StringFlag{Name: "generation-config", Usage: "JSON file of generate() arguments (length_penalty, no_repeat_ngram_size, ...) applied over the model's defaults"},
 			&cli.IntFlag{Name: "batch-size", Value: 16, Usage: "sources per batch"},
 			&cli.StringFlag{Name: "device", Value: "cpu", Usage: "cpu, cuda or cuda:N"},
+			&cli.StringFlag{Name: "dtype", Value: "float32", Usage: "float32, float16 or bfloat16: generate with the model cast to that type (model.to(dtype)); bfloat16 needs --device cuda"},
 			&cli.IntFlag{Name: "threads", Usage: "ONNX Runtime intra-op threads (0: its default)"},
 			&cli.BoolFlag{Name: "no-cache", Usage: "decode with the full graph (model.onnx, or Optimum's encoder and decoder composed), recomputing every step"},
 			&cli.StringSliceFlag{Name: "refs", Usage: "reference file, one per line; repeat for several references"},
@@ -94,7 +95,8 @@ func runPredict(c *cli.Context) error {
 		GenerationConfig: c.String("generation-config"), NumBeams: optional(c, "num-beams", c.Int), MaxNewTokens: optional(c, "max-new-tokens", c.Int),
 		MaxSourceLength: optional(c, "max-source-length", c.Int), Truncate: c.Bool("truncate"), BatchSize: c.Int("batch-size"),
 		ORTLibrary: c.String("ort-lib"), Device: c.String("device"), Threads: c.Int("threads"), NoCache: c.Bool("no-cache"),
-		Warn: func(msg string) { fmt.Fprintf(c.App.ErrWriter, "ortrain: warning: %s\n", msg) },
+		DType: c.String("dtype"),
+		Warn:  func(msg string) { fmt.Fprintf(c.App.ErrWriter, "ortrain: warning: %s\n", msg) },
 	}
 	if err := opts.Validate(); err != nil {
 		return err

@@ -66,6 +66,16 @@ stops training with the nearest supported type; --assume_architecture TYPE
 trains it as TYPE would train. Without --do_train, --do_eval or --do_predict
 there is nothing to do, and train says so.
 
+--fp16 / --bf16 train in mixed precision as HF's Trainer does on a GPU:
+the graphs compute where torch.autocast would for --device (its CPU or CUDA
+op lists), parameters, gradient sums and optimizer state stay float32, and
+--fp16 scales the loss as torch.amp.GradScaler does (a step with inf/NaN
+gradients is skipped, optimizer and learning-rate schedule alike, and logs a
+non-finite grad_norm; the scaler state is saved in checkpoints).
+--fp16_full_eval / --bf16_full_eval evaluate and predict after training with
+the model in half precision; --tf32 enables TensorFloat-32 on CUDA. The CPU
+has no bfloat16 kernels: --bf16 needs --device cuda.
+
 report_to: none, jsonl (output_dir/log_history.jsonl), tensorboard
 (output_dir/runs/...), all. At the end output_dir/training_curves.png plots
 the losses and evaluation metrics.
@@ -88,7 +98,7 @@ func argFlags() []cli.Flag {
 			aliases = []string{h}
 		}
 		usage := fmt.Sprintf("HF TrainingArguments.%s", name)
-		if f.Type.Kind() == reflect.Bool {
+		if ortrain.ArgumentIsBool(name) {
 			flags = append(flags, &cli.BoolFlag{Name: name, Aliases: aliases, Usage: usage, Category: "TrainingArguments"})
 			continue
 		}
@@ -280,6 +290,15 @@ func runTrain(c *cli.Context) error {
 	}
 	for _, line := range sess.Manifest.ParameterReport("--param_name") {
 		fmt.Fprintln(stdout, line)
+	}
+	if tr.TrainData != nil {
+		mem, err := sess.MemoryReport(memoryReportLength)
+		if err != nil {
+			return err
+		}
+		for _, line := range mem {
+			fmt.Fprintln(stdout, line)
+		}
 	}
 	bar := !c.Bool("no-progress") && progress.IsTerminal(stdout)
 	tr.Callbacks = append(tr.Callbacks, &ortrain.ConsoleCallback{Out: stdout, Progress: bar})

@@ -30,7 +30,15 @@ func OpenArtifacts(env *onnxrt.Env, dir string, params map[string]*onnxrt.Value,
 	if err != nil {
 		return nil, err
 	}
-	if man.Files.Encoder == "" || man.Files.Decoder == "" || man.Files.DecoderWithPast == "" {
+	files := man.Files
+	if opts.Variant != "" {
+		v, err := man.Variant(opts.Variant)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", dir, err)
+		}
+		files = v.Files
+	}
+	if files.Encoder == "" || files.Decoder == "" || files.DecoderWithPast == "" {
 		return nil, fmt.Errorf("%s: the artifacts have no encoder / decoder / decoder_with_past generation graphs; rebuild them from an export with past key values (Optimum layout)", dir)
 	}
 	a := &Artifacts{needed: map[string]string{}, dir: dir}
@@ -53,7 +61,7 @@ func OpenArtifacts(env *onnxrt.Env, dir string, params map[string]*onnxrt.Value,
 		pad = p
 	}
 	opts.Inputs = params
-	a.KV, err = NewKV(env, filepath.Join(dir, man.Files.Encoder), filepath.Join(dir, man.Files.Decoder), filepath.Join(dir, man.Files.DecoderWithPast), pad, opts)
+	a.KV, err = NewKV(env, filepath.Join(dir, files.Encoder), filepath.Join(dir, files.Decoder), filepath.Join(dir, files.DecoderWithPast), pad, opts)
 	if err != nil {
 		a.closeOwned()
 		return nil, err

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/ortrain/ortrain/generate"
+	"github.com/ortrain/ortrain/internal/onnx"
 	"github.com/ortrain/ortrain/internal/onnxrt"
 )
 
@@ -34,10 +35,20 @@ type Options struct {
 	// output and the cache to host memory, and the next run copies them
 	// back to the session's device.
 	HostReorder bool
+	// Variant selects an artifact folder's lower-precision generation
+	// graphs (artifacts.Manifest.Variants; OpenArtifacts only).
+	Variant string
+	// DisabledOptimizers and TF32 pass to the sessions (onnxrt.SessionOptions).
+	DisabledOptimizers []string
+	TF32               bool
+	// DType, float16 or bfloat16, runs the graphs with the model cast to
+	// that type (predict --dtype, as model.to(dtype) before generate());
+	// Undefined runs them as they are.
+	DType onnx.DType
 }
 
 func (o Options) session() onnxrt.SessionOptions {
-	return onnxrt.SessionOptions{Device: o.Device, IntraOpThreads: o.IntraOpThreads}
+	return onnxrt.SessionOptions{Device: o.Device, IntraOpThreads: o.IntraOpThreads, DisabledOptimizers: o.DisabledOptimizers, TF32: o.TF32}
 }
 
 // Files of Optimum's encoder-decoder layout.
@@ -83,17 +94,17 @@ func NewKV(env *onnxrt.Env, encoder, decoder, decoderWithPast string, pad int64,
 	d := &KV{pad: pad, inputs: opts.Inputs, hostOutputs: opts.HostReorder}
 	var err error
 	closeAll := func() { d.Close() }
-	if d.enc, err = env.NewSession(encoder, opts.session()); err != nil {
+	if d.enc, err = sessionOf(env, encoder, opts); err != nil {
 		return nil, err
 	}
-	if d.dec, err = env.NewSession(decoder, opts.session()); err != nil {
+	if d.dec, err = sessionOf(env, decoder, opts); err != nil {
 		closeAll()
 		return nil, err
 	}
 	if opts.HostReorder {
-		d.past, err = env.NewSession(decoderWithPast, opts.session())
+		d.past, err = sessionOf(env, decoderWithPast, opts)
 	} else {
-		d.past, d.inGraphReorder, err = openDecoderWithPast(env, decoderWithPast, opts.session())
+		d.past, d.inGraphReorder, err = openDecoderWithPast(env, decoderWithPast, opts)
 	}
 	if err != nil {
 		closeAll()

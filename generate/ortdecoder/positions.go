@@ -106,7 +106,8 @@ func CachePositions(m *onnxpb.ModelProto) (int, error) {
 
 // openRecomputeSession opens a full graph for decoding without a cache,
 // with CachePositions applied when the graph needs it.
-func openRecomputeSession(env *onnxrt.Env, path string, opts onnxrt.SessionOptions) (*onnxrt.Session, error) {
+func openRecomputeSession(env *onnxrt.Env, path string, o Options) (*onnxrt.Session, error) {
+	opts := o.session()
 	data, err := modelfile.ReadFile(path, 2<<30) // a model file; its weights over 2 GB are external data
 	if err != nil {
 		return nil, err
@@ -118,6 +119,9 @@ func openRecomputeSession(env *onnxrt.Env, path string, opts onnxrt.SessionOptio
 	n, err := CachePositions(m)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if o.DType != onnx.Undefined {
+		return sessionOfModel(env, m, path, o)
 	}
 	if n == 0 {
 		return env.NewSession(path, opts)

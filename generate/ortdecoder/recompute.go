@@ -23,7 +23,7 @@ type Recompute struct {
 // decoder's token ids count every earlier token, as with HF's default KV
 // cache (see CachePositions).
 func NewRecompute(env *onnxrt.Env, model string, pad int64, opts Options) (*Recompute, error) {
-	s, err := openRecomputeSession(env, model, opts.session())
+	s, err := openRecomputeSession(env, model, opts)
 	if err != nil {
 		return nil, err
 	}

@@ -7,6 +7,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/ortrain/ortrain/internal/modelfile"
+	"github.com/ortrain/ortrain/internal/onnx"
 	"github.com/ortrain/ortrain/internal/onnx/onnxpb"
 	"github.com/ortrain/ortrain/internal/onnxrt"
 )
@@ -64,7 +65,10 @@ func withInGraphReorder(path string) (model []byte, ok bool, err error) {
 		Value: &onnxpb.TypeProto_TensorType{TensorType: &onnxpb.TypeProto_Tensor{
 			ElemType: proto.Int32(int32(onnxpb.TensorProto_INT64)),
 			Shape: &onnxpb.TensorShapeProto{Dim: []*onnxpb.TensorShapeProto_Dimension{
-				{Value: &onnxpb.TensorShapeProto_Dimension_DimParam{DimParam: "batch_size"}}}},
+				// Its own symbol: the rows of the past (the previous step's
+				// batch) and the new rows need not be as many, and ONNX
+				// Runtime plans buffers by symbols.
+				{Value: &onnxpb.TensorShapeProto_Dimension_DimParam{DimParam: "ortrain_beam_rows"}}}},
 		}}}})
 	out, err := proto.Marshal(&m)
 	return out, err == nil, err
@@ -91,15 +95,23 @@ func renameUses(g *onnxpb.GraphProto, renamed map[string]string) {
 
 // openDecoderWithPast opens the decoder-with-past graph, with the in-graph
 // reorder where the graph allows it.
-func openDecoderWithPast(env *onnxrt.Env, path string, opts onnxrt.SessionOptions) (*onnxrt.Session, bool, error) {
+func openDecoderWithPast(env *onnxrt.Env, path string, opts Options) (*onnxrt.Session, bool, error) {
 	model, ok, err := withInGraphReorder(path)
 	if err != nil {
 		return nil, false, err
 	}
 	if !ok {
-		s, err := env.NewSession(path, opts)
+		s, err := sessionOf(env, path, opts)
 		return s, false, err
 	}
-	s, err := env.NewSessionFromBytes(model, path, opts)
+	if opts.DType != onnx.Undefined {
+		var m onnxpb.ModelProto
+		if err := proto.Unmarshal(model, &m); err != nil {
+			return nil, false, err
+		}
+		s, err := sessionOfModel(env, &m, path, opts)
+		return s, true, err
+	}
+	s, err := env.NewSessionFromBytes(model, path, opts.session())
 	return s, true, err
 }

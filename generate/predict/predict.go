@@ -18,6 +18,7 @@ import (
 	"github.com/ortrain/ortrain/internal/data"
 	"github.com/ortrain/ortrain/internal/fault"
 	"github.com/ortrain/ortrain/internal/modelfile"
+	"github.com/ortrain/ortrain/internal/onnx"
 	"github.com/ortrain/ortrain/internal/onnxrt"
 	"github.com/ortrain/ortrain/tokenize"
 )
@@ -65,7 +66,11 @@ type Options struct {
 	ORTLibrary string
 	Device     string // cpu, cuda or cuda:N
 	Threads    int    // ONNX Runtime intra-op threads; 0 is its default
-	NoCache    bool   // decode with the full graph, recomputing every step
+	// DType is float32 (or empty: the model as exported), float16 or
+	// bfloat16: generation with the model cast to that type, as
+	// model.to(dtype) before HF's generate().
+	DType   string
+	NoCache bool // decode with the full graph, recomputing every step
 
 	// Warn, when not nil, receives warnings (e.g. truncated sources).
 	Warn func(msg string)
@@ -104,6 +109,13 @@ func (o Options) Validate() error {
 	}
 	if o.Shards < 0 || o.Shard < 0 || o.Shard >= max(o.Shards, 1) {
 		return fault.Settingsf("--shard %d/%d: want i/N with 0 <= i < N (e.g. 0/4 ... 3/4)", o.Shard, o.Shards)
+	}
+	dt, err := ortdecoder.ParseDType(o.DType)
+	if err != nil {
+		return fault.Settingsf("--%v", err)
+	}
+	if dt == onnx.BFloat16 && (o.Device == "" || strings.HasPrefix(o.Device, "cpu")) {
+		return fault.Settingsf("--dtype bfloat16 on the CPU: ONNX Runtime's CPU provider has no bfloat16 kernels; use --device cuda, or --dtype float16")
 	}
 	return nil
 }
@@ -241,7 +253,11 @@ func withLanguages(tok *tokenize.Pair, tokPath string, opts Options) (*tokenize.
 }
 
 func openModel(env *onnxrt.Env, opts Options) (*ortdecoder.Model, error) {
-	o := ortdecoder.Options{Device: opts.Device, IntraOpThreads: opts.Threads}
+	dt, err := ortdecoder.ParseDType(opts.DType)
+	if err != nil {
+		return nil, fault.Settingsf("--%v", err)
+	}
+	o := ortdecoder.Options{Device: opts.Device, IntraOpThreads: opts.Threads, DType: dt}
 	if opts.Model != "" {
 		return ortdecoder.OpenModel(env, opts.Model, ortdecoder.OpenOptions{Options: o, NoCache: opts.NoCache})
 	}

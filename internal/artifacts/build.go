@@ -26,6 +26,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/ortrain/ortrain/internal/amp"
 	"github.com/ortrain/ortrain/internal/arch"
 	"github.com/ortrain/ortrain/internal/autodiff"
 	"github.com/ortrain/ortrain/internal/fault"
@@ -97,6 +98,29 @@ type Config struct {
 	// builds with no architecture semantics: every float initializer
 	// trainable, classic 1/n gradient accumulation.
 	RequireArchitecture bool
+	// Precisions lists lower-precision variants of the graphs to write
+	// beside the float32 ones (Manifest.Variants): mixed precision
+	// (autocast: training, eval and generation graphs) and half-precision
+	// models (eval and generation graphs).
+	Precisions []Precision
+}
+
+// Precision is a lower-precision variant of the artifact graphs.
+type Precision struct {
+	amp.Options
+	// Emulate writes the variant as float32 graphs that round through the
+	// low precision wherever the real graphs round (amp.Emulate): how a
+	// CPU, which has no bfloat16 kernels, checks bfloat16 numerics.
+	Emulate bool
+}
+
+// Name names the variant (and its files): amp.Options.Name, with
+// "emulated-" in front for an emulation.
+func (p Precision) Name() string {
+	if p.Emulate {
+		return "emulated-" + p.Options.Name()
+	}
+	return p.Options.Name()
 }
 
 // badModel reports a problem with the user's model files (wrong inputs,
@@ -244,16 +268,7 @@ func Build(cfg Config) (*Manifest, error) {
 
 	// Training graph: the loss's gradients, accumulated in-graph.
 	train := proto.Clone(fwd).(*onnxpb.ModelProto)
-	if cfg.DisableDropout {
-		inferenceDropout(train.Graph)
-	} else {
-		n, err := autodiff.EnableTrainingDropout(train.Graph, DropoutSeed)
-		if err != nil {
-			return nil, badModel("%s: %v", source, err)
-		}
-		man.DropoutNodes = n
-	}
-	if err := buildTraining(train, man, semantic); err != nil {
+	if man.DropoutNodes, err = buildTraining(train, man, cfg.DisableDropout, nil, semantic); err != nil {
 		return nil, fmt.Errorf("%s: %w", source, err)
 	}
 	man.Opsets = onnx.Opsets(train) // Backward may have raised the opset
@@ -335,6 +350,14 @@ func Build(cfg Config) (*Manifest, error) {
 		default:
 			man.Files.DecoderWithPast = gen.file
 		}
+	}
+
+	for _, p := range cfg.Precisions {
+		v, err := buildVariant(cfg, p, fwd, man, cands, prefixes, semantic)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %s graphs: %w", source, p.Name(), err)
+		}
+		man.Variants = append(man.Variants, v)
 	}
 
 	for file, m := range map[string]*onnxpb.ModelProto{TrainingFile: train, EvalFile: eval, AdamWFile: adamw, SGDFile: sgd, AdamWLegacyFile: adamwLegacy, ForwardFile: forward} {
@@ -516,10 +539,28 @@ func inferenceDropout(g *onnxpb.GraphProto) {
 	}
 }
 
-// buildTraining turns a copy of the forward model into the training graph.
-func buildTraining(m *onnxpb.ModelProto, man *Manifest, semantic *arch.Arch) error {
+// buildTraining turns a copy of the forward model into the training graph
+// and returns the number of Dropout nodes that train with seeded masks;
+// rewrite, when given, retypes the forward graph (mixed precision) before
+// dropout and the loss are added; semantic is the architecture's row.
+func buildTraining(m *onnxpb.ModelProto, man *Manifest, noDropout bool, rewrite func(*onnxpb.ModelProto) error, semantic *arch.Arch) (int, error) {
 	g := m.Graph
 	paramsToInputs(g, man.Parameters)
+	if rewrite != nil {
+		if err := rewrite(m); err != nil {
+			return 0, err
+		}
+	}
+	dropoutNodes := 0
+	if noDropout {
+		inferenceDropout(g)
+	} else {
+		n, err := autodiff.EnableTrainingDropout(g, DropoutSeed)
+		if err != nil {
+			return 0, badModel("%v", err)
+		}
+		dropoutNodes = n
+	}
 	// logits are consumed by the loss only; not an output, so ONNX Runtime
 	// frees them as soon as the backward pass is done with them.
 	outs := g.Output[:0]
@@ -530,7 +571,7 @@ func buildTraining(m *onnxpb.ModelProto, man *Manifest, semantic *arch.Arch) err
 	}
 	g.Output = outs
 	if err := optim.AppendLoss(g, Logits, optim.LossOptions{LabelSmoothing: man.LabelSmoothing}); err != nil {
-		return badModel("%v", err)
+		return 0, badModel("%v", err)
 	}
 	g.Input = append(g.Input, onnx.ValueInfo(LossScale, onnx.Float32), onnx.ValueInfo(Accumulate, onnx.Float32))
 	var wrt []string
@@ -538,15 +579,15 @@ func buildTraining(m *onnxpb.ModelProto, man *Manifest, semantic *arch.Arch) err
 		wrt = append(wrt, p.Name)
 	}
 	if err := detachPaddingRows(g, man, semantic); err != nil {
-		return err
+		return 0, err
 	}
 	opsets := onnx.Opsets(m)
 	grads, err := autodiff.Backward(g, opsets, optim.Loss, wrt, autodiff.Options{SeedGradient: LossScale, ZeroGradients: true})
 	if err != nil {
 		if errors.Is(err, autodiff.ErrNoRule) {
-			return fault.Mark(fault.Input, fmt.Errorf("unusable model: %w (--freeze the parameters upstream of that node to train without it)", err))
+			return 0, fault.Mark(fault.Input, fmt.Errorf("unusable model: %w (--freeze the parameters upstream of that node to train without it)", err))
 		}
-		return err
+		return 0, err
 	}
 	for dom, v := range opsets {
 		onnx.SetOpset(m, dom, v)
@@ -559,7 +600,7 @@ func buildTraining(m *onnxpb.ModelProto, man *Manifest, semantic *arch.Arch) err
 	for _, p := range man.Trainable() {
 		gr, ok := grads[p.Name]
 		if !ok {
-			return fmt.Errorf("autodiff returned no gradient for %q", p.Name)
+			return 0, fmt.Errorf("autodiff returned no gradient for %q", p.Name)
 		}
 		acc := GradAccumName(p.Name)
 		g.Input = append(g.Input, onnx.ValueInfo(acc, onnx.Float32, onnx.Dims(p.Shape...)...))
@@ -568,7 +609,7 @@ func buildTraining(m *onnxpb.ModelProto, man *Manifest, semantic *arch.Arch) err
 		b.Node("Add", []string{kept, gr}, []string{out})
 		g.Output = append(g.Output, onnx.ValueInfo(out, onnx.Float32, onnx.Dims(p.Shape...)...))
 	}
-	return nil
+	return dropoutNodes, nil
 }
 
 // NoGradName is the training-graph input that receives the same value as

@@ -70,6 +70,9 @@ type Manifest struct {
 	// Composition is set when the forward graph was composed from
 	// Optimum's encoder and decoder graphs.
 	Composition *Composition `json:"composition,omitempty"`
+	// Variants are the graphs of lower precisions (mixed precision,
+	// half-precision models) beside the float32 ones.
+	Variants []Variant `json:"variants,omitempty"`
 }
 
 // Source records what the artifacts were made from.

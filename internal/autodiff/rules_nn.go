@@ -59,7 +59,7 @@ func vjpMatMul(c *ctx, n *onnxpb.NodeProto, gy []string, need []bool) ([]string,
 	if need[0] {
 		var ga string
 		if rb == 2 && ra == 2 {
-			ga = c.op("Gemm", []string{g2, b2}, intAttr("transB", 1))
+			ga = c.gemm(ai.Elem, g2, b2, 0, 1, nil)
 		} else {
 			ga = c.op("MatMul", []string{g2, c.op("Transpose", []string{b2}, swap(rb))})
 		}
@@ -79,7 +79,7 @@ func vjpMatMul(c *ctx, n *onnxpb.NodeProto, gy []string, need []bool) ([]string,
 		var gb string
 		switch {
 		case rb == 2 && ra == 2:
-			gb = c.op("Gemm", []string{a2, g2}, intAttr("transA", 1))
+			gb = c.gemm(ai.Elem, a2, g2, 1, 0, nil)
 		case rb == 2:
 			// Fold all batch dims into one GEMM instead of a batched
 			// product followed by a sum.
@@ -89,7 +89,7 @@ func vjpMatMul(c *ctx, n *onnxpb.NodeProto, gy []string, need []bool) ([]string,
 				gi = onnx.Tensor(onnx.Undefined, onnx.D(1))
 			}
 			gm := c.op("Reshape", []string{g2, c.flatShape(g2, gi)})
-			gb = c.op("Gemm", []string{am, gm}, intAttr("transA", 1))
+			gb = c.gemm(ai.Elem, am, gm, 1, 0, nil)
 		default:
 			gb = c.op("MatMul", []string{c.op("Transpose", []string{a2}, swap(ra)), g2})
 			if gRank > rb {
@@ -106,6 +106,36 @@ func vjpMatMul(c *ctx, n *onnxpb.NodeProto, gy []string, need []bool) ([]string,
 		out[1] = gb
 	}
 	return out, nil
+}
+
+// gemm multiplies two matrices, either transposed, times alpha (nil: 1):
+// Gemm in float32 and float64, Transpose and MatMul in float16 and
+// bfloat16, because ONNX Runtime's CPU Gemm for float16 accumulates in
+// float16 (its error grows with the inner dimension: the sums over every
+// token of a batch that weight gradients are), while its float16 MatMul
+// accumulates in float32 and rounds once, as PyTorch does.
+// dt is the operands' element type.
+func (c *ctx) gemm(dt onnx.DType, x, y string, tx, ty int64, alpha *onnxpb.AttributeProto) string {
+	if dt != tFloat16 && dt != tBFloat16 {
+		return c.op("Gemm", []string{x, y}, alpha, intAttr("transA", tx), intAttr("transB", ty))
+	}
+	var k string
+	if alpha != nil && alpha.GetF() != 1 {
+		// the element type is float16 or bfloat16: constant cannot fail
+		k, _ = c.constant(dt, float64(alpha.GetF()), nil)
+	}
+	t := intsAttr("perm", []int64{1, 0})
+	if tx == 1 {
+		x = c.op("Transpose", []string{x}, t)
+	}
+	if ty == 1 {
+		y = c.op("Transpose", []string{y}, t)
+	}
+	out := c.op("MatMul", []string{x, y})
+	if k != "" {
+		out = c.op("Mul", []string{out, k})
+	}
+	return out
 }
 
 func boolInt(b bool) int {
@@ -152,9 +182,8 @@ func vjpGemm(c *ctx, n *onnxpb.NodeProto, gy []string, need []bool) ([]string, e
 	if alpha == 1 {
 		al = nil
 	}
-	gemm := func(x, y string, tx, ty int64) string {
-		return c.op("Gemm", []string{x, y}, al, intAttr("transA", tx), intAttr("transB", ty))
-	}
+	dt := c.info(a).Elem
+	gemm := func(x, y string, tx, ty int64) string { return c.gemm(dt, x, y, tx, ty, al) }
 	if need[0] {
 		if ta == 0 {
 			out[0] = gemm(g, b, 0, 1-tb)

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"unsafe"
 
@@ -36,6 +37,15 @@ type SessionOptions struct {
 	// keeps freed blocks for reuse: less peak memory for graphs whose
 	// intermediate sizes vary, at some allocation cost.
 	NoCPUArena bool
+	// DisabledOptimizers names ONNX Runtime graph optimizers not to run
+	// (session option optimization.disable_specified_optimizers), for
+	// example MatMulAddFusion, whose float16 Gemm accumulates in float16
+	// on the CPU.
+	DisabledOptimizers []string
+	// TF32 lets the CUDA provider use TensorFloat-32 for float32 matmuls
+	// and convolutions (its use_tf32 option). Off by default, as
+	// PyTorch's default for matmuls; HF's --tf32 turns it on.
+	TF32 bool
 }
 
 // IOInfo describes a model input or output. Shape holds -1 for symbolic dims.
@@ -133,13 +143,18 @@ func (e *Env) newSession(path string, data []byte, name string, opts SessionOpti
 			return nil, fmt.Errorf("disabling the CPU arena: %w", err)
 		}
 	}
+	if len(opts.DisabledOptimizers) > 0 {
+		if err := so.AddSessionConfigEntry("optimization.disable_specified_optimizers", strings.Join(opts.DisabledOptimizers, ",")); err != nil {
+			return nil, fmt.Errorf("disabling optimizers %v: %w", opts.DisabledOptimizers, err)
+		}
+	}
 	if opts.DisableOptimizations {
 		if err := so.SetGraphOptimizationLevel(ort.GraphOptimizationLevelDisableAll); err != nil {
 			return nil, err
 		}
 	}
 	if dev.Kind == "cuda" {
-		if err := e.appendCUDA(so, dev); err != nil {
+		if err := e.appendCUDA(so, dev, opts.TF32); err != nil {
 			return nil, err
 		}
 	}
@@ -174,7 +189,7 @@ func (e *Env) newSession(path string, data []byte, name string, opts SessionOpti
 	return s, nil
 }
 
-func (e *Env) appendCUDA(so *ort.SessionOptions, dev Device) error {
+func (e *Env) appendCUDA(so *ort.SessionOptions, dev Device, tf32 bool) error {
 	providers, err := e.Providers()
 	if err != nil {
 		return err
@@ -201,7 +216,11 @@ func (e *Env) appendCUDA(so *ort.SessionOptions, dev Device) error {
 		return wrapf(ErrProviderUnavailable, "CUDA provider options: %v", err)
 	}
 	defer co.Destroy()
-	if err := co.Update(map[string]string{"device_id": strconv.Itoa(dev.ID)}); err != nil {
+	useTF32 := "0"
+	if tf32 {
+		useTF32 = "1"
+	}
+	if err := co.Update(map[string]string{"device_id": strconv.Itoa(dev.ID), "use_tf32": useTF32}); err != nil {
 		return wrapf(ErrProviderUnavailable, "configuring CUDA device %d: %v", dev.ID, err)
 	}
 	if err := so.AppendExecutionProviderCUDA(co); err != nil {

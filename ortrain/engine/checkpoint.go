@@ -197,9 +197,12 @@ func (e *Engine) copyModelFiles(dir string, names []string) error {
 	return nil
 }
 
-// SaveOptimizer writes the optimizer state into dir.
+// SaveOptimizer writes the optimizer state (and the loss scaler's) into dir.
 func (e *Engine) SaveOptimizer(dir string) error {
-	return e.SaveOptimizerState(filepath.Join(dir, OptimizerFile))
+	if err := e.SaveOptimizerState(filepath.Join(dir, OptimizerFile)); err != nil {
+		return err
+	}
+	return e.saveScaler(dir)
 }
 
 // LoadModel reads the parameters SaveModel wrote into dir.
@@ -209,5 +212,8 @@ func (e *Engine) LoadModel(dir string) error {
 
 // LoadOptimizer reads the optimizer state SaveOptimizer wrote into dir.
 func (e *Engine) LoadOptimizer(dir string) error {
-	return e.LoadOptimizerState(filepath.Join(dir, OptimizerFile))
+	if err := e.LoadOptimizerState(filepath.Join(dir, OptimizerFile)); err != nil {
+		return err
+	}
+	return e.loadScaler(dir)
 }

@@ -6,6 +6,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/ortrain/ortrain/internal/amp"
 	"github.com/ortrain/ortrain/internal/artifacts"
 	"github.com/ortrain/ortrain/internal/onnx"
 	"github.com/ortrain/ortrain/internal/onnx/onnxpb"
@@ -53,6 +54,17 @@ type Options struct {
 	// generation_config.json SaveModel copies next to model.safetensors, so
 	// checkpoints load back into transformers.
 	ModelDir string
+	// Variant names the artifact folder's lower-precision graphs
+	// (artifacts.Manifest.Variants) that training, evaluation and
+	// generation run: mixed precision; "" runs the float32 graphs.
+	Variant string
+	// HalfEvalVariant names the half-precision-model graphs that
+	// evaluation and generation run outside training (HF's
+	// fp16_full_eval / bf16_full_eval); "" keeps Variant's.
+	HalfEvalVariant string
+	// Scaler scales the loss dynamically as torch.amp.GradScaler does
+	// (float16 mixed precision); nil: no loss scaling.
+	Scaler *amp.ScalerConfig
 }
 
 // EvalResult is the eval graph's output for one batch.
@@ -81,7 +93,6 @@ type Engine struct {
 	params    []artifacts.Parameter // trainable, graph order
 	frozen    []artifacts.Parameter
 	trainIns  map[string]bool
-	evalIns   map[string]bool
 	cur       map[string]*onnxrt.Value // parameters now
 	next      map[string]*onnxrt.Value // spare parameter buffers
 	grad      map[string]*onnxrt.Value // gradient sums now
@@ -93,6 +104,12 @@ type Engine struct {
 	haveGrads bool      // a micro-batch ran since the last optimizer step
 	zeros     []float32 // host zeros for zero()
 	version   int       // bumped whenever the parameters change (generators reopen)
+	files     graphFiles
+	halfEval  *onnxrt.Session // eval graph of HalfEvalVariant
+	scaler    *amp.GradScaler
+	unscale   *onnxrt.Session
+	skipped   bool // the last optimizer step found inf/NaN gradients and did not update
+	training  bool // inside Trainer.Train: evaluation uses Variant, not HalfEvalVariant
 }
 
 // Open loads the artifact folder dir onto the device of opts.Session.
@@ -133,7 +150,14 @@ func Open(dir string, env *onnxrt.Env, opts Options) (*Engine, error) {
 	default:
 		return nil, fmt.Errorf("optimizer %q: want adamw, adamw_hf or sgd", opts.Optimizer)
 	}
-	if e.train, err = env.NewSession(filepath.Join(dir, man.Files.Training), opts.Session); err != nil {
+	if e.files, err = resolveFiles(man, opts); err != nil {
+		return nil, err
+	}
+	if e.files.lowPrecision() {
+		opts.Session = lowPrecisionSession(opts.Session)
+		e.opts.Session = opts.Session
+	}
+	if e.train, err = env.NewSession(filepath.Join(dir, e.files.training), opts.Session); err != nil {
 		return nil, err
 	}
 	if e.opt, err = env.NewSession(filepath.Join(dir, optFile), opts.Session); err != nil {
@@ -197,6 +221,11 @@ func Open(dir string, env *onnxrt.Env, opts Options) (*Engine, error) {
 	if err := e.ResetOptimizerState(); err != nil {
 		return nil, err
 	}
+	if opts.Scaler != nil {
+		if err := e.openScaler(*opts.Scaler); err != nil {
+			return nil, err
+		}
+	}
 	ok = true
 	return e, nil
 }
@@ -244,7 +273,7 @@ func (e *Engine) Close() error {
 			}
 		}
 	}
-	for _, s := range []*onnxrt.Session{e.train, e.opt, e.eval, e.copier} {
+	for _, s := range []*onnxrt.Session{e.train, e.opt, e.eval, e.copier, e.halfEval, e.unscale} {
 		if s != nil {
 			s.Close()
 		}

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"strings"
 
 	"github.com/ortrain/ortrain/generate"
@@ -29,7 +30,8 @@ type Generator struct {
 		generate.Decoder
 		Close() error
 	}
-	at int
+	at      int
+	variant string
 }
 
 var _ ortrain.Generator = (*Generator)(nil)
@@ -41,30 +43,46 @@ func (g *Generator) Generate(ctx context.Context, b ortrain.Batch, maxLength, nu
 	if err != nil {
 		return nil, err
 	}
-	if g.dec == nil || g.at != g.Engine.version {
+	variant := g.Engine.generationVariant()
+	if g.dec == nil || g.at != g.Engine.version || g.variant != variant {
 		// The trainer swaps parameter buffers at every step: reopen on the
-		// current ones.
+		// current ones (and on the graphs of the precision in force).
 		g.Close()
+		opts := g.Opts
+		opts.Variant = variant
+		if variant != "" {
+			opts = lowPrecisionDecoding(opts)
+		}
 		if g.RecomputeGraph != "" {
-			opts := g.Opts
+			graph := g.RecomputeGraph
+			if variant != "" {
+				v, err := g.Engine.man.Variant(variant)
+				if err != nil {
+					return nil, err
+				}
+				if v.Files.Forward == "" {
+					return nil, fmt.Errorf("the %s graphs have no forward graph to generate with", variant)
+				}
+				graph = filepath.Join(g.Dir, v.Files.Forward)
+			}
 			opts.Inputs = g.Engine.ParamValues()
 			pad := g.Config.PadTokenID
 			if pad < 0 {
 				pad = 0
 			}
-			d, err := ortdecoder.NewRecompute(g.Env, g.RecomputeGraph, pad, opts)
+			d, err := ortdecoder.NewRecompute(g.Env, graph, pad, opts)
 			if err != nil {
 				return nil, err
 			}
 			g.dec = d
 		} else {
-			d, err := ortdecoder.OpenArtifacts(g.Env, g.Dir, g.Engine.ParamValues(), g.Opts)
+			d, err := ortdecoder.OpenArtifacts(g.Env, g.Dir, g.Engine.ParamValues(), opts)
 			if err != nil {
 				return nil, err
 			}
 			g.dec = d
 		}
-		g.at = g.Engine.version
+		g.at, g.variant = g.Engine.version, variant
 	}
 	cfg := g.Config
 	if maxLength > 0 {

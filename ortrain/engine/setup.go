@@ -177,12 +177,16 @@ func Prepare(ctx context.Context, env *Runtime, cfg Config) (*Session, error) {
 		return nil, err
 	}
 
+	prec, err := precisionsFor(a)
+	if err != nil {
+		return nil, err
+	}
 	artDir := cfg.Artifacts
 	var man *artifacts.Manifest
 	if artDir == "" {
 		artDir = filepath.Join(a.OutputDir, "artifacts")
 		m, err := artifacts.ReadManifest(artDir)
-		if err == nil && a.ResumeFromCheckpoint != "" && m.LabelSmoothing == a.LabelSmoothingFactor {
+		if err == nil && a.ResumeFromCheckpoint != "" && m.LabelSmoothing == a.LabelSmoothingFactor && prec.in(m) == nil {
 			man = m // resuming: keep the artifacts the checkpoints were made with
 		} else {
 			bc, err := artifacts.FolderConfig(cfg.Model)
@@ -191,6 +195,7 @@ func Prepare(ctx context.Context, env *Runtime, cfg Config) (*Session, error) {
 			}
 			bc.Out, bc.LabelSmoothing, bc.Version, bc.ParamNames = artDir, a.LabelSmoothingFactor, cfg.Version, cfg.ParamNames
 			bc.AssumeArchitecture, bc.RequireArchitecture = cfg.AssumeArchitecture, true
+			bc.Precisions = prec.list()
 			// Build makes artDir once the model is accepted, so that a refused
 			// model leaves output_dir as it was.
 			if man, err = artifacts.Build(bc); err != nil {
@@ -201,6 +206,8 @@ func Prepare(ctx context.Context, env *Runtime, cfg Config) (*Session, error) {
 		return nil, err
 	} else if man.LabelSmoothing != a.LabelSmoothingFactor {
 		return nil, fmt.Errorf("%s was built with label smoothing %v but label_smoothing_factor is %v; rebuild the artifacts or drop --artifacts", artDir, man.LabelSmoothing, a.LabelSmoothingFactor)
+	} else if err := prec.in(man); err != nil {
+		return nil, fmt.Errorf("%s: %w: rebuild the artifacts with the same precision flags (ortrain artifacts --fp16, --bf16, --fp16_full_eval, --bf16_full_eval, --device) or drop --artifacts", artDir, err)
 	} else if cfg.AssumeArchitecture != "" {
 		ar, err := arch.Resolve(man.ModelType, nil, cfg.AssumeArchitecture)
 		if err != nil {
@@ -218,9 +225,11 @@ func Prepare(ctx context.Context, env *Runtime, cfg Config) (*Session, error) {
 		}
 	}
 
-	so := onnxrt.SessionOptions{Device: a.Device, IntraOpThreads: a.Threads, NoCPUArena: cfg.NoCPUArena}
+	tf32 := a.TF32 != nil && *a.TF32
+	so := onnxrt.SessionOptions{Device: a.Device, IntraOpThreads: a.Threads, NoCPUArena: cfg.NoCPUArena, TF32: tf32}
 	eng, err := Open(artDir, env, Options{Session: so, Optimizer: artifactsOptimizer(a.Optim), ModelDir: cfg.Model, Hyper: Hyper{
-		Beta1: a.AdamBeta1, Beta2: a.AdamBeta2, Eps: a.AdamEpsilon, WeightDecay: a.WeightDecay, MaxGradNorm: a.MaxGradNorm}})
+		Beta1: a.AdamBeta1, Beta2: a.AdamBeta2, Eps: a.AdamEpsilon, WeightDecay: a.WeightDecay, MaxGradNorm: a.MaxGradNorm},
+		Variant: prec.mixedName(), HalfEvalVariant: prec.halfName(), Scaler: prec.scaler})
 	if err != nil {
 		return nil, err
 	}
@@ -303,7 +312,7 @@ func Prepare(ctx context.Context, env *Runtime, cfg Config) (*Session, error) {
 		}
 		forced, start := data.TargetStart(tok, col.StartFromLastLabel)
 		genCfg.StartTarget(int64(forced), int64(start))
-		g := &Generator{Env: env, Dir: artDir, Engine: eng, Config: genCfg, Opts: ortdecoder.Options{Device: a.Device, IntraOpThreads: a.Threads}}
+		g := &Generator{Env: env, Dir: artDir, Engine: eng, Config: genCfg, Opts: ortdecoder.Options{Device: a.Device, IntraOpThreads: a.Threads, TF32: tf32}}
 		if man.Files.DecoderWithPast == "" {
 			if modelDir == "" && man.Files.Forward == "" {
 				return nil, fmt.Errorf("%s has no KV-cache generation graphs; give --model so that ortrain can generate with the full graph", artDir)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 
 	"github.com/ortrain/ortrain/internal/artifacts"
 	"github.com/ortrain/ortrain/internal/data"
@@ -84,7 +83,13 @@ func (e *Engine) TrainMicroBatch(ctx context.Context, batch ortrain.Batch, lossS
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
-	loss, _, err := e.trainMicroBatch(b, float32(lossScale), int64(dropoutSeed>>1))
+	seed := float32(lossScale)
+	if e.scaler != nil {
+		// scaler.scale(loss).backward(): HF divides the loss first, so the
+		// backward seed is the scale times the micro-batch's factor.
+		seed *= e.scaler.Scale()
+	}
+	loss, _, err := e.trainMicroBatch(b, seed, int64(dropoutSeed>>1))
 	return float64(loss), err
 }
 
@@ -174,7 +179,31 @@ func (e *Engine) OptimizerStep(ctx context.Context, lr float64) (float64, error)
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
+	e.skipped = false
+	if e.scaler != nil {
+		foundInf, norm, err := e.unscaleGradients()
+		if err != nil {
+			return 0, err
+		}
+		if foundInf {
+			// GradScaler.step skips optimizer.step; the gradients are
+			// dropped and the parameters, moments and step count stay as
+			// they are. The sums are zeroed: the next micro-batch restarts
+			// them by multiplying with 0, which keeps an inf or NaN.
+			e.scaler.Update(true)
+			e.skipped, e.haveGrads = true, false
+			for _, p := range e.params {
+				if err := e.zero(e.grad[p.Name]); err != nil {
+					return 0, err
+				}
+			}
+			return float64(norm), nil
+		}
+	}
 	gn, err := e.optimizerStep(lr)
+	if err == nil && e.scaler != nil {
+		e.scaler.Update(false)
+	}
 	e.version++
 	return float64(gn), err
 }
@@ -279,16 +308,13 @@ func (e *Engine) EvalLoss(ctx context.Context, b ortrain.Batch) (float64, error)
 
 // Eval runs the eval graph on a batch with the current parameters.
 func (e *Engine) Eval(b *data.Batch, withLogits bool) (EvalResult, error) {
-	if e.eval == nil {
-		s, err := e.env.NewSession(filepath.Join(e.dir, e.man.Files.Eval), e.opts.Session)
-		if err != nil {
-			return EvalResult{}, err
-		}
-		e.eval, e.evalIns = s, inputSet(s)
+	sess, err := e.evalSession()
+	if err != nil {
+		return EvalResult{}, err
 	}
 	var c closer
 	defer c.close()
-	in, err := e.batchValues(b, e.evalIns, &c)
+	in, err := e.batchValues(b, inputSet(sess), &c)
 	if err != nil {
 		return EvalResult{}, err
 	}
@@ -299,7 +325,7 @@ func (e *Engine) Eval(b *data.Batch, withLogits bool) (EvalResult, error) {
 	if withLogits {
 		names = append(names, artifacts.Logits)
 	}
-	outs, err := e.eval.Run(in, names)
+	outs, err := sess.Run(in, names)
 	if err != nil {
 		return EvalResult{}, err
 	}

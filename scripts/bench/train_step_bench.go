@@ -14,8 +14,10 @@ import (
 	"fmt"
 	"os"
 	"sort"
+	"strings"
 	"time"
 
+	"github.com/ortrain/ortrain/internal/amp"
 	"github.com/ortrain/ortrain/internal/data"
 	"github.com/ortrain/ortrain/internal/onnxrt"
 	"github.com/ortrain/ortrain/ortrain/engine"
@@ -28,14 +30,15 @@ func main() {
 	steps := flag.Int("steps", 5, "measured steps")
 	warmup := flag.Int("warmup", 2, "warm-up steps")
 	device := flag.String("device", "cpu", "cpu or cuda")
+	variant := flag.String("variant", "", "the artifact folder's mixed-precision graphs to run (autocast-float16-cpu, ...); float16 ones with GradScaler's defaults")
 	flag.Parse()
-	if err := run(*dir, *batchPath, *threads, *steps, *warmup, *device); err != nil {
+	if err := run(*dir, *batchPath, *threads, *steps, *warmup, *device, *variant); err != nil {
 		fmt.Fprintln(os.Stderr, "train_step_bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(dir, batchPath string, threads, steps, warmup int, device string) error {
+func run(dir, batchPath string, threads, steps, warmup int, device, variant string) error {
 	raw := map[string]struct {
 		Shape []int `json:"shape"`
 		Data  []int64
@@ -57,7 +60,13 @@ func run(dir, batchPath string, threads, steps, warmup int, device string) error
 	defer env.Close()
 	h := engine.DefaultHyper()
 	h.WeightDecay = 0.01
-	tr, err := engine.Open(dir, env, engine.Options{Session: onnxrt.SessionOptions{Device: device, IntraOpThreads: threads, InterOpThreads: 1, NoCPUArena: os.Getenv("ORTRAIN_BENCH_NO_CPU_ARENA") == "1"}, Hyper: h})
+	var scaler *amp.ScalerConfig
+	if strings.Contains(variant, "float16") && !strings.Contains(variant, "bfloat16") {
+		cfg := amp.DefaultScalerConfig()
+		scaler = &cfg
+	}
+	tr, err := engine.Open(dir, env, engine.Options{Session: onnxrt.SessionOptions{Device: device, IntraOpThreads: threads, InterOpThreads: 1, NoCPUArena: os.Getenv("ORTRAIN_BENCH_NO_CPU_ARENA") == "1"}, Hyper: h,
+		Variant: variant, Scaler: scaler})
 	if err != nil {
 		return err
 	}
@@ -87,7 +96,7 @@ func run(dir, batchPath string, threads, steps, warmup int, device string) error
 	}
 	med := median(times)
 	return json.NewEncoder(os.Stdout).Encode(map[string]any{
-		"impl": "ortrain", "onnxruntime": env.Version(), "threads": threads, "steps": steps,
+		"impl": "ortrain", "variant": variant, "onnxruntime": env.Version(), "threads": threads, "steps": steps,
 		"step_s_median": med, "step_s": times, "target_tokens_per_step": tokens,
 		"tokens_per_s": float64(tokens) / med, "first_loss": first, "final_loss": loss,
 		"train_micro_batch_s_median": median(fwdbwd), "optimizer_step_s_median": median(optim),
