@@ -79,7 +79,13 @@ func openDecoders(t *testing.T, env *onnxrt.Env, dir string, pad int64) []namedD
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { rc.Close() })
-	return []namedDecoder{{"kv", kv}, {"recompute", rc}, {"kv-host-reorder", host}}
+	// greedy search picking tokens with the decoding head on the (stand-in) device
+	sel, err := OpenKV(env, dir, pad, Options{Device: "standin"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sel.Close() })
+	return []namedDecoder{{"kv", kv}, {"recompute", rc}, {"kv-host-reorder", host}, {"kv-device-select", sel}}
 }
 
 // TestFixturesMatchHF generates with the tiny T5, BART and Marian fixtures
