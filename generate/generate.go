@@ -221,12 +221,13 @@ func (s *search) selectGreedy(ctx context.Context, sel Selector, prefixes [][]in
 		s.edits.Rows = make([]RowEdits, len(active))
 	}
 	s.edits.Rows = s.edits.Rows[:len(active)]
-	s.edits.Penalty = s.proc.penalty
+	s.edits.Penalty, s.edits.LogSoftmax = s.proc.penalty, false
 	forcedTok := make([]int64, len(active))
 	forcedScore := make([]float32, len(active))
 	isForced := make([]bool, len(active))
 	for i, r := range active {
 		forced, force := s.proc.edits(seqs[r], r/nrs, vocab, &s.edits.Rows[i])
+		s.edits.Rows[i].Force = false // decided here: the argmax of a forced row needs no logits
 		if force {
 			isForced[i], forcedTok[i], forcedScore[i] = true, 0, negInf
 			for _, id := range forced {

@@ -17,6 +17,8 @@ const (
 	headPenalty   = "penalty"
 	headPenalized = "penalized"
 	headBanned    = "banned"
+	headForced    = "forced"
+	headForce     = "force"
 	headK         = "k"
 	headValues    = "values"
 	headIDs       = "ids"
@@ -24,24 +26,31 @@ const (
 
 // headModel is the decoding head: it takes a decoder step's logits
 // ([rows, length, vocab], any float type) where they are, keeps the last
-// position, applies the logits processors' edits (the repetition penalty
-// over the penalized ids, -inf at the banned ids, in the order of HF's
-// processors) and returns each row's k best values and ids (TopK: sorted,
-// ties by lower index, as torch.argmax). The id lists are padded with
-// vocab, an extra column that is dropped before TopK, so rows may have
-// different numbers of ids and none.
-func headModel(logitsType onnx.DType) ([]byte, error) {
+// position, takes its log-softmax if logSoftmax (beam search), applies the
+// logits processors' edits (the repetition penalty over the penalized ids,
+// -inf at the banned ids, and for the rows with force set, -inf everywhere
+// but 0 at the forced ids: HF's processors in order) and returns each
+// row's k best values and ids (TopK: sorted, ties by lower index, as
+// torch.argmax). The id lists are padded with vocab, an extra column that
+// is dropped before TopK, so rows may have different numbers of ids and
+// none.
+func headModel(logitsType onnx.DType, logSoftmax bool) ([]byte, error) {
 	b := onnx.NewGraphBuilder(nil)
 	logits := b.AddInput(headLogits, logitsType, onnx.Sym("rows"), onnx.Sym("length"), onnx.Sym("vocab"))
 	penalty := b.AddInput(headPenalty, onnx.Float32)
 	penalized := b.AddInput(headPenalized, onnx.Int64, onnx.Sym("rows"), onnx.Sym("penalized"))
 	banned := b.AddInput(headBanned, onnx.Int64, onnx.Sym("rows"), onnx.Sym("banned"))
+	forced := b.AddInput(headForced, onnx.Int64, onnx.Sym("rows"), onnx.Sym("forced"))
+	force := b.AddInput(headForce, onnx.Bool, onnx.Sym("rows"), onnx.D(1))
 	k := b.AddInput(headK, onnx.Int64, onnx.D(1))
 
 	last := b.Op("Slice", []string{logits, b.ConstInt64Vec(-1), b.ConstInt64Vec(math.MaxInt64), b.ConstInt64Vec(1)})
 	x := b.Op("Squeeze", []string{last, b.ConstInt64Vec(1)})
 	if logitsType != onnx.Float32 {
 		x = b.Op("Cast", []string{x}, onnx.AttrInt("to", int64(onnx.Float32)))
+	}
+	if logSoftmax {
+		x = b.Op("LogSoftmax", []string{x}, onnx.AttrInt("axis", -1))
 	}
 	shape := b.Op("Shape", []string{x})
 	rows := b.Op("Slice", []string{shape, b.ConstInt64Vec(0), b.ConstInt64Vec(1)})
@@ -57,6 +66,10 @@ func headModel(logitsType onnx.DType) ([]byte, error) {
 	// the banning processors
 	inf := b.Op("Expand", []string{b.ConstFloat32(float32(math.Inf(-1))), b.Op("Shape", []string{banned})})
 	x = b.Op("ScatterElements", []string{x, banned, inf}, onnx.AttrInt("axis", 1))
+	// ForcedBOS/ForcedEOS
+	allInf := b.Op("Expand", []string{b.ConstFloat32(float32(math.Inf(-1))), b.Op("Shape", []string{x})})
+	zeros := b.Op("Expand", []string{b.ConstFloat32(0), b.Op("Shape", []string{forced})})
+	x = b.Op("Where", []string{force, b.Op("ScatterElements", []string{allInf, forced, zeros}, onnx.AttrInt("axis", 1)), x})
 	x = b.Op("Slice", []string{x, b.ConstInt64Vec(0), vocab, b.ConstInt64Vec(1)})
 	b.Node("TopK", []string{x, k}, []string{headValues, headIDs}, onnx.AttrInt("axis", -1), onnx.AttrInt("largest", 1), onnx.AttrInt("sorted", 1))
 	b.AddOutput(headValues, onnx.Float32, onnx.Sym("rows"), onnx.Sym("k"))
@@ -71,7 +84,12 @@ func headModel(logitsType onnx.DType) ([]byte, error) {
 type decodingHead struct {
 	env      *onnxrt.Env
 	opts     onnxrt.SessionOptions
-	sessions map[onnxrt.DType]*onnxrt.Session
+	sessions map[headKind]*onnxrt.Session
+}
+
+type headKind struct {
+	logits     onnxrt.DType
+	logSoftmax bool
 }
 
 func (h *decodingHead) close() {
@@ -110,19 +128,20 @@ func (h *decodingHead) run(logits *onnxrt.Value, edits generate.Edits, k int) (g
 	if k < 1 || k > vocab {
 		return generate.TopK{}, fmt.Errorf("top-%d of a vocabulary of %d", k, vocab)
 	}
-	s := h.sessions[logits.DType()]
+	kind := headKind{logits.DType(), edits.LogSoftmax}
+	s := h.sessions[kind]
 	if s == nil {
-		model, err := headModel(onnx.DType(logits.DType()))
+		model, err := headModel(onnx.DType(kind.logits), kind.logSoftmax)
 		if err != nil {
 			return generate.TopK{}, err
 		}
-		if s, err = h.env.NewSessionFromBytes(model, fmt.Sprintf("decoding head (%v)", logits.DType()), h.opts); err != nil {
+		if s, err = h.env.NewSessionFromBytes(model, fmt.Sprintf("decoding head (%v, log-softmax %v)", kind.logits, kind.logSoftmax), h.opts); err != nil {
 			return generate.TopK{}, err
 		}
 		if h.sessions == nil {
-			h.sessions = map[onnxrt.DType]*onnxrt.Session{}
+			h.sessions = map[headKind]*onnxrt.Session{}
 		}
-		h.sessions[logits.DType()] = s
+		h.sessions[kind] = s
 	}
 	var created []*onnxrt.Value
 	defer func() {
@@ -145,6 +164,16 @@ func (h *decodingHead) run(logits *onnxrt.Value, edits generate.Edits, k int) (g
 		return generate.TopK{}, err
 	}
 	if in[headBanned], err = add(padded(edits.Rows, func(r generate.RowEdits) []int64 { return r.Banned }, vocab)); err != nil {
+		return generate.TopK{}, err
+	}
+	if in[headForced], err = add(padded(edits.Rows, func(r generate.RowEdits) []int64 { return r.Forced }, vocab)); err != nil {
+		return generate.TopK{}, err
+	}
+	flags := make([]bool, rows)
+	for i, r := range edits.Rows {
+		flags[i] = r.Force
+	}
+	if in[headForce], err = add(onnxrt.NewTensor([]int64{int64(rows), 1}, flags)); err != nil {
 		return generate.TopK{}, err
 	}
 	if in[headK], err = add(onnxrt.NewTensor([]int64{1}, []int64{int64(k)})); err != nil {

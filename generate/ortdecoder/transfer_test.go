@@ -3,6 +3,7 @@ package ortdecoder
 import (
 	"context"
 	"encoding/json"
+	"math"
 	"reflect"
 	"testing"
 
@@ -63,11 +64,11 @@ func (s *countingState) SelectStep(ctx context.Context, prefixes [][]int64, edit
 // decoder copies on a device (the stand-in device, which counts what a GPU
 // run would copy). The key/value cache, the encoder outputs and the
 // in-graph reorder stay on the device; the step's new token ids come in.
-// Beam search (and greedy search on the host path) takes the next-token
-// logits out, rows × vocabulary float32s: t5-small's vocabulary of 32128
-// makes 128 KiB per row and step. Greedy search with the decoding head
-// takes one float32 score and one int64 id per row, and its tokens and
-// scores are those of the host path bit for bit, with every processor on.
+// On the host path the next-token logits come out, rows × vocabulary
+// float32s: t5-small's vocabulary of 32128 makes 128 KiB per row and step.
+// With the decoding head, greedy search takes one float32 score and one
+// int64 id per row, beam search its k = 2 × num_beams best; the tokens are
+// those of the host path, with every processor on.
 func TestDecodingStepTransfers(t *testing.T) {
 	env := openEnv(t)
 	sources := [][]int64{{5, 6, 7, 8, 1}, {9, 10, 1}, {11, 12, 13, 14, 15, 16, 1}}
@@ -83,7 +84,8 @@ func TestDecodingStepTransfers(t *testing.T) {
 			selects bool
 			perRow  int64 // bytes to the host per row and step
 		}{
-			{"beam 4", 4, true, int64(m.VocabSize) * 4},
+			{"beam 4, logits to the host", 4, false, int64(m.VocabSize) * 4},
+			{"beam 4, decoding head", 4, true, 8 * (4 + 8)}, // HF's beams_to_keep: 2 × 4 per row
 			{"greedy, logits to the host", 1, false, int64(m.VocabSize) * 4},
 			{"greedy, decoding head", 1, true, 4 + 8},
 		} {
@@ -105,9 +107,13 @@ func TestDecodingStepTransfers(t *testing.T) {
 			t.Logf("%s, %s: %d steps; per step and row %d bytes to the host, %d to the device (vocabulary %d)", model, c.name, len(dec.steps), toHost/rows, toDev/rows, m.VocabSize)
 		}
 
-		// the same tokens and scores through the head as on the host, every processor on
+		// the same tokens and scores through the head as on the host, every
+		// processor on (greedy: bit for bit; beam search: the log-softmax
+		// sums in float32 there, in float64 here)
 		for _, kw := range []string{`{}`, `{"repetition_penalty": 1.3, "no_repeat_ngram_size": 2, "min_new_tokens": 3, "bad_words_ids": [[7], [5, 6]]}`,
-			`{"encoder_no_repeat_ngram_size": 2, "repetition_penalty": 0.7, "forced_bos_token_id": 3, "forced_eos_token_id": 4, "max_new_tokens": 7}`} {
+			`{"encoder_no_repeat_ngram_size": 2, "repetition_penalty": 0.7, "forced_bos_token_id": 3, "forced_eos_token_id": 4, "max_new_tokens": 7}`,
+			`{"num_beams": 4}`, `{"num_beams": 3, "num_return_sequences": 2, "repetition_penalty": 1.3, "no_repeat_ngram_size": 2, "min_new_tokens": 3, "bad_words_ids": [[7], [5, 6]]}`,
+			`{"num_beams": 4, "encoder_no_repeat_ngram_size": 2, "forced_bos_token_id": 3, "forced_eos_token_id": 4, "max_new_tokens": 7, "length_penalty": 0.6}`} {
 			var raw map[string]json.RawMessage
 			if err := json.Unmarshal([]byte(kw), &raw); err != nil {
 				t.Fatal(err)
@@ -125,6 +131,11 @@ func TestDecodingStepTransfers(t *testing.T) {
 			}
 			if !reflect.DeepEqual(outs[0].Sequences, outs[1].Sequences) || !reflect.DeepEqual(outs[0].TokenScores, outs[1].TokenScores) {
 				t.Errorf("%s %s: host path %v %v, decoding head %v %v", model, kw, outs[0].Sequences, outs[0].TokenScores, outs[1].Sequences, outs[1].TokenScores)
+			}
+			for i := range outs[0].Scores {
+				if d := math.Abs(float64(outs[0].Scores[i] - outs[1].Scores[i])); d > 1e-5 {
+					t.Errorf("%s %s: sequence %d scores %v on the host path, %v through the head", model, kw, i, outs[0].Scores[i], outs[1].Scores[i])
+				}
 			}
 		}
 		m.Close()
