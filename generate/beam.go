@@ -94,11 +94,23 @@ func (s *search) beam(ctx context.Context, nSources int) (*Output, error) {
 		var ids []int64
 		width := 0
 		if selects && vocab > 0 {
-			top, err := s.selectBeams(ctx, sel, prefixes, items, active, vocab, min(k, vocab))
+			top, forced, err := s.selectBeams(ctx, sel, prefixes, items, active, vocab, min(k, vocab))
 			if err != nil {
 				return nil, err
 			}
 			width, ids, scores = top.K, top.IDs, top.Values
+			if forced {
+				// a forced step (every row has the same length): the full
+				// rows are known without the logits, -inf but 0 at the forced
+				// ids, and ranking them over num_beams × vocab keeps torch's
+				// order among the equal scores
+				width, ids = vocab, nil
+				scores = make([]float32, rowsNow*vocab)
+				for r := range rowsNow {
+					row := scores[r*vocab : (r+1)*vocab]
+					forceOnly(row, s.edits.Rows[r].Forced...)
+				}
+			}
 			for r := range rowsNow {
 				h := items[active[r/nb]].running[r%nb]
 				row := scores[r*width : (r+1)*width]
@@ -188,15 +200,16 @@ func (s *search) beam(ctx context.Context, nSources int) (*Output, error) {
 // and processors where the logits are, and its k best scores and tokens
 // back (k = HF's beams_to_keep, so the top k of an item's num_beams ×
 // vocab candidates are among its rows' top k).
-func (s *search) selectBeams(ctx context.Context, sel Selector, prefixes [][]int64, items []*beamItem, active []int, vocab, k int) (TopK, error) {
+// It also tells whether every row was forced (ForcedBOS/ForcedEOS).
+func (s *search) selectBeams(ctx context.Context, sel Selector, prefixes [][]int64, items []*beamItem, active []int, vocab, k int) (TopK, bool, error) {
 	if err := ctx.Err(); err != nil {
-		return TopK{}, err
+		return TopK{}, false, err
 	}
 	if !s.idsChecked {
 		c := s.cfg
 		c.VocabSize = vocab
 		if err := c.checkIDs(); err != nil {
-			return TopK{}, fmt.Errorf("generation config: %w (the decoder's logits have %d ids)", err, vocab)
+			return TopK{}, false, fmt.Errorf("generation config: %w (the decoder's logits have %d ids)", err, vocab)
 		}
 		s.idsChecked = true
 	}
@@ -207,11 +220,13 @@ func (s *search) selectBeams(ctx context.Context, sel Selector, prefixes [][]int
 	}
 	s.edits.Rows = s.edits.Rows[:rows]
 	s.edits.Penalty, s.edits.LogSoftmax = s.proc.penalty, true
+	allForced := rows > 0
 	for r := range rows {
 		h := items[active[r/nb]].running[r%nb]
 		e := &s.edits.Rows[r]
 		forced, force := s.proc.edits(h.tokens, active[r/nb], vocab, e)
 		e.Force, e.Forced = force, e.Forced[:0]
+		allForced = allForced && force
 		for _, id := range forced {
 			if id >= 0 && int(id) < vocab {
 				e.Forced = append(e.Forced, id)
@@ -220,12 +235,12 @@ func (s *search) selectBeams(ctx context.Context, sel Selector, prefixes [][]int
 	}
 	top, err := sel.SelectStep(ctx, prefixes, s.edits, k)
 	if err != nil {
-		return TopK{}, err
+		return TopK{}, false, err
 	}
 	if top.Rows != rows || top.K != k || len(top.IDs) != rows*k || len(top.Values) != rows*k || top.Vocab != vocab {
-		return TopK{}, fmt.Errorf("decoder selected %d×%d tokens over %d ids, want %d×%d over %d", top.Rows, top.K, top.Vocab, rows, k, vocab)
+		return TopK{}, false, fmt.Errorf("decoder selected %d×%d tokens over %d ids, want %d×%d over %d", top.Rows, top.K, top.Vocab, rows, k, vocab)
 	}
-	return top, nil
+	return top, allForced, nil
 }
 
 // updateFinished is HF's _update_finished_beams for one item: candidates in
