@@ -27,7 +27,7 @@ func BenchmarkGenerate(b *testing.B) {
 	defer env.Close()
 	sources := randomSources(16, 3, 500, 1, 9)
 	for _, head := range []bool{false, true} {
-		m, err := OpenModel(env, dir, OpenOptions{Options: Options{IntraOpThreads: 1, SelectOnDevice: head}})
+		m, err := OpenModel(env, dir, OpenOptions{Options: Options{IntraOpThreads: 1, HostSelect: !head}})
 		if err != nil {
 			b.Fatal(err)
 		}

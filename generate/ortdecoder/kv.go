@@ -41,12 +41,14 @@ type Options struct {
 	// DisabledOptimizers and TF32 pass to the sessions (onnxrt.SessionOptions).
 	DisabledOptimizers []string
 	TF32               bool
-	// SelectOnDevice makes greedy search pick tokens inside ONNX Runtime
-	// (log-softmax-free argmax after the logits processors, in a small
-	// graph on the decoder's device) also on the CPU; on a GPU it always
-	// does, so that a step copies one value and id per row to the host
-	// instead of the logits.
-	SelectOnDevice bool
+	// HostSelect makes greedy and beam search pick tokens in Go from the
+	// full logits (the reference path) instead of with the decoding head,
+	// a small graph on the decoder's device that applies the log-softmax
+	// and the logits processors and returns each row's best tokens: on a
+	// GPU the head copies rows × k values and ids to the host instead of
+	// the logits, and on the CPU it makes beam search about 1.5× faster
+	// (ONNX Runtime's vectorised log-softmax and TopK).
+	HostSelect bool
 	// DType, float16 or bfloat16, runs the graphs with the model cast to
 	// that type (predict --dtype, as model.to(dtype) before generate());
 	// Undefined runs them as they are.
@@ -82,8 +84,8 @@ type KV struct {
 	// by the gatherers' graphs, on the device.
 	hostOutputs bool
 	gatherers   map[onnxrt.DType]*onnxrt.Session
-	// selects: greedy search picks tokens with the decoding head (a GPU
-	// session, or Options.SelectOnDevice).
+	// selects: the searches pick tokens with the decoding head (unless
+	// Options.HostSelect).
 	selects bool
 	head    decodingHead
 	// traceBind, if set (tests), hears where each output of a run is bound.
@@ -102,9 +104,7 @@ func NewKV(env *onnxrt.Env, encoder, decoder, decoderWithPast string, pad int64,
 		}
 	}
 	d := &KV{pad: pad, inputs: opts.Inputs, hostOutputs: opts.HostReorder, head: decodingHead{env: env, opts: opts.session()}}
-	if dev, err := onnxrt.ParseDevice(opts.Device); err == nil {
-		d.selects = opts.SelectOnDevice || dev != onnxrt.CPU
-	}
+	d.selects = !opts.HostSelect
 	var err error
 	closeAll := func() { d.Close() }
 	if d.enc, err = sessionOf(env, encoder, opts); err != nil {
@@ -295,8 +295,8 @@ func (s *kvState) Step(ctx context.Context, prefixes [][]int64) (generate.Logits
 	return lastPosition(logits, s.rows, &s.logits)
 }
 
-// Selects: greedy search picks tokens on the device when the decoder runs
-// on one (or Options.SelectOnDevice), never on the host path.
+// Selects: the searches pick tokens with the decoding head unless
+// Options.HostSelect, or on the host path (Options.HostReorder).
 func (s *kvState) Selects() (bool, int) {
 	return s.d.selects && !s.d.hostOutputs, vocabOf(s.d.dec)
 }
