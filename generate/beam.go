@@ -2,6 +2,7 @@ package generate
 
 import (
 	"context"
+	"fmt"
 	"runtime"
 
 	"github.com/ortrain/ortrain/internal/parallel"
@@ -75,6 +76,11 @@ func (s *search) beam(ctx context.Context, nSources int) (*Output, error) {
 	cands := make([]candidate, 0, k)
 	var scores []float32
 	prefixes := make([][]int64, 0, nSources*nb)
+	sel, _ := s.state.(Selector)
+	selects, vocab := false, 0
+	if sel != nil {
+		selects, vocab = sel.Selects()
+	}
 	for curLen := prompt; len(active) > 0; curLen++ {
 		prefixes = prefixes[:0]
 		for _, a := range active {
@@ -82,37 +88,73 @@ func (s *search) beam(ctx context.Context, nSources int) (*Output, error) {
 				prefixes = append(prefixes, h.tokens)
 			}
 		}
-		logits, err := s.step(ctx, prefixes)
-		if err != nil {
-			return nil, err
+		rowsNow := len(active) * nb
+		// width is the number of scores per row: the vocabulary, or the
+		// decoding head's k best; ids maps them to tokens (nil: identity)
+		var ids []int64
+		width := 0
+		if selects && vocab > 0 {
+			top, forced, err := s.selectBeams(ctx, sel, prefixes, items, active, vocab, min(k, vocab))
+			if err != nil {
+				return nil, err
+			}
+			width, ids, scores = top.K, top.IDs, top.Values
+			if forced {
+				// a forced step (every row has the same length): the full
+				// rows are known without the logits, -inf but 0 at the forced
+				// ids, and ranking them over num_beams × vocab keeps torch's
+				// order among the equal scores
+				width, ids = vocab, nil
+				scores = make([]float32, rowsNow*vocab)
+				for r := range rowsNow {
+					row := scores[r*vocab : (r+1)*vocab]
+					forceOnly(row, s.edits.Rows[r].Forced...)
+				}
+			}
+			for r := range rowsNow {
+				h := items[active[r/nb]].running[r%nb]
+				row := scores[r*width : (r+1)*width]
+				for j, v := range row {
+					row[j] = v + h.score
+				}
+			}
+		} else {
+			logits, err := s.step(ctx, prefixes)
+			if err != nil {
+				return nil, err
+			}
+			vocab, width = logits.Vocab, logits.Vocab
+			// log-softmax, processors and running score of every row, rows in parallel
+			if cap(scores) < rowsNow*width {
+				scores = make([]float32, rowsNow*width)
+			}
+			scores = scores[:rowsNow*width]
+			s.parallelRows(rowsNow, width, func(p *processor, r int) {
+				row := scores[r*width : (r+1)*width]
+				copy(row, logits.Row(r))
+				logSoftmax(row)
+				h := items[active[r/nb]].running[r%nb]
+				p.apply(h.tokens, active[r/nb], row)
+				for t, v := range row {
+					row[t] = v + h.score
+				}
+			})
 		}
 		divisor := lengthDivisor(curLen+1-prompt, cfg.LengthPenalty)
-		// log-softmax, processors and running score of every row, rows in parallel
-		rowsNow := len(active) * nb
-		if cap(scores) < rowsNow*logits.Vocab {
-			scores = make([]float32, rowsNow*logits.Vocab)
-		}
-		scores = scores[:rowsNow*logits.Vocab]
-		s.parallelRows(rowsNow, logits.Vocab, func(p *processor, r int) {
-			row := scores[r*logits.Vocab : (r+1)*logits.Vocab]
-			copy(row, logits.Row(r))
-			logSoftmax(row)
-			h := items[active[r/nb]].running[r%nb]
-			p.apply(h.tokens, active[r/nb], row)
-			for t, v := range row {
-				row[t] = v + h.score
-			}
-		})
 		nextActive := active[:0:0]
 		rows = rows[:0]
 		for ai, a := range active {
 			it := items[a]
 			// top-K continuations over the flattened num_beams × vocab scores
-			vocab := logits.Vocab
-			flat := scores[ai*nb*vocab : (ai+1)*nb*vocab]
+			// (of the num_beams × k best, which hold them, on the device path)
+			flat := scores[ai*nb*width : (ai+1)*nb*width]
 			cands = cands[:0]
 			for _, fi := range topK(flat, k) {
-				cands = append(cands, candidate{beam: fi / vocab, token: int64(fi % vocab), score: flat[fi]})
+				tok := int64(fi % width)
+				if ids != nil {
+					tok = ids[ai*nb*width+fi]
+				}
+				cands = append(cands, candidate{beam: fi / width, token: tok, score: flat[fi]})
 			}
 			hits := make([]bool, k)
 			allHit := true
@@ -152,6 +194,53 @@ func (s *search) beam(ctx context.Context, nSources int) (*Output, error) {
 		}
 	}
 	return s.beamOutput(items), nil
+}
+
+// selectBeams runs a step through the Selector: every row's log-softmax
+// and processors where the logits are, and its k best scores and tokens
+// back (k = HF's beams_to_keep, so the top k of an item's num_beams ×
+// vocab candidates are among its rows' top k).
+// It also tells whether every row was forced (ForcedBOS/ForcedEOS).
+func (s *search) selectBeams(ctx context.Context, sel Selector, prefixes [][]int64, items []*beamItem, active []int, vocab, k int) (TopK, bool, error) {
+	if err := ctx.Err(); err != nil {
+		return TopK{}, false, err
+	}
+	if !s.idsChecked {
+		c := s.cfg
+		c.VocabSize = vocab
+		if err := c.checkIDs(); err != nil {
+			return TopK{}, false, fmt.Errorf("generation config: %w (the decoder's logits have %d ids)", err, vocab)
+		}
+		s.idsChecked = true
+	}
+	nb := s.cfg.NumBeams
+	rows := len(active) * nb
+	if cap(s.edits.Rows) < rows {
+		s.edits.Rows = make([]RowEdits, rows)
+	}
+	s.edits.Rows = s.edits.Rows[:rows]
+	s.edits.Penalty, s.edits.LogSoftmax = s.proc.penalty, true
+	allForced := rows > 0
+	for r := range rows {
+		h := items[active[r/nb]].running[r%nb]
+		e := &s.edits.Rows[r]
+		forced, force := s.proc.edits(h.tokens, active[r/nb], vocab, e)
+		e.Force, e.Forced = force, e.Forced[:0]
+		allForced = allForced && force
+		for _, id := range forced {
+			if id >= 0 && int(id) < vocab {
+				e.Forced = append(e.Forced, id)
+			}
+		}
+	}
+	top, err := sel.SelectStep(ctx, prefixes, s.edits, k)
+	if err != nil {
+		return TopK{}, false, err
+	}
+	if top.Rows != rows || top.K != k || len(top.IDs) != rows*k || len(top.Values) != rows*k || top.Vocab != vocab {
+		return TopK{}, false, fmt.Errorf("decoder selected %d×%d tokens over %d ids, want %d×%d over %d", top.Rows, top.K, top.Vocab, rows, k, vocab)
+	}
+	return top, allForced, nil
 }
 
 // updateFinished is HF's _update_finished_beams for one item: candidates in

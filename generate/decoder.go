@@ -34,3 +34,45 @@ type Logits struct {
 
 // Row returns the logits of row r.
 func (l Logits) Row(r int) []float32 { return l.Data[r*l.Vocab : (r+1)*l.Vocab] }
+
+// Selector is a State that can pick the next tokens where the logits are
+// (a GPU's memory): it applies the logits processors' edits, given per row
+// as short lists of token ids, and returns only each row's k best tokens,
+// so that a step copies rows × k values and ids to the host instead of
+// rows × vocabulary logits. Greedy and beam search use it when Selects
+// says so (sampling never).
+type Selector interface {
+	// Selects reports whether SelectStep should be used (a decoder on the
+	// CPU gains nothing from it) and the vocabulary size (0: unknown until
+	// the first step).
+	Selects() (ok bool, vocab int)
+	// SelectStep advances like Step and returns, for every row, the k
+	// highest processed logits in descending order, ties by lower id (as
+	// torch.argmax and torch.topk pick among equal values on the first k).
+	SelectStep(ctx context.Context, prefixes [][]int64, edits Edits, k int) (TopK, error)
+}
+
+// Edits are the logits processors' changes to one step's logits, after a
+// log-softmax when LogSoftmax (beam search): for each row, the repetition
+// penalty over Penalized (distinct ids, score divided by Penalty when
+// positive, multiplied when negative), then Banned ids set to -inf, then,
+// when Force, every score set to -inf but those of Forced, set to 0
+// (ForcedBOS/ForcedEOS). All ids lie within the vocabulary.
+type Edits struct {
+	LogSoftmax bool
+	Penalty    float32
+	Rows       []RowEdits
+}
+
+// RowEdits are one row's edits.
+type RowEdits struct {
+	Penalized, Banned, Forced []int64
+	Force                     bool
+}
+
+// TopK holds each row's k best tokens, row-major: Values[r*K+j], IDs[r*K+j].
+type TopK struct {
+	Rows, K, Vocab int
+	Values         []float32
+	IDs            []int64
+}

@@ -68,6 +68,7 @@ type search struct {
 	// workerProcs are the processors of parallelRows' goroutines.
 	workerProcs []*processor
 	idsChecked  bool
+	edits       Edits // SelectStep's input, reused
 }
 
 func (s *search) step(ctx context.Context, prefixes [][]int64) (Logits, error) {
@@ -124,15 +125,35 @@ func (s *search) greedy(ctx context.Context, nSources int) (*Output, error) {
 		active[i] = i
 	}
 	prefixes := make([][]int64, 0, n)
+	sel, _ := s.state.(Selector)
+	selects, vocab := false, 0
+	if sel != nil && rng == nil {
+		selects, vocab = sel.Selects()
+	}
 	for len(active) > 0 {
 		prefixes = prefixes[:0]
 		for _, r := range active {
 			prefixes = append(prefixes, seqs[r])
 		}
+		if selects && vocab > 0 {
+			// the processors' edits go to the device, the argmax comes back
+			next, keep, err := s.selectGreedy(ctx, sel, prefixes, active, seqs, scores, vocab, nrs)
+			if err != nil {
+				return nil, err
+			}
+			if len(next) > 0 && len(next) < len(active) {
+				if err := s.state.Reorder(keep); err != nil {
+					return nil, err
+				}
+			}
+			active = next
+			continue
+		}
 		logits, err := s.step(ctx, prefixes)
 		if err != nil {
 			return nil, err
 		}
+		vocab = logits.Vocab
 		keep := make([]int, 0, len(active))
 		next := active[:0:0]
 		for i, r := range active {
@@ -176,6 +197,66 @@ func (s *search) greedy(ctx context.Context, nSources int) (*Output, error) {
 		seqs[i] = q
 	}
 	return out, nil
+}
+
+// selectGreedy is one step of greedy search through a Selector: the
+// processors' edits are computed on the host from the sequences alone and
+// applied where the logits are, which returns each row's best token and its
+// processed score; a forced step (ForcedBOS/ForcedEOS) needs no logits, its
+// argmax is the lowest forced id (every forced id scores 0, the rest -inf).
+// It returns the rows that go on and their positions in active.
+func (s *search) selectGreedy(ctx context.Context, sel Selector, prefixes [][]int64, active []int, seqs [][]int64, scores [][]float32, vocab, nrs int) (next, keep []int, err error) {
+	if err := ctx.Err(); err != nil {
+		return nil, nil, err
+	}
+	if !s.idsChecked {
+		c := s.cfg
+		c.VocabSize = vocab
+		if err := c.checkIDs(); err != nil {
+			return nil, nil, fmt.Errorf("generation config: %w (the decoder's logits have %d ids)", err, vocab)
+		}
+		s.idsChecked = true
+	}
+	if cap(s.edits.Rows) < len(active) {
+		s.edits.Rows = make([]RowEdits, len(active))
+	}
+	s.edits.Rows = s.edits.Rows[:len(active)]
+	s.edits.Penalty, s.edits.LogSoftmax = s.proc.penalty, false
+	forcedTok := make([]int64, len(active))
+	forcedScore := make([]float32, len(active))
+	isForced := make([]bool, len(active))
+	for i, r := range active {
+		forced, force := s.proc.edits(seqs[r], r/nrs, vocab, &s.edits.Rows[i])
+		s.edits.Rows[i].Force = false // decided here: the argmax of a forced row needs no logits
+		if force {
+			isForced[i], forcedTok[i], forcedScore[i] = true, 0, negInf
+			for _, id := range forced {
+				if id >= 0 && int(id) < vocab && (forcedScore[i] != 0 || id < forcedTok[i]) {
+					forcedTok[i], forcedScore[i] = id, 0
+				}
+			}
+		}
+	}
+	top, err := sel.SelectStep(ctx, prefixes, s.edits, 1)
+	if err != nil {
+		return nil, nil, err
+	}
+	if top.Rows != len(active) || top.K != 1 || len(top.IDs) != top.Rows || len(top.Values) != top.Rows || top.Vocab != vocab {
+		return nil, nil, fmt.Errorf("decoder selected %d×%d tokens over %d ids, want %d×1 over %d", top.Rows, top.K, top.Vocab, len(active), vocab)
+	}
+	for i, r := range active {
+		tok, score := top.IDs[i], top.Values[i]
+		if isForced[i] {
+			tok, score = forcedTok[i], forcedScore[i]
+		}
+		seqs[r] = append(seqs[r], tok)
+		scores[r] = append(scores[r], score)
+		if !s.cfg.isEOS(tok) && len(seqs[r]) < s.maxLen {
+			keep = append(keep, i)
+			next = append(next, r)
+		}
+	}
+	return next, keep, nil
 }
 
 // argmax returns the first index of the maximum, as torch.argmax does.

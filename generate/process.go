@@ -21,6 +21,7 @@ type processor struct {
 	sortIdx   []int  // scratch for top-p
 	sortVals  []float32
 	sampleBuf []float64
+	rowEdits  RowEdits // scratch for apply
 	// encNGrams maps, per source, each (n-1)-gram of the source to the
 	// tokens that followed it (encoder_no_repeat_ngram_size); read-only,
 	// shared by the copies of a processor.
@@ -80,11 +81,16 @@ func ngramKey(tokens []int64) string {
 	return string(b)
 }
 
-// apply edits scores (length vocab) for a row of source src whose decoder
-// sequence so far is tokens.
-func (p *processor) apply(tokens []int64, src int, scores []float32) {
+// edits lists what the processors (all but the sampling warpers) change in
+// the scores of a row of source src whose decoder sequence so far is
+// tokens, over a vocabulary of vocab ids: the ids the repetition penalty
+// touches (distinct, in order of first appearance; none when the penalty
+// is 1), the banned ids (set to -inf; repeats allowed), and, when force
+// is true, the only ids left finite (at 0) by ForcedBOS/ForcedEOS. The
+// slices reuse e's.
+func (p *processor) edits(tokens []int64, src, vocab int, e *RowEdits) (forced []int64, force bool) {
 	cur := len(tokens)
-	vocab := len(scores)
+	e.Penalized, e.Banned = e.Penalized[:0], e.Banned[:0]
 	if p.cfg.RepetitionPenalty != 1.0 {
 		// every id present in the decoder sequence (start token included), once
 		if cap(p.seen) < vocab {
@@ -94,17 +100,11 @@ func (p *processor) apply(tokens []int64, src int, scores []float32) {
 		for _, t := range tokens {
 			if t >= 0 && int(t) < vocab && !seen[t] {
 				seen[t] = true
-				if s := scores[t]; s < 0 {
-					scores[t] = s * p.penalty
-				} else {
-					scores[t] = s / p.penalty
-				}
+				e.Penalized = append(e.Penalized, t)
 			}
 		}
-		for _, t := range tokens {
-			if t >= 0 && int(t) < vocab {
-				seen[t] = false
-			}
+		for _, t := range e.Penalized {
+			seen[t] = false
 		}
 	}
 	if n := p.cfg.NoRepeatNGramSize; n > 0 && cur >= n {
@@ -120,7 +120,7 @@ func (p *processor) apply(tokens []int64, src int, scores []float32) {
 			}
 			if match {
 				if t := tokens[start+n-1]; t >= 0 && int(t) < vocab {
-					scores[t] = negInf
+					e.Banned = append(e.Banned, t)
 				}
 			}
 		}
@@ -129,7 +129,7 @@ func (p *processor) apply(tokens []int64, src int, scores []float32) {
 		// ban every token that would complete an n-gram of the source
 		for _, t := range p.encNGrams[src][ngramKey(tokens[cur-n+1:])] {
 			if t >= 0 && int(t) < vocab {
-				scores[t] = negInf
+				e.Banned = append(e.Banned, t)
 			}
 		}
 	}
@@ -138,7 +138,7 @@ func (p *processor) apply(tokens []int64, src int, scores []float32) {
 		// (ids beyond the logits are skipped; HF raises an error for them)
 		prefix := seq[:len(seq)-1]
 		last := seq[len(seq)-1]
-		if len(prefix) > cur || last >= int64(vocab) {
+		if len(prefix) > cur || last < 0 || last >= int64(vocab) {
 			continue
 		}
 		match := true
@@ -149,21 +149,41 @@ func (p *processor) apply(tokens []int64, src int, scores []float32) {
 			}
 		}
 		if match {
-			scores[last] = negInf
+			e.Banned = append(e.Banned, last)
 		}
 	}
 	if cur < p.minLen {
-		for _, e := range p.cfg.EOSTokenIDs {
-			if int(e) < vocab {
-				scores[e] = negInf
+		for _, id := range p.cfg.EOSTokenIDs {
+			if id >= 0 && int(id) < vocab {
+				e.Banned = append(e.Banned, id)
 			}
 		}
 	}
 	if p.cfg.ForcedBOSTokenID != NoToken && cur == 1 {
-		forceOnly(scores, p.cfg.ForcedBOSTokenID)
+		return []int64{p.cfg.ForcedBOSTokenID}, true
 	}
 	if len(p.cfg.ForcedEOSTokenIDs) > 0 && cur == p.maxLen-1 {
-		forceOnly(scores, p.cfg.ForcedEOSTokenIDs...)
+		return p.cfg.ForcedEOSTokenIDs, true
+	}
+	return nil, false
+}
+
+// apply edits scores (length vocab) for a row of source src whose decoder
+// sequence so far is tokens: the edits above, then the sampling warpers.
+func (p *processor) apply(tokens []int64, src int, scores []float32) {
+	forced, force := p.edits(tokens, src, len(scores), &p.rowEdits)
+	for _, t := range p.rowEdits.Penalized {
+		if s := scores[t]; s < 0 {
+			scores[t] = s * p.penalty
+		} else {
+			scores[t] = s / p.penalty
+		}
+	}
+	for _, t := range p.rowEdits.Banned {
+		scores[t] = negInf
+	}
+	if force {
+		forceOnly(scores, forced...)
 	}
 	if p.cfg.DoSample {
 		p.warp(scores)

@@ -34,7 +34,7 @@ func TestKVKeepsFedBackValuesOnDevice(t *testing.T) {
 			t.Cleanup(func() { kv.Close() })
 			return kv
 		}
-		dev := open(Options{})
+		dev := open(Options{HostSelect: true}) // the logits to the host: compared bit for bit with the host path
 		if dev.hostOutputs || len(dev.gatherers) == 0 || !dev.inGraphReorder {
 			t.Fatalf("%s: default KV has hostOutputs %v, %d gather graphs, in-graph reorder %v", model, dev.hostOutputs, len(dev.gatherers), dev.inGraphReorder)
 		}
@@ -49,11 +49,11 @@ func TestKVKeepsFedBackValuesOnDevice(t *testing.T) {
 			bound[graph][output] = onDevice
 		}
 		// the previous path: in-graph reorder, every output in host memory
-		host := open(Options{})
+		host := open(Options{HostSelect: true})
 		host.hostOutputs = true
 		// device values without the in-graph reorder (graphs with external
 		// data): the decoder cache is gathered by the gather graph
-		plain := open(Options{HostReorder: true})
+		plain := open(Options{HostReorder: true, HostSelect: true})
 		plain.hostOutputs = false
 		if plain.gatherers, err = openGatherers(env, plain.fedBackTypes(), onnxrt.SessionOptions{}); err != nil {
 			t.Fatal(err)

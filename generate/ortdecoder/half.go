@@ -8,6 +8,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/ortrain/ortrain/internal/amp"
+	"github.com/ortrain/ortrain/internal/cudakernels"
 	"github.com/ortrain/ortrain/internal/onnx"
 	"github.com/ortrain/ortrain/internal/onnx/onnxpb"
 	"github.com/ortrain/ortrain/internal/onnxrt"
@@ -37,7 +38,7 @@ func halfModel(m *onnxpb.ModelProto, dt onnx.DType) error {
 	if _, err := amp.Rewrite(m.Graph, onnx.Opsets(m), amp.Options{DType: dt, HalfModel: true}); err != nil {
 		return err
 	}
-	kernels, err := amp.CUDAKernels()
+	kernels, err := cudakernels.CUDA()
 	if err != nil {
 		return err
 	}

@@ -41,6 +41,14 @@ type Options struct {
 	// DisabledOptimizers and TF32 pass to the sessions (onnxrt.SessionOptions).
 	DisabledOptimizers []string
 	TF32               bool
+	// HostSelect makes greedy and beam search pick tokens in Go from the
+	// full logits (the reference path) instead of with the decoding head,
+	// a small graph on the decoder's device that applies the log-softmax
+	// and the logits processors and returns each row's best tokens: on a
+	// GPU the head copies rows × k values and ids to the host instead of
+	// the logits, and on the CPU it makes beam search about 1.5× faster
+	// (ONNX Runtime's vectorised log-softmax and TopK).
+	HostSelect bool
 	// DType, float16 or bfloat16, runs the graphs with the model cast to
 	// that type (predict --dtype, as model.to(dtype) before generate());
 	// Undefined runs them as they are.
@@ -76,6 +84,10 @@ type KV struct {
 	// by the gatherers' graphs, on the device.
 	hostOutputs bool
 	gatherers   map[onnxrt.DType]*onnxrt.Session
+	// selects: the searches pick tokens with the decoding head (unless
+	// Options.HostSelect).
+	selects bool
+	head    decodingHead
 	// traceBind, if set (tests), hears where each output of a run is bound.
 	traceBind func(graph, output string, onDevice bool)
 }
@@ -91,7 +103,8 @@ func NewKV(env *onnxrt.Env, encoder, decoder, decoderWithPast string, pad int64,
 			return nil, fmt.Errorf("generation graph: %w", err)
 		}
 	}
-	d := &KV{pad: pad, inputs: opts.Inputs, hostOutputs: opts.HostReorder}
+	d := &KV{pad: pad, inputs: opts.Inputs, hostOutputs: opts.HostReorder, head: decodingHead{env: env, opts: opts.session()}}
+	d.selects = !opts.HostSelect
 	var err error
 	closeAll := func() { d.Close() }
 	if d.enc, err = sessionOf(env, encoder, opts); err != nil {
@@ -189,6 +202,7 @@ func (d *KV) Close() error {
 		s.Close()
 	}
 	d.gatherers = nil
+	d.head.close()
 	return nil
 }
 
@@ -269,22 +283,56 @@ type kvState struct {
 func isEncoderPast(name string) bool { return strings.Contains(name, ".encoder.") }
 
 func (s *kvState) Step(ctx context.Context, prefixes [][]int64) (generate.Logits, error) {
-	if err := ctx.Err(); err != nil {
+	v, err := s.advance(ctx, prefixes, false)
+	if err != nil {
 		return generate.Logits{}, err
 	}
+	logits, err := readValue(v)
+	v.Close()
+	if err != nil {
+		return generate.Logits{}, err
+	}
+	return lastPosition(logits, s.rows, &s.logits)
+}
+
+// Selects: the searches pick tokens with the decoding head unless
+// Options.HostSelect, or on the host path (Options.HostReorder).
+func (s *kvState) Selects() (bool, int) {
+	return s.d.selects && !s.d.hostOutputs, vocabOf(s.d.dec)
+}
+
+// SelectStep advances like Step, keeping the logits in the session's
+// device memory, and returns each row's k best tokens after the edits
+// (the decoding head): rows × k values and ids come to the host.
+func (s *kvState) SelectStep(ctx context.Context, prefixes [][]int64, edits generate.Edits, k int) (generate.TopK, error) {
+	v, err := s.advance(ctx, prefixes, true)
+	if err != nil {
+		return generate.TopK{}, err
+	}
+	defer v.Close()
+	return s.d.head.run(v, edits, k)
+}
+
+// advance runs the decoder (or the decoder with past) over the prefixes'
+// new tokens, keeps the cache, and returns the logits: in host memory, or
+// in the session's device memory when onDevice.
+func (s *kvState) advance(ctx context.Context, prefixes [][]int64, onDevice bool) (*onnxrt.Value, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	if len(prefixes) != s.rows {
-		return generate.Logits{}, fmt.Errorf("decoder step over %d prefixes, state has %d rows", len(prefixes), s.rows)
+		return nil, fmt.Errorf("decoder step over %d prefixes, state has %d rows", len(prefixes), s.rows)
 	}
 	length := len(prefixes[0])
 	first := s.seen == 0
 	if !first && length <= s.seen {
-		return generate.Logits{}, fmt.Errorf("decoder prefix of %d tokens, cache already holds %d", length, s.seen)
+		return nil, fmt.Errorf("decoder prefix of %d tokens, cache already holds %d", length, s.seen)
 	}
 	from := s.seen
 	ids := make([]int64, 0, s.rows*(length-from))
 	for _, p := range prefixes {
 		if len(p) != length {
-			return generate.Logits{}, errors.New("decoder prefixes of unequal length")
+			return nil, errors.New("decoder prefixes of unequal length")
 		}
 		ids = append(ids, p[from:]...)
 	}
@@ -322,12 +370,14 @@ func (s *kvState) Step(ctx context.Context, prefixes [][]int64) (generate.Logits
 		presents = append(presents, present)
 	}
 	sort.Strings(presents)
-	outs, err := s.d.run(sess, graph, feed, []string{"logits"}, presents)
-	if err != nil {
-		return generate.Logits{}, err
+	host, fedBack := []string{"logits"}, presents
+	if onDevice {
+		host, fedBack = nil, append([]string{"logits"}, presents...)
 	}
-	logits, err := readValue(outs["logits"])
-	outs["logits"].Close()
+	outs, err := s.d.run(sess, graph, feed, host, fedBack)
+	if err != nil {
+		return nil, err
+	}
 	for present, pastName := range mapping {
 		dst := s.decPast
 		if isEncoderPast(pastName) {
@@ -338,14 +388,11 @@ func (s *kvState) Step(ctx context.Context, prefixes [][]int64) (generate.Logits
 		}
 		dst[pastName] = &cached{val: outs[present]}
 	}
-	if err != nil {
-		return generate.Logits{}, err
-	}
 	s.seen = length
 	if !first {
 		s.pending = nil
 	}
-	return lastPosition(logits, s.rows, &s.logits)
+	return outs["logits"], nil
 }
 
 func (s *kvState) Reorder(rows []int) error {

@@ -79,7 +79,19 @@ func openDecoders(t *testing.T, env *onnxrt.Env, dir string, pad int64) []namedD
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { rc.Close() })
-	return []namedDecoder{{"kv", kv}, {"recompute", rc}, {"kv-host-reorder", host}}
+	// the searches picking tokens in Go from the full logits (the reference path)
+	hostSel, err := OpenKV(env, dir, pad, Options{HostSelect: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { hostSel.Close() })
+	// the decoding head on the (stand-in) device
+	sel, err := OpenKV(env, dir, pad, Options{Device: "standin"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sel.Close() })
+	return []namedDecoder{{"kv", kv}, {"kv-host-select", hostSel}, {"recompute", rc}, {"kv-host-reorder", host}, {"kv-device-select", sel}}
 }
 
 // TestFixturesMatchHF generates with the tiny T5, BART and Marian fixtures

@@ -4,9 +4,8 @@
 // model.to(dtype) makes them, the float32 emulation of a low-precision
 // graph for CPUs without its kernels (Emulate), torch.amp.GradScaler's
 // dynamic loss scale (GradScaler) and its unscale graph (BuildUnscale),
-// and ONNX Runtime 1.29.0's CUDA kernel table, against which every
-// low-precision graph is checked (KernelTable.Check) and fitted
-// (FitKernels).
+// and the fitting of a low-precision graph to ONNX Runtime 1.29.0's CUDA
+// kernels (FitKernels, with internal/cudakernels' table).
 //
 // Parameters stay float32 masters everywhere: graphs read them as float32
 // inputs and cast them, so gradients, their sums and the optimizer state

@@ -358,11 +358,18 @@ func (r *rewriter) node(n *onnxpb.NodeProto) error {
 			} else {
 				r.typ[n.Output[0]] = onnx.Float32
 			}
-		} else if op == "Constant" && attrNamed(n, "value_float") != nil || attrNamed(n, "value_floats") != nil {
-			if r.o.HalfModel {
-				return fmt.Errorf("amp: node %q: Constant value_float(s) in a half-precision model: not supported", n.GetName())
+		} else if op == "Constant" && (attrNamed(n, "value_float") != nil || attrNamed(n, "value_floats") != nil) {
+			if r.o.HalfModel && !r.keep[n.Output[0]] {
+				// as model.to(dtype) would hold it: a low-precision value tensor
+				t := floatConstant(n)
+				if err := toLow(t, r.low()); err != nil {
+					return fmt.Errorf("amp: node %q: %w", n.GetName(), err)
+				}
+				n.Attribute = []*onnxpb.AttributeProto{{Name: proto.String("value"), Type: onnxpb.AttributeProto_TENSOR.Enum(), T: t}}
+				r.typ[n.Output[0]] = r.low()
+			} else {
+				r.typ[n.Output[0]] = onnx.Float32
 			}
-			r.typ[n.Output[0]] = onnx.Float32
 		}
 		return nil
 	}
@@ -671,4 +678,14 @@ func servesIndices(v string, readers map[string][]*onnxpb.NodeProto, keep map[st
 		}
 	}
 	return true
+}
+
+// floatConstant is the float32 tensor of a Constant node's value_float
+// (a scalar) or value_floats (a vector).
+func floatConstant(n *onnxpb.NodeProto) *onnxpb.TensorProto {
+	if a := attrNamed(n, "value_float"); a != nil {
+		return &onnxpb.TensorProto{DataType: proto.Int32(int32(onnx.Float32)), FloatData: []float32{a.GetF()}}
+	}
+	a := attrNamed(n, "value_floats")
+	return &onnxpb.TensorProto{DataType: proto.Int32(int32(onnx.Float32)), Dims: []int64{int64(len(a.Floats))}, FloatData: append([]float32(nil), a.Floats...)}
 }

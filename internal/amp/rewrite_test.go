@@ -138,6 +138,40 @@ func TestRewriteHalfModel(t *testing.T) {
 	}
 }
 
+// TestRewriteHalfModelFloatConstants: Constant nodes with value_float(s)
+// (the dynamo exporter writes them) become low-precision value tensors in a
+// half-precision model, as model.to(dtype) holds every float.
+func TestRewriteHalfModelFloatConstants(t *testing.T) {
+	b := onnx.NewGraphBuilder(nil)
+	x := b.AddInput("x", onnx.Float32, onnx.D(2), onnx.D(3))
+	scalar := b.Op("Constant", nil, onnx.AttrFloat("value_float", 0.5))
+	vec := b.Op("Constant", nil, onnx.AttrFloats("value_floats", []float32{1, 2, 70000}))
+	y := b.Op("Mul", []string{b.Op("Mul", []string{x, scalar}), vec})
+	b.AddOutputInfo(y, onnx.TypeInfo{Elem: onnx.Float32})
+	g := b.Graph()
+	ty := typesAfter(t, g, Options{DType: onnx.Float16, HalfModel: true})
+	for _, c := range []struct {
+		name string
+		dims []int64
+		want []float32
+	}{{scalar, nil, []float32{0.5}}, {vec, []int64{3}, []float32{1, 2, 65504}}} {
+		n := producerOf(g, c.name)
+		if ty[c.name] != onnx.Float16 || len(n.Attribute) != 1 || n.Attribute[0].GetName() != "value" {
+			t.Fatalf("constant %s: %s, attributes %v", c.name, onnx.DTypeName(ty[c.name]), n.Attribute)
+		}
+		tp := n.Attribute[0].T
+		bits, err := onnx.HalfBits(tp)
+		if err != nil || len(tp.Dims) != len(c.dims) || len(bits) != len(c.want) {
+			t.Fatalf("constant %s: dims %v, %d values (%v)", c.name, tp.Dims, len(bits), err)
+		}
+		for i, w := range c.want {
+			if got := onnx.HalfToFloat32(bits[i]); got != w {
+				t.Errorf("constant %s[%d] = %v, want %v", c.name, i, got, w)
+			}
+		}
+	}
+}
+
 func TestRewriteRefusesControlFlowWithLowValues(t *testing.T) {
 	b := onnx.NewGraphBuilder(nil)
 	x := b.AddInput("x", onnx.Float32, onnx.D(2), onnx.D(2))

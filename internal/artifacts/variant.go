@@ -11,6 +11,7 @@ import (
 
 	"github.com/ortrain/ortrain/internal/amp"
 	"github.com/ortrain/ortrain/internal/arch"
+	"github.com/ortrain/ortrain/internal/cudakernels"
 	"github.com/ortrain/ortrain/internal/onnx"
 	"github.com/ortrain/ortrain/internal/onnx/onnxpb"
 	"github.com/ortrain/ortrain/internal/optim"
@@ -85,7 +86,7 @@ func buildVariant(cfg Config, p Precision, fwd *onnxpb.ModelProto, man *Manifest
 		}
 		return nil
 	}
-	kernels, err := amp.CUDAKernels()
+	kernels, err := cudakernels.CUDA()
 	if err != nil {
 		return v, err
 	}

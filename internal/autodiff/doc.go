@@ -65,7 +65,7 @@
 // function of (seed input, node number, element index): a counter-based
 // generator (Widynski's Squares) gives one uint32 per row and per column,
 // and element (i, j) keeps when (row_i + col_j)^2 mod 2^32 is below
-// (1 - ratio) * 2^32. Only unsigned Mul, Add and BitShift are used, whose
+// (1 - ratio) * 2^32. Only unsigned Mul, Add and Div by 2^32 are used, whose
 // wrapping arithmetic is the same on every execution provider, so a seed
 // gives the same masks on CPU and CUDA; the trainer feeds
 // seed = f(run seed, step). On t5-small's attention probabilities

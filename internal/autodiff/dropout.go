@@ -22,14 +22,25 @@ func (c *ctx) uint64Scalar(v uint64) string {
 	return name
 }
 
+// rot32 swaps the 32-bit halves of a uint64: (v >> 32) | (v << 32), the
+// shifts as a division and a product by 2^32 (exact in unsigned
+// arithmetic) since ONNX Runtime's CUDA provider has no BitShift kernel;
+// the halves do not overlap, so Add is Or.
+func (c *ctx) rot32(v string) string {
+	hi := c.op("Div", []string{v, c.uint64Scalar(1 << 32)})
+	lo := c.op("Mul", []string{v, c.uint64Scalar(1 << 32)})
+	return c.op("Add", []string{hi, lo})
+}
+
 // EnableTrainingDropout rewrites every Dropout node of g (exported in
 // inference or training mode) into a training-mode computation in plain
 // integer and float ops: element (i, j) of Dropout number k (j indexing
 // the last dim, i the others flattened) keeps its value, scaled by
 // 1/(1-ratio), when (R_i + C_j)^2 mod 2^32 < (1-ratio)*2^32, where R and C
 // are uint32 streams of a counter-based generator keyed by (seed, k). It
-// uses only unsigned Mul, Add and BitShift (wrapping arithmetic, defined
-// the same everywhere), so the mask is a deterministic function of the seed
+// uses only unsigned Mul, Add and Div by 2^32 (wrapping arithmetic and
+// exact shifts, defined the same everywhere, with kernels on the CPU and
+// CUDA providers alike), so the mask is a deterministic function of the seed
 // (an int64 scalar graph input named seedInput, added if absent), the node
 // and the element index, the same on every execution provider; feed
 // seed = f(run seed, global step) for a fresh mask each step. The output is x * scaled_mask, so Backward's
@@ -115,11 +126,13 @@ func (c *ctx) trainingDropout(n *onnxpb.NodeProto, k int, seed string) error {
 	// cheap passes run over the full tensor (Add, Mul, Less), and the
 	// generator's dozen passes run over rows and columns only. Unsigned Mul
 	// and Add wrap modulo 2^64 / 2^32 by definition (C, C++ and CUDA
-	// alike) and BitShift is exact, so every execution provider computes
-	// the same bits.
+	// alike) and division by 2^32 is an exact shift, so every execution
+	// provider computes the same bits.
 	shape := c.op("Shape", []string{x})
 	cols := c.op("Shape", []string{x}, intAttr("start", -1))
-	rows := c.op("ReduceProd", []string{c.op("Shape", []string{x}, intAttr("end", -1))}, intAttr("keepdims", 1))
+	// rows = size / cols (ReduceProd over the leading dims has no int64
+	// CUDA kernel); an empty last dim gives 0 rows, which is as good.
+	rows := c.op("Div", []string{c.op("Size", []string{x}), c.op("Max", []string{cols, c.ints([]int64{1})})})
 	if r := c.info(x).Rank(); r == 0 {
 		cols, rows = c.ints([]int64{1}), c.ints([]int64{1})
 	} else if r == 1 {
@@ -155,12 +168,7 @@ func (c *ctx) trainingDropout(n *onnxpb.NodeProto, k int, seed string) error {
 // 0..n-1, with the key mixed from (seed, stream).
 func (c *ctx) squares(n, seed string, stream int64) string {
 	u64 := func(v uint64) string { return c.uint64Scalar(v) }
-	rot32 := func(v string) string {
-		// (v >> 32) | (v << 32): the halves do not overlap, so Add is Or.
-		hi := c.op("BitShift", []string{v, u64(32)}, stringAttr("direction", "RIGHT"))
-		lo := c.op("BitShift", []string{v, u64(32)}, stringAttr("direction", "LEFT"))
-		return c.op("Add", []string{hi, lo})
-	}
+	rot32 := c.rot32
 	sq := func(v, add string) string { return c.op("Add", []string{c.op("Mul", []string{v, v}), add}) }
 	// The key: one mix of the seed shared by every stream (cached), then
 	// an odd affine map per stream with constants from splitmix64, so each
@@ -175,7 +183,7 @@ func (c *ctx) squares(n, seed string, stream int64) string {
 	h := rot32(sq(y, y))
 	h = rot32(sq(h, z))
 	h = rot32(sq(h, y))
-	h = c.op("BitShift", []string{sq(h, z), u64(32)}, stringAttr("direction", "RIGHT"))
+	h = c.op("Div", []string{sq(h, z), u64(1 << 32)}) // >> 32
 	return c.op("Cast", []string{h}, intAttr("to", tUint32))
 }
 
@@ -200,11 +208,7 @@ func (c *ctx) seedMix(seed string) string {
 		return name
 	}
 	u64 := func(v uint64) string { return c.uint64Scalar(v) }
-	rot32 := func(v string) string {
-		hi := c.op("BitShift", []string{v, u64(32)}, stringAttr("direction", "RIGHT"))
-		lo := c.op("BitShift", []string{v, u64(32)}, stringAttr("direction", "LEFT"))
-		return c.op("Add", []string{hi, lo})
-	}
+	rot32 := c.rot32
 	sq := func(v, add string) string { return c.op("Add", []string{c.op("Mul", []string{v, v}), add}) }
 	s := c.op("Cast", []string{c.op("Reshape", []string{seed, c.ints(nil)})}, intAttr("to", tUint64))
 	s = c.op("Add", []string{c.op("Mul", []string{s, u64(0x9E3779B97F4A7C15)}), u64(0xBF58476D1CE4E5B9)})

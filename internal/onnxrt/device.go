@@ -17,9 +17,19 @@ type Device struct {
 // CPU is host memory and the CPU execution provider.
 var CPU = Device{Kind: "cpu"}
 
+// StandIn is a device for tests on machines without a GPU: its sessions
+// run on the CPU execution provider, but the values they allocate and the
+// outputs bound to the device count as device memory, which Go cannot read
+// and whose copies to and from host memory are counted (Env.Transfers), as
+// on a GPU. "--device standin" selects it.
+var StandIn = Device{Kind: "standin"}
+
 func (d Device) String() string {
 	if d.Kind == "cpu" || d.Kind == "" {
 		return "cpu"
+	}
+	if d.Kind == "standin" {
+		return "standin"
 	}
 	return fmt.Sprintf("%s:%d", d.Kind, d.ID)
 }
@@ -30,6 +40,8 @@ func ParseDevice(s string) (Device, error) {
 	switch {
 	case s == "" || s == "cpu":
 		return CPU, nil
+	case s == "standin":
+		return StandIn, nil
 	case s == "cuda" || s == "gpu":
 		return Device{Kind: "cuda"}, nil
 	case strings.HasPrefix(s, "cuda:"):

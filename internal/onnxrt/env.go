@@ -48,9 +48,11 @@ var process struct {
 
 // Env is a handle on the process-wide ONNX Runtime environment.
 type Env struct {
-	lib    *library
-	closed bool
-	mu     sync.Mutex
+	lib       *library
+	closed    bool
+	mu        sync.Mutex
+	transfers transferCounters
+	observers observers
 }
 
 // Open loads ONNX Runtime (once per process) and returns a handle on its

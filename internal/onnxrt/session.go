@@ -120,6 +120,7 @@ func (e *Env) newSession(path string, data []byte, name string, opts SessionOpti
 	if err != nil {
 		return nil, err
 	}
+	e.observe(ModelSource{Name: name, Path: path, Bytes: data, Opts: opts})
 	so, err := ort.NewSessionOptions()
 	if err != nil {
 		return nil, fmt.Errorf("creating session options: %w", err)
@@ -329,7 +330,7 @@ func (s *Session) RunInto(inputs, outputs map[string]*Value) error {
 func (s *Session) deviceAllocator() (*C.OrtAllocator, *C.OrtMemoryInfo, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.device.Kind == "cpu" {
+	if s.device.Kind == "cpu" || s.device == StandIn {
 		return s.lib.cpuA, s.lib.cpuMem, nil
 	}
 	if s.devA != nil {
@@ -377,6 +378,10 @@ type Binding struct {
 	s     *Session
 	b     *C.OrtIoBinding
 	names []string // output names in bind order: ONNX Runtime returns values in this order
+	// where the bound outputs live, by name (the stand-in device's values
+	// are host memory to ONNX Runtime)
+	outLoc map[string]Device
+	xfer   bindingTransfers
 }
 
 // NewBinding makes an empty binding for the session.
@@ -388,7 +393,7 @@ func (s *Session) NewBinding() (*Binding, error) {
 	if err := s.lib.check(C.ortrain_binding_create(s.lib.api, s.raw, &b)); err != nil {
 		return nil, fmt.Errorf("creating an IoBinding: %w", err)
 	}
-	return &Binding{s: s, b: b}, nil
+	return &Binding{s: s, b: b, outLoc: map[string]Device{}}, nil
 }
 
 func (b *Binding) bindErr(kind, name string, err error) error {
@@ -405,6 +410,7 @@ func (b *Binding) BindInput(name string, v *Value) error {
 	if err := b.s.lib.check(C.ortrain_binding_input(b.s.lib.api, b.b, cname, v.raw)); err != nil {
 		return b.bindErr("input", name, err)
 	}
+	b.xfer.bindInput(name, v, b.s.device)
 	return nil
 }
 
@@ -419,6 +425,8 @@ func (b *Binding) BindOutput(name string, v *Value) error {
 		return b.bindErr("output", name, err)
 	}
 	b.names = append(b.names, name)
+	b.outLoc[name] = v.loc
+	b.xfer.bindOutput(name, v, b.s.device)
 	return nil
 }
 
@@ -429,12 +437,25 @@ func (b *Binding) BindOutputToDevice(name string) error {
 	if err != nil {
 		return err
 	}
-	return b.bindTo(name, mem)
+	if err := b.bindTo(name, mem); err != nil {
+		return err
+	}
+	b.outLoc[name] = b.s.device
+	return nil
 }
 
 // BindOutputToHost lets ONNX Runtime allocate the output in host memory,
 // copying it from the device if the session runs elsewhere.
-func (b *Binding) BindOutputToHost(name string) error { return b.bindTo(name, b.s.lib.cpuMem) }
+func (b *Binding) BindOutputToHost(name string) error {
+	if err := b.bindTo(name, b.s.lib.cpuMem); err != nil {
+		return err
+	}
+	b.outLoc[name] = CPU
+	if !onHost(b.s.device) {
+		b.xfer.hostOutputs = append(b.xfer.hostOutputs, name)
+	}
+	return nil
+}
 
 func (b *Binding) bindTo(name string, mem *C.OrtMemoryInfo) error {
 	cname := C.CString(name)
@@ -454,7 +475,57 @@ func (b *Binding) Run() error {
 	if err := b.s.lib.check(C.ortrain_binding_run(b.s.lib.api, b.s.raw, b.b)); err != nil {
 		return fmt.Errorf("running %s: %w", b.s.name, err)
 	}
+	b.count()
 	return nil
+}
+
+// count adds what the run copied to the Env's transfer counters.
+func (b *Binding) count() {
+	c := &b.s.env.transfers
+	x := &b.xfer
+	for name, n := range x.inputs {
+		if x.inputDir[name] {
+			c.h2d.Add(n)
+			c.toDev.Add(1)
+		} else {
+			c.d2h.Add(n)
+			c.toHost.Add(1)
+		}
+	}
+	for _, n := range x.outputs {
+		c.d2h.Add(n)
+		c.toHost.Add(1)
+	}
+	if onHost(b.s.device) {
+		return
+	}
+	c.runs.Add(1)
+	if len(x.hostOutputs) == 0 {
+		return
+	}
+	// outputs allocated in host memory: their sizes are known after the run
+	var arr **C.OrtValue
+	var n C.size_t
+	if b.s.lib.check(C.ortrain_binding_outputs(b.s.lib.api, b.b, &arr, &n)) != nil || n == 0 {
+		return
+	}
+	raws := unsafe.Slice(arr, int(n))
+	host := map[string]bool{}
+	for _, name := range x.hostOutputs {
+		host[name] = true
+	}
+	for i, r := range raws {
+		if i < len(b.names) && host[b.names[i]] {
+			if v, err := wrap(b.s.lib, r); err == nil { // wrap releases r on error
+				c.d2h.Add(v.bytes())
+				c.toHost.Add(1)
+				v.Close()
+			}
+			continue
+		}
+		C.ortrain_value_release(b.s.lib.api, r)
+	}
+	C.ortrain_binding_free_output_array(b.s.lib.api, arr)
 }
 
 // OutputNames lists the bound outputs in bind order (tracked here, since the
@@ -493,6 +564,9 @@ func (b *Binding) Outputs() (map[string]*Value, error) {
 			firstErr = fmt.Errorf("output %q: %w", b.names[i], err)
 			continue
 		}
+		if loc, ok := b.outLoc[b.names[i]]; ok && !onHost(loc) && onHost(v.loc) {
+			v.loc = loc // the stand-in device's memory
+		}
 		out[b.names[i]] = v
 	}
 	if firstErr != nil {
@@ -508,6 +582,8 @@ func (b *Binding) Outputs() (map[string]*Value, error) {
 func (b *Binding) Clear() {
 	C.ortrain_binding_clear(b.s.lib.api, b.b)
 	b.names = b.names[:0]
+	b.outLoc = map[string]Device{}
+	b.xfer = bindingTransfers{}
 }
 
 // Close releases the binding.
