@@ -34,6 +34,7 @@ type ddpJob struct {
 	Lib        string         `json:"lib"`  // ONNX Runtime
 	Out        string         `json:"out"`  // output_dir
 	Result     string         `json:"result"`
+	KillAtStep int            `json:"kill_at_step"` // every process SIGKILLs itself after this step
 }
 
 // ddpResult is what process 0 reports.
@@ -118,6 +119,9 @@ func ddpRun(spec string) error {
 	if !job.LossKwargs {
 		trainer.LossScaling = ortrain.LossScalingMean
 	}
+	if job.KillAtStep > 0 {
+		trainer.Callbacks = []ortrain.Callback{killAt{step: job.KillAtStep}}
+	}
 	ctx := context.Background()
 	res, err := trainer.Train(ctx)
 	if err != nil {
@@ -157,6 +161,28 @@ func ddpRun(spec string) error {
 // result.
 func runDDP(t *testing.T, job ddpJob, n int) ddpResult {
 	t.Helper()
+	code, out := startDDP(t, job, n)
+	if code != 0 {
+		t.Fatalf("mpirun -np %d: exit %d\n%s", n, code, out)
+	}
+	if job.Result == "" {
+		job.Result = job.Out + ".result.json"
+	}
+	var r ddpResult
+	b, err := os.ReadFile(job.Result)
+	if err == nil {
+		err = json.Unmarshal(b, &r)
+	}
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	return r
+}
+
+// startDDP runs job as n processes under mpirun and returns its exit
+// status and output.
+func startDDP(t *testing.T, job ddpJob, n int) (int, string) {
+	t.Helper()
 	job.Root, job.Lib = testenv.RepoRoot(t), testenv.ORTLibrary(t)
 	if job.Result == "" {
 		job.Result = job.Out + ".result.json"
@@ -168,18 +194,17 @@ func runDDP(t *testing.T, job ddpJob, n int) ddpResult {
 	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
 	cmd.Env = append(os.Environ(), ddpEnv+"="+string(spec), "ORTRAIN_COLLECTIVE_TIMEOUT=60s")
 	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("mpirun -np %d: %v\n%s", n, err, out)
-	}
-	var r ddpResult
-	b, err := os.ReadFile(job.Result)
-	if err == nil {
-		err = json.Unmarshal(b, &r)
+	if ctx.Err() != nil {
+		t.Fatalf("mpirun -np %d still running after 5 minutes:\n%s", n, out)
 	}
 	if err != nil {
-		t.Fatalf("%v\n%s", err, out)
+		ee, ok := err.(*exec.ExitError)
+		if !ok {
+			t.Fatal(err)
+		}
+		return ee.ExitCode(), string(out)
 	}
-	return r
+	return 0, string(out)
 }
 
 // logHistory reads the log_history of a trainer_state.json.
@@ -260,5 +285,122 @@ func TestDDPMatchesHFTorchrun(t *testing.T) {
 				t.Errorf("checkpoints %v, HF %v", r.Checkpoints, want)
 			}
 		})
+	}
+}
+
+func ddpArgs(t *testing.T, name string, set map[string]any) (map[string]any, bool) {
+	t.Helper()
+	var sc hfScenario
+	raw, err := os.ReadFile(testenv.Testdata(t, "trainer", "ddp", name, "scenario.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(raw, &sc); err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range set {
+		sc.Arguments[k] = v
+	}
+	return sc.Arguments, sc.ModelAcceptsLossKw
+}
+
+// withoutWallClock drops the wall-clock values of log entries, and
+// train_loss, which HF averages over the steps trained by the run (those
+// after the checkpoint, for a resumed run).
+func withoutWallClock(hist []map[string]json.RawMessage) []map[string]json.RawMessage {
+	for _, e := range hist {
+		for k := range e {
+			if strings.HasSuffix(k, "_runtime") || strings.HasSuffix(k, "_per_second") || k == "train_loss" {
+				delete(e, k)
+			}
+		}
+	}
+	return hist
+}
+
+// HF's rule makes 2 processes with per-device batch B train as 1 process
+// with batch 2B when the loss is token-weighted over the processes: with
+// label smoothing, the LabelSmoother divides by num_items_in_batch (the
+// window's label tokens over both processes), the loss is multiplied by
+// the 2 processes and DDP averages the gradients, so each step's gradient,
+// logged loss and eval loss are those of the 2B batch. (Without label
+// smoothing T5 ignores num_items_in_batch: 2 processes then log and step
+// the sum of their means, about twice one process's.) The steps compared
+// see the same examples: 3 steps of 16 rows, 20 eval rows in batches of 5
+// (10), no filler rows.
+func TestDDPTwoProcessesEqualOneWithDoubleBatch(t *testing.T) {
+	set := map[string]any{"max_steps": 3, "eval_steps": 3, "save_strategy": "no", "per_device_eval_batch_size": 5}
+	args2, kw := ddpArgs(t, "ddp_ga2_ls", set)
+	two := runDDP(t, ddpJob{Args: args2, LossKwargs: kw, Out: filepath.Join(t.TempDir(), "two")}, 2)
+	set["per_device_train_batch_size"], set["per_device_eval_batch_size"] = 8, 10
+	args1, _ := ddpArgs(t, "ddp_ga2_ls", set)
+	one := runDDP(t, ddpJob{Args: args1, LossKwargs: kw, Out: filepath.Join(t.TempDir(), "one")}, 1)
+	h2, h1 := logHistory(t, two.State), logHistory(t, one.State)
+	if len(h2) != len(h1) || len(h1) < 4 {
+		t.Fatalf("%d log entries with 2 processes, %d with one", len(h2), len(h1))
+	}
+	worst := 0.0
+	for i := range h1 {
+		for _, k := range []string{"loss", "grad_norm", "learning_rate", "eval_loss", "train_loss", "epoch"} {
+			a, ok1 := num(h2[i][k])
+			b, ok2 := num(h1[i][k])
+			if ok1 != ok2 {
+				t.Errorf("log_history[%d]: %s in one run only", i, k)
+			}
+			if !ok1 || !ok2 {
+				continue
+			}
+			if b != 0 {
+				worst = math.Max(worst, math.Abs(a-b)/math.Abs(b))
+			}
+			if !relClose(a, b, 1e-6) {
+				t.Errorf("log_history[%d] %s: 2 processes %.9g, 1 process %.9g", i, k, a, b)
+			}
+		}
+	}
+	t.Logf("%d log entries, largest relative difference %.2g", len(h1), worst)
+}
+
+// Both processes killed after step 6 (checkpoint-4 on disk), then resumed
+// from it: the log_history and the final weights are bit-identical to an
+// uninterrupted 2-process run.
+func TestDDPResumeAfterKillIsExact(t *testing.T) {
+	args, kw := ddpArgs(t, "ddp_ga2", nil)
+	dir := t.TempDir()
+	whole := runDDP(t, ddpJob{Args: args, LossKwargs: kw, Out: filepath.Join(dir, "whole")}, 2)
+	cut := ddpJob{Args: args, LossKwargs: kw, Out: filepath.Join(dir, "cut"), KillAtStep: 6}
+	if code, out := startDDP(t, cut, 2); code == 0 {
+		t.Fatalf("the killed run exited 0:\n%s", out)
+	}
+	if _, err := os.Stat(filepath.Join(cut.Out, "checkpoint-4", "model.safetensors")); err != nil {
+		t.Fatalf("no checkpoint-4 to resume from: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(cut.Out, "checkpoint-8")); err == nil {
+		t.Fatal("the run was not cut short")
+	}
+	resumed := map[string]any{"resume_from_checkpoint": "true"}
+	for k, v := range args {
+		resumed[k] = v
+	}
+	cut.Args, cut.KillAtStep = resumed, 0
+	got := runDDP(t, cut, 2)
+	a, _ := json.Marshal(withoutWallClock(logHistory(t, whole.State)))
+	b, _ := json.Marshal(withoutWallClock(logHistory(t, got.State)))
+	if string(a) != string(b) {
+		t.Errorf("log_history after resume:\n%s\nuninterrupted:\n%s", b, a)
+	}
+	for _, f := range []string{"final/model.safetensors", "checkpoint-8/model.safetensors", "checkpoint-8/optimizer.safetensors"} {
+		x, err1 := os.ReadFile(filepath.Join(dir, "whole", f))
+		y, err2 := os.ReadFile(filepath.Join(dir, "cut", f))
+		if err1 != nil || err2 != nil {
+			t.Errorf("%s: %v %v", f, err1, err2)
+			continue
+		}
+		if string(x) != string(y) {
+			t.Errorf("%s differs from the uninterrupted run's", f)
+		}
+	}
+	if got.GlobalStep != whole.GlobalStep {
+		t.Errorf("resumed run ends at step %d, uninterrupted %d", got.GlobalStep, whole.GlobalStep)
 	}
 }
