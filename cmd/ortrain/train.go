@@ -82,6 +82,17 @@ report_to: none, jsonl (output_dir/log_history.jsonl), tensorboard
 (output_dir/runs/...), all. At the end output_dir/training_curves.png plots
 the losses and evaluation metrics.
 
+Several processes: started by an MPI launcher (mpirun -np N ortrain train
+..., srun --mpi=pmix), the N processes train as HF's Trainer does under DDP
+(torchrun --nproc_per_node N): per-device batches dealt to the processes as
+accelerate deals them, gradients averaged before clipping, num_items_in_batch
+and the logged and evaluation losses as HF computes them with N processes.
+Process 0 writes output_dir, which every process must see; --device cuda
+takes the local rank's GPU; resume needs the same N. MPI is loaded at run
+time ($ORTRAIN_MPI_LIB, else libmpi.so.40/.12). A process that stops
+answering for $ORTRAIN_COLLECTIVE_TIMEOUT (default 5m) is named and the job
+stops. --predict_with_generate needs one process for now.
+
 Differences from HF that cannot be avoided: the shuffled data order and the
 dropout masks come from ortrain's own seeded generators, not torch's.`
 

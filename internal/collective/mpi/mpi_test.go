@@ -3,9 +3,11 @@ package mpi
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -13,6 +15,8 @@ import (
 	"time"
 
 	"github.com/ortrain/ortrain/internal/collective"
+	"github.com/ortrain/ortrain/internal/fault"
+	"github.com/ortrain/ortrain/internal/onnxrt"
 	"github.com/ortrain/ortrain/internal/testenv"
 )
 
@@ -211,6 +215,22 @@ func TestLaunched(t *testing.T) {
 		}
 		if got := Launched(); got != tc.want {
 			t.Errorf("%v: got %d, want %d", tc.env, got, tc.want)
+		}
+	}
+}
+
+// Without a usable MPI library Open fails with ErrMPIUnavailable, saying
+// what was tried and how to install one. (MPI loads once per process: the
+// failure is kept, which is harmless here, since only the ranks started by
+// mpirun open MPI.)
+func TestOpenWithoutMPIFailsClearly(t *testing.T) {
+	_, err := Open(Options{Library: filepath.Join(t.TempDir(), "libmpi.so.40")})
+	if !errors.Is(err, onnxrt.ErrMPIUnavailable) || !errors.Is(err, fault.Runtime) {
+		t.Fatalf("got %v", err)
+	}
+	for _, want := range []string{"libmpi.so.40", "apt-get install openmpi-bin", onnxrt.MPILibEnvVar} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("%q lacks %q", err, want)
 		}
 	}
 }
