@@ -111,7 +111,8 @@ func MPIRun(t testing.TB, n int) []string {
 		}
 		t.Skipf("skipping: no mpirun (apt-get install openmpi-bin libopenmpi-dev): %v", err)
 	}
-	cmd := []string{p, "-np", strconv.Itoa(n), "--oversubscribe", "--mca", "btl", "self,vader,tcp"}
+	// Containers often forbid the cross-memory attach vader uses by default.
+	cmd := []string{p, "-np", strconv.Itoa(n), "--oversubscribe", "--mca", "btl", "self,vader,tcp", "--mca", "btl_vader_single_copy_mechanism", "none"}
 	if os.Geteuid() == 0 {
 		cmd = append(cmd, "--allow-run-as-root")
 	}
