@@ -40,6 +40,7 @@ func (t *Trainer) evaluationLoop(ctx context.Context, data EvalData, prefix stri
 	withGen := t.Args.PredictWithGenerate && t.Generator != nil
 	maxLen, beams := t.genParams()
 	var batchLosses []float32
+	var genBatches, labelBatches [][][]int // per batch, for gathering over the processes
 	out := &Prediction{}
 	for i := 0; ; i++ {
 		b, err := it.Next(ctx)
@@ -69,9 +70,9 @@ func (t *Trainer) evaluationLoop(ctx context.Context, data EvalData, prefix stri
 			if err != nil {
 				return nil, fmt.Errorf("%s batch %d: generate: %w", prefix, i, err)
 			}
-			out.Predictions = append(out.Predictions, gen...)
+			genBatches = append(genBatches, gen)
 			if lb, ok := b.(LabeledBatch); ok {
-				out.Labels = append(out.Labels, lb.LabelIDs()...)
+				labelBatches = append(labelBatches, lb.LabelIDs())
 			}
 		}
 		if t.state != nil {
@@ -83,6 +84,16 @@ func (t *Trainer) evaluationLoop(ctx context.Context, data EvalData, prefix stri
 	gathered, err := t.gatherBatchLosses(batchLosses)
 	if err != nil {
 		return nil, err
+	}
+	if withGen {
+		if out.Predictions, err = t.gatherBatchRows(genBatches); err != nil {
+			return nil, err
+		}
+		if labelBatches != nil {
+			if out.Labels, err = t.gatherBatchRows(labelBatches); err != nil {
+				return nil, err
+			}
+		}
 	}
 	// HF repeats each batch loss eval_batch_size times before the mean.
 	losses := make([]float64, 0, len(gathered)*t.Args.PerDeviceEvalBatchSize)
@@ -129,10 +140,12 @@ func (t *Trainer) evaluationLoop(ctx context.Context, data EvalData, prefix stri
 }
 
 // evalLossScale is what HF multiplies an evaluation batch's mean loss by
-// with several processes: prediction_step passes num_items_in_batch (the
-// batch's label tokens summed over the processes) as training does.
+// with several processes: Trainer.prediction_step passes
+// num_items_in_batch (the batch's label tokens summed over the processes)
+// as training does; Seq2SeqTrainer's own prediction_step, which runs with
+// predict_with_generate, takes the plain mean.
 func (t *Trainer) evalLossScale(b Batch) (float64, error) {
-	if !t.distributed() || !t.passesNumItems() {
+	if !t.distributed() || !t.passesNumItems() || t.Args.PredictWithGenerate {
 		return 1, nil
 	}
 	if t.LossScaling == LossScalingHF && t.Args.LabelSmoothingFactor == 0 {

@@ -102,8 +102,15 @@ func (t *Trainer) Run(ctx context.Context, o RunOptions) (*RunOutput, error) {
 			return nil, err
 		}
 		if a.PredictWithGenerate && o.Decode != nil {
-			lines := make([]string, len(p.Predictions))
-			for i, ids := range p.Predictions {
+			preds := p.Predictions
+			if n := o.TestData.NumExamples(); len(preds) > n {
+				// Several processes: the filler rows of the last batches
+				// follow the dataset's rows; the file has one line per
+				// test example (HF would write the fillers too).
+				preds = preds[:n]
+			}
+			lines := make([]string, len(preds))
+			for i, ids := range preds {
 				lines[i] = strings.TrimSpace(o.Decode(replaceIgnored(ids, 0)))
 			}
 			if err := t.fs().WriteFile(filepath.Join(a.OutputDir, PredictionsName), []byte(strings.Join(lines, "\n"))); err != nil {

@@ -122,9 +122,6 @@ func (t *Trainer) CheckSetup() error {
 	if t.Engine == nil {
 		return errors.New("ortrain: Trainer.Engine is nil")
 	}
-	if t.distributed() && a.PredictWithGenerate {
-		return argErr("predict_with_generate", "predict_with_generate with %d processes is not supported yet: evaluate with generation in one process (or ortrain predict under mpirun), and train with eval_loss", t.world().Size())
-	}
 	if a.MetricForBestModel != nil && t.MetricNames != nil && a.EvalStrategy != StrategyNo {
 		want := a.MetricToCheck()
 		found := false

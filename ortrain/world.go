@@ -28,9 +28,12 @@ import (
 //     training steps returned (the multiplied losses), total_flos their sum
 //     (in float32, as distributed_broadcast_scalars);
 //   - evaluation is sharded the same way; each batch loss is computed as in
-//     training (num_items_in_batch summed over the processes), and the
-//     losses are gathered in batch order, the filler examples of the last
-//     batches included (Seq2SeqTrainer gathers with accelerator.gather);
+//     training (num_items_in_batch summed over the processes; the plain
+//     mean with predict_with_generate, Seq2SeqTrainer's prediction_step),
+//     and the losses and generated predictions are gathered in batch
+//     order, the filler examples of the last batches included
+//     (Seq2SeqTrainer gathers with accelerator.gather), before the
+//     metrics are computed (the same on every process);
 //   - only process 0 writes (checkpoints, final model, metrics, report_to).
 
 // world is the trainer's processes.
@@ -128,6 +131,44 @@ func (t *Trainer) gatherBatchLosses(local []float32) ([]float32, error) {
 		}
 	}
 	return out, nil
+}
+
+// gatherBatchRows concatenates the rows of every process's batches in
+// accelerate.gather's order (batch by batch, process by process): the
+// dataset order, followed by the filler rows of the last batches, which
+// Seq2SeqTrainer keeps ("we don't want to drop samples").
+func (t *Trainer) gatherBatchRows(batches [][][]int) ([][]int, error) {
+	if !t.distributed() {
+		var rows [][]int
+		for _, b := range batches {
+			rows = append(rows, b...)
+		}
+		return rows, nil
+	}
+	payload, err := json.Marshal(batches)
+	if err != nil {
+		return nil, err
+	}
+	all, err := t.world().AllGather(payload)
+	if err != nil {
+		return nil, fmt.Errorf("gathering generated predictions: %w", err)
+	}
+	per := make([][][][]int, len(all))
+	for r, p := range all {
+		if err := json.Unmarshal(p, &per[r]); err != nil {
+			return nil, fmt.Errorf("predictions of process %d: %w", r, err)
+		}
+		if len(per[r]) != len(batches) {
+			return nil, fmt.Errorf("process %d generated %d batches, process %d %d", r, len(per[r]), t.world().Rank(), len(batches))
+		}
+	}
+	var rows [][]int
+	for i := range batches {
+		for r := range per {
+			rows = append(rows, per[r][i]...)
+		}
+	}
+	return rows, nil
 }
 
 // checkSameArguments fails when the processes were given different

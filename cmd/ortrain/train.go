@@ -91,7 +91,7 @@ Process 0 writes output_dir, which every process must see; --device cuda
 takes the local rank's GPU; resume needs the same N. MPI is loaded at run
 time ($ORTRAIN_MPI_LIB, else libmpi.so.40/.12). A process that stops
 answering for $ORTRAIN_COLLECTIVE_TIMEOUT (default 5m) is named and the job
-stops. --predict_with_generate needs one process for now.
+stops.
 
 Differences from HF that cannot be avoided: the shuffled data order and the
 dropout masks come from ortrain's own seeded generators, not torch's.`

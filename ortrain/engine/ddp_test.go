@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ortrain/ortrain/generate"
+	"github.com/ortrain/ortrain/generate/ortdecoder"
 	"github.com/ortrain/ortrain/internal/artifacts"
 	"github.com/ortrain/ortrain/internal/collective/mpi"
 	"github.com/ortrain/ortrain/internal/data"
@@ -42,6 +44,7 @@ type ddpResult struct {
 	State       json.RawMessage    `json:"state"` // trainer_state.json after train()
 	Final       map[string]float64 `json:"final"` // the evaluate() after train()
 	GlobalStep  int                `json:"global_step"`
+	Best        string             `json:"best_model_checkpoint"`
 	TrainLoss   float64            `json:"training_loss"`
 	Checkpoints []string           `json:"checkpoints"`
 }
@@ -122,6 +125,17 @@ func ddpRun(spec string) error {
 	if job.KillAtStep > 0 {
 		trainer.Callbacks = []ortrain.Callback{killAt{step: job.KillAtStep}}
 	}
+	if a.PredictWithGenerate {
+		genBase, err := generate.LoadConfig(modelDir)
+		if err != nil {
+			return err
+		}
+		gen := &Generator{Env: env, Dir: art, Engine: eng, Config: genBase, Opts: ortdecoder.Options{IntraOpThreads: 1}}
+		defer gen.Close()
+		trainer.Generator = gen
+		trainer.ComputeMetrics = ortrain.TextMetrics(idsToText, 0, false)
+		trainer.MetricNames = ortrain.TextMetricNames
+	}
 	ctx := context.Background()
 	res, err := trainer.Train(ctx)
 	if err != nil {
@@ -140,6 +154,9 @@ func ddpRun(spec string) error {
 			return err
 		}
 		r := ddpResult{State: st, Final: map[string]float64{}, GlobalStep: res.GlobalStep, TrainLoss: res.TrainingLoss}
+		if b := trainer.State().BestModelCheckpoint; b != nil {
+			r.Best, _ = filepath.Rel(filepath.Dir(job.Out), *b)
+		}
 		for _, m := range final {
 			r.Final[m.Key] = m.Value
 		}
@@ -246,7 +263,7 @@ func asLogs(entry map[string]json.RawMessage) (ortrain.Logs, int) {
 // Seq2SeqTrainer under torchrun --nproc_per_node 2 (gloo):
 // testdata/trainer/ddp/*/scenario.json from scripts/refs/trainer_ddp_refs.py.
 func TestDDPMatchesHFTorchrun(t *testing.T) {
-	for _, name := range []string{"ddp_ga2", "ddp_ga2_ls"} {
+	for _, name := range []string{"ddp_ga2", "ddp_ga2_ls", "ddp_generate"} {
 		t.Run(name, func(t *testing.T) {
 			var sc hfScenario
 			raw, err := os.ReadFile(testenv.Testdata(t, "trainer", "ddp", name, "scenario.json"))
@@ -283,6 +300,9 @@ func TestDDPMatchesHFTorchrun(t *testing.T) {
 			sort.Strings(r.Checkpoints)
 			if fmt.Sprint(r.Checkpoints) != fmt.Sprint(want) {
 				t.Errorf("checkpoints %v, HF %v", r.Checkpoints, want)
+			}
+			if wantBest := sc.BestModelCheckpoint; wantBest != nil && r.Best != *wantBest || wantBest == nil && r.Best != "" {
+				t.Errorf("best_model_checkpoint %q, HF %v", r.Best, wantBest)
 			}
 		})
 	}

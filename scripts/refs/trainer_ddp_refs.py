@@ -48,6 +48,15 @@ SCENARIOS = {
         warmup_steps=1, logging_steps=1, label_smoothing_factor=0.1,
         eval_strategy="steps", eval_steps=3, save_strategy="steps", save_steps=3, save_total_limit=1,
     ),
+    # Generation in evaluation: each process generates for its batches and
+    # Seq2SeqTrainer gathers the predictions with accelerator.gather (filler
+    # rows included) before compute_metrics; the best checkpoint by BLEU.
+    "ddp_generate": dict(
+        per_device_train_batch_size=4, gradient_accumulation_steps=2, max_steps=6, warmup_steps=1,
+        logging_steps=2, eval_strategy="steps", eval_steps=3, save_strategy="steps", save_steps=3,
+        save_total_limit=2, load_best_model_at_end=True, metric_for_best_model="bleu",
+        predict_with_generate=True, generation_max_length=16, generation_num_beams=2,
+    ),
 }
 
 
@@ -60,8 +69,10 @@ def run(name, train, dev):
     args = Seq2SeqTrainingArguments(output_dir=out_dir, **kw)  # joins the process group
     rank = dist.get_rank()
     model = tr.fresh_model(name, train)
+    metrics = tr.Metrics() if kw.get("predict_with_generate") else None
     trainer = tr.RecordingTrainer(model=model, args=args, train_dataset=tr.ListDataset(train),
-                                  eval_dataset=tr.ListDataset(dev), data_collator=tr.Collator(model))
+                                  eval_dataset=tr.ListDataset(dev), data_collator=tr.Collator(model),
+                                  compute_metrics=metrics)
     res = trainer.train()
     trainer.save_state()
     final_eval = trainer.evaluate()
@@ -97,6 +108,8 @@ def run(name, train, dev):
         "train_output": {"global_step": res.global_step, "training_loss": res.training_loss, "metrics": res.metrics},
         "final_evaluate": final_eval,
         "log_history": state["log_history"],
+        "compute_metrics": tr.METRICS_DEF if metrics else None,
+        "evaluations_with_generate": metrics.calls if metrics else None,
     }
     state["best_model_checkpoint"] = rel(state.get("best_model_checkpoint"))
     dest = os.path.join(OUT, name)
