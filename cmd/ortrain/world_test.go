@@ -157,7 +157,10 @@ func trainFixture(t *testing.T) (args []string, out string) {
 // the checkpoints and final files.
 func TestTrainUnderMPIRun(t *testing.T) {
 	args, out := trainFixture(t)
-	code, log := mpirunCLI(t, 2, append(args, "--max_steps", "4", "--eval_steps", "2", "--save_steps", "2"), nil)
+	// Evaluation batches of 5 over 24 rows: the last batches get filler rows.
+	test := filepath.Join(filepath.Dir(out), "dev.jsonl")
+	code, log := mpirunCLI(t, 2, append(args, "--max_steps", "4", "--eval_steps", "2", "--save_steps", "2", "--per_device_eval_batch_size", "5",
+		"--predict_with_generate", "--generation_max_length", "8", "--do_predict", "--test_file", test), nil)
 	if code != 0 {
 		t.Fatalf("exit %d:\n%s", code, log)
 	}
@@ -171,6 +174,9 @@ func TestTrainUnderMPIRun(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
 			t.Error(err)
 		}
+	}
+	if preds := readLinesT(t, filepath.Join(out, ortrain.PredictionsName)); len(preds) != 24 {
+		t.Errorf("%d predictions for 24 test examples", len(preds))
 	}
 	var rng map[string]any
 	b, err := os.ReadFile(filepath.Join(out, "checkpoint-4", "rng_state.json"))
