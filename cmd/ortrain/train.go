@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -225,6 +226,17 @@ func runTrain(c *cli.Context) error {
 	return inWorld(world, world.Close())
 }
 
+// flagValues lists the flags given and their values, sorted.
+func flagValues(c *cli.Context) []byte {
+	names := c.FlagNames()
+	slices.Sort(names)
+	var b strings.Builder
+	for _, n := range names {
+		fmt.Fprintf(&b, "%s=%v\n", n, c.Value(n))
+	}
+	return []byte(b.String())
+}
+
 // trainIn runs the train command as one process of world (process 0
 // checks, locks and writes output_dir and prints; the others wait for it).
 func trainIn(c *cli.Context, a ortrain.TrainingArguments, world collective.Comm) error {
@@ -232,6 +244,11 @@ func trainIn(c *cli.Context, a ortrain.TrainingArguments, world collective.Comm)
 	var err error
 	if world.Size() > 1 && c.Bool("demo") {
 		return fault.Settingsf("--demo runs in one process; with mpirun, train its folder instead: ortrain train --demo --output_dir d writes the model and data to d/model (see --help)")
+	}
+	if world.Size() > 1 {
+		if err := collective.CheckSame(world, "command-line flags", flagValues(c)); err != nil {
+			return err
+		}
 	}
 	a.Device = localDevice(a.Device, world)
 	if main {

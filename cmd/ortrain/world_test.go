@@ -194,6 +194,19 @@ func TestTrainUnderMPIRun(t *testing.T) {
 	}
 }
 
+// Ranks started with different flags stop at once, naming the rank.
+func TestTrainUnderMPIRunRefusesDifferentArguments(t *testing.T) {
+	args, out := trainFixture(t)
+	other := append(append([]string{}, args...), "--max_steps", "2")
+	code, log := mpirunCLI(t, 2, append(args, "--max_steps", "3"), other)
+	if code != exitUsage || !strings.Contains(log, "rank 1's command-line flags differs from rank 0's") {
+		t.Fatalf("want exit %d naming rank 1, got %d:\n%s", exitUsage, code, log)
+	}
+	if _, err := os.Stat(filepath.Join(out, "checkpoint-2")); err == nil {
+		t.Error("training ran")
+	}
+}
+
 // rankPID finds the process of rank under the mpirun process parent.
 func rankPID(parent, rank int) int {
 	dirs, _ := os.ReadDir("/proc")

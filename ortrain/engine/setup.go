@@ -2,6 +2,8 @@ package engine
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -146,6 +148,29 @@ func collatorFor(man *artifacts.Manifest, pad int) data.Collator {
 	return col
 }
 
+// datasetFingerprint hashes the token ids of every example, for comparing
+// the processes' copies of a data file.
+func datasetFingerprint(d *data.Dataset) []byte {
+	h := sha256.New()
+	var buf []byte
+	put := func(ids []int32) {
+		buf = binary.LittleEndian.AppendUint32(buf[:0], uint32(len(ids)))
+		for _, id := range ids {
+			buf = binary.LittleEndian.AppendUint32(buf, uint32(id))
+		}
+		h.Write(buf)
+	}
+	for i := range d.Source {
+		put(d.Source[i])
+		if i < len(d.Labels) {
+			put(d.Labels[i])
+		} else {
+			put(nil)
+		}
+	}
+	return h.Sum(nil)
+}
+
 // artifactsOptimizer maps TrainingArguments.optim to the artifact
 // folder's optimizer graph.
 func artifactsOptimizer(optim string) string {
@@ -288,7 +313,13 @@ func Prepare(ctx context.Context, env *Runtime, cfg Config) (*Session, error) {
 			// Columns of CSV/TSV files: the languages are the tokenizer's only.
 			f.SourceLang, f.TargetLang = "", ""
 		}
-		return data.Load(ctx, path, f, tok, opt)
+		d, err := data.Load(ctx, path, f, tok, opt)
+		if err == nil && world.Size() > 1 {
+			// Each process reads its own copy (on its own host, maybe):
+			// they must hold the same examples.
+			err = collective.CheckSame(world, "tokenized "+path, datasetFingerprint(d))
+		}
+		return d, err
 	}
 	seed := uint64(a.Seed)
 	if a.DataSeed != nil {
