@@ -39,7 +39,8 @@ func (t *Trainer) evaluationLoop(ctx context.Context, data EvalData, prefix stri
 	}
 	withGen := t.Args.PredictWithGenerate && t.Generator != nil
 	maxLen, beams := t.genParams()
-	var losses []float64
+	var batchLosses []float32
+	var genBatches, labelBatches [][][]int // per batch, for gathering over the processes
 	out := &Prediction{}
 	for i := 0; ; i++ {
 		b, err := it.Next(ctx)
@@ -56,24 +57,49 @@ func (t *Trainer) evaluationLoop(ctx context.Context, data EvalData, prefix stri
 		if err != nil {
 			return nil, fmt.Errorf("%s batch %d: %w", prefix, i, err)
 		}
-		// HF repeats each batch loss eval_batch_size times before the mean.
-		for r := 0; r < t.Args.PerDeviceEvalBatchSize; r++ {
-			losses = append(losses, loss)
+		scale, err := t.evalLossScale(b)
+		if err != nil {
+			return nil, err
 		}
+		if scale != 1 {
+			loss = float64(float32(loss) * float32(scale))
+		}
+		batchLosses = append(batchLosses, float32(loss))
 		if withGen {
 			gen, err := t.Generator.Generate(ctx, b, maxLen, beams)
 			if err != nil {
 				return nil, fmt.Errorf("%s batch %d: generate: %w", prefix, i, err)
 			}
-			out.Predictions = append(out.Predictions, gen...)
+			genBatches = append(genBatches, gen)
 			if lb, ok := b.(LabeledBatch); ok {
-				out.Labels = append(out.Labels, lb.LabelIDs()...)
+				labelBatches = append(labelBatches, lb.LabelIDs())
 			}
 		}
 		if t.state != nil {
 			if err := t.handler.predictionStep(t.event()); err != nil {
 				return nil, err
 			}
+		}
+	}
+	gathered, err := t.gatherBatchLosses(batchLosses)
+	if err != nil {
+		return nil, err
+	}
+	if withGen {
+		if out.Predictions, err = t.gatherBatchRows(genBatches); err != nil {
+			return nil, err
+		}
+		if labelBatches != nil {
+			if out.Labels, err = t.gatherBatchRows(labelBatches); err != nil {
+				return nil, err
+			}
+		}
+	}
+	// HF repeats each batch loss eval_batch_size times before the mean.
+	losses := make([]float64, 0, len(gathered)*t.Args.PerDeviceEvalBatchSize)
+	for _, l := range gathered {
+		for r := 0; r < t.Args.PerDeviceEvalBatchSize; r++ {
+			losses = append(losses, float64(l))
 		}
 	}
 	var metrics Logs
@@ -113,6 +139,25 @@ func (t *Trainer) evaluationLoop(ctx context.Context, data EvalData, prefix stri
 	return out, nil
 }
 
+// evalLossScale is what HF multiplies an evaluation batch's mean loss by
+// with several processes: Trainer.prediction_step passes
+// num_items_in_batch (the batch's label tokens summed over the processes)
+// as training does; Seq2SeqTrainer's own prediction_step, which runs with
+// predict_with_generate, takes the plain mean.
+func (t *Trainer) evalLossScale(b Batch) (float64, error) {
+	if !t.distributed() || !t.passesNumItems() || t.Args.PredictWithGenerate {
+		return 1, nil
+	}
+	if t.LossScaling == LossScalingHF && t.Args.LabelSmoothingFactor == 0 {
+		return t.processFactor(), nil // the model ignores num_items_in_batch
+	}
+	total, err := t.labelTokens([]Batch{b})
+	if err != nil || total == 0 {
+		return 0, err
+	}
+	return float64(b.NumLabelTokens()) / float64(total) * t.processFactor(), nil
+}
+
 // timedLoop runs the evaluation loop (with a fresh state and the callbacks
 // when called outside training) and appends HF's speed metrics.
 func (t *Trainer) timedLoop(ctx context.Context, data EvalData, prefix string) (*Prediction, error) {
@@ -126,7 +171,7 @@ func (t *Trainer) timedLoop(ctx context.Context, data EvalData, prefix string) (
 		return nil, err
 	}
 	n := float64(data.NumExamples())
-	steps := math.Ceil(n / float64(t.Args.PerDeviceEvalBatchSize))
+	steps := math.Ceil(n / float64(t.Args.PerDeviceEvalBatchSize*t.world().Size()))
 	out.Metrics = append(out.Metrics, speedMetrics(prefix, t.now().Sub(start).Seconds(), &n, &steps)...)
 	return out, nil
 }

@@ -105,6 +105,9 @@ func (t *Trainer) userCallbacks() []Callback {
 	if t.reporters == nil {
 		t.reporters = []reporter{}
 		for _, r := range t.Args.ReportTo {
+			if !t.isMain() {
+				break // process 0 reports for all
+			}
 			switch r {
 			case "jsonl":
 				// resuming continues the file of the interrupted run

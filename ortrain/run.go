@@ -56,8 +56,11 @@ func (t *Trainer) Run(ctx context.Context, o RunOptions) (*RunOutput, error) {
 		return nil, err
 	}
 	defer unlock()
-	if err := t.fs().MkdirAll(a.OutputDir); err != nil {
-		return nil, err
+	main := t.isMain()
+	if main {
+		if err := t.fs().MkdirAll(a.OutputDir); err != nil {
+			return nil, err
+		}
 	}
 	if a.DoTrain {
 		res, err := t.Train(ctx)
@@ -65,20 +68,10 @@ func (t *Trainer) Run(ctx context.Context, o RunOptions) (*RunOutput, error) {
 			return nil, err
 		}
 		out.Train = res
-		if err := t.SaveModel(a.OutputDir); err != nil {
-			return nil, err
-		}
-		m := append(Logs(nil), res.Metrics...)
-		m.Set("train_samples", float64(t.TrainData.NumExamples()))
-		if err := t.saveMetrics("train", m, o.Out); err != nil {
-			return nil, err
-		}
-		st, err := t.state.MarshalHF()
-		if err != nil {
-			return nil, err
-		}
-		if err := t.fs().WriteFile(filepath.Join(a.OutputDir, TrainerStateName), st); err != nil {
-			return nil, err
+		if main {
+			if err := t.saveTrainOutput(res, o); err != nil {
+				return nil, err
+			}
 		}
 	}
 	if a.DoEval && t.EvalData != nil {
@@ -89,8 +82,10 @@ func (t *Trainer) Run(ctx context.Context, o RunOptions) (*RunOutput, error) {
 		m = append(Logs(nil), m...)
 		m.Set("eval_samples", float64(t.EvalData.NumExamples()))
 		out.Eval = m
-		if err := t.saveMetrics("eval", m, o.Out); err != nil {
-			return nil, err
+		if main {
+			if err := t.saveMetrics("eval", m, o.Out); err != nil {
+				return nil, err
+			}
 		}
 	}
 	if a.DoPredict && o.TestData != nil {
@@ -100,12 +95,22 @@ func (t *Trainer) Run(ctx context.Context, o RunOptions) (*RunOutput, error) {
 		}
 		p.Metrics.Set("predict_samples", float64(o.TestData.NumExamples()))
 		out.Predict = p
+		if !main {
+			return out, nil
+		}
 		if err := t.saveMetrics("predict", p.Metrics, o.Out); err != nil {
 			return nil, err
 		}
 		if a.PredictWithGenerate && o.Decode != nil {
-			lines := make([]string, len(p.Predictions))
-			for i, ids := range p.Predictions {
+			preds := p.Predictions
+			if n := o.TestData.NumExamples(); len(preds) > n {
+				// Several processes: the filler rows of the last batches
+				// follow the dataset's rows; the file has one line per
+				// test example (HF would write the fillers too).
+				preds = preds[:n]
+			}
+			lines := make([]string, len(preds))
+			for i, ids := range preds {
 				lines[i] = strings.TrimSpace(o.Decode(replaceIgnored(ids, 0)))
 			}
 			if err := t.fs().WriteFile(filepath.Join(a.OutputDir, PredictionsName), []byte(strings.Join(lines, "\n"))); err != nil {
@@ -113,12 +118,31 @@ func (t *Trainer) Run(ctx context.Context, o RunOptions) (*RunOutput, error) {
 			}
 		}
 	}
-	if t.state != nil && len(t.state.LogHistory) > 0 {
+	if main && t.state != nil && len(t.state.LogHistory) > 0 {
 		if err := WritePlot(t.state.LogHistory, filepath.Join(a.OutputDir, PlotName)); err != nil {
 			return nil, fmt.Errorf("plot: %w", err)
 		}
 	}
 	return out, nil
+}
+
+// saveTrainOutput writes the final model, the train metrics and
+// trainer_state.json into output_dir.
+func (t *Trainer) saveTrainOutput(res *TrainOutput, o RunOptions) error {
+	a := &t.Args
+	if err := t.SaveModel(a.OutputDir); err != nil {
+		return err
+	}
+	m := append(Logs(nil), res.Metrics...)
+	m.Set("train_samples", float64(t.TrainData.NumExamples()))
+	if err := t.saveMetrics("train", m, o.Out); err != nil {
+		return err
+	}
+	st, err := t.state.MarshalHF()
+	if err != nil {
+		return err
+	}
+	return t.fs().WriteFile(filepath.Join(a.OutputDir, TrainerStateName), st)
 }
 
 // SaveModel is Trainer.save_model: the weights (model.safetensors under the

@@ -45,7 +45,12 @@ func (t *Trainer) saveCheckpoint() error {
 	folder := fmt.Sprintf("%s-%d", CheckpointPrefix, t.state.GlobalStep)
 	final := pyJoin(a.OutputDir, folder)
 	tmp := filepath.Join(a.OutputDir, tmpPrefix+folder)
-	t.storeFlos()
+	if err := t.storeFlos(); err != nil {
+		return err
+	}
+	if !t.isMain() {
+		return t.followCheckpoint(final)
+	}
 	prevLast := t.lastCheckpoint()
 	fail := func(err error) error {
 		_ = fsys.RemoveAll(tmp)
@@ -81,9 +86,13 @@ func (t *Trainer) saveCheckpoint() error {
 		}
 		// Dropout seeds derive from (seed, epoch, micro-batch), so the
 		// position is the whole RNG state.
+		// Every process draws the same dropout seeds (as HF's processes
+		// share one seed) and its batches follow from the position and
+		// the number of processes, which resume must keep.
 		if err := writeJSON(fsys, filepath.Join(tmp, RNGStateName), map[string]any{
 			"seed": a.Seed, "data_seed": a.dataSeed(), "global_step": t.state.GlobalStep, "epoch": t.state.Epoch,
 			"dropout_seed_rule": "splitmix64(seed*0x100000001b3 ^ (epoch*steps_in_epoch + micro_batch))",
+			"world_size":        t.world().Size(),
 		}, 2); err != nil {
 			return fail(err)
 		}
@@ -92,7 +101,7 @@ func (t *Trainer) saveCheckpoint() error {
 	// does (epochs_trained, batches to skip).
 	if err := writeJSON(fsys, filepath.Join(tmp, DataStateName), map[string]any{
 		"epoch": t.posEpoch, "micro_batches_consumed": t.posBatch, "micro_batches_per_epoch": t.stepsInEpoch,
-		"data_seed": a.dataSeed(), "global_step": t.state.GlobalStep,
+		"data_seed": a.dataSeed(), "global_step": t.state.GlobalStep, "world_size": t.world().Size(),
 	}, 2); err != nil {
 		return fail(err)
 	}
@@ -119,7 +128,33 @@ func (t *Trainer) saveCheckpoint() error {
 	if _, err := rotateCheckpoints(fsys, a.OutputDir, a.saveTotalLimit(), deref(t.state.BestModelCheckpoint)); err != nil {
 		return err
 	}
-	return nil
+	return t.world().Barrier()
+}
+
+// followCheckpoint is saveCheckpoint on a process other than 0: process
+// 0 writes the checkpoint; the others keep the same state (the best
+// checkpoint, the callbacks' state, the last checkpoint) and wait until
+// it is on disk, so that no process runs ahead of a checkpoint that may
+// fail.
+func (t *Trainer) followCheckpoint(final string) error {
+	a := &t.Args
+	switch a.SaveStrategy {
+	case StrategySteps, StrategyEpoch, StrategyBest:
+		if b := t.state.BestGlobalStep; b != nil && *b != 0 {
+			bestDir := pyJoin(a.OutputDir, fmt.Sprintf("%s-%d", CheckpointPrefix, *b))
+			if _, err := os.Stat(bestDir); err == nil || *b == t.state.GlobalStep {
+				t.state.BestModelCheckpoint = &bestDir
+			}
+		}
+	}
+	for _, cb := range t.handler.callbacks {
+		if sc, ok := cb.(StatefulCallback); ok {
+			t.state.StatefulCallbacks[sc.StateName()] = sc.State()
+		}
+	}
+	t.state.StatefulCallbacks["TrainerControl"] = t.control.stateMap()
+	t.lastSaved = final
+	return t.world().Barrier()
 }
 
 func deref(p *string) string {

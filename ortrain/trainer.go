@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/ortrain/ortrain/internal/collective"
 	"github.com/ortrain/ortrain/internal/fault"
 	"github.com/ortrain/ortrain/internal/schedule"
 )
@@ -33,9 +34,14 @@ type Trainer struct {
 	// when early_stopping_patience > 0) and the report_to integrations.
 	Callbacks   []Callback
 	LossScaling LossScaling
-	FS          FileSystem       // nil: the OS
-	Clock       func() time.Time // nil: time.Now
-	Warn        io.Writer        // warnings; nil: discarded
+	// Comm, with several processes, makes this trainer one of the
+	// processes of data-parallel training (see world.go); nil is one
+	// process. TrainData, EvalData and Engine must be the same process's
+	// shares and replica.
+	Comm  collective.Comm
+	FS    FileSystem       // nil: the OS
+	Clock func() time.Time // nil: time.Now
+	Warn  io.Writer        // warnings; nil: discarded
 	// OutputLock is the caller's lock on output_dir (LockOutputDir), held
 	// from before anything is written there; when nil, Run and Train take
 	// one for their own duration.
@@ -160,7 +166,7 @@ func CheckOutputDir(a *TrainingArguments) error {
 // lockOutput takes the output_dir lock unless the trainer holds one; the
 // function it returns releases what it took.
 func (t *Trainer) lockOutput() (func(), error) {
-	if t.OutputLock != nil {
+	if t.OutputLock != nil || !t.isMain() {
 		return func() {}, nil
 	}
 	l, err := LockOutputDir(t.Args.OutputDir)
@@ -239,7 +245,7 @@ func (t *Trainer) TrainingValues() (TrainingValues, error) {
 	if lenDL <= 0 {
 		return TrainingValues{}, errors.New("the training set yields no batches")
 	}
-	v := TrainingValues{NumExamples: t.TrainData.NumExamples(), StepsInEpoch: lenDL, TotalBatchSize: a.PerDeviceTrainBatchSize * ga}
+	v := TrainingValues{NumExamples: t.TrainData.NumExamples(), StepsInEpoch: lenDL, TotalBatchSize: a.PerDeviceTrainBatchSize * ga * t.world().Size()}
 	v.UpdateStepsPerEpoch = max(lenDL/ga+b2i(lenDL%ga > 0), 1)
 	v.MaxSteps = a.MaxSteps
 	if v.MaxSteps < 0 {
@@ -273,11 +279,16 @@ func (t *Trainer) Train(ctx context.Context) (*TrainOutput, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := t.fs().MkdirAll(a.OutputDir); err != nil {
+	if err := t.checkSameArguments(); err != nil {
 		return nil, err
 	}
-	if err := cleanStaleTemporaries(t.fs(), a.OutputDir); err != nil {
-		return nil, err
+	if t.isMain() {
+		if err := t.fs().MkdirAll(a.OutputDir); err != nil {
+			return nil, err
+		}
+		if err := cleanStaleTemporaries(t.fs(), a.OutputDir); err != nil {
+			return nil, err
+		}
 	}
 
 	tv, err := t.TrainingValues()
@@ -312,6 +323,9 @@ func (t *Trainer) Train(ctx context.Context) (*TrainOutput, error) {
 	epochsTrained, stepsTrainedInEpoch := 0, 0
 	t.schedStep = 0
 	if resume != "" {
+		if err := t.checkResumeWorld(resume); err != nil {
+			return nil, err
+		}
 		st, err := LoadTrainerState(filepath.Join(resume, TrainerStateName))
 		if err != nil {
 			return nil, err
@@ -396,25 +410,23 @@ func (t *Trainer) restoreCallbackStates() error {
 	return nil
 }
 
-func (t *Trainer) lossScale(b Batch, window []Batch) float64 {
+// lossScale is what b's mean loss is multiplied by before backward; total
+// is num_items_in_batch, the window's label tokens over all processes.
+func (t *Trainer) lossScale(b Batch, window []Batch, total int) float64 {
 	mode := t.LossScaling
 	if mode == LossScalingHF {
 		if t.Args.LabelSmoothingFactor == 0 {
-			return 1
+			return t.processFactor()
 		}
 		mode = LossScalingTokens
 	}
 	if mode == LossScalingMean {
 		return 1 / float64(len(window))
 	}
-	total := 0
-	for _, w := range window {
-		total += w.NumLabelTokens()
-	}
 	if total == 0 {
 		return 0
 	}
-	return float64(b.NumLabelTokens()) / float64(total)
+	return float64(b.NumLabelTokens()) / float64(total) * t.processFactor()
 }
 
 // scaledLoss is the value HF's training_step returns for a micro-batch, in
@@ -465,6 +477,12 @@ func (t *Trainer) runEpoch(ctx context.Context, epoch, skip, stepsInEpoch, numUp
 			}
 			window = append(window, b)
 		}
+		total := 0
+		if t.passesNumItems() && len(window) > 0 {
+			if total, err = t.labelTokens(window); err != nil {
+				return err
+			}
+		}
 		for _, b := range window {
 			if err := ctx.Err(); err != nil {
 				return err
@@ -477,7 +495,7 @@ func (t *Trainer) runEpoch(ctx context.Context, epoch, skip, stepsInEpoch, numUp
 					return err
 				}
 			}
-			scale := t.lossScale(b, window)
+			scale := t.lossScale(b, window, total)
 			loss, err := t.Engine.TrainMicroBatch(ctx, b, scale, t.dropoutSeed(epoch, step, stepsInEpoch))
 			if err != nil {
 				return fmt.Errorf("step %d (epoch %d, micro-batch %d): %w", t.state.GlobalStep+1, epoch, step, err)
@@ -563,9 +581,14 @@ func (t *Trainer) lastCheckpoint() string {
 	return last
 }
 
-func (t *Trainer) storeFlos() {
-	t.state.TotalFlos += t.currentFlos
+func (t *Trainer) storeFlos() error {
+	flos, err := t.flosOverProcesses(t.currentFlos)
+	if err != nil {
+		return err
+	}
+	t.state.TotalFlos += flos
 	t.currentFlos = 0
+	return nil
 }
 
 // log is Trainer.log: add epoch, append to log_history, call on_log.
@@ -581,7 +604,11 @@ func (t *Trainer) log(logs Logs) (Logs, error) {
 func (t *Trainer) maybeLogSaveEvaluate(ctx context.Context, gradNorm, learningRate *float64) error {
 	a := &t.Args
 	if t.control.ShouldLog && t.state.GlobalStep > t.globalStepLastLogged {
-		trLossScalar := float64(t.trLoss)
+		mean, err := t.meanOverProcesses(t.trLoss)
+		if err != nil {
+			return err
+		}
+		trLossScalar := float64(mean)
 		t.trLoss = 0
 		logs := Logs{{"loss", trLossScalar / float64(t.state.GlobalStep-t.globalStepLastLogged)}}
 		if gradNorm != nil {
@@ -594,7 +621,9 @@ func (t *Trainer) maybeLogSaveEvaluate(ctx context.Context, gradNorm, learningRa
 		}
 		t.totalLossScalar += trLossScalar
 		t.globalStepLastLogged = t.state.GlobalStep
-		t.storeFlos()
+		if err := t.storeFlos(); err != nil {
+			return err
+		}
 		if _, err := t.log(logs); err != nil {
 			return err
 		}
@@ -685,7 +714,9 @@ func (t *Trainer) finalizeTraining(numTrainSamples float64, start time.Time) (*T
 	samples := numTrainSamples * float64(stepsTrained) / float64(max(t.state.MaxSteps, 1))
 	steps := float64(stepsTrained)
 	metrics := speedMetrics("train", t.now().Sub(start).Seconds(), &samples, &steps)
-	t.storeFlos()
+	if err := t.storeFlos(); err != nil {
+		return nil, err
+	}
 	metrics = append(metrics, Metric{"total_flos", t.state.TotalFlos}, Metric{"train_loss", trainLoss})
 	metrics, err := t.log(metrics)
 	if err != nil {

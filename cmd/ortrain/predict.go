@@ -46,6 +46,16 @@ the prediction files in shard order, and combine the scores with
   ortrain score --merge OUT0.bleu-stats.json OUT1.bleu-stats.json ...
 which gives exactly the unsharded corpus score.
 
+Started by an MPI launcher (mpirun -np N ortrain predict ..., or srun
+--mpi=pmix), the N processes split the input the same way (rank r takes
+shard r/N, written to OUTPUT.rank<r>-of-<N> and resumable like OUTPUT);
+rank 0 then writes OUTPUT, byte for byte what one process writes, and the
+report over all lines. Every rank must get the same flags (checked at
+start); --device cuda gives each rank the GPU of its local rank. MPI is
+loaded at run time ($ORTRAIN_MPI_LIB, else libmpi.so.40/.12); a rank that
+stops answering for $ORTRAIN_COLLECTIVE_TIMEOUT (default 5m) is named and
+the job stops.
+
 Inputs longer than the model takes (--max-source-length, by default the
 model's tokenizer_config.json model_max_length or max_position_embeddings)
 are an error naming the line, or with --truncate are cut (keeping the end of
@@ -105,8 +115,17 @@ func runPredict(c *cli.Context) error {
 	if opts.Shard, opts.Shards, err = predict.ParseShard(c.String("shard")); err != nil {
 		return err
 	}
+	world, err := openWorld()
+	if err != nil {
+		return err
+	}
+	opts.Device = localDevice(opts.Device, world)
+	if world.Size() > 1 {
+		warn := opts.Warn
+		opts.Warn = func(msg string) { warn(fmt.Sprintf("rank %d: %s", world.Rank(), msg)) }
+	}
 	var onProgress func(done, total int)
-	if !c.Bool("no-progress") && progress.IsTerminal(c.App.ErrWriter) {
+	if !c.Bool("no-progress") && world.Rank() == 0 && progress.IsTerminal(c.App.ErrWriter) {
 		bar := &progress.Bar{Out: c.App.ErrWriter, Unit: "sentences", Every: 100 * time.Millisecond}
 		onProgress = func(done, total int) {
 			if done == 0 {
@@ -120,9 +139,12 @@ func runPredict(c *cli.Context) error {
 			}
 		}
 	}
-	res, err := predict.Run(c.Context, opts, onProgress)
+	res, err := predict.RunWorld(c.Context, opts, world, onProgress)
 	if err != nil {
-		return err
+		return inWorld(world, err)
+	}
+	if err := world.Close(); err != nil {
+		return inWorld(world, err)
 	}
 	if res.Report != nil {
 		res.Report.WriteSummary(c.App.Writer)

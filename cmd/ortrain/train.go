@@ -3,13 +3,16 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/ortrain/ortrain/internal/collective"
 	"github.com/ortrain/ortrain/internal/fault"
 	"github.com/ortrain/ortrain/internal/modelfile"
 	"github.com/ortrain/ortrain/internal/ortimport"
@@ -79,6 +82,17 @@ has no bfloat16 kernels: --bf16 needs --device cuda.
 report_to: none, jsonl (output_dir/log_history.jsonl), tensorboard
 (output_dir/runs/...), all. At the end output_dir/training_curves.png plots
 the losses and evaluation metrics.
+
+Several processes: started by an MPI launcher (mpirun -np N ortrain train
+..., srun --mpi=pmix), the N processes train as HF's Trainer does under DDP
+(torchrun --nproc_per_node N): per-device batches dealt to the processes as
+accelerate deals them, gradients averaged before clipping, num_items_in_batch
+and the logged and evaluation losses as HF computes them with N processes.
+Process 0 writes output_dir, which every process must see; --device cuda
+takes the local rank's GPU; resume needs the same N. MPI is loaded at run
+time ($ORTRAIN_MPI_LIB, else libmpi.so.40/.12). A process that stops
+answering for $ORTRAIN_COLLECTIVE_TIMEOUT (default 5m) is named and the job
+stops.
 
 Differences from HF that cannot be avoided: the shuffled data order and the
 dropout masks come from ortrain's own seeded generators, not torch's.`
@@ -202,8 +216,45 @@ func runTrain(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := ortrain.CheckOutputDir(&a); err != nil {
-		return fault.Settingsf("%v", err)
+	world, err := openWorld()
+	if err != nil {
+		return err
+	}
+	if err := trainIn(c, a, world); err != nil {
+		return inWorld(world, err)
+	}
+	return inWorld(world, world.Close())
+}
+
+// flagValues lists the flags given and their values, sorted.
+func flagValues(c *cli.Context) []byte {
+	names := c.FlagNames()
+	slices.Sort(names)
+	var b strings.Builder
+	for _, n := range names {
+		fmt.Fprintf(&b, "%s=%v\n", n, c.Value(n))
+	}
+	return []byte(b.String())
+}
+
+// trainIn runs the train command as one process of world (process 0
+// checks, locks and writes output_dir and prints; the others wait for it).
+func trainIn(c *cli.Context, a ortrain.TrainingArguments, world collective.Comm) error {
+	main := world.Rank() == 0
+	var err error
+	if world.Size() > 1 && c.Bool("demo") {
+		return fault.Settingsf("--demo runs in one process; with mpirun, train its folder instead: ortrain train --demo --output_dir d writes the model and data to d/model (see --help)")
+	}
+	if world.Size() > 1 {
+		if err := collective.CheckSame(world, "command-line flags", flagValues(c)); err != nil {
+			return err
+		}
+	}
+	a.Device = localDevice(a.Device, world)
+	if main {
+		if err := ortrain.CheckOutputDir(&a); err != nil {
+			return fault.Settingsf("%v", err)
+		}
 	}
 	// The final save writes model.safetensors, model.onnx and the configs
 	// into output_dir: never into the model or artifact folder read.
@@ -213,6 +264,9 @@ func runTrain(c *cli.Context) error {
 		}
 	}
 	stdout, stderr := c.App.Writer, c.App.ErrWriter
+	if !main {
+		stdout = io.Discard // process 0 reports for all
+	}
 	var cfg engine.Config
 	if c.Bool("demo") {
 		if c.IsSet("model") || c.IsSet("train_file") {
@@ -256,11 +310,21 @@ func runTrain(c *cli.Context) error {
 	// One run per output_dir, from before anything is written there (and
 	// only once the call is known to be valid: a refused call leaves no
 	// output_dir behind).
-	lock, err := ortrain.LockOutputDir(a.OutputDir)
-	if err != nil {
-		return err
+	var lock *ortrain.OutputLock
+	if main {
+		l, err := ortrain.LockOutputDir(a.OutputDir)
+		if err != nil {
+			return err
+		}
+		defer l.Release()
+		lock = l
 	}
-	defer lock.Release()
+	if world.Size() > 1 {
+		// The others start once output_dir is checked and locked.
+		if err := world.Barrier(); err != nil {
+			return err
+		}
+	}
 	if c.Bool("demo") {
 		if err := os.MkdirAll(a.OutputDir, 0o755); err != nil {
 			return err
@@ -272,6 +336,7 @@ func runTrain(c *cli.Context) error {
 	}
 	cfg.Version = Version
 	cfg.Warn = stderr
+	cfg.Comm = world
 
 	env, err := openRuntime(c)
 	if err != nil {
@@ -284,7 +349,9 @@ func runTrain(c *cli.Context) error {
 	}
 	defer sess.Close()
 	tr := sess.Trainer
-	tr.OutputLock = lock
+	if lock != nil {
+		tr.OutputLock = lock
+	}
 	if err := tr.CheckSetup(); err != nil {
 		return err
 	}
@@ -300,7 +367,7 @@ func runTrain(c *cli.Context) error {
 			fmt.Fprintln(stdout, line)
 		}
 	}
-	bar := !c.Bool("no-progress") && progress.IsTerminal(stdout)
+	bar := !c.Bool("no-progress") && main && progress.IsTerminal(stdout)
 	tr.Callbacks = append(tr.Callbacks, &ortrain.ConsoleCallback{Out: stdout, Progress: bar})
 	defer tr.Close() // report_to files
 	if tr.TrainData != nil && a.DoTrain {

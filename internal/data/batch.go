@@ -190,6 +190,9 @@ type Order struct {
 	GroupByLength bool
 	// DropLast drops a last, smaller batch (HF's dataloader_drop_last).
 	DropLast bool
+	// Rank of Ranks (Ranks > 1: data-parallel processes) takes its share of
+	// the batches as accelerate deals them (ShardBatches).
+	Rank, Ranks int
 }
 
 // Permutation is the order of example indices for an epoch: a pure
@@ -230,15 +233,97 @@ func (o Order) Permutation(n, epoch int, lengths func(i int) int) []int {
 	return idx
 }
 
-// NumBatches is the number of batches of an epoch over n examples.
+// NumBatches is the number of batches of an epoch over n examples (this
+// rank's share when Ranks > 1).
 func (o Order) NumBatches(n int) int {
 	if o.BatchSize <= 0 {
 		return 0
 	}
+	all := (n + o.BatchSize - 1) / o.BatchSize
 	if o.DropLast {
-		return n / o.BatchSize
+		all = n / o.BatchSize
 	}
-	return (n + o.BatchSize - 1) / o.BatchSize
+	if o.Ranks <= 1 || all == 0 {
+		return all
+	}
+	if all%o.Ranks == 0 || o.DropLast {
+		return all / o.Ranks
+	}
+	return all/o.Ranks + 1
+}
+
+// batches cuts perm into this rank's batches.
+func (o Order) batches(perm []int) [][]int {
+	var all [][]int
+	for lo := 0; lo < len(perm); lo += o.BatchSize {
+		b := perm[lo:min(lo+o.BatchSize, len(perm))]
+		if len(b) < o.BatchSize && o.DropLast {
+			break
+		}
+		all = append(all, b)
+	}
+	if o.Ranks <= 1 {
+		return all
+	}
+	return ShardBatches(all, o.BatchSize, o.Rank, o.Ranks, o.DropLast)
+}
+
+// ShardBatches deals batches (of size batchSize, the last possibly
+// shorter) to ranks as accelerate's BatchSamplerShard does with
+// split_batches=False and even_batches=True (HF Trainer's data-parallel
+// default): batch i goes to rank i mod ranks, and a rank only gets its
+// batch of a group once the group's last batch is full. Unless dropLast,
+// the last group is then completed — its short batch filled up and the
+// missing batches made — with examples taken in order from the first
+// ranks*batchSize examples (repeated if the data has fewer), so that every
+// rank gets the same number of full batches. Examples are thus seen twice
+// at the end of an epoch, as in HF.
+func ShardBatches(all [][]int, batchSize, rank, ranks int, dropLast bool) [][]int {
+	var out [][]int
+	var initialData []int
+	var toYield []int
+	var last []int
+	idx := -1
+	for i, b := range all {
+		idx = i
+		last = b
+		if !dropLast && i < ranks {
+			initialData = append(initialData, b...)
+		}
+		if i%ranks == rank {
+			toYield = b
+		}
+		if i%ranks == ranks-1 && len(b) == batchSize {
+			out = append(out, toYield)
+			toYield = nil
+		}
+	}
+	if dropLast || len(initialData) == 0 {
+		return out
+	}
+	if len(toYield) == batchSize {
+		out = append(out, toYield)
+	}
+	for len(initialData) < ranks*batchSize {
+		initialData = append(initialData, initialData...)
+	}
+	batch := append([]int(nil), last...)
+	if len(batch) == batchSize {
+		batch = nil
+		idx++
+	}
+	cycle := 0
+	for idx%ranks != 0 || len(batch) > 0 {
+		end := cycle + batchSize - len(batch)
+		batch = append(batch, initialData[cycle:end]...)
+		if idx%ranks == rank {
+			out = append(out, batch)
+		}
+		cycle = end
+		batch = nil
+		idx++
+	}
+	return out
 }
 
 // BatchReader yields the batches of one epoch, Scanner style:
@@ -250,9 +335,9 @@ type BatchReader struct {
 	d     *Dataset
 	col   Collator
 	order Order
-	perm  []int
-	pos   int // next batch number
-	n     int // batches in the epoch
+	batch [][]int // this rank's batches of the epoch, as example indices
+	pos   int     // next batch number
+	n     int     // batches in the epoch
 	b     *Batch
 	err   error
 }
@@ -265,8 +350,8 @@ func (d *Dataset) Epoch(order Order, col Collator, epoch, skip int) *BatchReader
 		r.err = fmt.Errorf("batch size %d: must be positive", order.BatchSize)
 		return r
 	}
-	r.perm = order.Permutation(d.Len(), epoch, func(i int) int { return len(d.Source[i]) })
-	r.n = order.NumBatches(d.Len())
+	r.batch = order.batches(order.Permutation(d.Len(), epoch, func(i int) int { return len(d.Source[i]) }))
+	r.n = len(r.batch)
 	if skip < 0 || skip > r.n {
 		r.err = fmt.Errorf("cannot skip %d batches of an epoch of %d", skip, r.n)
 		return r
@@ -285,9 +370,7 @@ func (r *BatchReader) Next(ctx context.Context) bool {
 		r.err = err
 		return false
 	}
-	bs := r.order.BatchSize
-	lo := r.pos * bs
-	r.b = r.col.Collate(r.d, r.perm[lo:min(lo+bs, len(r.perm))])
+	r.b = r.col.Collate(r.d, r.batch[r.pos])
 	r.pos++
 	return true
 }

@@ -6,7 +6,9 @@ package testenv
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"testing"
 
 	"github.com/ortrain/ortrain/internal/ortlib"
@@ -94,4 +96,25 @@ func ORTLibrary(t testing.TB) string {
 		t.Skipf("skipping: %v", err)
 	}
 	return p
+}
+
+// MPIRun returns the command that starts n processes under Open MPI's
+// mpirun (oversubscribed: CI machines may have fewer cores), to which the
+// program and its arguments are appended. Without mpirun the test fails
+// under CI and is skipped elsewhere, with the command that fixes it.
+func MPIRun(t testing.TB, n int) []string {
+	t.Helper()
+	p, err := exec.LookPath("mpirun")
+	if err != nil {
+		if InCI() {
+			t.Fatalf("CI requires Open MPI (apt-get install openmpi-bin libopenmpi-dev): %v", err)
+		}
+		t.Skipf("skipping: no mpirun (apt-get install openmpi-bin libopenmpi-dev): %v", err)
+	}
+	// Containers often forbid the cross-memory attach vader uses by default.
+	cmd := []string{p, "-np", strconv.Itoa(n), "--oversubscribe", "--mca", "btl", "self,vader,tcp", "--mca", "btl_vader_single_copy_mechanism", "none"}
+	if os.Geteuid() == 0 {
+		cmd = append(cmd, "--allow-run-as-root")
+	}
+	return cmd
 }

@@ -48,7 +48,7 @@ func (d *Data) Epoch(epoch, skip int) (ortrain.BatchIterator, error) {
 
 // Batches iterates in file order (evaluation and prediction).
 func (d *Data) Batches() (ortrain.BatchIterator, error) {
-	r := d.Dataset.Epoch(data.Order{BatchSize: d.Order.BatchSize}, d.Collate, 0, 0)
+	r := d.Dataset.Epoch(data.Order{BatchSize: d.Order.BatchSize, Rank: d.Order.Rank, Ranks: d.Order.Ranks}, d.Collate, 0, 0)
 	if err := r.Err(); err != nil {
 		return nil, err
 	}

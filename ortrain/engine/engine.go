@@ -8,6 +8,7 @@ import (
 
 	"github.com/ortrain/ortrain/internal/amp"
 	"github.com/ortrain/ortrain/internal/artifacts"
+	"github.com/ortrain/ortrain/internal/collective"
 	"github.com/ortrain/ortrain/internal/onnx"
 	"github.com/ortrain/ortrain/internal/onnx/onnxpb"
 	"github.com/ortrain/ortrain/internal/onnxrt"
@@ -65,6 +66,11 @@ type Options struct {
 	// Scaler scales the loss dynamically as torch.amp.GradScaler does
 	// (float16 mixed precision); nil: no loss scaling.
 	Scaler *amp.ScalerConfig
+	// Comm, when it has several processes, makes this engine one replica
+	// of data-parallel training: each optimizer step first averages the
+	// accumulated gradients over the processes, as DDP does, before
+	// unscaling, clipping and the update.
+	Comm collective.Comm
 }
 
 // EvalResult is the eval graph's output for one batch.

@@ -101,6 +101,13 @@ func relClose(a, b, tol float64) bool {
 // values (null in the reference) are not compared.
 func compareLogs(t *testing.T, what string, got ortrain.Logs, step int, want map[string]json.RawMessage) (worst float64) {
 	t.Helper()
+	return compareLogsTol(t, what, got, step, want, 1e-4)
+}
+
+// compareLogsTol is compareLogs with tol for the losses, grad_norm and
+// learning_rate.
+func compareLogsTol(t *testing.T, what string, got ortrain.Logs, step int, want map[string]json.RawMessage, lossTol float64) (worst float64) {
+	t.Helper()
 	for k, raw := range want {
 		w, ok := num(raw)
 		if !ok {
@@ -117,7 +124,7 @@ func compareLogs(t *testing.T, what string, got ortrain.Logs, step int, want map
 			t.Errorf("%s: %s missing (have %v)", what, k, got.Keys())
 			continue
 		}
-		tol := 1e-4
+		tol := lossTol
 		switch {
 		case k == "epoch" || k == "total_flos" || strings.HasPrefix(k, "eval_bleu") || strings.HasPrefix(k, "eval_rouge") || k == "eval_gen_len":
 			tol = 1e-12

@@ -24,6 +24,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv("ORTENGINE_CHILD") == "1" {
 		os.Exit(resumeChild())
 	}
+	if os.Getenv(ddpEnv) != "" {
+		os.Exit(ddpChild())
+	}
 	os.Exit(m.Run())
 }
 

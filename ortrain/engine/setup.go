@@ -2,6 +2,8 @@ package engine
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +14,7 @@ import (
 	"github.com/ortrain/ortrain/generate/ortdecoder"
 	"github.com/ortrain/ortrain/internal/arch"
 	"github.com/ortrain/ortrain/internal/artifacts"
+	"github.com/ortrain/ortrain/internal/collective"
 	"github.com/ortrain/ortrain/internal/data"
 	"github.com/ortrain/ortrain/internal/demo"
 	"github.com/ortrain/ortrain/internal/onnxrt"
@@ -35,6 +38,11 @@ type DataFormat = data.Format
 // Config says what to train on besides the TrainingArguments.
 type Config struct {
 	Args TrainingArgs
+	// Comm, with several processes, makes this process one of a
+	// data-parallel job (mpirun): its share of the data, gradients
+	// averaged over the processes, process 0 building the artifacts and
+	// writing the output. nil is one process.
+	Comm collective.Comm
 	// Model is an exported model folder (model.onnx, or Optimum's export:
 	// encoder_model.onnx with decoder_model.onnx, decoder_with_past_model.onnx
 	// or decoder_model_merged.onnx; model.safetensors where there is one;
@@ -140,6 +148,29 @@ func collatorFor(man *artifacts.Manifest, pad int) data.Collator {
 	return col
 }
 
+// datasetFingerprint hashes the token ids of every example, for comparing
+// the processes' copies of a data file.
+func datasetFingerprint(d *data.Dataset) []byte {
+	h := sha256.New()
+	var buf []byte
+	put := func(ids []int32) {
+		buf = binary.LittleEndian.AppendUint32(buf[:0], uint32(len(ids)))
+		for _, id := range ids {
+			buf = binary.LittleEndian.AppendUint32(buf, uint32(id))
+		}
+		h.Write(buf)
+	}
+	for i := range d.Source {
+		put(d.Source[i])
+		if i < len(d.Labels) {
+			put(d.Labels[i])
+		} else {
+			put(nil)
+		}
+	}
+	return h.Sum(nil)
+}
+
 // artifactsOptimizer maps TrainingArguments.optim to the artifact
 // folder's optimizer graph.
 func artifactsOptimizer(optim string) string {
@@ -183,7 +214,20 @@ func Prepare(ctx context.Context, env *Runtime, cfg Config) (*Session, error) {
 	}
 	artDir := cfg.Artifacts
 	var man *artifacts.Manifest
-	if artDir == "" {
+	world := cfg.Comm
+	if world == nil {
+		world = collective.Single{}
+	}
+	if artDir == "" && world.Rank() != 0 {
+		// Process 0 builds output_dir/artifacts; the others read them.
+		if err := world.Barrier(); err != nil {
+			return nil, err
+		}
+		artDir = filepath.Join(a.OutputDir, "artifacts")
+		if man, err = artifacts.ReadManifest(artDir); err != nil {
+			return nil, fmt.Errorf("reading the artifacts process 0 built (output_dir must be a folder every process sees): %w", err)
+		}
+	} else if artDir == "" {
 		artDir = filepath.Join(a.OutputDir, "artifacts")
 		m, err := artifacts.ReadManifest(artDir)
 		if err == nil && a.ResumeFromCheckpoint != "" && m.LabelSmoothing == a.LabelSmoothingFactor && prec.in(m) == nil {
@@ -199,6 +243,11 @@ func Prepare(ctx context.Context, env *Runtime, cfg Config) (*Session, error) {
 			// Build makes artDir once the model is accepted, so that a refused
 			// model leaves output_dir as it was.
 			if man, err = artifacts.Build(bc); err != nil {
+				return nil, err
+			}
+		}
+		if world.Size() > 1 {
+			if err := world.Barrier(); err != nil {
 				return nil, err
 			}
 		}
@@ -229,7 +278,7 @@ func Prepare(ctx context.Context, env *Runtime, cfg Config) (*Session, error) {
 	so := onnxrt.SessionOptions{Device: a.Device, IntraOpThreads: a.Threads, NoCPUArena: cfg.NoCPUArena, TF32: tf32}
 	eng, err := Open(artDir, env, Options{Session: so, Optimizer: artifactsOptimizer(a.Optim), ModelDir: cfg.Model, Hyper: Hyper{
 		Beta1: a.AdamBeta1, Beta2: a.AdamBeta2, Eps: a.AdamEpsilon, WeightDecay: a.WeightDecay, MaxGradNorm: a.MaxGradNorm},
-		Variant: prec.mixedName(), HalfEvalVariant: prec.halfName(), Scaler: prec.scaler})
+		Variant: prec.mixedName(), HalfEvalVariant: prec.halfName(), Scaler: prec.scaler, Comm: cfg.Comm})
 	if err != nil {
 		return nil, err
 	}
@@ -264,13 +313,20 @@ func Prepare(ctx context.Context, env *Runtime, cfg Config) (*Session, error) {
 			// Columns of CSV/TSV files: the languages are the tokenizer's only.
 			f.SourceLang, f.TargetLang = "", ""
 		}
-		return data.Load(ctx, path, f, tok, opt)
+		d, err := data.Load(ctx, path, f, tok, opt)
+		if err == nil && world.Size() > 1 {
+			// Each process reads its own copy (on its own host, maybe):
+			// they must hold the same examples.
+			err = collective.CheckSame(world, "tokenized "+path, datasetFingerprint(d))
+		}
+		return d, err
 	}
 	seed := uint64(a.Seed)
 	if a.DataSeed != nil {
 		seed = uint64(*a.DataSeed)
 	}
-	tr := &ortrain.Trainer{Args: a, Warn: cfg.Warn, LossScaling: lossScalingFor(man)}
+	tr := &ortrain.Trainer{Args: a, Warn: cfg.Warn, LossScaling: lossScalingFor(man), Comm: cfg.Comm}
+	rank, ranks := world.Rank(), world.Size()
 	if a.DoTrain {
 		if cfg.TrainFile == "" {
 			return nil, errors.New("do_train needs a training file (--train_file)")
@@ -280,21 +336,21 @@ func Prepare(ctx context.Context, env *Runtime, cfg Config) (*Session, error) {
 			return nil, err
 		}
 		tr.TrainData = &Data{Dataset: d, Collate: col,
-			Order: data.Order{BatchSize: a.PerDeviceTrainBatchSize, Shuffle: true, Seed: seed, GroupByLength: cfg.GroupByLength}}
+			Order: data.Order{BatchSize: a.PerDeviceTrainBatchSize, Shuffle: true, Seed: seed, GroupByLength: cfg.GroupByLength, Rank: rank, Ranks: ranks}}
 	}
 	if cfg.ValidationFile != "" {
 		d, err := load(cfg.ValidationFile, false)
 		if err != nil {
 			return nil, err
 		}
-		tr.EvalData = &Data{Dataset: d, Collate: col, Order: data.Order{BatchSize: a.PerDeviceEvalBatchSize}}
+		tr.EvalData = &Data{Dataset: d, Collate: col, Order: data.Order{BatchSize: a.PerDeviceEvalBatchSize, Rank: rank, Ranks: ranks}}
 	}
 	if cfg.TestFile != "" && a.DoPredict {
 		d, err := load(cfg.TestFile, false)
 		if err != nil {
 			return nil, err
 		}
-		s.Test = &Data{Dataset: d, Collate: col, Order: data.Order{BatchSize: a.PerDeviceEvalBatchSize}}
+		s.Test = &Data{Dataset: d, Collate: col, Order: data.Order{BatchSize: a.PerDeviceEvalBatchSize, Rank: rank, Ranks: ranks}}
 	}
 	modelDir := cfg.Model
 

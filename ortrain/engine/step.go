@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/ortrain/ortrain/internal/artifacts"
+	"github.com/ortrain/ortrain/internal/collective"
 	"github.com/ortrain/ortrain/internal/data"
 	"github.com/ortrain/ortrain/internal/onnxrt"
 	"github.com/ortrain/ortrain/internal/optim"
@@ -180,6 +181,9 @@ func (e *Engine) OptimizerStep(ctx context.Context, lr float64) (float64, error)
 		return 0, err
 	}
 	e.skipped = false
+	if err := e.averageGradients(); err != nil {
+		return 0, err
+	}
 	if e.scaler != nil {
 		foundInf, norm, err := e.unscaleGradients()
 		if err != nil {
@@ -206,6 +210,35 @@ func (e *Engine) OptimizerStep(ctx context.Context, lr float64) (float64, error)
 	}
 	e.version++
 	return float64(gn), err
+}
+
+// averageGradients replaces every gradient sum by its mean over the
+// data-parallel processes (one all-reduce over all of them, in graph
+// order), as DDP's all-reduce at the last micro-batch of a window does.
+func (e *Engine) averageGradients() error {
+	c := e.opts.Comm
+	if c == nil || c.Size() == 1 {
+		return nil
+	}
+	var flat []float32
+	for _, p := range e.params {
+		g, err := e.download(e.grad[p.Name])
+		if err != nil {
+			return err
+		}
+		flat = append(flat, g...)
+	}
+	if err := collective.AverageFloat32(c, flat); err != nil {
+		return fmt.Errorf("averaging gradients over %d processes: %w", c.Size(), err)
+	}
+	for _, p := range e.params {
+		v := e.grad[p.Name]
+		if err := e.upload(v, flat[:v.Len()]); err != nil {
+			return err
+		}
+		flat = flat[v.Len():]
+	}
+	return nil
 }
 
 func (e *Engine) optimizerStep(lr float64) (float32, error) {
