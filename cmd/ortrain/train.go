@@ -124,7 +124,7 @@ func newTrainCommand() *cli.Command {
 		&cli.StringFlag{Name: "artifacts", Usage: "prebuilt ortrain artifact folder (instead of building from --model)"},
 		&cli.StringFlag{Name: "assume_architecture", Aliases: []string{"assume-architecture"}, Usage: "ASSUME that the model trains exactly like this transformers model_type (e.g. bart): its gradient-accumulation rule, trained tensors and decoder inputs, whatever --model's config.json says (for model types ortrain does not know or support)"},
 		&cli.StringFlag{Name: "tokenizer", Usage: "tokenizer folder or tokenizer.json (default: the model folder)"},
-		&cli.StringFlag{Name: "train_file", Aliases: []string{"train-file"}, Usage: "training data (.jsonl, .csv, .tsv)"},
+		&cli.StringFlag{Name: "train_file", Aliases: []string{"train-file"}, Usage: "training data: .jsonl, .csv, .tsv, .parquet, .arrow, a datasets.save_to_disk folder, or parallel text PREFIX (PREFIX.SRC + PREFIX.TGT, one sentence a line, named by --source_lang/--target_lang)"},
 		&cli.StringFlag{Name: "validation_file", Aliases: []string{"validation-file"}, Usage: "evaluation data"},
 		&cli.StringFlag{Name: "test_file", Aliases: []string{"test-file"}, Usage: "prediction data (do_predict)"},
 		&cli.StringFlag{Name: "source_lang", Aliases: []string{"source-lang"}, Usage: "source language: the key of {\"translation\": {...}} records (the part before \"_\": en_XX reads \"en\") and a multilingual tokenizer's source language code"},

@@ -133,16 +133,24 @@ func to32(ids []int) []int32 {
 const cacheVersion = "ortrain-data-cache-v2" // v2: texts cut by tokenize.CutText
 
 func cacheKey(path string, format Format, tok *tokenize.Pair, opt Options) (string, error) {
-	f, err := modelfile.Open(path)
+	files, err := DataFiles(path, format)
 	if err != nil {
-		return "", fileError(err)
+		return "", err
 	}
-	defer f.Close()
 	h := sha256.New()
 	fmt.Fprintf(h, "%s\x00%s\x00%+v\x00%q\x00%d\x00%d\x00%v\x00", cacheVersion, tok.Fingerprint(), format,
 		opt.SourcePrefix, opt.MaxSourceLength, opt.MaxTargetLength, opt.SkipBad)
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
+	for _, p := range files {
+		f, err := modelfile.Open(p)
+		if err != nil {
+			return "", fileError(err)
+		}
+		_, err = io.Copy(h, f)
+		f.Close()
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintf(h, "\x00%d\x00", f.Size)
 	}
 	return hex.EncodeToString(h.Sum(nil))[:32], nil
 }

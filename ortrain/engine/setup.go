@@ -29,7 +29,8 @@ func OpenRuntime(lib string) (*Runtime, error) { return onnxrt.Open(lib) }
 
 // DataFormat says how to read the data files: JSONL translation records
 // (SourceLang, TargetLang) or flat fields and columns (SourceField,
-// TargetField) of JSONL, CSV and TSV files.
+// TargetField) of JSONL, CSV, TSV, Parquet and Arrow files, or parallel
+// text files named by the languages.
 type DataFormat = data.Format
 
 // Config says what to train on besides the TrainingArguments.
@@ -45,7 +46,8 @@ type Config struct {
 	// name -> the model's tensor name), for those ortrain cannot identify.
 	ParamNames map[string]string
 	Tokenizer  string // default: the model folder
-	// Data files (JSONL, CSV, TSV), read as HF's run_translation does.
+	// Data files (JSONL, CSV, TSV, Parquet, save_to_disk folders, parallel
+	// text), read as HF's run_translation does.
 	TrainFile, ValidationFile, TestFile string
 	Format                              DataFormat
 	SourcePrefix                        string
