@@ -262,8 +262,10 @@ func Prepare(ctx context.Context, env *Runtime, cfg Config) (*Session, error) {
 	load := func(path string, allowEmpty bool) (*data.Dataset, error) {
 		f := cfg.Format
 		f.AllowEmptyTarget = allowEmpty
-		if kind, _ := f.KindOf(path); kind != "jsonl" && tok.Languages() != nil {
-			// Columns of CSV/TSV files: the languages are the tokenizer's only.
+		if kind, _ := f.KindOf(path); (kind == "csv" || kind == "tsv") && tok.Languages() != nil {
+			// Columns of CSV/TSV files: the languages are the tokenizer's
+			// only (JSONL, Parquet and Arrow files have translation
+			// records; parallel text files are named by them).
 			f.SourceLang, f.TargetLang = "", ""
 		}
 		return data.Load(ctx, path, f, tok, opt)
