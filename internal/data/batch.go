@@ -52,6 +52,10 @@ type Collator struct {
 	MaskPadDecoderInputs bool
 	// PadToMultipleOf rounds padded lengths up (HF's pad_to_multiple_of); 0: off.
 	PadToMultipleOf int
+	// SourceLen and TargetLen pad every batch to these lengths (the HF
+	// scripts' pad_to_max_length: the tokenizer pads to max_length, and
+	// default_data_collator stacks the rows); 0: the longest row.
+	SourceLen, TargetLen int
 }
 
 // CollatorFor takes pad and decoder start ids from a model's tokenizer and
@@ -82,9 +86,9 @@ func (c Collator) Collate(d *Dataset, idx []int) *Batch {
 		b.TargetLen = max(b.TargetLen, len(d.Labels[i]))
 		hasTargets = hasTargets || d.Labels[i] != nil
 	}
-	b.SourceLen = c.roundUp(b.SourceLen)
+	b.SourceLen = c.roundUp(max(b.SourceLen, c.SourceLen))
 	if hasTargets {
-		b.TargetLen = c.roundUp(b.TargetLen)
+		b.TargetLen = c.roundUp(max(b.TargetLen, c.TargetLen))
 	}
 	b.InputIDs = make([]int64, b.Rows*b.SourceLen)
 	b.AttentionMask = make([]int64, b.Rows*b.SourceLen)

@@ -22,6 +22,10 @@ type Options struct {
 	MaxSourceLength int    // 0: no truncation
 	MaxTargetLength int    // 0: no truncation
 	SkipBad         bool   // skip bad records instead of failing; see Dataset.Skipped
+	// MaxExamples keeps the first that many examples of the file (HF
+	// scripts' max_train_samples etc.: dataset.select(range(n)) before
+	// tokenization); 0: all.
+	MaxExamples int
 	Workers         int    // tokenization goroutines; 0: GOMAXPROCS
 	// CacheDir, when set, keeps the tokenized dataset on disk under a key
 	// made of the file's content hash, the tokenizer's fingerprint and these
@@ -69,7 +73,7 @@ func Load(ctx context.Context, path string, format Format, tok *tokenize.Pair, o
 			return d, nil
 		}
 	}
-	exs, skipped, err := readAll(path, format, opt.SkipBad, opt.MaxSourceLength, opt.MaxTargetLength)
+	exs, skipped, err := readFirst(path, format, opt.SkipBad, opt.MaxSourceLength, opt.MaxTargetLength, opt.MaxExamples)
 	if err != nil {
 		return nil, err
 	}
@@ -138,8 +142,8 @@ func cacheKey(path string, format Format, tok *tokenize.Pair, opt Options) (stri
 		return "", err
 	}
 	h := sha256.New()
-	fmt.Fprintf(h, "%s\x00%s\x00%+v\x00%q\x00%d\x00%d\x00%v\x00", cacheVersion, tok.Fingerprint(), format,
-		opt.SourcePrefix, opt.MaxSourceLength, opt.MaxTargetLength, opt.SkipBad)
+	fmt.Fprintf(h, "%s\x00%s\x00%+v\x00%q\x00%d\x00%d\x00%v\x00%d\x00", cacheVersion, tok.Fingerprint(), format,
+		opt.SourcePrefix, opt.MaxSourceLength, opt.MaxTargetLength, opt.SkipBad, opt.MaxExamples)
 	for _, p := range files {
 		f, err := modelfile.Open(p)
 		if err != nil {

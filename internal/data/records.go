@@ -533,6 +533,11 @@ func ReadAll(path string, format Format, skipBad bool) ([]Example, []*RecordErro
 // readAll is ReadAll cutting sources and targets to what token limits of
 // cutSource and cutTarget (0: none) can use.
 func readAll(path string, format Format, skipBad bool, cutSource, cutTarget int) ([]Example, []*RecordError, error) {
+	return readFirst(path, format, skipBad, cutSource, cutTarget, 0)
+}
+
+// readFirst is readAll stopping after limit examples (0: none).
+func readFirst(path string, format Format, skipBad bool, cutSource, cutTarget, limit int) ([]Example, []*RecordError, error) {
 	r, err := OpenRecords(path, format, skipBad)
 	if err != nil {
 		return nil, nil, err
@@ -540,7 +545,7 @@ func readAll(path string, format Format, skipBad bool, cutSource, cutTarget int)
 	defer r.Close()
 	r.cutSource, r.cutTarget = cutSource, cutTarget
 	var out []Example
-	for r.Next() {
+	for (limit <= 0 || len(out) < limit) && r.Next() {
 		out = append(out, r.Example())
 	}
 	return out, r.Skipped, r.Err()

@@ -14,6 +14,7 @@ import (
 	"github.com/ortrain/ortrain/internal/artifacts"
 	"github.com/ortrain/ortrain/internal/data"
 	"github.com/ortrain/ortrain/internal/demo"
+	"github.com/ortrain/ortrain/internal/fault"
 	"github.com/ortrain/ortrain/internal/onnxrt"
 	"github.com/ortrain/ortrain/internal/ortimport"
 	"github.com/ortrain/ortrain/ortrain"
@@ -52,8 +53,18 @@ type Config struct {
 	Format                              DataFormat
 	SourcePrefix                        string
 	MaxSourceLength, MaxTargetLength    int
-	GroupByLength                       bool
-	RougeUseStemmer                     bool
+	// The HF example scripts' data arguments (run_translation.py,
+	// run_summarization.py): the first that many examples of each file
+	// (0: all); the target length of evaluation and prediction data
+	// (val_max_target_length; 0: MaxTargetLength); every batch padded to
+	// the length limits (pad_to_max_length); padded label positions
+	// counted by the loss as pad tokens (ignore_pad_token_for_loss false).
+	MaxTrainSamples, MaxEvalSamples, MaxPredictSamples int
+	ValMaxTargetLength                                 int
+	PadToMaxLength                                     bool
+	CountPadInLoss                                     bool
+	GroupByLength                                      bool
+	RougeUseStemmer                                    bool
 	// AssumeArchitecture trains the model as the transformers model type it
 	// names would train (internal/arch), whatever config.json says.
 	AssumeArchitecture string
@@ -258,8 +269,23 @@ func Prepare(ctx context.Context, env *Runtime, cfg Config) (*Session, error) {
 		pad = 0
 	}
 	col := collatorFor(man, pad)
-	opt := data.Options{SourcePrefix: cfg.SourcePrefix, MaxSourceLength: cfg.MaxSourceLength, MaxTargetLength: cfg.MaxTargetLength}
-	load := func(path string, allowEmpty bool) (*data.Dataset, error) {
+	if cfg.CountPadInLoss {
+		col.PadLabelsWithPad = true // label_pad_token_id = pad_token_id
+	}
+	valTarget := cfg.MaxTargetLength
+	if cfg.ValMaxTargetLength > 0 {
+		valTarget = cfg.ValMaxTargetLength
+	}
+	evalCol := col
+	if cfg.PadToMaxLength {
+		if cfg.MaxSourceLength <= 0 || cfg.MaxTargetLength <= 0 {
+			return nil, fault.Settingsf("pad_to_max_length pads to max_source_length and max_target_length: set both")
+		}
+		col.SourceLen, col.TargetLen = cfg.MaxSourceLength, cfg.MaxTargetLength
+		evalCol.SourceLen, evalCol.TargetLen = cfg.MaxSourceLength, valTarget
+	}
+	load := func(path string, allowEmpty bool, maxTarget, maxExamples int) (*data.Dataset, error) {
+		opt := data.Options{SourcePrefix: cfg.SourcePrefix, MaxSourceLength: cfg.MaxSourceLength, MaxTargetLength: maxTarget, MaxExamples: maxExamples}
 		f := cfg.Format
 		f.AllowEmptyTarget = allowEmpty
 		if kind, _ := f.KindOf(path); (kind == "csv" || kind == "tsv") && tok.Languages() != nil {
@@ -279,7 +305,7 @@ func Prepare(ctx context.Context, env *Runtime, cfg Config) (*Session, error) {
 		if cfg.TrainFile == "" {
 			return nil, errors.New("do_train needs a training file (--train_file)")
 		}
-		d, err := load(cfg.TrainFile, false)
+		d, err := load(cfg.TrainFile, false, cfg.MaxTargetLength, cfg.MaxTrainSamples)
 		if err != nil {
 			return nil, err
 		}
@@ -287,18 +313,18 @@ func Prepare(ctx context.Context, env *Runtime, cfg Config) (*Session, error) {
 			Order: data.Order{BatchSize: a.PerDeviceTrainBatchSize, Shuffle: true, Seed: seed, GroupByLength: cfg.GroupByLength}}
 	}
 	if cfg.ValidationFile != "" {
-		d, err := load(cfg.ValidationFile, false)
+		d, err := load(cfg.ValidationFile, false, valTarget, cfg.MaxEvalSamples)
 		if err != nil {
 			return nil, err
 		}
-		tr.EvalData = &Data{Dataset: d, Collate: col, Order: data.Order{BatchSize: a.PerDeviceEvalBatchSize}}
+		tr.EvalData = &Data{Dataset: d, Collate: evalCol, Order: data.Order{BatchSize: a.PerDeviceEvalBatchSize}}
 	}
 	if cfg.TestFile != "" && a.DoPredict {
-		d, err := load(cfg.TestFile, false)
+		d, err := load(cfg.TestFile, false, valTarget, cfg.MaxPredictSamples)
 		if err != nil {
 			return nil, err
 		}
-		s.Test = &Data{Dataset: d, Collate: col, Order: data.Order{BatchSize: a.PerDeviceEvalBatchSize}}
+		s.Test = &Data{Dataset: d, Collate: evalCol, Order: data.Order{BatchSize: a.PerDeviceEvalBatchSize}}
 	}
 	modelDir := cfg.Model
 
