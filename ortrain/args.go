@@ -13,6 +13,7 @@ const (
 	OptimAdamWTorch = "adamw_torch"
 	OptimAdamWHF    = "adamw_hf"
 	OptimSGD        = "sgd"
+	OptimAdafactor  = "adafactor"
 )
 
 // HFVersion is the transformers release whose Trainer semantics this package
@@ -52,7 +53,9 @@ type TrainingArguments struct {
 	MaxGradNorm  float64 `json:"max_grad_norm"`
 	// Optim: adamw_torch (torch.optim.AdamW; adamw_torch_fused is the same
 	// update), adamw_hf (transformers' legacy AdamW, which ONNX Runtime
-	// training's adam_mode 1 computes) or sgd.
+	// training's adam_mode 1 computes), sgd or adafactor (transformers'
+	// Adafactor as the Trainer builds it: scale_parameter, relative_step and
+	// warmup_init off, the given learning rate).
 	Optim             string             `json:"optim"`
 	LRSchedulerType   string             `json:"lr_scheduler_type"`
 	LRSchedulerKwargs map[string]float64 `json:"lr_scheduler_kwargs"`
@@ -198,9 +201,9 @@ func (a *TrainingArguments) Finalize() error {
 		return argErr("save_strategy", "%q is not a valid SaveStrategy (save_strategy: no, steps, epoch, best)", a.SaveStrategy)
 	}
 	switch a.Optim {
-	case OptimAdamWTorch, "adamw_torch_fused", OptimAdamWHF, OptimSGD:
+	case OptimAdamWTorch, "adamw_torch_fused", OptimAdamWHF, OptimSGD, OptimAdafactor:
 	default:
-		return argErr("optim", "%q is not a supported OptimizerNames (optim: adamw_torch, adamw_torch_fused, adamw_hf, sgd)", a.Optim)
+		return argErr("optim", "%q is not a supported OptimizerNames (optim: adamw_torch, adamw_torch_fused, adamw_hf, sgd, adafactor)", a.Optim)
 	}
 	switch a.LRSchedulerType {
 	case "linear", "cosine", "constant", "constant_with_warmup", "polynomial", "inverse_sqrt":

@@ -157,7 +157,7 @@ func collatorFor(man *artifacts.Manifest, pad int) data.Collator {
 // folder's optimizer graph.
 func artifactsOptimizer(optim string) string {
 	switch optim {
-	case ortrain.OptimAdamWHF, ortrain.OptimSGD:
+	case ortrain.OptimAdamWHF, ortrain.OptimSGD, ortrain.OptimAdafactor:
 		return optim
 	}
 	return "adamw" // adamw_torch and adamw_torch_fused: torch.optim.AdamW
