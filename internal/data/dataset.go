@@ -26,7 +26,7 @@ type Options struct {
 	// scripts' max_train_samples etc.: dataset.select(range(n)) before
 	// tokenization); 0: all.
 	MaxExamples int
-	Workers         int    // tokenization goroutines; 0: GOMAXPROCS
+	Workers     int // tokenization goroutines; 0: GOMAXPROCS
 	// CacheDir, when set, keeps the tokenized dataset on disk under a key
 	// made of the file's content hash, the tokenizer's fingerprint and these
 	// options; a later load with the same key skips tokenization.
