@@ -174,7 +174,7 @@ func TestMatchesHFSeq2SeqTrainer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	names := []string{"steps_ga1", "steps_ga4", "steps_ga4_mean", "steps_ga4_ls", "best_limit1", "best_limit2", "generate_metrics"}
+	names := []string{"steps_ga1", "steps_ga4", "steps_ga4_mean", "steps_ga4_ls", "steps_adafactor", "best_limit1", "best_limit2", "generate_metrics"}
 	for _, name := range names {
 		t.Run(name, func(t *testing.T) {
 			var sc hfScenario
@@ -204,9 +204,10 @@ func TestMatchesHFSeq2SeqTrainer(t *testing.T) {
 			}
 			art := artFor(a.LabelSmoothingFactor)
 			eng, err := Open(art, env, Options{
-				Session:  onnxrt.SessionOptions{IntraOpThreads: 1},
-				Hyper:    Hyper{Beta1: a.AdamBeta1, Beta2: a.AdamBeta2, Eps: a.AdamEpsilon, WeightDecay: a.WeightDecay, MaxGradNorm: a.MaxGradNorm},
-				ModelDir: modelDir,
+				Session:   onnxrt.SessionOptions{IntraOpThreads: 1},
+				Hyper:     Hyper{Beta1: a.AdamBeta1, Beta2: a.AdamBeta2, Eps: a.AdamEpsilon, WeightDecay: a.WeightDecay, MaxGradNorm: a.MaxGradNorm},
+				ModelDir:  modelDir,
+				Optimizer: artifactsOptimizer(a.Optim),
 			})
 			if err != nil {
 				t.Fatal(err)
