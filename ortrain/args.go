@@ -248,10 +248,10 @@ func (a *TrainingArguments) Finalize() error {
 			case "", "none":
 			case "all":
 				report = append(report, "tensorboard", "jsonl")
-			case "tensorboard", "jsonl":
+			case "tensorboard", "jsonl", "mlflow":
 				report = append(report, p)
 			default:
-				return argErr("report_to", "report_to %q is not supported (use none, tensorboard, jsonl or all)", p)
+				return argErr("report_to", "report_to %q is not supported (use none, tensorboard, jsonl, mlflow or all)", p)
 			}
 		}
 	}

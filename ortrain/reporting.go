@@ -111,6 +111,8 @@ func (t *Trainer) userCallbacks() []Callback {
 				t.reporters = append(t.reporters, &JSONLCallback{Path: filepath.Join(t.Args.OutputDir, LogHistoryJSONL), Append: t.Args.ResumeFromCheckpoint != ""})
 			case "tensorboard":
 				t.reporters = append(t.reporters, &TensorBoardCallback{})
+			case "mlflow":
+				t.reporters = append(t.reporters, &MLflowCallback{Warn: t.Warn})
 			}
 		}
 	}

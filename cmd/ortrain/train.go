@@ -77,8 +77,13 @@ the model in half precision; --tf32 enables TensorFloat-32 on CUDA. The CPU
 has no bfloat16 kernels: --bf16 needs --device cuda.
 
 report_to: none, jsonl (output_dir/log_history.jsonl), tensorboard
-(output_dir/runs/...), all. At the end output_dir/training_curves.png plots
-the losses and evaluation metrics.
+(output_dir/runs/...), mlflow, all (jsonl and tensorboard). mlflow reports
+to the tracking server MLFLOW_TRACKING_URI names, as HF's MLflowCallback:
+MLFLOW_EXPERIMENT_NAME, MLFLOW_RUN_ID (continue a run), MLFLOW_TAGS (JSON);
+the arguments as parameters, every log as metrics at its step, and at the
+end trainer_state.json and the plot as artifacts. A tracker that is down
+warns once and training goes on. At the end output_dir/training_curves.png
+plots the losses and evaluation metrics.
 
 Differences from HF that cannot be avoided: the shuffled data order and the
 dropout masks come from ortrain's own seeded generators, not torch's.`
