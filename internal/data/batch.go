@@ -315,6 +315,16 @@ func (b *Batch) NumExamples() int { return b.Rows }
 // NumInputTokens is input_ids.numel() (HF's floating_point_ops input).
 func (b *Batch) NumInputTokens() int { return b.Rows * b.SourceLen }
 
+// NumNonPaddingInputTokens is the attention mask's sum (HF's
+// include_num_input_tokens_seen "non_padding").
+func (b *Batch) NumNonPaddingInputTokens() int {
+	n := 0
+	for _, m := range b.AttentionMask {
+		n += int(m)
+	}
+	return n
+}
+
 // NumLabelTokens counts the labels that are not padding: HF's
 // num_items_in_batch contribution of this batch.
 func (b *Batch) NumLabelTokens() int {
