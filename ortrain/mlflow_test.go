@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -178,6 +179,13 @@ func TestMLflowReportsToARealServer(t *testing.T) {
 		t.Errorf("artifacts %v (%v)", arts, err)
 	}
 	t.Logf("run %s: %d metric values over %d keys equal log_history; %d params; artifacts %v", cb.RunID(), n, len(want), len(data.params), arts)
+
+	// A non-finite value (a step the loss scaler skipped logs grad_norm
+	// inf or nan) is accepted as MLflow's own client sends it.
+	nonFinite := []mlflow.Metric{{Key: "grad_norm", Value: math.NaN(), Timestamp: 1, Step: 99}, {Key: "grad_norm", Value: math.Inf(1), Timestamp: 1, Step: 100}}
+	if err := c.LogBatch(ctx, cb.RunID(), nonFinite, nil, nil); err != nil {
+		t.Errorf("non-finite metric values refused: %v", err)
+	}
 
 	// MLFLOW_RUN_ID continues the run (another output_dir: parameters the
 	// run has keep their first values).

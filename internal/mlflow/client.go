@@ -183,17 +183,18 @@ type Metric struct {
 	Step      int64
 }
 
-// MarshalJSON writes non-finite values as the server's Python JSON parser
-// reads them (NaN, Infinity, -Infinity), as MLflow's own client sends them.
+// MarshalJSON writes the metric; non-finite values as the protobuf JSON
+// mapping spells them ("NaN", "Infinity", "-Infinity" strings), which is
+// how MLflow's own client sends them.
 func (m Metric) MarshalJSON() ([]byte, error) {
 	var v string
 	switch {
 	case math.IsNaN(m.Value):
-		v = "NaN"
+		v = `"NaN"`
 	case math.IsInf(m.Value, 1):
-		v = "Infinity"
+		v = `"Infinity"`
 	case math.IsInf(m.Value, -1):
-		v = "-Infinity"
+		v = `"-Infinity"`
 	default:
 		v = strconv.FormatFloat(m.Value, 'g', -1, 64)
 	}
@@ -224,16 +225,25 @@ func (c *Client) LogBatch(ctx context.Context, runID string, metrics []Metric, p
 func (c *Client) MetricHistory(ctx context.Context, runID, key string) ([]Metric, error) {
 	var got struct {
 		Metrics []struct {
-			Key       string  `json:"key"`
-			Value     float64 `json:"value"`
-			Timestamp int64   `json:"timestamp"`
-			Step      int64   `json:"step"`
+			Key       string `json:"key"`
+			Value     any    `json:"value"` // a number, or "NaN", "Infinity", "-Infinity"
+			Timestamp int64  `json:"timestamp"`
+			Step      int64  `json:"step"`
 		} `json:"metrics"`
 	}
 	err := c.do(ctx, http.MethodGet, "/api/2.0/mlflow/metrics/get-history?run_id="+url.QueryEscape(runID)+"&metric_key="+url.QueryEscape(key), nil, &got)
 	out := make([]Metric, len(got.Metrics))
 	for i, m := range got.Metrics {
-		out[i] = Metric{Key: m.Key, Value: m.Value, Timestamp: m.Timestamp, Step: m.Step}
+		v := math.NaN()
+		switch x := m.Value.(type) {
+		case float64:
+			v = x
+		case string:
+			if f, perr := strconv.ParseFloat(x, 64); perr == nil {
+				v = f
+			}
+		}
+		out[i] = Metric{Key: m.Key, Value: v, Timestamp: m.Timestamp, Step: m.Step}
 	}
 	return out, err
 }
