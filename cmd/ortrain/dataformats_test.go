@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/ortrain/ortrain/internal/testenv"
@@ -100,6 +101,18 @@ func TestScriptArguments(t *testing.T) {
 		}
 	} else {
 		t.Logf("no training_args.json: %v", err)
+	}
+	// run_summarization's column names: flat records with list sources and
+	// several references.
+	sum := testenv.Testdata(t, "dataformats", "scitldr-dev.parquet")
+	if code, stdout, stderr := runTrainCLI(t, "--model", model, "--train_file", sum, "--text_column", "source", "--summary_column", "target",
+		"--do_train", "--max_steps", "1", "--max_train_samples", "8", "--max_source_length", "16", "--max_target_length", "8",
+		"--output_dir", filepath.Join(root, "sum"), "--save_strategy", "no"); code != 0 {
+		t.Errorf("--text_column/--summary_column: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	if code, _, stderr := runTrainCLI(t, "--model", model, "--train_file", sum, "--text_column", "document", "--do_train", "--max_steps", "1",
+		"--output_dir", filepath.Join(root, "sum2")); code != exitData || !strings.Contains(stderr, `no column "document"`) {
+		t.Errorf("a missing --text_column: exit %d: %s", code, stderr)
 	}
 	for _, bad := range [][]string{{"--num_beams", "0"}, {"--max_train_samples", "-1"}, {"--pad_to_max_length"}} {
 		args := append([]string{"--model", model, "--train_file", data, "--source_lang", "en", "--target_lang", "ro", "--do_train",
