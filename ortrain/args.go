@@ -13,6 +13,7 @@ const (
 	OptimAdamWTorch = "adamw_torch"
 	OptimAdamWHF    = "adamw_hf"
 	OptimSGD        = "sgd"
+	OptimAdafactor  = "adafactor"
 )
 
 // HFVersion is the transformers release whose Trainer semantics this package
@@ -52,10 +53,17 @@ type TrainingArguments struct {
 	MaxGradNorm  float64 `json:"max_grad_norm"`
 	// Optim: adamw_torch (torch.optim.AdamW; adamw_torch_fused is the same
 	// update), adamw_hf (transformers' legacy AdamW, which ONNX Runtime
-	// training's adam_mode 1 computes) or sgd.
-	Optim             string             `json:"optim"`
-	LRSchedulerType   string             `json:"lr_scheduler_type"`
-	LRSchedulerKwargs map[string]float64 `json:"lr_scheduler_kwargs"`
+	// training's adam_mode 1 computes), sgd or adafactor (transformers'
+	// Adafactor as the Trainer builds it: scale_parameter, relative_step and
+	// warmup_init off, the given learning rate).
+	Optim string `json:"optim"`
+	// IncludeNumInputTokensSeen: "no", "all" (input_ids.numel() of every
+	// micro-batch) or "non_padding" (the attention mask's sum); true and
+	// false mean "all" and "no". Logs then carry num_input_tokens_seen,
+	// and the training logs train_runtime and train_tokens_per_second.
+	IncludeNumInputTokensSeen string             `json:"include_num_input_tokens_seen"`
+	LRSchedulerType           string             `json:"lr_scheduler_type"`
+	LRSchedulerKwargs         map[string]float64 `json:"lr_scheduler_kwargs"`
 	// WarmupSteps >= 1 is a step count, in [0,1) a ratio of max_steps (HF v5).
 	WarmupSteps float64 `json:"warmup_steps"`
 	// WarmupRatio is the 4.x argument that v5 removed; when set (and
@@ -134,6 +142,7 @@ func DefaultArguments() TrainingArguments {
 		AdamEpsilon:               1e-8,
 		MaxGradNorm:               1.0,
 		Optim:                     OptimAdamWTorch,
+		IncludeNumInputTokensSeen: "no",
 		LRSchedulerType:           "linear",
 		LoggingStrategy:           StrategySteps,
 		LoggingSteps:              500,
@@ -197,10 +206,20 @@ func (a *TrainingArguments) Finalize() error {
 	default:
 		return argErr("save_strategy", "%q is not a valid SaveStrategy (save_strategy: no, steps, epoch, best)", a.SaveStrategy)
 	}
-	switch a.Optim {
-	case OptimAdamWTorch, "adamw_torch_fused", OptimAdamWHF, OptimSGD:
+	switch strings.ToLower(a.IncludeNumInputTokensSeen) {
+	case "true", "all":
+		a.IncludeNumInputTokensSeen = "all"
+	case "false", "no", "":
+		a.IncludeNumInputTokensSeen = "no"
+	case "non_padding":
+		a.IncludeNumInputTokensSeen = "non_padding"
 	default:
-		return argErr("optim", "%q is not a supported OptimizerNames (optim: adamw_torch, adamw_torch_fused, adamw_hf, sgd)", a.Optim)
+		return argErr("include_num_input_tokens_seen", "%q: want all, non_padding or no (or true/false)", a.IncludeNumInputTokensSeen)
+	}
+	switch a.Optim {
+	case OptimAdamWTorch, "adamw_torch_fused", OptimAdamWHF, OptimSGD, OptimAdafactor:
+	default:
+		return argErr("optim", "%q is not a supported OptimizerNames (optim: adamw_torch, adamw_torch_fused, adamw_hf, sgd, adafactor)", a.Optim)
 	}
 	switch a.LRSchedulerType {
 	case "linear", "cosine", "constant", "constant_with_warmup", "polynomial", "inverse_sqrt":
@@ -245,10 +264,10 @@ func (a *TrainingArguments) Finalize() error {
 			case "", "none":
 			case "all":
 				report = append(report, "tensorboard", "jsonl")
-			case "tensorboard", "jsonl":
+			case "tensorboard", "jsonl", "mlflow":
 				report = append(report, p)
 			default:
-				return argErr("report_to", "report_to %q is not supported (use none, tensorboard, jsonl or all)", p)
+				return argErr("report_to", "report_to %q is not supported (use none, tensorboard, jsonl, mlflow or all)", p)
 			}
 		}
 	}

@@ -14,6 +14,13 @@ type Batch interface {
 	NumInputTokens() int
 }
 
+// NonPaddingCounter is a Batch that counts its non-padding input tokens
+// (the attention mask's sum), for include_num_input_tokens_seen
+// "non_padding"; other batches count all tokens, as HF falls back to.
+type NonPaddingCounter interface {
+	NumNonPaddingInputTokens() int
+}
+
 // LabeledBatch exposes the label ids (with -100 for ignored positions) for
 // computing generation metrics.
 type LabeledBatch interface {

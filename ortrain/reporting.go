@@ -114,6 +114,8 @@ func (t *Trainer) userCallbacks() []Callback {
 				t.reporters = append(t.reporters, &JSONLCallback{Path: filepath.Join(t.Args.OutputDir, LogHistoryJSONL), Append: t.Args.ResumeFromCheckpoint != ""})
 			case "tensorboard":
 				t.reporters = append(t.reporters, &TensorBoardCallback{})
+			case "mlflow":
+				t.reporters = append(t.reporters, &MLflowCallback{Warn: t.Warn})
 			}
 		}
 	}
@@ -264,8 +266,9 @@ func (tb *TensorBoardCallback) Close() error {
 }
 
 // PlotPanels turns log_history into plot panels: training loss with
-// eval_loss, the learning rate, and the evaluation metrics (wall-clock and
-// sample-count keys left out), up to the end of training.
+// eval_loss, the evaluation metrics (wall-clock and sample-count keys left
+// out), the gradient norm (finite values: the loss scaler's skipped steps
+// log inf or nan) and the learning rate, up to the end of training.
 func PlotPanels(hist []LogEntry) []report.Panel {
 	series := map[string]*report.Series{}
 	var order []string
@@ -286,21 +289,26 @@ func PlotPanels(hist []LogEntry) []report.Panel {
 		}
 		for _, m := range e.Logs {
 			switch {
-			case m.Key == "epoch", m.Key == "grad_norm", strings.HasSuffix(m.Key, "_runtime"),
+			case m.Key == "epoch", strings.HasSuffix(m.Key, "_runtime"),
 				strings.HasSuffix(m.Key, "_per_second"), strings.HasSuffix(m.Key, "_samples"),
 				strings.HasSuffix(m.Key, "_preparation_time"):
 				continue
 			}
+			if m.Key == "grad_norm" && (math.IsNaN(m.Value) || math.IsInf(m.Value, 0)) {
+				continue // a step the loss scaler skipped: no point to draw
+			}
 			add(m.Key, float64(e.Step), m.Value)
 		}
 	}
-	var loss, lr, evals []report.Series
+	var loss, lr, evals, norm []report.Series
 	for _, k := range order {
 		switch {
 		case k == "loss" || k == "eval_loss":
 			loss = append(loss, *series[k])
 		case k == "learning_rate":
 			lr = append(lr, *series[k])
+		case k == "grad_norm":
+			norm = append(norm, *series[k])
 		case strings.HasPrefix(k, "eval_") && k != "eval_gen_len":
 			evals = append(evals, *series[k])
 		}
@@ -312,6 +320,9 @@ func PlotPanels(hist []LogEntry) []report.Panel {
 	}
 	if len(evals) > 0 {
 		panels = append(panels, report.Panel{Title: "evaluation metrics", Series: evals})
+	}
+	if len(norm) > 0 {
+		panels = append(panels, report.Panel{Title: "gradient norm (before clipping)", Series: norm})
 	}
 	if len(lr) > 0 {
 		panels = append(panels, report.Panel{Title: "learning rate", Series: lr})

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -182,5 +183,32 @@ func TestProgressBarOnlyWhenAsked(t *testing.T) {
 		if hasBar != progress {
 			t.Errorf("progress=%v: bar drawn %v:\n%q", progress, hasBar, s)
 		}
+	}
+}
+
+// TestPlotShowsGradNorm: the plot has a gradient-norm panel with every
+// finite grad_norm of the training logs at its step.
+func TestPlotShowsGradNorm(t *testing.T) {
+	hist := []LogEntry{
+		{Logs{{"loss", 2}, {"grad_norm", 1.5}, {"learning_rate", 1e-3}, {"epoch", 0.1}}, 1},
+		{Logs{{"loss", 1.8}, {"grad_norm", math.Inf(1)}, {"learning_rate", 1e-3}, {"epoch", 0.2}}, 2},
+		{Logs{{"loss", 1.5}, {"grad_norm", 0.75}, {"learning_rate", 5e-4}, {"epoch", 0.3}}, 3},
+		{Logs{{"eval_loss", 1.6}, {"epoch", 0.3}}, 3},
+	}
+	var titles []string
+	for _, p := range PlotPanels(hist) {
+		titles = append(titles, p.Title)
+		if strings.HasPrefix(p.Title, "gradient norm") {
+			s := p.Series[0]
+			if s.Name != "grad_norm" || fmt.Sprint(s.X, s.Y) != "[1 3] [1.5 0.75]" {
+				t.Errorf("grad_norm series %v %v", s.X, s.Y)
+			}
+		}
+	}
+	if fmt.Sprint(titles) != "[loss gradient norm (before clipping) learning rate]" {
+		t.Errorf("panels %v", titles)
+	}
+	if err := WritePlot(hist, filepath.Join(t.TempDir(), "p.png")); err != nil {
+		t.Fatal(err)
 	}
 }

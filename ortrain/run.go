@@ -123,6 +123,11 @@ func (t *Trainer) Run(ctx context.Context, o RunOptions) (*RunOutput, error) {
 			return nil, fmt.Errorf("plot: %w", err)
 		}
 	}
+	for _, r := range t.reporters {
+		if f, ok := r.(interface{ Finish(outputDir string) }); ok {
+			f.Finish(a.OutputDir)
+		}
+	}
 	return out, nil
 }
 

@@ -56,10 +56,14 @@ type Trainer struct {
 	totalLossScalar      float64
 	globalStepLastLogged int
 	initialGlobalStep    int
-	currentFlos          float64
-	earlyStopping        *EarlyStoppingCallback
-	reporters            []reporter // report_to integrations, made at first use, closed by Close
-	lastSaved            string
+	// trainStart and initialTokensSeen: when this session started training
+	// and the tokens counted before it (HF's _initial_num_input_tokens_seen).
+	trainStart        time.Time
+	initialTokensSeen int
+	currentFlos       float64
+	earlyStopping     *EarlyStoppingCallback
+	reporters         []reporter // report_to integrations, made at first use, closed by Close
+	lastSaved         string
 	// data position: epoch and micro-batches consumed in it
 	posEpoch, posBatch, stepsInEpoch int
 }
@@ -364,6 +368,8 @@ func (t *Trainer) Train(ctx context.Context) (*TrainOutput, error) {
 	t.setTraining(true)
 	defer t.setTraining(false)
 	start := t.now()
+	t.trainStart = start
+	t.initialTokensSeen = t.state.NumInputTokensSeen
 	t.initialGlobalStep = t.state.GlobalStep
 	t.trLoss = 0
 	t.totalLossScalar = 0
@@ -517,6 +523,13 @@ func (t *Trainer) runEpoch(ctx context.Context, epoch, skip, stepsInEpoch, numUp
 			if pc, ok := t.Engine.(ParameterCounter); ok {
 				t.currentFlos += 6 * float64(b.NumInputTokens()) * float64(pc.NumParameters(true))
 			}
+			if a.IncludeNumInputTokensSeen != "no" {
+				n, err := t.inputTokensOverProcesses(b)
+				if err != nil {
+					return err
+				}
+				t.state.NumInputTokensSeen += n
+			}
 			if doSync {
 				lr := t.sched.LR(t.schedStep)
 				gn, err := t.Engine.OptimizerStep(ctx, lr)
@@ -593,7 +606,25 @@ func (t *Trainer) storeFlos() error {
 
 // log is Trainer.log: add epoch, append to log_history, call on_log.
 func (t *Trainer) log(logs Logs) (Logs, error) {
+	return t.logSince(logs, time.Time{})
+}
+
+// logSince is Trainer.log(logs, start_time): a non-zero start (the
+// periodic training logs) adds the session's token throughput when
+// tokens are counted.
+func (t *Trainer) logSince(logs Logs, start time.Time) (Logs, error) {
 	logs.Set("epoch", t.state.Epoch)
+	if t.Args.IncludeNumInputTokensSeen != "no" {
+		logs.Set("num_input_tokens_seen", float64(t.state.NumInputTokensSeen))
+		if !start.IsZero() {
+			tokens := float64(t.state.NumInputTokensSeen - t.initialTokensSeen)
+			runtime := t.now().Sub(start).Seconds()
+			logs.Set("train_runtime", pyRound(runtime, 4))
+			if runtime != 0 {
+				logs.Set("train_tokens_per_second", pyRound(tokens/runtime, 3))
+			}
+		}
+	}
 	entry := LogEntry{Logs: append(Logs(nil), logs...), Step: t.state.GlobalStep}
 	t.state.LogHistory = append(t.state.LogHistory, entry)
 	e := t.event()
@@ -624,7 +655,7 @@ func (t *Trainer) maybeLogSaveEvaluate(ctx context.Context, gradNorm, learningRa
 		if err := t.storeFlos(); err != nil {
 			return err
 		}
-		if _, err := t.log(logs); err != nil {
+		if _, err := t.logSince(logs, t.trainStart); err != nil {
 			return err
 		}
 	}

@@ -70,6 +70,24 @@ func (t *Trainer) labelTokens(batches []Batch) (int, error) {
 	return int(buf[0]), nil
 }
 
+// inputTokensOverProcesses is Trainer._track_num_input_tokens for one
+// micro-batch: its input tokens ("all") or its non-padding input tokens,
+// gathered and summed over the processes as HF does.
+func (t *Trainer) inputTokensOverProcesses(b Batch) (int, error) {
+	n := b.NumInputTokens()
+	if np, ok := b.(NonPaddingCounter); ok && t.Args.IncludeNumInputTokensSeen == "non_padding" {
+		n = np.NumNonPaddingInputTokens()
+	}
+	if !t.distributed() {
+		return n, nil
+	}
+	buf := []float64{float64(n)}
+	if err := t.world().AllReduceFloat64(buf, collective.Sum); err != nil {
+		return 0, fmt.Errorf("summing num_input_tokens_seen over the processes: %w", err)
+	}
+	return int(buf[0]), nil
+}
+
 // processFactor is what HF multiplies each loss by with several processes
 // (compute_loss: loss *= num_processes when num_items_in_batch is passed).
 func (t *Trainer) processFactor() float64 {

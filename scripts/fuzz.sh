@@ -19,6 +19,7 @@ targets=(
   "./tokenize FuzzTokenizerJSON"             # tokenizer.json
   "./tokenize FuzzSPM"                       # SentencePiece .spm / .model
   "./internal/data FuzzRecords"              # JSONL, CSV, TSV data files
+  "./internal/data FuzzColumnar"             # Parquet and Arrow IPC data files
   "./generate FuzzGenerationConfig"          # generation_config.json, config.json
   "./ortrain FuzzTrainingConfig"             # --config (JSON, YAML)
   "./ortrain FuzzTrainerState"               # checkpoint trainer_state.json

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"runtime/debug"
+	"slices"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -92,7 +93,25 @@ func markUsageErrors(cmds []*cli.Command) {
 // run executes the CLI and maps the outcome to an exit code; nothing below
 // this function exits the process.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	return runApp(ctx, newApp(stdin, stdout, stderr), args, stderr)
+	return runApp(ctx, newApp(stdin, stdout, stderr), bareResume(args), stderr)
+}
+
+// bareResume gives a --resume_from_checkpoint without a value the value
+// "true" (the last checkpoint in output_dir), as HF's example scripts
+// read the bare flag; otherwise the flag would take the next flag as its
+// path.
+func bareResume(args []string) []string {
+	for i := 0; i < len(args); i++ {
+		switch args[i] {
+		case "--":
+			return args
+		case "--resume_from_checkpoint", "--resume-from-checkpoint":
+			if i+1 == len(args) || strings.HasPrefix(args[i+1], "-") {
+				args = slices.Insert(slices.Clone(args), i+1, "true")
+			}
+		}
+	}
+	return args
 }
 
 // runApp runs app and maps the outcome to an exit code.

@@ -49,7 +49,7 @@ func TestInspectExternalData(t *testing.T) {
 		n += len(w.Data)
 	}
 	code, js, _ := runCLI(t, "inspect", "--json", path)
-	if code != 0 || !strings.Contains(js, `"Parameters": `+itoa(n)) {
+	if code != 0 || !strings.Contains(js, `"parameters": `+itoa(n)) {
 		t.Fatalf("json (exit %d) lacks the parameter count %d:\n%s", code, n, js)
 	}
 }

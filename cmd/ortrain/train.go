@@ -80,8 +80,13 @@ the model in half precision; --tf32 enables TensorFloat-32 on CUDA. The CPU
 has no bfloat16 kernels: --bf16 needs --device cuda.
 
 report_to: none, jsonl (output_dir/log_history.jsonl), tensorboard
-(output_dir/runs/...), all. At the end output_dir/training_curves.png plots
-the losses and evaluation metrics.
+(output_dir/runs/...), mlflow, all (jsonl and tensorboard). mlflow reports
+to the tracking server MLFLOW_TRACKING_URI names, as HF's MLflowCallback:
+MLFLOW_EXPERIMENT_NAME, MLFLOW_RUN_ID (continue a run), MLFLOW_TAGS (JSON);
+the arguments as parameters, every log as metrics at its step, and at the
+end trainer_state.json and the plot as artifacts. A tracker that is down
+warns once and training goes on. At the end output_dir/training_curves.png
+plots the losses and evaluation metrics.
 
 Several processes: started by an MPI launcher (mpirun -np N ortrain train
 ..., srun --mpi=pmix), the N processes train as HF's Trainer does under DDP
@@ -138,16 +143,23 @@ func newTrainCommand() *cli.Command {
 		&cli.StringFlag{Name: "artifacts", Usage: "prebuilt ortrain artifact folder (instead of building from --model)"},
 		&cli.StringFlag{Name: "assume_architecture", Aliases: []string{"assume-architecture"}, Usage: "ASSUME that the model trains exactly like this transformers model_type (e.g. bart): its gradient-accumulation rule, trained tensors and decoder inputs, whatever --model's config.json says (for model types ortrain does not know or support)"},
 		&cli.StringFlag{Name: "tokenizer", Usage: "tokenizer folder or tokenizer.json (default: the model folder)"},
-		&cli.StringFlag{Name: "train_file", Aliases: []string{"train-file"}, Usage: "training data (.jsonl, .csv, .tsv)"},
+		&cli.StringFlag{Name: "train_file", Aliases: []string{"train-file"}, Usage: "training data: .jsonl, .csv, .tsv, .parquet, .arrow, a datasets.save_to_disk folder, or parallel text PREFIX (PREFIX.SRC + PREFIX.TGT, one sentence a line, named by --source_lang/--target_lang)"},
 		&cli.StringFlag{Name: "validation_file", Aliases: []string{"validation-file"}, Usage: "evaluation data"},
 		&cli.StringFlag{Name: "test_file", Aliases: []string{"test-file"}, Usage: "prediction data (do_predict)"},
 		&cli.StringFlag{Name: "source_lang", Aliases: []string{"source-lang"}, Usage: "source language: the key of {\"translation\": {...}} records (the part before \"_\": en_XX reads \"en\") and a multilingual tokenizer's source language code"},
 		&cli.StringFlag{Name: "target_lang", Aliases: []string{"target-lang"}, Usage: "target language: record key and a multilingual tokenizer's target language code"},
-		&cli.StringFlag{Name: "source_field", Aliases: []string{"source-field"}, Usage: "source field/column of flat records (default source)"},
-		&cli.StringFlag{Name: "target_field", Aliases: []string{"target-field"}, Usage: "target field/column (default target)"},
+		&cli.StringFlag{Name: "source_field", Aliases: []string{"source-field", "text_column", "text-column"}, Usage: "source field/column of flat records (default source; text_column of run_summarization)"},
+		&cli.StringFlag{Name: "target_field", Aliases: []string{"target-field", "summary_column", "summary-column"}, Usage: "target field/column (default target; summary_column of run_summarization)"},
 		&cli.StringFlag{Name: "source_prefix", Aliases: []string{"source-prefix"}, Usage: "text prepended to every source (T5 task prefix)"},
 		&cli.IntFlag{Name: "max_source_length", Aliases: []string{"max-source-length"}, Usage: "truncate sources to this many tokens (0: no limit)"},
 		&cli.IntFlag{Name: "max_target_length", Aliases: []string{"max-target-length"}, Usage: "truncate targets to this many tokens (0: no limit)"},
+		&cli.IntFlag{Name: "val_max_target_length", Aliases: []string{"val-max-target-length"}, Usage: "truncate the targets of validation and test data to this many tokens, and generate at most this many (unless --generation_max_length) (0: max_target_length)"},
+		&cli.IntFlag{Name: "max_train_samples", Aliases: []string{"max-train-samples"}, Usage: "train on the first N examples of --train_file (0: all)"},
+		&cli.IntFlag{Name: "max_eval_samples", Aliases: []string{"max-eval-samples"}, Usage: "evaluate on the first N examples of --validation_file (0: all)"},
+		&cli.IntFlag{Name: "max_predict_samples", Aliases: []string{"max-predict-samples"}, Usage: "predict the first N examples of --test_file (0: all)"},
+		&cli.IntFlag{Name: "num_beams", Aliases: []string{"num-beams"}, Usage: "beams of evaluation and prediction generation (sets generation_num_beams)"},
+		&cli.BoolFlag{Name: "pad_to_max_length", Aliases: []string{"pad-to-max-length"}, Usage: "pad every batch to max_source_length / max_target_length (val_max_target_length for evaluation) instead of its longest row"},
+		&cli.BoolFlag{Name: "ignore_pad_token_for_loss", Aliases: []string{"ignore-pad-token-for-loss"}, Value: true, Usage: "padded label positions are -100, ignored by the loss; false: they hold the pad token and count"},
 		&cli.BoolFlag{Name: "group_by_length", Aliases: []string{"group-by-length"}, Usage: "HF's group_by_length sampler"},
 		&cli.BoolFlag{Name: "rouge_use_stemmer", Aliases: []string{"rouge-use-stemmer"}, Usage: "ROUGE with the Porter stemmer (run_summarization's setting)"},
 		&cli.BoolFlag{Name: "no-progress", Usage: "no progress bar even on a terminal"},
@@ -281,11 +293,24 @@ func trainIn(c *cli.Context, a ortrain.TrainingArguments, world collective.Comm)
 			SourcePrefix: c.String("source_prefix"), MaxSourceLength: c.Int("max_source_length"), MaxTargetLength: c.Int("max_target_length"),
 			GroupByLength: c.Bool("group_by_length"), RougeUseStemmer: c.Bool("rouge_use_stemmer"), NoCPUArena: c.Bool("no-cpu-arena"),
 			AssumeArchitecture: c.String("assume_architecture"),
+			MaxTrainSamples:    c.Int("max_train_samples"), MaxEvalSamples: c.Int("max_eval_samples"), MaxPredictSamples: c.Int("max_predict_samples"),
+			ValMaxTargetLength: c.Int("val_max_target_length"), PadToMaxLength: c.Bool("pad_to_max_length"),
+			CountPadInLoss: !c.Bool("ignore_pad_token_for_loss"),
+		}
+		if c.IsSet("num_beams") {
+			n := c.Int("num_beams")
+			if n < 1 {
+				return fault.Settingsf("--num_beams %d: must be at least 1", n)
+			}
+			cfg.Args.GenerationNumBeams = &n
+		}
+		if n := c.Int("val_max_target_length"); n > 0 && cfg.Args.GenerationMaxLength == nil {
+			cfg.Args.GenerationMaxLength = &n // run_translation: generation_max_length or val_max_target_length
 		}
 		if cfg.ParamNames, err = paramNames(c.StringSlice("param_name")); err != nil {
 			return err
 		}
-		for _, name := range []string{"max_source_length", "max_target_length"} {
+		for _, name := range []string{"max_source_length", "max_target_length", "val_max_target_length", "max_train_samples", "max_eval_samples", "max_predict_samples"} {
 			if n := c.Int(name); n < 0 {
 				return fault.Settingsf("--%s %d: must be 0 (no limit) or positive", name, n)
 			}

@@ -249,7 +249,7 @@ func Build(cfg Config) (*Manifest, error) {
 	if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
 		return nil, err
 	}
-	man.Files = Files{Training: TrainingFile, Eval: EvalFile, AdamW: AdamWFile, SGD: SGDFile, AdamWLegacy: AdamWLegacyFile, Parameters: ParametersFile, Forward: ForwardFile}
+	man.Files = Files{Training: TrainingFile, Eval: EvalFile, AdamW: AdamWFile, SGD: SGDFile, AdamWLegacy: AdamWLegacyFile, Adafactor: AdafactorFile, Parameters: ParametersFile, Forward: ForwardFile}
 
 	// Forward graph with the parameters as inputs: recomputing generation
 	// and exported inference graphs.
@@ -296,7 +296,7 @@ func Build(cfg Config) (*Manifest, error) {
 	// Optimizer graphs over the trainable parameters.
 	var ops []optim.Param
 	for _, p := range man.Trainable() {
-		ops = append(ops, optim.Param{Name: p.Name, Shape: p.Shape, Decay: p.Decay})
+		ops = append(ops, optim.Param{Name: p.Name, Shape: p.Shape, Decay: p.Decay, Transposed: p.Transposed})
 	}
 	adamw, err := optim.BuildAdamW(ops)
 	if err != nil {
@@ -310,12 +310,16 @@ func Build(cfg Config) (*Manifest, error) {
 	if err != nil {
 		return nil, err
 	}
+	adafactor, err := optim.BuildAdafactor(ops)
+	if err != nil {
+		return nil, err
+	}
 	man.OptimizerOpset = optim.Opset
 	if cfg.OptimizerOpset != 0 {
 		if cfg.OptimizerOpset < 13 {
 			return nil, fmt.Errorf("--opset %d: the optimizer graphs need opset 13 or newer", cfg.OptimizerOpset)
 		}
-		for _, m := range []*onnxpb.ModelProto{adamw, sgd, adamwLegacy} {
+		for _, m := range []*onnxpb.ModelProto{adamw, sgd, adamwLegacy, adafactor} {
 			onnx.SetOpset(m, "", cfg.OptimizerOpset)
 			m.IrVersion = proto.Int64(onnx.IRVersionFor(cfg.OptimizerOpset))
 		}
@@ -360,7 +364,7 @@ func Build(cfg Config) (*Manifest, error) {
 		man.Variants = append(man.Variants, v)
 	}
 
-	for file, m := range map[string]*onnxpb.ModelProto{TrainingFile: train, EvalFile: eval, AdamWFile: adamw, SGDFile: sgd, AdamWLegacyFile: adamwLegacy, ForwardFile: forward} {
+	for file, m := range map[string]*onnxpb.ModelProto{TrainingFile: train, EvalFile: eval, AdamWFile: adamw, SGDFile: sgd, AdamWLegacyFile: adamwLegacy, AdafactorFile: adafactor, ForwardFile: forward} {
 		if err := onnx.Save(m, filepath.Join(cfg.Out, file), onnx.SaveOptions{}); err != nil {
 			return nil, err
 		}
@@ -983,6 +987,11 @@ func semantics() Semantics {
 		AdamWLegacy: "clip as AdamW, then transformers' legacy AdamW (optim adamw_hf; ONNX Runtime training's AdamWOptimizer " +
 			"with adam_mode 1): m = beta1*m + (1-beta1)*g, v = beta2*v + (1-beta2)*g*g, " +
 			"p -= lr*sqrt(1-beta2^step)/(1-beta1^step) * m/(sqrt(v)+eps), then p -= lr*wd*p (decay set only).",
+		Adafactor: "clip as AdamW, then transformers' Adafactor as the Trainer builds it (optim adafactor: scale_parameter, " +
+			"relative_step and warmup_init off, beta1 None, eps (1e-30, 1e-3), clip_threshold 1, decay_rate -0.8): " +
+			"beta2t = 1-step^-0.8, u = g*g+1e-30; for 2+ dims row/col EMAs of u's means over torch's last / second-last dim, " +
+			"u = rsqrt(row/mean(row)) x rsqrt(col) * g, else v = EMA of u, u = rsqrt(v)*g; u /= max(rms(u), 1); " +
+			"p += (-wd*lr)*p (decay set only); p -= lr*u.",
 		SGD: "clip as AdamW, then torch.optim.SGD (dampening 0, nesterov off): g += wd*p (decay set only), " +
 			"buf = momentum*buf + g (buf starts at zero, equal to torch's clone on the first step), p -= lr*buf.",
 		Dropout: "none: the forward graph has no Dropout nodes (exported in eval mode); training runs without dropout",

@@ -26,6 +26,7 @@ const (
 	AdamWFile           = "optimizer_model.onnx"
 	SGDFile             = "optimizer_sgd_model.onnx"
 	AdamWLegacyFile     = "optimizer_adamw_legacy_model.onnx"
+	AdafactorFile       = "optimizer_adafactor_model.onnx"
 	EncoderFile         = "encoder_model.onnx"
 	DecoderFile         = "decoder_model.onnx"
 	DecoderWithPastFile = "decoder_with_past_model.onnx"
@@ -90,7 +91,10 @@ type Files struct {
 	SGD      string `json:"optimizer_sgd"`
 	// AdamWLegacy is transformers' legacy AdamW (optim "adamw_hf"; ONNX
 	// Runtime training's adam_mode 1); absent in folders made before it.
-	AdamWLegacy     string `json:"optimizer_adamw_legacy,omitempty"`
+	AdamWLegacy string `json:"optimizer_adamw_legacy,omitempty"`
+	// Adafactor is transformers' Adafactor as the Trainer builds it (optim
+	// "adafactor"); absent in folders made before it.
+	Adafactor       string `json:"optimizer_adafactor,omitempty"`
 	Encoder         string `json:"encoder,omitempty"`
 	Decoder         string `json:"decoder,omitempty"`
 	DecoderWithPast string `json:"decoder_with_past,omitempty"`
@@ -191,6 +195,7 @@ type Semantics struct {
 	AdamW                string `json:"optimizer_adamw"`
 	SGD                  string `json:"optimizer_sgd"`
 	AdamWLegacy          string `json:"optimizer_adamw_legacy"`
+	Adafactor            string `json:"optimizer_adafactor,omitempty"`
 	Dropout              string `json:"dropout"`
 }
 

@@ -52,6 +52,10 @@ type Collator struct {
 	MaskPadDecoderInputs bool
 	// PadToMultipleOf rounds padded lengths up (HF's pad_to_multiple_of); 0: off.
 	PadToMultipleOf int
+	// SourceLen and TargetLen pad every batch to these lengths (the HF
+	// scripts' pad_to_max_length: the tokenizer pads to max_length, and
+	// default_data_collator stacks the rows); 0: the longest row.
+	SourceLen, TargetLen int
 }
 
 // CollatorFor takes pad and decoder start ids from a model's tokenizer and
@@ -82,9 +86,9 @@ func (c Collator) Collate(d *Dataset, idx []int) *Batch {
 		b.TargetLen = max(b.TargetLen, len(d.Labels[i]))
 		hasTargets = hasTargets || d.Labels[i] != nil
 	}
-	b.SourceLen = c.roundUp(b.SourceLen)
+	b.SourceLen = c.roundUp(max(b.SourceLen, c.SourceLen))
 	if hasTargets {
-		b.TargetLen = c.roundUp(b.TargetLen)
+		b.TargetLen = c.roundUp(max(b.TargetLen, c.TargetLen))
 	}
 	b.InputIDs = make([]int64, b.Rows*b.SourceLen)
 	b.AttentionMask = make([]int64, b.Rows*b.SourceLen)
@@ -393,6 +397,16 @@ func (b *Batch) NumExamples() int { return b.Rows }
 
 // NumInputTokens is input_ids.numel() (HF's floating_point_ops input).
 func (b *Batch) NumInputTokens() int { return b.Rows * b.SourceLen }
+
+// NumNonPaddingInputTokens is the attention mask's sum (HF's
+// include_num_input_tokens_seen "non_padding").
+func (b *Batch) NumNonPaddingInputTokens() int {
+	n := 0
+	for _, m := range b.AttentionMask {
+		n += int(m)
+	}
+	return n
+}
 
 // NumLabelTokens counts the labels that are not padding: HF's
 // num_items_in_batch contribution of this batch.

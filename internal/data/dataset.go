@@ -22,7 +22,11 @@ type Options struct {
 	MaxSourceLength int    // 0: no truncation
 	MaxTargetLength int    // 0: no truncation
 	SkipBad         bool   // skip bad records instead of failing; see Dataset.Skipped
-	Workers         int    // tokenization goroutines; 0: GOMAXPROCS
+	// MaxExamples keeps the first that many examples of the file (HF
+	// scripts' max_train_samples etc.: dataset.select(range(n)) before
+	// tokenization); 0: all.
+	MaxExamples int
+	Workers     int // tokenization goroutines; 0: GOMAXPROCS
 	// CacheDir, when set, keeps the tokenized dataset on disk under a key
 	// made of the file's content hash, the tokenizer's fingerprint and these
 	// options; a later load with the same key skips tokenization.
@@ -69,7 +73,7 @@ func Load(ctx context.Context, path string, format Format, tok *tokenize.Pair, o
 			return d, nil
 		}
 	}
-	exs, skipped, err := readAll(path, format, opt.SkipBad, opt.MaxSourceLength, opt.MaxTargetLength)
+	exs, skipped, err := readFirst(path, format, opt.SkipBad, opt.MaxSourceLength, opt.MaxTargetLength, opt.MaxExamples)
 	if err != nil {
 		return nil, err
 	}
@@ -133,16 +137,24 @@ func to32(ids []int) []int32 {
 const cacheVersion = "ortrain-data-cache-v2" // v2: texts cut by tokenize.CutText
 
 func cacheKey(path string, format Format, tok *tokenize.Pair, opt Options) (string, error) {
-	f, err := modelfile.Open(path)
+	files, err := DataFiles(path, format)
 	if err != nil {
-		return "", fileError(err)
-	}
-	defer f.Close()
-	h := sha256.New()
-	fmt.Fprintf(h, "%s\x00%s\x00%+v\x00%q\x00%d\x00%d\x00%v\x00", cacheVersion, tok.Fingerprint(), format,
-		opt.SourcePrefix, opt.MaxSourceLength, opt.MaxTargetLength, opt.SkipBad)
-	if _, err := io.Copy(h, f); err != nil {
 		return "", err
+	}
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00%s\x00%+v\x00%q\x00%d\x00%d\x00%v\x00%d\x00", cacheVersion, tok.Fingerprint(), format,
+		opt.SourcePrefix, opt.MaxSourceLength, opt.MaxTargetLength, opt.SkipBad, opt.MaxExamples)
+	for _, p := range files {
+		f, err := modelfile.Open(p)
+		if err != nil {
+			return "", fileError(err)
+		}
+		_, err = io.Copy(h, f)
+		f.Close()
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintf(h, "\x00%d\x00", f.Size)
 	}
 	return hex.EncodeToString(h.Sum(nil))[:32], nil
 }

@@ -40,3 +40,34 @@ func FuzzRecords(f *testing.F) {
 		}
 	})
 }
+
+// FuzzColumnar reads arbitrary bytes as a Parquet file and as an Arrow IPC
+// file (seeded with the fixtures datasets and pyarrow wrote): an error or
+// examples, never a panic or an allocation the file merely claims. Run by
+// scripts/fuzz.sh.
+func FuzzColumnar(f *testing.F) {
+	for _, name := range []string{"tatoeba-dev-pyarrow.parquet", "scitldr-dev.parquet", "tatoeba-dev-disk/data-00000-of-00003.arrow"} {
+		b, err := os.ReadFile(filepath.Join("..", "..", "testdata", "dataformats", name))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, data []byte) {
+		for _, c := range []struct {
+			name   string
+			format Format
+		}{
+			{"d.parquet", Format{SourceLang: "en", TargetLang: "ro"}},
+			{"l.parquet", Format{}},
+			{"d.arrow", Format{SourceLang: "en", TargetLang: "ro"}},
+		} {
+			p := filepath.Join(dir, c.name)
+			if err := os.WriteFile(p, data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			readAll(p, c.format, true, 8, 8)
+		}
+	})
+}

@@ -38,18 +38,24 @@ type Example struct {
 
 // Format says how records map to source and target text.
 type Format struct {
-	// Kind is "jsonl", "csv" or "tsv"; empty: from the file extension
-	// (.jsonl/.json, .csv, .tsv/.tab).
+	// Kind is "jsonl", "csv", "tsv", "parquet", "arrow" (a
+	// datasets.save_to_disk folder or one Arrow IPC file) or "text"
+	// (parallel text files); empty: from the path (.jsonl/.json, .csv,
+	// .tsv/.tab, .parquet, .arrow, a save_to_disk folder, or parallel text
+	// files named by the languages: see ParallelFiles).
 	Kind string
 	// SourceLang and TargetLang select the texts of HF translation records
-	// {"translation": {"en": ..., "ro": ...}} (JSONL only). As in HF's
-	// run_translation, only the part before the first "_" is the key: a
-	// language code such as en_XX reads the "en" texts.
+	// {"translation": {"en": ..., "ro": ...}} (JSONL, and the struct column
+	// "translation" of Parquet and Arrow files), and name the files of
+	// parallel text. As in HF's run_translation, only the part before the
+	// first "_" is the key: a language code such as en_XX reads the "en"
+	// texts.
 	SourceLang, TargetLang string
-	// SourceField and TargetField name the fields (JSONL) or header columns
-	// (CSV, TSV) of flat records; defaults "source" and "target". In JSONL
-	// a field may hold a list of strings: a list source is joined with
-	// spaces, a list target gives several references.
+	// SourceField and TargetField name the fields (JSONL), header columns
+	// (CSV, TSV) or columns (Parquet, Arrow) of flat records; defaults
+	// "source" and "target". In JSONL, Parquet and Arrow a field may hold
+	// a list of strings: a list source is joined with spaces, a list target
+	// gives several references.
 	SourceField, TargetField string
 	// AllowEmptyTarget accepts records without target text (prediction
 	// sets); otherwise an empty target is a bad record.
@@ -63,10 +69,10 @@ func (f Format) KindOf(path string) (string, error) { return f.kind(path) }
 func (f Format) kind(path string) (string, error) {
 	if f.Kind != "" {
 		switch f.Kind {
-		case "jsonl", "csv", "tsv":
+		case "jsonl", "csv", "tsv", "parquet", "arrow", "text":
 			return f.Kind, nil
 		}
-		return "", fmt.Errorf("data format %q: want jsonl, csv or tsv", f.Kind)
+		return "", fmt.Errorf("data format %q: want jsonl, csv, tsv, parquet, arrow or text", f.Kind)
 	}
 	switch strings.ToLower(filepath.Ext(path)) {
 	case ".jsonl", ".json":
@@ -75,8 +81,18 @@ func (f Format) kind(path string) (string, error) {
 		return "csv", nil
 	case ".tsv", ".tab":
 		return "tsv", nil
+	case ".parquet":
+		return "parquet", nil
+	case ".arrow":
+		return "arrow", nil
 	}
-	return "", fileError(fmt.Errorf("%s: cannot tell the format from the extension; name it .jsonl, .csv or .tsv or set the format", path))
+	if isSaveToDisk(path) {
+		return "arrow", nil
+	}
+	if _, _, ok := f.ParallelFiles(path); ok {
+		return "text", nil
+	}
+	return "", fileError(fmt.Errorf("%s: cannot tell the format from the name; name it .jsonl, .csv, .tsv, .parquet or .arrow, give a datasets.save_to_disk folder, or parallel text files PREFIX.SRC and PREFIX.TGT with the source and target languages", path))
 }
 
 func (f Format) fields() (string, string) {
@@ -120,11 +136,15 @@ type RecordReader struct {
 	br      *bufio.Reader
 	csv     *csv.Reader
 	header  map[string]int
-	line    int
-	index   int
-	ex      Example
-	err     error
-	buf     []byte // the current line (JSONL, TSV), reused
+	// columnar reads Parquet and Arrow files; tgt the target file of
+	// parallel text.
+	columnar *columnar
+	tgt      *lineReader
+	line     int
+	index    int
+	ex       Example
+	err      error
+	buf      []byte // the current line (JSONL, TSV), reused
 	// cutSource and cutTarget are token limits: texts are cut while read
 	// to what that many tokens can come from (tokenize.CutText).
 	cutSource, cutTarget int
@@ -143,11 +163,17 @@ func OpenRecords(path string, format Format, skipBad bool) (*RecordReader, error
 	if err != nil {
 		return nil, err
 	}
-	if kind != "jsonl" && (format.SourceLang != "" || format.TargetLang != "") {
-		return nil, fmt.Errorf("%s: source/target languages select translation records, which only JSONL has; name the columns instead", path)
+	if (kind == "csv" || kind == "tsv") && (format.SourceLang != "" || format.TargetLang != "") {
+		return nil, fmt.Errorf("%s: source/target languages select translation records, which CSV and TSV files do not have; name the columns instead", path)
 	}
 	if (format.SourceLang == "") != (format.TargetLang == "") {
 		return nil, fmt.Errorf("translation records need both a source and a target language")
+	}
+	switch kind {
+	case "parquet", "arrow":
+		return openColumnar(path, kind, format, skipBad)
+	case "text":
+		return openParallel(path, format, skipBad)
 	}
 	f, err := modelfile.Open(path) // a regular file: a FIFO would block
 	if err != nil {
@@ -263,7 +289,18 @@ func (r *RecordReader) Example() Example { return r.ex }
 func (r *RecordReader) Err() error { return r.err }
 
 // Close closes the file.
-func (r *RecordReader) Close() error { return r.f.Close() }
+func (r *RecordReader) Close() error {
+	if r.columnar != nil {
+		if r.columnar.pq != nil {
+			return r.columnar.pq.close()
+		}
+		return r.columnar.src.close()
+	}
+	if r.tgt != nil {
+		r.tgt.f.Close()
+	}
+	return r.f.Close()
+}
 
 func (r *RecordReader) bad(field, format string, args ...any) *RecordError {
 	return &RecordError{File: r.file, Line: r.line, Field: field, Msg: fmt.Sprintf(format, args...)}
@@ -272,6 +309,10 @@ func (r *RecordReader) bad(field, format string, args ...any) *RecordError {
 // read returns an example, or a bad record, or an I/O error (io.EOF at the end).
 func (r *RecordReader) read() (Example, *RecordError, error) {
 	switch r.kind {
+	case "parquet", "arrow":
+		return r.readColumnar()
+	case "text":
+		return r.readParallel()
 	case "jsonl":
 		for {
 			line, err := r.readLineBytes()
@@ -492,6 +533,11 @@ func ReadAll(path string, format Format, skipBad bool) ([]Example, []*RecordErro
 // readAll is ReadAll cutting sources and targets to what token limits of
 // cutSource and cutTarget (0: none) can use.
 func readAll(path string, format Format, skipBad bool, cutSource, cutTarget int) ([]Example, []*RecordError, error) {
+	return readFirst(path, format, skipBad, cutSource, cutTarget, 0)
+}
+
+// readFirst is readAll stopping after limit examples (0: none).
+func readFirst(path string, format Format, skipBad bool, cutSource, cutTarget, limit int) ([]Example, []*RecordError, error) {
 	r, err := OpenRecords(path, format, skipBad)
 	if err != nil {
 		return nil, nil, err
@@ -499,7 +545,7 @@ func readAll(path string, format Format, skipBad bool, cutSource, cutTarget int)
 	defer r.Close()
 	r.cutSource, r.cutTarget = cutSource, cutTarget
 	var out []Example
-	for r.Next() {
+	for (limit <= 0 || len(out) < limit) && r.Next() {
 		out = append(out, r.Example())
 	}
 	return out, r.Skipped, r.Err()

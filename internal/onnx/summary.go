@@ -12,42 +12,45 @@ import (
 
 // Summary describes a model for people: what goes in and out, which
 // operators it uses and how big its weights are.
+//
+// Its JSON form (ortrain inspect --json) has stable snake_case keys and
+// readable type names (TypeInfo.MarshalJSON).
 type Summary struct {
-	IRVersion int64
-	Producer  string // name and version of the producing tool
-	Opsets    []OpsetVersion
-	Inputs    []NamedType // graph inputs that are not initializers
-	Outputs   []NamedType
-	Nodes     int
-	Ops       []OpCount // most used first
+	IRVersion int64          `json:"ir_version"`
+	Producer  string         `json:"producer"` // name and version of the producing tool
+	Opsets    []OpsetVersion `json:"opsets"`
+	Inputs    []NamedType    `json:"inputs"` // graph inputs that are not initializers
+	Outputs   []NamedType    `json:"outputs"`
+	Nodes     int            `json:"nodes"`
+	Ops       []OpCount      `json:"ops"` // most used first
 	// Initializers counts the stored tensors of the main graph; Parameters
 	// the elements of its floating-point ones, ParameterBytes the bytes of
 	// all of them.
-	Initializers   int
-	Parameters     int64
-	ParameterBytes int64
-	ExternalFiles  []string // external data files, relative to the model's folder
-	ExternalBytes  int64    // bytes of the tensors stored in them
-	Functions      int      // model-local functions
+	Initializers   int      `json:"initializers"`
+	Parameters     int64    `json:"parameters"`
+	ParameterBytes int64    `json:"parameter_bytes"`
+	ExternalFiles  []string `json:"external_files"` // external data files, relative to the model's folder
+	ExternalBytes  int64    `json:"external_bytes"` // bytes of the tensors stored in them
+	Functions      int      `json:"functions"`      // model-local functions
 }
 
 // OpsetVersion is one operator set import.
 type OpsetVersion struct {
-	Domain  string // "" for the standard domain
-	Version int64
+	Domain  string `json:"domain"` // "" for the standard domain
+	Version int64  `json:"version"`
 }
 
 // NamedType is a value with its declared type.
 type NamedType struct {
-	Name string
-	Type TypeInfo
+	Name string   `json:"name"`
+	Type TypeInfo `json:"type"`
 }
 
 // OpCount is how often an operator occurs (nested graphs included).
 type OpCount struct {
-	Domain string
-	OpType string
-	Count  int
+	Domain string `json:"domain"`
+	OpType string `json:"op_type"`
+	Count  int    `json:"count"`
 }
 
 // Summarize describes a model. It reads only declarations and tensor dims,

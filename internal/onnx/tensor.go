@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"reflect"
+	"strings"
 
 	"github.com/ortrain/ortrain/internal/onnx/onnxpb"
 	"google.golang.org/protobuf/proto"
@@ -75,6 +76,21 @@ func DTypeName(dt DType) string {
 		return s
 	}
 	return fmt.Sprintf("DataType(%d)", int32(dt))
+}
+
+// ReadableDType is the name people use for an element type, as numpy and
+// torch spell them: float32, float16, bfloat16, int64, bool, ...; other
+// types are their ONNX name in lower case; "unknown" when undefined.
+func ReadableDType(dt DType) string {
+	switch dt {
+	case onnxpb.TensorProto_UNDEFINED:
+		return "unknown"
+	case onnxpb.TensorProto_FLOAT:
+		return "float32"
+	case onnxpb.TensorProto_DOUBLE:
+		return "float64"
+	}
+	return strings.ToLower(DTypeName(dt))
 }
 
 // IsFloat reports whether dt is a floating-point type (differentiable).

@@ -1,6 +1,7 @@
 package onnx
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 
@@ -260,4 +261,26 @@ func (t TypeInfo) Shape(sizes map[string]int64) ([]int64, bool) {
 		out[i] = v
 	}
 	return out, true
+}
+
+// MarshalJSON writes {"dtype": "float16", "shape": [..]}: dtype a readable
+// name (ReadableDType; "unknown" when undefined), shape null when the rank
+// is unknown, each dimension a number, its symbolic name, or null.
+func (t TypeInfo) MarshalJSON() ([]byte, error) {
+	v := struct {
+		DType string `json:"dtype"`
+		Shape []any  `json:"shape"`
+	}{DType: ReadableDType(t.Elem)}
+	if t.RankKnown {
+		v.Shape = make([]any, len(t.Dims))
+		for i, d := range t.Dims {
+			switch {
+			case d.Static():
+				v.Shape[i] = d.Value
+			case d.Param != "":
+				v.Shape[i] = d.Param
+			}
+		}
+	}
+	return json.Marshal(v)
 }

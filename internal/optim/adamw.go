@@ -13,6 +13,10 @@ type Param struct {
 	Name  string  // graph input name of the parameter
 	Shape []int64 // static shape
 	Decay bool    // whether weight decay applies (see Decays)
+	// Transposed: the graphs hold the transpose of the PyTorch tensor
+	// (a 2-D Shape is [cols, rows] of torch's): Adafactor's factored
+	// moments follow torch's layout.
+	Transposed bool
 }
 
 // Opset is the default-domain opset of the optimizer graphs.
@@ -149,7 +153,7 @@ func declareCommon(g *onnxpb.GraphProto, params []Param, doubles []string) error
 		seen[p.Name] = true
 	}
 	for _, p := range params {
-		for _, derived := range []string{GradName(p.Name), ExpAvgName(p.Name), ExpAvgSqName(p.Name), MomentumBufferName(p.Name)} {
+		for _, derived := range []string{GradName(p.Name), ExpAvgName(p.Name), ExpAvgSqName(p.Name), MomentumBufferName(p.Name), ExpAvgSqRowName(p.Name), ExpAvgSqColName(p.Name)} {
 			if seen[derived] {
 				return fmt.Errorf("optimizer graph: parameter %q collides with the state name of another parameter", derived)
 			}

@@ -25,6 +25,13 @@ func ExpAvgName(p string) string { return "exp_avg." + p }
 // ExpAvgSqName is AdamW's second moment of p (torch state key exp_avg_sq).
 func ExpAvgSqName(p string) string { return "exp_avg_sq." + p }
 
+// ExpAvgSqRowName and ExpAvgSqColName are Adafactor's factored second
+// moment of p (torch state keys exp_avg_sq_row, exp_avg_sq_col).
+func ExpAvgSqRowName(p string) string { return "exp_avg_sq_row." + p }
+
+// ExpAvgSqColName: see ExpAvgSqRowName.
+func ExpAvgSqColName(p string) string { return "exp_avg_sq_col." + p }
+
 // MomentumBufferName is SGD's momentum buffer of p (torch state key momentum_buffer).
 func MomentumBufferName(p string) string { return "momentum_buffer." + p }
 

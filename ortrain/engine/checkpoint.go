@@ -15,8 +15,8 @@ import (
 // ResetOptimizerState zeroes the moments and the step, as a fresh torch optimizer.
 func (e *Engine) ResetOptimizerState() error {
 	for _, p := range e.params {
-		for _, sn := range e.state {
-			if err := e.zero(e.st[sn(p.Name)]); err != nil {
+		for _, sl := range e.state(p) {
+			if err := e.zero(e.st[sl.name]); err != nil {
 				return err
 			}
 		}
@@ -87,13 +87,15 @@ func (e *Engine) LoadParameters(path string) error {
 func (e *Engine) SaveOptimizerState(path string) error {
 	tensors := map[string]safetensors.Tensor{}
 	for _, p := range e.params {
-		for _, sn := range e.state {
-			n := sn(p.Name)
-			v, err := e.download(e.st[n])
+		for _, sl := range e.state(p) {
+			v, err := e.download(e.st[sl.name])
 			if err != nil {
 				return err
 			}
-			tensors[n] = safetensors.FromFloat32(p.TorchShape(), p.ToTorch(v))
+			if sl.param {
+				v = p.ToTorch(v)
+			}
+			tensors[sl.name] = safetensors.FromFloat32(sl.torch, v)
 		}
 	}
 	opt := e.opts.Optimizer
@@ -128,17 +130,19 @@ func (e *Engine) LoadOptimizerState(path string) error {
 		return fmt.Errorf("%s: bad step %q in the metadata", path, f.Metadata["step"])
 	}
 	for _, p := range e.params {
-		for _, sn := range e.state {
-			n := sn(p.Name)
-			ts, ok := f.Tensors[n]
-			if !ok || fmt.Sprint(ts.Shape) != fmt.Sprint(p.TorchShape()) {
-				return fmt.Errorf("%s: tensor %q missing or of the wrong shape (want %v)", path, n, p.TorchShape())
+		for _, sl := range e.state(p) {
+			ts, ok := f.Tensors[sl.name]
+			if !ok || fmt.Sprint(ts.Shape) != fmt.Sprint(sl.torch) {
+				return fmt.Errorf("%s: tensor %q missing or of the wrong shape (want %v)", path, sl.name, sl.torch)
 			}
 			v, err := ts.Float32s()
 			if err != nil {
 				return err
 			}
-			if err := e.upload(e.st[n], p.ToGraph(v)); err != nil {
+			if sl.param {
+				v = p.ToGraph(v)
+			}
+			if err := e.upload(e.st[sl.name], v); err != nil {
 				return err
 			}
 		}

@@ -44,7 +44,7 @@ func DefaultHyper() Hyper {
 // Options for Open.
 type Options struct {
 	Session   onnxrt.SessionOptions
-	Optimizer string // "adamw" (default, torch.optim.AdamW), "adamw_hf" (transformers' legacy AdamW) or "sgd"
+	Optimizer string // "adamw" (default, torch.optim.AdamW), "adamw_hf" (transformers' legacy AdamW), "sgd" or "adafactor"
 	// DoubleBuffer writes every updated tensor (parameters, gradient sums,
 	// optimizer state) to a second buffer and swaps, instead of updating in
 	// place: twice the memory, for runtimes that may not alias an input
@@ -103,7 +103,7 @@ type Engine struct {
 	next      map[string]*onnxrt.Value // spare parameter buffers
 	grad      map[string]*onnxrt.Value // gradient sums now
 	gradNext  map[string]*onnxrt.Value
-	state     []func(string) string // optimizer state names (exp_avg, ...)
+	state     func(artifacts.Parameter) []stateSlot // optimizer state of a parameter (exp_avg, ...)
 	st        map[string]*onnxrt.Value
 	stNext    map[string]*onnxrt.Value
 	step      int64
@@ -143,18 +143,24 @@ func Open(dir string, env *onnxrt.Env, opts Options) (*Engine, error) {
 	optFile := man.Files.AdamW
 	switch opts.Optimizer {
 	case "", "adamw":
-		e.state = []func(string) string{optim.ExpAvgName, optim.ExpAvgSqName}
+		e.state = paramShaped(optim.ExpAvgName, optim.ExpAvgSqName)
 	case "adamw_hf":
 		if man.Files.AdamWLegacy == "" {
 			return nil, fmt.Errorf("%s has no legacy AdamW graph (optimizer adamw_hf): rebuild the artifacts with this ortrain", dir)
 		}
 		optFile = man.Files.AdamWLegacy
-		e.state = []func(string) string{optim.ExpAvgName, optim.ExpAvgSqName}
+		e.state = paramShaped(optim.ExpAvgName, optim.ExpAvgSqName)
 	case "sgd":
 		optFile = man.Files.SGD
-		e.state = []func(string) string{optim.MomentumBufferName}
+		e.state = paramShaped(optim.MomentumBufferName)
+	case "adafactor":
+		if man.Files.Adafactor == "" {
+			return nil, fmt.Errorf("%s has no Adafactor graph (optimizer adafactor): rebuild the artifacts with this ortrain", dir)
+		}
+		optFile = man.Files.Adafactor
+		e.state = adafactorSlots
 	default:
-		return nil, fmt.Errorf("optimizer %q: want adamw, adamw_hf or sgd", opts.Optimizer)
+		return nil, fmt.Errorf("optimizer %q: want adamw, adamw_hf, sgd or adafactor", opts.Optimizer)
 	}
 	if e.files, err = resolveFiles(man, opts); err != nil {
 		return nil, err
@@ -190,8 +196,8 @@ func Open(dir string, env *onnxrt.Env, opts Options) (*Engine, error) {
 				return nil, err
 			}
 		}
-		for _, name := range e.state {
-			if e.st[name(p.Name)], err = e.alloc(p.Shape); err != nil {
+		for _, sl := range e.state(p) {
+			if e.st[sl.name], err = e.alloc(sl.shape); err != nil {
 				return nil, err
 			}
 		}
@@ -201,8 +207,8 @@ func Open(dir string, env *onnxrt.Env, opts Options) (*Engine, error) {
 					return nil, err
 				}
 			}
-			for _, name := range e.state {
-				if e.stNext[name(p.Name)], err = e.alloc(p.Shape); err != nil {
+			for _, sl := range e.state(p) {
+				if e.stNext[sl.name], err = e.alloc(sl.shape); err != nil {
 					return nil, err
 				}
 			}
@@ -211,8 +217,8 @@ func Open(dir string, env *onnxrt.Env, opts Options) (*Engine, error) {
 			// are all read by nodes that run before it, so the output may
 			// be the input's own buffer.
 			e.next[p.Name], e.gradNext[p.Name] = e.cur[p.Name], e.grad[p.Name]
-			for _, name := range e.state {
-				e.stNext[name(p.Name)] = e.st[name(p.Name)]
+			for _, sl := range e.state(p) {
+				e.stNext[sl.name] = e.st[sl.name]
 			}
 		}
 		if err := e.loadParam(p, init); err != nil {
@@ -248,6 +254,42 @@ func inputSet(s *onnxrt.Session) map[string]bool {
 		m[in.Name] = true
 	}
 	return m
+}
+
+// stateSlot is one optimizer state tensor of a parameter.
+type stateSlot struct {
+	name  string
+	shape []int64 // in the graphs
+	torch []int64 // in checkpoints
+	// param: shaped like the parameter, so held in the graphs' layout
+	// (converted with Parameter.ToTorch/ToGraph); otherwise the same in both.
+	param bool
+}
+
+// paramShaped is the state of optimizers that keep tensors shaped like
+// each parameter (AdamW's moments, SGD's momentum buffer).
+func paramShaped(names ...func(string) string) func(artifacts.Parameter) []stateSlot {
+	return func(p artifacts.Parameter) []stateSlot {
+		out := make([]stateSlot, len(names))
+		for i, n := range names {
+			out[i] = stateSlot{name: n(p.Name), shape: p.Shape, torch: p.TorchShape(), param: true}
+		}
+		return out
+	}
+}
+
+// adafactorSlots is Adafactor's state: factored moments in torch's layout
+// for matrices, a parameter-shaped one otherwise.
+func adafactorSlots(p artifacts.Parameter) []stateSlot {
+	st := optim.AdafactorState(p.Name, p.TorchShape())
+	if len(st) == 1 {
+		return paramShaped(optim.ExpAvgSqName)(p)
+	}
+	out := make([]stateSlot, len(st))
+	for i, s := range st {
+		out[i] = stateSlot{name: s.Name, shape: s.Shape, torch: s.Shape}
+	}
+	return out
 }
 
 func (e *Engine) alloc(shape []int64) (*onnxrt.Value, error) {

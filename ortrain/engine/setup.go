@@ -17,6 +17,7 @@ import (
 	"github.com/ortrain/ortrain/internal/collective"
 	"github.com/ortrain/ortrain/internal/data"
 	"github.com/ortrain/ortrain/internal/demo"
+	"github.com/ortrain/ortrain/internal/fault"
 	"github.com/ortrain/ortrain/internal/onnxrt"
 	"github.com/ortrain/ortrain/internal/ortimport"
 	"github.com/ortrain/ortrain/ortrain"
@@ -32,7 +33,8 @@ func OpenRuntime(lib string) (*Runtime, error) { return onnxrt.Open(lib) }
 
 // DataFormat says how to read the data files: JSONL translation records
 // (SourceLang, TargetLang) or flat fields and columns (SourceField,
-// TargetField) of JSONL, CSV and TSV files.
+// TargetField) of JSONL, CSV, TSV, Parquet and Arrow files, or parallel
+// text files named by the languages.
 type DataFormat = data.Format
 
 // Config says what to train on besides the TrainingArguments.
@@ -53,13 +55,24 @@ type Config struct {
 	// name -> the model's tensor name), for those ortrain cannot identify.
 	ParamNames map[string]string
 	Tokenizer  string // default: the model folder
-	// Data files (JSONL, CSV, TSV), read as HF's run_translation does.
+	// Data files (JSONL, CSV, TSV, Parquet, save_to_disk folders, parallel
+	// text), read as HF's run_translation does.
 	TrainFile, ValidationFile, TestFile string
 	Format                              DataFormat
 	SourcePrefix                        string
 	MaxSourceLength, MaxTargetLength    int
-	GroupByLength                       bool
-	RougeUseStemmer                     bool
+	// The HF example scripts' data arguments (run_translation.py,
+	// run_summarization.py): the first that many examples of each file
+	// (0: all); the target length of evaluation and prediction data
+	// (val_max_target_length; 0: MaxTargetLength); every batch padded to
+	// the length limits (pad_to_max_length); padded label positions
+	// counted by the loss as pad tokens (ignore_pad_token_for_loss false).
+	MaxTrainSamples, MaxEvalSamples, MaxPredictSamples int
+	ValMaxTargetLength                                 int
+	PadToMaxLength                                     bool
+	CountPadInLoss                                     bool
+	GroupByLength                                      bool
+	RougeUseStemmer                                    bool
 	// AssumeArchitecture trains the model as the transformers model type it
 	// names would train (internal/arch), whatever config.json says.
 	AssumeArchitecture string
@@ -175,7 +188,7 @@ func datasetFingerprint(d *data.Dataset) []byte {
 // folder's optimizer graph.
 func artifactsOptimizer(optim string) string {
 	switch optim {
-	case ortrain.OptimAdamWHF, ortrain.OptimSGD:
+	case ortrain.OptimAdamWHF, ortrain.OptimSGD, ortrain.OptimAdafactor:
 		return optim
 	}
 	return "adamw" // adamw_torch and adamw_torch_fused: torch.optim.AdamW
@@ -305,12 +318,29 @@ func Prepare(ctx context.Context, env *Runtime, cfg Config) (*Session, error) {
 		pad = 0
 	}
 	col := collatorFor(man, pad)
-	opt := data.Options{SourcePrefix: cfg.SourcePrefix, MaxSourceLength: cfg.MaxSourceLength, MaxTargetLength: cfg.MaxTargetLength}
-	load := func(path string, allowEmpty bool) (*data.Dataset, error) {
+	if cfg.CountPadInLoss {
+		col.PadLabelsWithPad = true // label_pad_token_id = pad_token_id
+	}
+	valTarget := cfg.MaxTargetLength
+	if cfg.ValMaxTargetLength > 0 {
+		valTarget = cfg.ValMaxTargetLength
+	}
+	evalCol := col
+	if cfg.PadToMaxLength {
+		if cfg.MaxSourceLength <= 0 || cfg.MaxTargetLength <= 0 {
+			return nil, fault.Settingsf("pad_to_max_length pads to max_source_length and max_target_length: set both")
+		}
+		col.SourceLen, col.TargetLen = cfg.MaxSourceLength, cfg.MaxTargetLength
+		evalCol.SourceLen, evalCol.TargetLen = cfg.MaxSourceLength, valTarget
+	}
+	load := func(path string, allowEmpty bool, maxTarget, maxExamples int) (*data.Dataset, error) {
+		opt := data.Options{SourcePrefix: cfg.SourcePrefix, MaxSourceLength: cfg.MaxSourceLength, MaxTargetLength: maxTarget, MaxExamples: maxExamples}
 		f := cfg.Format
 		f.AllowEmptyTarget = allowEmpty
-		if kind, _ := f.KindOf(path); kind != "jsonl" && tok.Languages() != nil {
-			// Columns of CSV/TSV files: the languages are the tokenizer's only.
+		if kind, _ := f.KindOf(path); (kind == "csv" || kind == "tsv") && tok.Languages() != nil {
+			// Columns of CSV/TSV files: the languages are the tokenizer's
+			// only (JSONL, Parquet and Arrow files have translation
+			// records; parallel text files are named by them).
 			f.SourceLang, f.TargetLang = "", ""
 		}
 		d, err := data.Load(ctx, path, f, tok, opt)
@@ -331,7 +361,7 @@ func Prepare(ctx context.Context, env *Runtime, cfg Config) (*Session, error) {
 		if cfg.TrainFile == "" {
 			return nil, errors.New("do_train needs a training file (--train_file)")
 		}
-		d, err := load(cfg.TrainFile, false)
+		d, err := load(cfg.TrainFile, false, cfg.MaxTargetLength, cfg.MaxTrainSamples)
 		if err != nil {
 			return nil, err
 		}
@@ -339,18 +369,18 @@ func Prepare(ctx context.Context, env *Runtime, cfg Config) (*Session, error) {
 			Order: data.Order{BatchSize: a.PerDeviceTrainBatchSize, Shuffle: true, Seed: seed, GroupByLength: cfg.GroupByLength, Rank: rank, Ranks: ranks}}
 	}
 	if cfg.ValidationFile != "" {
-		d, err := load(cfg.ValidationFile, false)
+		d, err := load(cfg.ValidationFile, false, valTarget, cfg.MaxEvalSamples)
 		if err != nil {
 			return nil, err
 		}
-		tr.EvalData = &Data{Dataset: d, Collate: col, Order: data.Order{BatchSize: a.PerDeviceEvalBatchSize, Rank: rank, Ranks: ranks}}
+		tr.EvalData = &Data{Dataset: d, Collate: evalCol, Order: data.Order{BatchSize: a.PerDeviceEvalBatchSize, Rank: rank, Ranks: ranks}}
 	}
 	if cfg.TestFile != "" && a.DoPredict {
-		d, err := load(cfg.TestFile, false)
+		d, err := load(cfg.TestFile, false, valTarget, cfg.MaxPredictSamples)
 		if err != nil {
 			return nil, err
 		}
-		s.Test = &Data{Dataset: d, Collate: col, Order: data.Order{BatchSize: a.PerDeviceEvalBatchSize, Rank: rank, Ranks: ranks}}
+		s.Test = &Data{Dataset: d, Collate: evalCol, Order: data.Order{BatchSize: a.PerDeviceEvalBatchSize, Rank: rank, Ranks: ranks}}
 	}
 	modelDir := cfg.Model
 

@@ -250,9 +250,13 @@ func (e *Engine) optimizerStep(lr float64) (float32, error) {
 	defer c.close()
 	step := e.step + 1
 	scalars := map[string]float64{optim.LearningRate: lr, optim.WeightDecay: h.WeightDecay}
-	if e.opts.Optimizer == "sgd" {
+	switch e.opts.Optimizer {
+	case "sgd":
 		scalars[optim.Momentum] = h.Momentum
-	} else {
+	case "adafactor":
+		// lr and weight decay only: eps, clip threshold and decay rate are
+		// Adafactor's defaults, as the Trainer leaves them.
+	default:
 		scalars[optim.Beta1], scalars[optim.Beta2], scalars[optim.Epsilon] = h.Beta1, h.Beta2, h.Eps
 	}
 	bind, err := e.opt.NewBinding()
@@ -287,9 +291,8 @@ func (e *Engine) optimizerStep(lr float64) (float32, error) {
 	}
 	for _, p := range e.params {
 		pairs := [][3]any{{p.Name, e.cur[p.Name], e.next[p.Name]}}
-		for _, sn := range e.state {
-			n := sn(p.Name)
-			pairs = append(pairs, [3]any{n, e.st[n], e.stNext[n]})
+		for _, sl := range e.state(p) {
+			pairs = append(pairs, [3]any{sl.name, e.st[sl.name], e.stNext[sl.name]})
 		}
 		for _, pr := range pairs {
 			if err := bind.BindInput(pr[0].(string), pr[1].(*onnxrt.Value)); err != nil {

@@ -9,8 +9,10 @@ attention weights), so attention dropout stays active at p=0.1 and the
 reference losses depend on torch's RNG stream, which no other
 implementation can reproduce. This wrapper runs the same scenarios with the
 same code after also zeroing those float attributes, and writes
-testdata/trainer/hf/<scenario>/{scenario.json,trainer_state.json}, plus one
-scenario of its own: steps_ga4_ls (label smoothing with accumulation).
+testdata/trainer/hf/<scenario>/{scenario.json,trainer_state.json}, plus
+scenarios of its own: steps_ga4_ls (label smoothing with accumulation) and
+steps_adafactor (optim="adafactor"), steps_tokens_seen
+(include_num_input_tokens_seen="non_padding").
 
 Run: .venv/bin/python scripts/refs/trainer_hf_refs.py [scenario ...]
 """
@@ -45,6 +47,20 @@ tr.SCENARIOS["steps_ga4_ls"] = dict(
     per_device_train_batch_size=4, gradient_accumulation_steps=4, num_train_epochs=1,
     warmup_steps=1, max_grad_norm=0.5, logging_steps=1, label_smoothing_factor=0.1,
     eval_strategy="steps", eval_steps=2, save_strategy="no",
+)
+# optim="adafactor": the Trainer's Adafactor (scale_parameter and
+# relative_step off) with the linear schedule, decay and clipping.
+tr.SCENARIOS["steps_adafactor"] = dict(
+    optim="adafactor", learning_rate=3e-4, weight_decay=0.01, per_device_train_batch_size=4,
+    gradient_accumulation_steps=2, num_train_epochs=2, warmup_steps=2, max_grad_norm=1.0, logging_steps=1,
+    eval_strategy="steps", eval_steps=4, save_strategy="no",
+)
+# include_num_input_tokens_seen: the attention mask's sum of every
+# micro-batch, logged as num_input_tokens_seen (with the session's tokens
+# per second on the training logs).
+tr.SCENARIOS["steps_tokens_seen"] = dict(
+    per_device_train_batch_size=4, gradient_accumulation_steps=2, max_steps=6, logging_steps=2,
+    include_num_input_tokens_seen="non_padding", eval_strategy="steps", eval_steps=3, save_strategy="no",
 )
 tr.OUT = os.path.join(tr.fl.TESTDATA, "trainer", "hf")
 
