@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/ortrain/ortrain/internal/fault"
+	"github.com/ortrain/ortrain/internal/lora"
 	"github.com/ortrain/ortrain/internal/modelfile"
 )
 
@@ -73,6 +74,9 @@ type Manifest struct {
 	// Variants are the graphs of lower precisions (mixed precision,
 	// half-precision models) beside the float32 ones.
 	Variants []Variant `json:"variants,omitempty"`
+	// LoRA is set when the folder trains LoRA adapters: the config, the
+	// adapted modules and the base parameters that train beside them.
+	LoRA *lora.Adapter `json:"lora,omitempty"`
 }
 
 // Source records what the artifacts were made from.
