@@ -3,14 +3,17 @@ package main
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/ortrain/ortrain/internal/fault"
+	"github.com/ortrain/ortrain/internal/lora"
 	"github.com/ortrain/ortrain/internal/modelfile"
 	"github.com/ortrain/ortrain/internal/ortimport"
 	"github.com/ortrain/ortrain/internal/progress"
@@ -76,6 +79,20 @@ non-finite grad_norm; the scaler state is saved in checkpoints).
 the model in half precision; --tf32 enables TensorFloat-32 on CUDA. The CPU
 has no bfloat16 kernels: --bf16 needs --device cuda.
 
+LoRA (as HF PEFT's LoraConfig and get_peft_model): --lora_r R
+--lora_alpha A --lora_target_modules q,v (or a lora: object in --config with
+PEFT's keys r, lora_alpha, lora_dropout, target_modules, bias,
+modules_to_save, use_rslora) freezes the model and trains B·A·x·(alpha/r)
+beside each targeted linear layer (lora_A drawn Kaiming-uniform as PEFT does,
+from ortrain's seeded generator; lora_B zero), plus the biases of
+--lora_bias and the modules of --modules_to_save. Checkpoints and the final
+output are PEFT adapter folders (adapter_config.json,
+adapter_model.safetensors with PEFT's keys) that PeftModel.from_pretrained
+loads on the base model; --merge_lora also writes the merged full model.
+--adapter DIR continues a PEFT adapter (PEFT's or ortrain's);
+ortrain predict --model DIR --adapter ADAPTER generates with one. LoRA
+trains in float32 (not with --fp16/--bf16 yet).
+
 report_to: none, jsonl (output_dir/log_history.jsonl), tensorboard
 (output_dir/runs/...), all. At the end output_dir/training_curves.png plots
 the losses and evaluation metrics.
@@ -137,6 +154,14 @@ func newTrainCommand() *cli.Command {
 		&cli.BoolFlag{Name: "group_by_length", Aliases: []string{"group-by-length"}, Usage: "HF's group_by_length sampler"},
 		&cli.BoolFlag{Name: "rouge_use_stemmer", Aliases: []string{"rouge-use-stemmer"}, Usage: "ROUGE with the Porter stemmer (run_summarization's setting)"},
 		&cli.BoolFlag{Name: "no-progress", Usage: "no progress bar even on a terminal"},
+		&cli.IntFlag{Name: "lora_r", Aliases: []string{"lora-r"}, Usage: "train LoRA adapters of rank `R` instead of the model's weights (PEFT's LoraConfig r; default 8 when another --lora_* flag or a lora: section in --config asks for LoRA)", Category: "LoRA (PEFT)"},
+		&cli.Float64Flag{Name: "lora_alpha", Aliases: []string{"lora-alpha"}, Usage: "LoRA alpha: the adapters' output is scaled by alpha/r (PEFT's default 8)", Category: "LoRA (PEFT)"},
+		&cli.Float64Flag{Name: "lora_dropout", Aliases: []string{"lora-dropout"}, Usage: "dropout on the adapters' input in training (default 0)", Category: "LoRA (PEFT)"},
+		&cli.StringFlag{Name: "lora_target_modules", Aliases: []string{"lora-target-modules"}, Usage: "modules to adapt, as PEFT names them: comma-separated name suffixes (q,v for T5; q_proj,v_proj for BART and Marian; add k,o,wi,wo / k_proj,out_proj,fc1,fc2), all-linear, or re:REGEX over the whole module name", Category: "LoRA (PEFT)"},
+		&cli.StringFlag{Name: "lora_bias", Aliases: []string{"lora-bias"}, Usage: "none, all (every bias trains) or lora_only (the adapted layers' biases); PEFT's bias", Category: "LoRA (PEFT)"},
+		&cli.StringFlag{Name: "modules_to_save", Aliases: []string{"modules-to-save"}, Usage: "comma-separated module-name suffixes whose parameters train in full and are saved in the adapter (PEFT's modules_to_save)", Category: "LoRA (PEFT)"},
+		&cli.StringFlag{Name: "adapter", Usage: "PEFT adapter folder (adapter_config.json, adapter_model.safetensors) to continue training: its config and weights start the adapters", Category: "LoRA (PEFT)"},
+		&cli.BoolFlag{Name: "merge_lora", Aliases: []string{"merge-lora"}, Usage: "also write the model with the adapters merged into its weights (model.safetensors, config.json: a full checkpoint) into output_dir at the end", Category: "LoRA (PEFT)"},
 		&cli.BoolFlag{Name: "no-cpu-arena", Usage: "allocate CPU tensors without ONNX Runtime's arena: less peak memory (t5-small: -22%), slower steps (+17%)"},
 	}
 	return &cli.Command{
@@ -231,6 +256,13 @@ func runTrain(c *cli.Context) error {
 		if cfg.ParamNames, err = paramNames(c.StringSlice("param_name")); err != nil {
 			return err
 		}
+		if cfg.LoRA, err = loraConfig(c); err != nil {
+			return err
+		}
+		cfg.Adapter = c.String("adapter")
+		if c.Bool("merge_lora") && cfg.LoRA == nil && cfg.Adapter == "" {
+			return fault.Settingsf("--merge_lora merges LoRA adapters: give the LoRA settings (--lora_r, --lora_target_modules, ...) or --adapter")
+		}
 		for _, name := range []string{"max_source_length", "max_target_length"} {
 			if n := c.Int(name); n < 0 {
 				return fault.Settingsf("--%s %d: must be 0 (no limit) or positive", name, n)
@@ -316,6 +348,12 @@ func runTrain(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	if c.Bool("merge_lora") && a.DoTrain {
+		if err := sess.SaveMerged(a.OutputDir); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "merged model (adapters merged into the weights): %s\n", filepath.Join(a.OutputDir, "model.safetensors"))
+	}
 	if st := tr.State(); st != nil && st.BestModelCheckpoint != nil {
 		fmt.Fprintf(stdout, "best checkpoint: %s (%s = %v)\n", *st.BestModelCheckpoint, a.MetricToCheck(), *st.BestMetric)
 	}
@@ -330,4 +368,45 @@ func runTrain(c *cli.Context) error {
 		fmt.Fprintf(stdout, "outputs in %s (%s)\n", a.OutputDir, strings.Join(wrote, ", "))
 	}
 	return nil
+}
+
+// loraFlags are the LoRA settings' flags, by the LoraConfig key they set.
+var loraFlags = map[string]string{"lora_r": "r", "lora_alpha": "lora_alpha", "lora_dropout": "lora_dropout",
+	"lora_target_modules": "target_modules", "lora_bias": "bias", "modules_to_save": "modules_to_save"}
+
+// loraConfig assembles the LoRA settings: PEFT's defaults, the lora:
+// section of --config, then the flags; nil when neither asks for LoRA.
+func loraConfig(c *cli.Context) (*lora.Config, error) {
+	cfg := lora.Defaults()
+	on := false
+	if p := c.String("config"); p != "" {
+		sec, line, err := ortrain.ConfigSection(p, ortrain.LoRASection)
+		if err != nil {
+			return nil, err
+		}
+		for _, k := range slices.Sorted(maps.Keys(sec)) {
+			if err := cfg.Set(k, sec[k]); err != nil {
+				return nil, fault.Inputf("%s:%d: lora: %v", p, line, err)
+			}
+		}
+		on = sec != nil
+	}
+	for _, flag := range slices.Sorted(maps.Keys(loraFlags)) {
+		if !c.IsSet(flag) {
+			continue
+		}
+		on = true
+		if err := cfg.Set(loraFlags[flag], c.Value(flag)); err != nil {
+			return nil, fault.Settingsf("--%s: %v", flag, err)
+		}
+	}
+	if !on {
+		return nil, nil
+	}
+	if c.String("adapter") == "" {
+		if err := cfg.Validate("LoRA settings"); err != nil {
+			return nil, err
+		}
+	}
+	return &cfg, nil
 }

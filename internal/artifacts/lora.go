@@ -296,9 +296,6 @@ func buildLoRA(cfg Config, g *onnxpb.GraphProto, man *Manifest, opset int64) ([]
 		return nil, err
 	}
 	man.LoRA.BaseModel = base
-	trainable, all := man.LoRACounts()
-	man.Notes = append(man.Notes, fmt.Sprintf("LoRA (%s): %d modules adapted; trainable params: %d || all params: %d || trainable%%: %.4f",
-		c, len(man.LoRA.Modules), trainable, all, 100*float64(trainable)/float64(all)))
 	return cands, nil
 }
 

@@ -281,8 +281,15 @@ func (m *Manifest) ParameterReport(flag string) []string {
 		line += " (checked against " + m.Source.Weights + ")"
 	}
 	out := []string{line}
+	if m.LoRA != nil {
+		// PEFT's print_trainable_parameters line; the base weights the
+		// adapters freeze are counted, not listed.
+		t, all := m.LoRACounts()
+		out = append(out, fmt.Sprintf("LoRA %s: %d adapted modules; trainable params: %d || all params: %d || trainable%%: %.4f",
+			m.LoRA.Config, len(m.LoRA.Modules), t, all, 100*float64(t)/float64(all)))
+	}
 	for _, p := range m.Parameters {
-		if !p.Trainable {
+		if !p.Trainable && !(m.LoRA != nil && p.FrozenBy == frozenByLoRA) {
 			out = append(out, fmt.Sprintf("frozen: %s %v (%s)", p.Name, p.TorchShape(), p.FrozenBy))
 		}
 	}

@@ -127,3 +127,37 @@ func (e *Engine) MergedParameters() (map[string]safetensors.Tensor, error) {
 	}
 	return out, nil
 }
+
+// sameLoRA reports whether an artifact folder trains what cfg asks for:
+// the same LoRA config (or none). An adapter folder's config is read to
+// compare; its values are loaded into the engine, not kept in the folder.
+func sameLoRA(man *artifacts.Manifest, cfg Config) bool {
+	want := cfg.LoRA
+	if cfg.Adapter != "" {
+		c, _, err := lora.ReadConfig(cfg.Adapter)
+		if err != nil {
+			return false
+		}
+		want = &c
+	}
+	if want == nil || man.LoRA == nil {
+		return want == nil && man.LoRA == nil
+	}
+	return man.LoRA.Config.Equal(*want)
+}
+
+func describeLoRA(man *artifacts.Manifest) string {
+	if man.LoRA == nil {
+		return "to train the full model (no LoRA)"
+	}
+	return "to train LoRA adapters with " + man.LoRA.Config.String()
+}
+
+// SaveMerged writes the model with the adapters merged (Engine.SaveMerged)
+// into dir.
+func (s *Session) SaveMerged(dir string) error {
+	if s.engine.LoRA() == nil {
+		return fmt.Errorf("--merge_lora: the run trains no LoRA adapter")
+	}
+	return s.engine.SaveMerged(dir)
+}
