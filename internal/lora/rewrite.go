@@ -75,6 +75,22 @@ func Dims(g *onnxpb.GraphProto, weight string, shape []int64) (in, out int64, ok
 	if err != nil || len(ss) == 0 {
 		return 0, 0, false, err
 	}
+	// A weight that something else reads too (the Gather of a tied
+	// embedding) is no nn.Linear's.
+	multiplies := map[*onnxpb.NodeProto]bool{}
+	for _, s := range ss {
+		multiplies[s.node] = true
+	}
+	for _, n := range g.Node {
+		if multiplies[n] || n.GetOpType() == "Transpose" && len(n.Input) == 1 {
+			continue
+		}
+		for _, in := range n.Input {
+			if in == weight {
+				return 0, 0, false, nil
+			}
+		}
+	}
 	for _, s := range ss[1:] {
 		if s.in != ss[0].in || s.out != ss[0].out {
 			return 0, 0, false, fmt.Errorf("weight %s is read as %dx%d and as %dx%d", weight, ss[0].in, ss[0].out, s.in, s.out)

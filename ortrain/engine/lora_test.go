@@ -346,3 +346,51 @@ func TestLoRAKeysMatchPEFT(t *testing.T) {
 		})
 	}
 }
+
+// TestLoRATargetsMatchPEFT: the modules a target_modules value adapts
+// (a list of suffixes, a regular expression, all-linear) are the ones
+// get_peft_model wraps (testdata/lora/keys.json "targets").
+func TestLoRATargetsMatchPEFT(t *testing.T) {
+	var ref struct {
+		Targets map[string]struct {
+			ModelType string          `json:"model_type"`
+			Targets   json.RawMessage `json:"target_modules"`
+			Adapted   []string        `json:"adapted"`
+		} `json:"targets"`
+	}
+	readJSON(t, testenv.Testdata(t, "lora", "keys.json"), &ref)
+	if len(ref.Targets) < 6 {
+		t.Fatalf("%d target cases", len(ref.Targets))
+	}
+	for name, c := range ref.Targets {
+		t.Run(name, func(t *testing.T) {
+			cfg := lora.Defaults()
+			var list []string
+			var re string
+			if json.Unmarshal(c.Targets, &list) == nil {
+				cfg.TargetModules = list
+			} else if err := json.Unmarshal(c.Targets, &re); err == nil {
+				cfg.SetTargets("re:" + re)
+				if re == lora.AllLinear {
+					cfg.SetTargets(re)
+				}
+			} else {
+				t.Fatal(err)
+			}
+			_, man, err := buildLoRAArtifacts(t, c.ModelType, "", &cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, m := range man.LoRA.Modules {
+				got = append(got, m.Name)
+			}
+			want := slices.Clone(c.Adapted)
+			slices.Sort(got)
+			slices.Sort(want)
+			if !slices.Equal(got, want) {
+				t.Errorf("adapted %v\nPEFT    %v", got, want)
+			}
+		})
+	}
+}

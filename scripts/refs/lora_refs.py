@@ -174,7 +174,24 @@ def keys():
         cases[name] = {"model_type": mt, "options": kw, "target_modules": TARGETS[mt]["qv"],
                        "trainable_params": trainable, "all_params": total, "keys": ks,
                        "requires_grad": sorted(n for n, p in model.named_parameters() if p.requires_grad)}
-    fl.write_json(os.path.join(OUT, "keys.json"), {"command": fl.command(), "versions": fl.versions("torch", "transformers", "peft"), "cases": cases})
+    # Which modules a target_modules value adapts (PEFT's matching rules).
+    from peft.tuners.lora import LoraLayer
+
+    targets = {}
+    for name, (mt, tm) in {
+        "t5-all-linear": ("t5", "all-linear"),
+        "t5-regex": ("t5", r".*SelfAttention\.(q|v)"),
+        "t5-suffixes": ("t5", ["q", "wo", "DenseReluDense.wi"]),
+        "bart-all-linear": ("bart", "all-linear"),
+        "bart-suffixes": ("bart", ["encoder_attn.k_proj", "fc1"]),
+        "marian-all-linear": ("marian", "all-linear"),
+    }.items():
+        fl.seed_everything(0)
+        model = get_peft_model(ar.load(mt), lora_config(tm))
+        mods = [n.removeprefix("base_model.model.") for n, m in model.named_modules() if isinstance(m, LoraLayer)]
+        targets[name] = {"model_type": mt, "target_modules": tm, "adapted": mods}
+    fl.write_json(os.path.join(OUT, "keys.json"), {"command": fl.command(), "versions": fl.versions("torch", "transformers", "peft"),
+                                                   "cases": cases, "targets": targets})
 
 
 def roundtrip(root):
