@@ -394,3 +394,73 @@ func TestLoRATargetsMatchPEFT(t *testing.T) {
 		})
 	}
 }
+
+// TestLoRADropout: lora_dropout adds a seeded Dropout on each adapter's
+// input in the training graph only: evaluation computes what the adapter
+// without dropout computes, training differs once B is non-zero, and a
+// dropout seed reproduces its step.
+func TestLoRADropout(t *testing.T) {
+	env := openEnv(t)
+	dir := testenv.Testdata(t, "lora", "t5-qv")
+	var ref loraRefs
+	readJSON(t, filepath.Join(dir, "refs.json"), &ref)
+	cfg := lora.Defaults()
+	cfg.Alpha, cfg.TargetModules, cfg.Seed = 16, []string{"q", "v"}, 5
+	plainArt, plain, err := buildLoRAArtifacts(t, "t5", "", &cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Dropout = 0.3
+	dropArt, drop, err := buildLoRAArtifacts(t, "t5", "", &cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// q and v of three attention blocks, one use each in the forward graph.
+	if drop.DropoutNodes != plain.DropoutNodes+6 {
+		t.Errorf("%d Dropout nodes with lora_dropout, %d without: want 6 more", drop.DropoutNodes, plain.DropoutNodes)
+	}
+	engines := map[string]*Engine{"plain": openTrainer(t, env, plainArt, Options{}), "dropout": openTrainer(t, env, dropArt, Options{})}
+	b := refBatch(ref.LogitsBatch)
+	for _, e := range engines { // one step, so that B is no longer zero
+		if _, _, err := e.trainMicroBatch(b, 1, 0); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.optimizerStep(1e-2); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// At the first step B is zero, so the loss is the base model's either
+	// way, but B's gradient is computed from the dropped input: the
+	// adapters differ after it.
+	pb, _ := engines["plain"].Param(lora.BName("encoder.block.0.layer.0.SelfAttention.q"))
+	db, _ := engines["dropout"].Param(lora.BName("encoder.block.0.layer.0.SelfAttention.q"))
+	if maxDiff(pb, db) == 0 {
+		t.Error("lora_dropout changed nothing in training")
+	}
+	// Evaluation runs without dropout: with the same adapter values, the
+	// same logits.
+	for _, n := range drop.LoRA.Trained() {
+		v, err := engines["plain"].Param(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := engines["dropout"].SetParam(n, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if d := maxDiff(loraLogits(t, engines["plain"], ref.LogitsBatch), loraLogits(t, engines["dropout"], ref.LogitsBatch)); d != 0 {
+		t.Errorf("eval logits differ by %g with lora_dropout", d)
+	}
+	// Same seed, same step.
+	var losses []float32
+	for range 2 {
+		l, _, err := engines["dropout"].trainMicroBatch(b, 1, 42)
+		if err != nil {
+			t.Fatal(err)
+		}
+		losses = append(losses, l)
+	}
+	if losses[0] != losses[1] {
+		t.Errorf("dropout seed 42 gives losses %v", losses)
+	}
+}
