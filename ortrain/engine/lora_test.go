@@ -219,9 +219,33 @@ func TestLoRAAdapterLoadsInPEFT(t *testing.T) {
 				t.Errorf("keys %v, PEFT %v", ours.Names(), peft.Names())
 			}
 			logits := loraLogits(t, eng, ref.LogitsBatch)
+			merged, err := eng.MergedParameters()
+			if err != nil {
+				t.Fatal(err)
+			}
 			if out != "" {
 				writeRoundtripCase(t, save, ref, logits)
+				if err := safetensors.WriteFile(filepath.Join(save, "merged.safetensors"), merged, nil); err != nil {
+					t.Fatal(err)
+				}
 				return
+			}
+			// merge_and_unload's weights (the adapted ones; the others are the base model's).
+			pm, err := safetensors.ReadFile(testenv.Testdata(t, "lora", "roundtrip", name+"-merged.safetensors"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			worst := 0.0
+			for _, k := range pm.Names() {
+				w, _ := pm.Tensors[k].Float32s()
+				g, err := merged[k].Float32s()
+				if err != nil {
+					t.Fatalf("%s: %v", k, err)
+				}
+				worst = max(worst, maxDiff(g, w))
+			}
+			if len(pm.Names()) != len(eng.LoRA().Modules) || worst > 1e-6 {
+				t.Errorf("merged weights: %d compared (want %d), max abs diff from merge_and_unload %.3g > 1e-6", len(pm.Names()), len(eng.LoRA().Modules), worst)
 			}
 			c, ok := rt.Cases[name]
 			if !ok {

@@ -28,7 +28,9 @@ With --roundtrip DIR (after `ORTRAIN_LORA_ROUNDTRIP_OUT=DIR go test
 ./ortrain/engine/ -run TestLoRAAdapterLoadsInPEFT`) it loads each adapter
 ortrain wrote under DIR with PeftModel.from_pretrained and writes
 testdata/lora/roundtrip.json: PEFT's logits of the batch ortrain used
-(logits.safetensors beside each) and the largest difference from ortrain's.
+(roundtrip/<case>.safetensors) and the largest difference from ortrain's, and
+merge_and_unload()'s adapted weights (roundtrip/<case>-merged.safetensors)
+with their largest difference from ortrain's merged weights.
 
 Run: /work/venv-lora/bin/python scripts/refs/lora_refs.py [--roundtrip DIR]
 (scripts/requirements.txt with peft==0.21.2)
@@ -212,10 +214,18 @@ def roundtrip(root):
         os.makedirs(os.path.join(OUT, "roundtrip"), exist_ok=True)
         save_file({"logits": got}, os.path.join(OUT, "roundtrip", f"{name}.safetensors"), metadata={"format": "pt"})
         plain = logits_of(ar.load(mt), batch)
+        # merge_and_unload's adapted weights against ortrain's --merge_lora values.
+        lora_mods = {k.removeprefix("base_model.model.").rsplit(".lora_A.", 1)[0] for k in load_file(os.path.join(d, "adapter", "adapter_model.safetensors")) if ".lora_A." in k}
+        full = PeftModel.from_pretrained(ar.load(mt), os.path.join(d, "adapter")).merge_and_unload().state_dict()
+        merged = {m + ".weight": full[m + ".weight"].contiguous() for m in sorted(lora_mods)}
+        save_file(merged, os.path.join(OUT, "roundtrip", f"{name}-merged.safetensors"), metadata={"format": "pt"})
+        ours_merged = load_file(os.path.join(d, "merged.safetensors"))
+        merge_diff = max(float((v - ours_merged[k]).abs().max()) for k, v in merged.items())
         results[name] = {"model_type": mt, "batch": meta["batch"], "max_abs_diff_from_ortrain": float((got - ours).abs().max()),
                          "max_abs_diff_from_base_model": float((got - plain).abs().max()),
+                         "merged_weights_max_abs_diff_from_ortrain": merge_diff,
                          "adapter_keys": sorted(load_file(os.path.join(d, "adapter", "adapter_model.safetensors")).keys())}
-        print(f"{name}: PEFT vs ortrain logits max abs diff {results[name]['max_abs_diff_from_ortrain']:.3g}")
+        print(f"{name}: PEFT vs ortrain logits max abs diff {results[name]['max_abs_diff_from_ortrain']:.3g}, merged weights {merge_diff:.3g}")
     fl.write_json(os.path.join(OUT, "roundtrip.json"), {"command": fl.command(), "versions": fl.versions("torch", "transformers", "peft"), "cases": results})
 
 
