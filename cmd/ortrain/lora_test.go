@@ -30,6 +30,9 @@ func TestTrainLoRA(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
 	}
+	if !strings.Contains(stdout, "memory (float32): 768 trainable parameters") {
+		t.Errorf("optimizer memory not for the adapters alone:\n%s", stdout)
+	}
 	if !strings.Contains(stdout, "trainable params: 768 || all params: 7568") {
 		t.Errorf("no PEFT-style trainable count (r 4 on q,v of the T5 fixture: 768 of 6800+768):\n%s", stdout)
 	}
@@ -149,6 +152,27 @@ func TestTrainLoRABadSettings(t *testing.T) {
 		if code != exitUsage || !strings.Contains(stderr, c.want) {
 			t.Errorf("%v: exit %d, want %d with %q\n%s\n%s", c.args, code, exitUsage, c.want, stdout, stderr)
 		}
+	}
+}
+
+// TestPredictAdapterOfAnotherModel: an adapter made for T5 on BART is bad
+// input (exit 3) naming the adapter.
+func TestPredictAdapterOfAnotherModel(t *testing.T) {
+	model, _ := archModel(t, "bart")
+	in := filepath.Join(t.TempDir(), "src.txt")
+	os.WriteFile(in, []byte("w3 w4\n"), 0o644)
+	var o, e bytes.Buffer
+	adapter := testenv.Testdata(t, "lora", "t5-qv", "initial")
+	all := []string{"ortrain", "--ort-lib", testenv.ORTLibrary(t), "predict", "--no-progress", "--model", model, "--adapter", adapter,
+		"--input", in, "--output", filepath.Join(t.TempDir(), "out.txt")}
+	code := run(t.Context(), all, strings.NewReader(""), &o, &e)
+	if code != exitData || !strings.Contains(e.String(), "another base model") || !strings.Contains(e.String(), "adapter_config.json") {
+		t.Errorf("exit %d\n%s", code, e.String())
+	}
+	all = []string{"ortrain", "--ort-lib", testenv.ORTLibrary(t), "predict", "--no-progress", "--artifacts", model, "--adapter", adapter,
+		"--input", in, "--output", filepath.Join(t.TempDir(), "out.txt")}
+	if code := run(t.Context(), all, strings.NewReader(""), &o, &e); code != exitUsage || !strings.Contains(e.String(), "--adapter needs --model") {
+		t.Errorf("--adapter with --artifacts: exit %d\n%s", code, e.String())
 	}
 }
 

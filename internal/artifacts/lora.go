@@ -2,6 +2,8 @@ package artifacts
 
 import (
 	"encoding/binary"
+	"errors"
+	"path/filepath"
 	"fmt"
 	"math"
 	"slices"
@@ -292,6 +294,10 @@ func buildLoRA(cfg Config, g *onnxpb.GraphProto, man *Manifest, opset int64) ([]
 		}
 	}
 	cands, err := applyLoRA(g, man, c, strict, initial, opset)
+	if err != nil && cfg.Adapter != "" && errors.Is(err, fault.Settings) {
+		// Targets of an adapter file that this model lacks: the file's fault.
+		return nil, fault.Inputf("%s: %v: the adapter was made for another base model", filepath.Join(cfg.Adapter, lora.ConfigFile), err)
+	}
 	if err != nil {
 		return nil, err
 	}
