@@ -3,9 +3,9 @@ package artifacts
 import (
 	"encoding/binary"
 	"errors"
-	"path/filepath"
 	"fmt"
 	"math"
+	"path/filepath"
 	"slices"
 	"strings"
 

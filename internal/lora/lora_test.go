@@ -110,7 +110,9 @@ func TestMerge(t *testing.T) {
 func TestTargetsRules(t *testing.T) {
 	modules := ModuleNames([]string{"encoder.block.0.layer.0.SelfAttention.q.weight", "encoder.block.0.layer.0.SelfAttention.qkv.weight",
 		"encoder.block.0.layer.0.layer_norm.weight", "lm_head.weight"})
-	linear := func(m string) bool { return !strings.HasSuffix(m, "layer_norm") && strings.Count(m, ".") > 0 || m == "lm_head" }
+	linear := func(m string) bool {
+		return !strings.HasSuffix(m, "layer_norm") && strings.Count(m, ".") > 0 || m == "lm_head"
+	}
 	c := Defaults()
 	c.TargetModules = []string{"q"}
 	got, err := c.Targets(modules, linear, true)
