@@ -521,12 +521,13 @@ func fileExists(p string) bool {
 	return err == nil
 }
 
-// paramsToInputs turns trainable parameter initializers into graph inputs
-// of the same name, type and shape; frozen ones stay constants.
+// paramsToInputs turns trainable (and shared frozen) parameter
+// initializers into graph inputs of the same name, type and shape; other
+// frozen ones stay constants.
 func paramsToInputs(g *onnxpb.GraphProto, params []Parameter) {
 	trainable := map[string]Parameter{}
 	for _, p := range params {
-		if p.Trainable {
+		if p.Trainable || p.SharedInput {
 			trainable[p.Name] = p
 		}
 	}

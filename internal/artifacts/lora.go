@@ -109,7 +109,7 @@ func applyLoRA(g *onnxpb.GraphProto, man *Manifest, cfg lora.Config, strict bool
 			continue
 		}
 		if p.Trainable {
-			p.Trainable, p.FrozenBy = false, frozenByLoRA
+			p.Trainable, p.FrozenBy, p.SharedInput = false, frozenByLoRA, true
 		}
 	}
 	var values map[string][]float32
@@ -188,54 +188,30 @@ func applyLoRA(g *onnxpb.GraphProto, man *Manifest, cfg lora.Config, strict bool
 }
 
 // loraGeneration adds the adapter branches to a generation graph: the
-// targeted weights are found as bindGenerationParams finds trainable
-// parameters, kept as constants in the parameter's layout, and the
+// base weights are bound as inputs as bindGenerationParams binds trainable
+// parameters (one value on the device serves every graph), and the
 // branches read lora_A and lora_B as inputs. It returns the parameter
 // inputs of the graph.
 func loraGeneration(g *onnxpb.GraphProto, man *Manifest, cands []candidate, prefixes []string, opset int64) ([]string, error) {
 	ad := man.LoRA
-	targetWeight := map[string]bool{}
-	for _, m := range ad.Modules {
-		targetWeight[m.Weight] = true
-	}
+	// The shared base weights are bound as the trainable ones are: graph
+	// inputs under the model's names.
 	params := slices.Clone(man.Parameters)
 	shapes := map[string][]int64{}
 	for i := range params {
-		if targetWeight[params[i].Name] {
+		if params[i].SharedInput {
 			params[i].Trainable = true
 		}
 		shapes[params[i].Name] = params[i].Shape
 	}
-	used, err := bindGenerationParams(g, params, cands, prefixes)
+	inputs, err := bindGenerationParams(g, params, cands, prefixes)
 	if err != nil {
 		return nil, err
 	}
-	rawOf := map[string][]byte{}
-	for _, c := range cands {
-		rawOf[c.onnxName] = c.raw
-	}
-	var inputs []string
 	var mods []lora.Module
-	for _, n := range used {
-		if !targetWeight[n] {
-			inputs = append(inputs, n)
-			continue
-		}
-		p := params[slices.IndexFunc(params, func(p Parameter) bool { return p.Name == n })]
-		src := p.Name
-		if p.ONNXName != "" {
-			src = p.ONNXName
-		}
-		t, err := onnx.NewTensorRaw(n, onnx.Float32, p.Shape, rawOf[src])
-		if err != nil {
-			return nil, err
-		}
-		g.Initializer = append(g.Initializer, t)
-		g.Input = slices.DeleteFunc(g.Input, func(v *onnxpb.ValueInfoProto) bool { return v.GetName() == n })
-		for _, m := range ad.Modules {
-			if m.Weight == n {
-				mods = append(mods, m)
-			}
+	for _, m := range ad.Modules {
+		if slices.Contains(inputs, m.Weight) {
+			mods = append(mods, m)
 		}
 	}
 	if len(mods) == 0 {

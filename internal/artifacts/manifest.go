@@ -140,6 +140,11 @@ type Parameter struct {
 	// kept frozen.
 	NotInWeights bool   `json:"not_in_weights,omitempty"`
 	Trainable    bool   `json:"trainable"`
+	// SharedInput: a frozen parameter that the graphs take as an input,
+	// like a trainable one, so that one value on the device serves the
+	// training, eval and generation sessions (LoRA's base weights) instead
+	// of a constant copy in each.
+	SharedInput bool `json:"shared_input,omitempty"`
 	FrozenBy     string `json:"frozen_by,omitempty"`
 	Decay        bool   `json:"decay"`
 }

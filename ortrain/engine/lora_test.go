@@ -15,6 +15,7 @@ import (
 	"github.com/ortrain/ortrain/internal/data"
 	"github.com/ortrain/ortrain/internal/fault"
 	"github.com/ortrain/ortrain/internal/lora"
+	"github.com/ortrain/ortrain/internal/onnx"
 	"github.com/ortrain/ortrain/internal/onnxrt"
 	"github.com/ortrain/ortrain/internal/safetensors"
 	"github.com/ortrain/ortrain/internal/testenv"
@@ -486,5 +487,58 @@ func TestLoRADropout(t *testing.T) {
 	}
 	if losses[0] != losses[1] {
 		t.Errorf("dropout seed 42 gives losses %v", losses)
+	}
+}
+
+// TestLoRABaseWeightsAreSharedInputs: with LoRA the base weights are no
+// constants of the graphs but inputs of every graph that reads them, so
+// that the engine holds one value each on the device for all sessions,
+// with no gradient buffer and no optimizer state.
+func TestLoRABaseWeightsAreSharedInputs(t *testing.T) {
+	env := openEnv(t)
+	art, man, err := buildLoRAArtifacts(t, "bart", testenv.Testdata(t, "lora", "bart-qv", "initial"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := map[string]bool{}
+	for _, p := range man.Parameters {
+		if p.FrozenBy != "" && strings.HasPrefix(p.FrozenBy, "lora:") {
+			if !p.SharedInput {
+				t.Errorf("%s frozen by LoRA but not a shared input", p.Name)
+			}
+			base[p.Name] = true
+		}
+	}
+	if len(base) == 0 {
+		t.Fatal("no frozen base weight")
+	}
+	files := []string{man.Files.Training, man.Files.Eval, man.Files.Forward}
+	for _, g := range man.Generation {
+		files = append(files, g.File)
+	}
+	for _, f := range files {
+		m, err := onnx.Load(filepath.Join(art, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, init := range m.Graph.Initializer {
+			if base[init.GetName()] {
+				t.Errorf("%s holds base weight %s as a constant", f, init.GetName())
+			}
+		}
+		inputs := 0
+		for _, in := range m.Graph.Input {
+			if base[in.GetName()] {
+				inputs++
+			}
+		}
+		if inputs == 0 {
+			t.Errorf("%s takes no base weight as an input", f)
+		}
+	}
+	eng := openTrainer(t, env, art, Options{})
+	if len(eng.shared) != len(base) || len(eng.grad) != len(man.Trainable()) || len(eng.st) != 2*len(man.Trainable()) {
+		t.Errorf("%d shared values for %d base weights; %d gradient buffers and %d optimizer states for %d trainable tensors",
+			len(eng.shared), len(base), len(eng.grad), len(eng.st), len(man.Trainable()))
 	}
 }

@@ -51,6 +51,8 @@ def bench_torch(d, steps, warmup, threads, lora_r=0):
     for m in model.modules():
         if isinstance(m, torch.nn.Dropout):
             m.p = 0.0
+        if isinstance(getattr(m, "dropout", None), float):
+            m.dropout = 0.0  # T5Attention's functional attention dropout (see scripts/README.md quirks)
     if lora_r:
         from peft import LoraConfig, get_peft_model
 
