@@ -138,15 +138,15 @@ type Parameter struct {
 	MatchedBy string `json:"matched_by,omitempty"`
 	// NotInWeights: named by the graph, but absent from the weights file;
 	// kept frozen.
-	NotInWeights bool   `json:"not_in_weights,omitempty"`
-	Trainable    bool   `json:"trainable"`
+	NotInWeights bool `json:"not_in_weights,omitempty"`
+	Trainable    bool `json:"trainable"`
 	// SharedInput: a frozen parameter that the graphs take as an input,
 	// like a trainable one, so that one value on the device serves the
 	// training, eval and generation sessions (LoRA's base weights) instead
 	// of a constant copy in each.
-	SharedInput bool `json:"shared_input,omitempty"`
-	FrozenBy     string `json:"frozen_by,omitempty"`
-	Decay        bool   `json:"decay"`
+	SharedInput bool   `json:"shared_input,omitempty"`
+	FrozenBy    string `json:"frozen_by,omitempty"`
+	Decay       bool   `json:"decay"`
 }
 
 // TorchShape is the parameter's shape in PyTorch (and in safetensors files).
