@@ -221,3 +221,38 @@ func maxAbsDiff(a, b []float32) float64 {
 	}
 	return m
 }
+
+// TestTrainContinuesPEFTAdapter: --adapter continues an adapter PEFT
+// trained (its config: r 8, alpha 16, q,v), and LoRA flags that disagree
+// with it are refused.
+func TestTrainContinuesPEFTAdapter(t *testing.T) {
+	model, data := archModel(t, "t5")
+	adapter := testenv.Testdata(t, "lora", "t5-qv", "trained")
+	out := filepath.Join(t.TempDir(), "out")
+	common := []string{"--model", model, "--train_file", data, "--source_lang", "en", "--target_lang", "xx", "--do_train", "--max_steps", "1",
+		"--per_device_train_batch_size", "2", "--adapter", adapter}
+	code, stdout, stderr := runTrainCLI(t, append(common, "--output_dir", out)...)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	if !strings.Contains(stdout, "LoRA r=8 lora_alpha=16") || !strings.Contains(stdout, "trainable params: 1536 || all params: 8336") {
+		t.Errorf("adapter's config not used:\n%s", stdout)
+	}
+	before, after := readAdapter(t, adapter), readAdapter(t, out)
+	if len(after) != len(before) {
+		t.Fatalf("%d tensors, the adapter has %d", len(after), len(before))
+	}
+	changed := false
+	for k, v := range before {
+		if d := maxAbsDiff(after[k], v); d > 0 && d < 0.1 {
+			changed = true
+		}
+	}
+	if !changed {
+		t.Error("one step from the adapter changed nothing, or everything far too much")
+	}
+	code, _, stderr = runTrainCLI(t, append(common, "--output_dir", filepath.Join(t.TempDir(), "o"), "--lora_r", "4", "--lora_target_modules", "q,v")...)
+	if code != exitUsage || !strings.Contains(stderr, "drop the LoRA settings") {
+		t.Errorf("disagreeing flags: exit %d\n%s", code, stderr)
+	}
+}
