@@ -97,6 +97,13 @@ func TestTrainLoRA(t *testing.T) {
 		}
 	}
 
+	// Evaluation with generation during training runs the adapters as they are.
+	code, stdout, stderr = runTrainCLI(t, append(common, "--output_dir", filepath.Join(tmp, "gen"), "--lora_target_modules", "q,v",
+		"--validation_file", data, "--eval_strategy", "steps", "--eval_steps", "3", "--predict_with_generate", "--generation_max_length", "8")...)
+	if code != 0 || !strings.Contains(stdout, "'eval_bleu'") {
+		t.Fatalf("generate during training: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+
 	// The same settings from a config file's lora: section.
 	cfgFile := filepath.Join(tmp, "args.yaml")
 	os.WriteFile(cfgFile, []byte("learning_rate: 1e-2\nlora:\n  r: 4\n  lora_alpha: 16\n  target_modules: [q, v]\n"), 0o644)
