@@ -263,3 +263,28 @@ func TestTrainContinuesPEFTAdapter(t *testing.T) {
 		t.Errorf("disagreeing flags: exit %d\n%s", code, stderr)
 	}
 }
+
+// TestTrainLoRAArtifacts: ortrain artifacts --lora_* builds a LoRA folder
+// that train --artifacts trains as it is; LoRA flags that disagree with it
+// are refused.
+func TestTrainLoRAArtifacts(t *testing.T) {
+	model, data := archModel(t, "t5")
+	art := filepath.Join(t.TempDir(), "art")
+	if code, stdout, stderr := runCLI(t, "artifacts", "--model", model, "--out", art, "--lora_r", "4", "--lora_target_modules", "q,v"); code != 0 {
+		t.Fatalf("artifacts: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	common := []string{"--artifacts", art, "--tokenizer", model, "--train_file", data, "--source_lang", "en", "--target_lang", "xx",
+		"--do_train", "--max_steps", "1", "--per_device_train_batch_size", "2"}
+	out := filepath.Join(t.TempDir(), "out")
+	code, stdout, stderr := runTrainCLI(t, append(common, "--output_dir", out)...)
+	if code != 0 || !strings.Contains(stdout, "trainable params: 768 ||") {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	if _, err := os.Stat(filepath.Join(out, lora.WeightsFile)); err != nil {
+		t.Error(err)
+	}
+	code, _, stderr = runTrainCLI(t, append(common, "--output_dir", filepath.Join(t.TempDir(), "o"), "--lora_r", "8", "--lora_target_modules", "q,v")...)
+	if code != exitUsage || !strings.Contains(stderr, "same LoRA settings") {
+		t.Errorf("disagreeing flags: exit %d\n%s", code, stderr)
+	}
+}

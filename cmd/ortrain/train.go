@@ -249,7 +249,7 @@ func runTrain(c *cli.Context) error {
 			return err
 		}
 		cfg.Adapter = c.String("adapter")
-		if c.Bool("merge_lora") && cfg.LoRA == nil && cfg.Adapter == "" {
+		if c.Bool("merge_lora") && cfg.LoRA == nil && cfg.Adapter == "" && cfg.Artifacts == "" {
 			return fault.Settingsf("--merge_lora merges LoRA adapters: give the LoRA settings (--lora_r, --lora_target_modules, ...) or --adapter")
 		}
 		for _, name := range []string{"max_source_length", "max_target_length"} {

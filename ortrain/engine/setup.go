@@ -222,7 +222,7 @@ func Prepare(ctx context.Context, env *Runtime, cfg Config) (*Session, error) {
 		return nil, err
 	} else if man.LabelSmoothing != a.LabelSmoothingFactor {
 		return nil, fmt.Errorf("%s was built with label smoothing %v but label_smoothing_factor is %v; rebuild the artifacts or drop --artifacts", artDir, man.LabelSmoothing, a.LabelSmoothingFactor)
-	} else if !sameLoRA(man, cfg) {
+	} else if (cfg.LoRA != nil || cfg.Adapter != "") && !sameLoRA(man, cfg) {
 		return nil, fault.Settingsf("%s was built %s; rebuild the artifacts with the same LoRA settings or drop --artifacts", artDir, describeLoRA(man))
 	} else if err := prec.in(man); err != nil {
 		return nil, fmt.Errorf("%s: %w: rebuild the artifacts with the same precision flags (ortrain artifacts --fp16, --bf16, --fp16_full_eval, --bf16_full_eval, --device) or drop --artifacts", artDir, err)
