@@ -235,6 +235,9 @@ func (a *TrainingArguments) LoadConfigFile(path string) error {
 			return fault.Inputf("%s:%d: %s is given twice (first at line %d); keep one", path, k.Line, k.Value, line)
 		}
 		seen[k.Value] = k.Line
+		if k.Value == LoRASection {
+			continue // read by ConfigSection
+		}
 		var val any
 		if err := v.Decode(&val); err != nil {
 			return fault.Inputf("%s:%d: %s: %v", path, v.Line, k.Value, err)
@@ -309,4 +312,37 @@ func ArgumentsFromMap(m map[string]any) (TrainingArguments, error) {
 		}
 	}
 	return a, nil
+}
+
+// LoRASection is the key of a config file whose value holds LoRA settings
+// (PEFT's LoraConfig names), not TrainingArguments.
+const LoRASection = "lora"
+
+// ConfigSection returns the object under key in a JSON or YAML config
+// file (nil when the file has no such key), with the line it starts on.
+func ConfigSection(path, key string) (map[string]any, int, error) {
+	data, err := modelfile.ReadFile(path, 16<<20)
+	if err != nil {
+		return nil, 0, fault.Mark(fault.Input, err)
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil || len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
+		return nil, 0, nil // LoadConfigFile reports what is wrong with the file
+	}
+	root := doc.Content[0]
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		if root.Content[i].Value != key {
+			continue
+		}
+		v := root.Content[i+1]
+		if v.Kind != yaml.MappingNode {
+			return nil, v.Line, fault.Inputf("%s:%d: %s: want an object of settings (r, lora_alpha, target_modules, ...)", path, v.Line, key)
+		}
+		var m map[string]any
+		if err := v.Decode(&m); err != nil {
+			return nil, v.Line, fault.Inputf("%s:%d: %s: %v", path, v.Line, key, err)
+		}
+		return m, v.Line, nil
+	}
+	return nil, 0, nil
 }

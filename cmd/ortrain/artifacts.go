@@ -41,7 +41,7 @@ constant; --param-name ONNX=NAME names it by hand.
 With --from-ort DIR it imports a folder made by ONNX Runtime's generate_artifacts instead: the forward
 graph comes from eval_model.onnx, the parameters, AdamW moments and step from the checkpoint, so that
 training continues on any ONNX Runtime (see ort_import.json in --out for what was carried over).`,
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "model", Usage: "forward graph `MODEL.onnx`, or an exported model folder (model.onnx or Optimum's export); or use --from-ort"},
 			&cli.StringSliceFlag{Name: "param-name", Aliases: []string{"param_name"}, Usage: "`ONNX=NAME`: the initializer ONNX is the model's tensor NAME (for initializers ortrain cannot identify); repeatable"},
 			&cli.StringFlag{Name: "out", Usage: "artifact `DIR` (created)"},
@@ -63,7 +63,7 @@ training continues on any ONNX Runtime (see ort_import.json in --out for what wa
 			&cli.BoolFlag{Name: "fp16_full_eval", Aliases: []string{"fp16-full-eval"}, Usage: "also write eval and generation graphs of the model cast to float16"},
 			&cli.BoolFlag{Name: "bf16_full_eval", Aliases: []string{"bf16-full-eval"}, Usage: "also write eval and generation graphs of the model cast to bfloat16"},
 			&cli.StringFlag{Name: "device", Value: "cpu", Usage: "the device whose autocast op lists mixed-precision graphs follow: cpu, cuda"},
-		},
+		}, loraFlagList(false)...),
 		Before: requireFlags("out"),
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
@@ -131,6 +131,13 @@ training continues on any ONNX Runtime (see ort_import.json in --out for what wa
 			if cfg.Precisions, err = engine.Precisions(a); err != nil {
 				return err
 			}
+			if cfg.LoRA, err = loraConfig(c); err != nil {
+				return err
+			}
+			if cfg.LoRA != nil {
+				cfg.LoRA.Seed = uint64(a.Seed)
+			}
+			cfg.Adapter = c.String("adapter")
 			man, err := artifacts.Build(cfg)
 			if err != nil {
 				return err

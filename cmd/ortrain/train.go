@@ -79,6 +79,20 @@ non-finite grad_norm; the scaler state is saved in checkpoints).
 the model in half precision; --tf32 enables TensorFloat-32 on CUDA. The CPU
 has no bfloat16 kernels: --bf16 needs --device cuda.
 
+LoRA (as HF PEFT's LoraConfig and get_peft_model): --lora_r R
+--lora_alpha A --lora_target_modules q,v (or a lora: object in --config with
+PEFT's keys r, lora_alpha, lora_dropout, target_modules, bias,
+modules_to_save, use_rslora) freezes the model and trains B·A·x·(alpha/r)
+beside each targeted linear layer (lora_A drawn Kaiming-uniform as PEFT does,
+from ortrain's seeded generator; lora_B zero), plus the biases of
+--lora_bias and the modules of --modules_to_save. Checkpoints and the final
+output are PEFT adapter folders (adapter_config.json,
+adapter_model.safetensors with PEFT's keys) that PeftModel.from_pretrained
+loads on the base model; --merge_lora also writes the merged full model.
+--adapter DIR continues a PEFT adapter (PEFT's or ortrain's);
+ortrain predict --model DIR --adapter ADAPTER generates with one. LoRA
+trains in float32 (not with --fp16/--bf16 yet).
+
 report_to: none, jsonl (output_dir/log_history.jsonl), tensorboard
 (output_dir/runs/...), mlflow, all (jsonl and tensorboard). mlflow reports
 to the tracking server MLFLOW_TRACKING_URI names, as HF's MLflowCallback:
@@ -170,7 +184,7 @@ func newTrainCommand() *cli.Command {
 		Usage:       "fine-tune a seq2seq model with Hugging Face Seq2SeqTrainer semantics (try --demo)",
 		UsageText:   "ortrain train --demo | ortrain train --model DIR --train_file F [--validation_file F] [TrainingArguments flags]",
 		Description: trainDescription,
-		Flags:       append(own, argFlags()...),
+		Flags:       append(append(own, loraFlagList(true)...), argFlags()...),
 		Action:      runTrain,
 	}
 }
@@ -310,6 +324,13 @@ func trainIn(c *cli.Context, a ortrain.TrainingArguments, world collective.Comm)
 		if cfg.ParamNames, err = paramNames(c.StringSlice("param_name")); err != nil {
 			return err
 		}
+		if cfg.LoRA, err = loraConfig(c); err != nil {
+			return err
+		}
+		cfg.Adapter = c.String("adapter")
+		if c.Bool("merge_lora") && cfg.LoRA == nil && cfg.Adapter == "" && cfg.Artifacts == "" {
+			return fault.Settingsf("--merge_lora merges LoRA adapters: give the LoRA settings (--lora_r, --lora_target_modules, ...) or --adapter")
+		}
 		for _, name := range []string{"max_source_length", "max_target_length", "val_max_target_length", "max_train_samples", "max_eval_samples", "max_predict_samples"} {
 			if n := c.Int(name); n < 0 {
 				return fault.Settingsf("--%s %d: must be 0 (no limit) or positive", name, n)
@@ -407,6 +428,12 @@ func trainIn(c *cli.Context, a ortrain.TrainingArguments, world collective.Comm)
 	res, err := tr.Run(c.Context, ortrain.RunOptions{TestData: sess.Test, Decode: sess.Decode, Out: stdout})
 	if err != nil {
 		return err
+	}
+	if c.Bool("merge_lora") && a.DoTrain {
+		if err := sess.SaveMerged(a.OutputDir); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "merged model (adapters merged into the weights): %s\n", filepath.Join(a.OutputDir, "model.safetensors"))
 	}
 	if st := tr.State(); st != nil && st.BestModelCheckpoint != nil {
 		fmt.Fprintf(stdout, "best checkpoint: %s (%s = %v)\n", *st.BestModelCheckpoint, a.MetricToCheck(), *st.BestMetric)

@@ -15,6 +15,7 @@ import (
 	"github.com/ortrain/ortrain/generate"
 	"github.com/ortrain/ortrain/generate/ortdecoder"
 	"github.com/ortrain/ortrain/internal/arch"
+	"github.com/ortrain/ortrain/internal/artifacts"
 	"github.com/ortrain/ortrain/internal/data"
 	"github.com/ortrain/ortrain/internal/fault"
 	"github.com/ortrain/ortrain/internal/modelfile"
@@ -29,6 +30,10 @@ type Options struct {
 	// Model is an exported model folder (Optimum layout or model.onnx),
 	// Artifacts an ortrain artifact folder; give exactly one.
 	Model, Artifacts string
+	// Adapter is a PEFT LoRA adapter folder (adapter_config.json,
+	// adapter_model.safetensors) to generate with, on the base model of
+	// Model: its branches run beside the base layers, unmerged.
+	Adapter string
 	// Tokenizer is a tokenizer folder or tokenizer.json; empty means the
 	// model folder.
 	Tokenizer string
@@ -94,6 +99,12 @@ type Result struct {
 func (o Options) Validate() error {
 	if (o.Model == "") == (o.Artifacts == "") {
 		return fault.Settingsf("give exactly one of --model DIR and --artifacts DIR")
+	}
+	if o.Adapter != "" && o.Model == "" {
+		return fault.Settingsf("--adapter needs --model DIR, the base model the adapter was trained on")
+	}
+	if o.Adapter != "" && o.DType != "" && o.DType != "float32" {
+		return fault.Settingsf("--adapter generates in float32; drop --dtype %s", o.DType)
 	}
 	if o.Input == "" || o.Output == "" {
 		return fault.Settingsf("--input and --output are required")
@@ -165,10 +176,11 @@ func Run(ctx context.Context, opts Options, progress func(done, total int)) (*Re
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	model, err := openModel(env, opts)
+	model, cleanup, err := openModel(env, opts)
 	if err != nil {
 		return nil, err
 	}
+	defer cleanup()
 	defer model.Close()
 	base := model.Config
 	if base.VocabSize == 0 {
@@ -252,20 +264,67 @@ func withLanguages(tok *tokenize.Pair, tokPath string, opts Options) (*tokenize.
 	return out, nil
 }
 
-func openModel(env *onnxrt.Env, opts Options) (*ortdecoder.Model, error) {
+// openModel opens the model to generate with; cleanup removes what it
+// made for it (the artifacts of an adapted model), after the model closes.
+func openModel(env *onnxrt.Env, opts Options) (m *ortdecoder.Model, cleanup func(), err error) {
+	cleanup = func() {}
 	dt, err := ortdecoder.ParseDType(opts.DType)
 	if err != nil {
-		return nil, fault.Settingsf("--%v", err)
+		return nil, cleanup, fault.Settingsf("--%v", err)
 	}
 	o := ortdecoder.Options{Device: opts.Device, IntraOpThreads: opts.Threads, DType: dt}
-	if opts.Model != "" {
-		return ortdecoder.OpenModel(env, opts.Model, ortdecoder.OpenOptions{Options: o, NoCache: opts.NoCache})
+	dir := opts.Artifacts
+	if opts.Adapter != "" {
+		if dir, err = adaptedArtifacts(opts.Model, opts.Adapter); err != nil {
+			return nil, cleanup, err
+		}
+		cleanup = func() { os.RemoveAll(dir) }
+	} else if opts.Model != "" {
+		m, err := ortdecoder.OpenModel(env, opts.Model, ortdecoder.OpenOptions{Options: o, NoCache: opts.NoCache})
+		return m, cleanup, err
 	}
-	m, err := ortdecoder.OpenArtifactModel(env, opts.Artifacts, o)
+	m, err = ortdecoder.OpenArtifactModel(env, dir, o)
 	if errors.Is(err, fault.Input) {
-		return nil, fault.Mark(fault.Input, err)
+		err = fault.Mark(fault.Input, err)
 	}
-	return m, err
+	if err != nil {
+		cleanup()
+	}
+	return m, cleanup, err
+}
+
+// adaptedArtifacts builds, in a temporary folder, the artifacts of model
+// with the LoRA adapter applied (their generation graphs run the adapter
+// branches; their parameter file holds the adapter's weights), with the
+// model's configs beside them.
+func adaptedArtifacts(model, adapter string) (string, error) {
+	bc, err := artifacts.FolderConfig(model)
+	if err != nil {
+		return "", err
+	}
+	dir, err := os.MkdirTemp("", "ortrain-predict-adapter-")
+	if err != nil {
+		return "", err
+	}
+	bc.Out, bc.Adapter, bc.RequireArchitecture = dir, adapter, false
+	if _, err := artifacts.Build(bc); err != nil {
+		os.RemoveAll(dir)
+		return "", fmt.Errorf("--adapter %s on --model %s: %w", adapter, model, err)
+	}
+	for _, f := range []string{"config.json", "generation_config.json", "tokenizer_config.json"} {
+		b, err := modelfile.ReadIn(model, f, 16<<20)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err == nil {
+			err = os.WriteFile(filepath.Join(dir, f), b, 0o644)
+		}
+		if err != nil {
+			os.RemoveAll(dir)
+			return "", err
+		}
+	}
+	return dir, nil
 }
 
 // generationConfig layers the generation config file and the explicit
@@ -420,6 +479,10 @@ func availableMemory() int64 {
 func (j *job) fingerprint(scan lineScan, opts Options, tokPath string) string {
 	h := sha256.New()
 	model, _ := filepath.Abs(opts.Model + opts.Artifacts)
+	if opts.Adapter != "" {
+		a, _ := filepath.Abs(opts.Adapter)
+		model += "\x00adapter " + a
+	}
 	fmt.Fprintf(h, "ortrain-predict-v1\x00%x\x00%d %d\x00%s\x00%s\x00%s\x00%+v\x00%d %v %v",
 		scan.hash, j.lo, j.hi, model, j.tok.Fingerprint(), tokPath, j.cfg, j.maxSrc, j.trunc, opts.NoCache)
 	return hex.EncodeToString(h.Sum(nil))

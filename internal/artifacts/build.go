@@ -30,6 +30,7 @@ import (
 	"github.com/ortrain/ortrain/internal/arch"
 	"github.com/ortrain/ortrain/internal/autodiff"
 	"github.com/ortrain/ortrain/internal/fault"
+	"github.com/ortrain/ortrain/internal/lora"
 	"github.com/ortrain/ortrain/internal/modelfile"
 	"github.com/ortrain/ortrain/internal/onnx"
 	"github.com/ortrain/ortrain/internal/onnx/onnxpb"
@@ -103,6 +104,14 @@ type Config struct {
 	// (autocast: training, eval and generation graphs) and half-precision
 	// models (eval and generation graphs).
 	Precisions []Precision
+	// LoRA trains LoRA adapters (PEFT's LoraConfig) instead of the model's
+	// weights: the base weights are frozen and every targeted linear layer
+	// gets lora_A and lora_B beside it.
+	LoRA *lora.Config
+	// Adapter is a PEFT adapter folder (adapter_config.json,
+	// adapter_model.safetensors) whose config and weights the adapters
+	// start from; LoRA, when also set, must describe the same adapter.
+	Adapter string
 }
 
 // Precision is a lower-precision variant of the artifact graphs.
@@ -246,6 +255,13 @@ func Build(cfg Config) (*Manifest, error) {
 	if err := resolveParameters(g, man.Parameters, source); err != nil {
 		return nil, err
 	}
+	if cfg.LoRA != nil || cfg.Adapter != "" {
+		added, err := buildLoRA(cfg, g, man, onnx.Opset(fwd, ""))
+		if err != nil {
+			return nil, err
+		}
+		cands = append(cands, added...)
+	}
 	if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
 		return nil, err
 	}
@@ -338,7 +354,12 @@ func Build(cfg Config) (*Manifest, error) {
 	for _, gen := range gens {
 		gm := gen.model
 		inferenceDropout(gm.Graph)
-		used, err := bindGenerationParams(gm.Graph, man.Parameters, cands, prefixes)
+		var used []string
+		if man.LoRA != nil {
+			used, err = loraGeneration(gm.Graph, man, cands, prefixes, onnx.Opset(gm, ""))
+		} else {
+			used, err = bindGenerationParams(gm.Graph, man.Parameters, cands, prefixes)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", gen.source, err)
 		}
@@ -504,12 +525,13 @@ func fileExists(p string) bool {
 	return err == nil
 }
 
-// paramsToInputs turns trainable parameter initializers into graph inputs
-// of the same name, type and shape; frozen ones stay constants.
+// paramsToInputs turns trainable (and shared frozen) parameter
+// initializers into graph inputs of the same name, type and shape; other
+// frozen ones stay constants.
 func paramsToInputs(g *onnxpb.GraphProto, params []Parameter) {
 	trainable := map[string]Parameter{}
 	for _, p := range params {
-		if p.Trainable {
+		if p.Trainable || p.SharedInput {
 			trainable[p.Name] = p
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/ortrain/ortrain/internal/fault"
+	"github.com/ortrain/ortrain/internal/lora"
 	"github.com/ortrain/ortrain/internal/modelfile"
 )
 
@@ -74,6 +75,9 @@ type Manifest struct {
 	// Variants are the graphs of lower precisions (mixed precision,
 	// half-precision models) beside the float32 ones.
 	Variants []Variant `json:"variants,omitempty"`
+	// LoRA is set when the folder trains LoRA adapters: the config, the
+	// adapted modules and the base parameters that train beside them.
+	LoRA *lora.Adapter `json:"lora,omitempty"`
 }
 
 // Source records what the artifacts were made from.
@@ -138,10 +142,15 @@ type Parameter struct {
 	MatchedBy string `json:"matched_by,omitempty"`
 	// NotInWeights: named by the graph, but absent from the weights file;
 	// kept frozen.
-	NotInWeights bool   `json:"not_in_weights,omitempty"`
-	Trainable    bool   `json:"trainable"`
-	FrozenBy     string `json:"frozen_by,omitempty"`
-	Decay        bool   `json:"decay"`
+	NotInWeights bool `json:"not_in_weights,omitempty"`
+	Trainable    bool `json:"trainable"`
+	// SharedInput: a frozen parameter that the graphs take as an input,
+	// like a trainable one, so that one value on the device serves the
+	// training, eval and generation sessions (LoRA's base weights) instead
+	// of a constant copy in each.
+	SharedInput bool   `json:"shared_input,omitempty"`
+	FrozenBy    string `json:"frozen_by,omitempty"`
+	Decay       bool   `json:"decay"`
 }
 
 // TorchShape is the parameter's shape in PyTorch (and in safetensors files).
@@ -282,8 +291,15 @@ func (m *Manifest) ParameterReport(flag string) []string {
 		line += " (checked against " + m.Source.Weights + ")"
 	}
 	out := []string{line}
+	if m.LoRA != nil {
+		// PEFT's print_trainable_parameters line; the base weights the
+		// adapters freeze are counted, not listed.
+		t, all := m.LoRACounts()
+		out = append(out, fmt.Sprintf("LoRA %s: %d adapted modules; trainable params: %d || all params: %d || trainable%%: %.4f",
+			m.LoRA.Config, len(m.LoRA.Modules), t, all, 100*float64(t)/float64(all)))
+	}
 	for _, p := range m.Parameters {
-		if !p.Trainable {
+		if !p.Trainable && !(m.LoRA != nil && p.FrozenBy == frozenByLoRA) {
 			out = append(out, fmt.Sprintf("frozen: %s %v (%s)", p.Name, p.TorchShape(), p.FrozenBy))
 		}
 	}

@@ -91,7 +91,7 @@ func applyFreeze(params []Parameter, patterns []string, semantic *arch.Arch) err
 		p.Decay = optim.Decays(p.Name)
 		if semantic != nil {
 			if why, ok := semantic.NotTrainedWhy(p.Name); ok {
-				p.Trainable, p.FrozenBy = false, "not trained by HF: "+why
+				p.Trainable, p.FrozenBy = false, notTrainedByHF+why
 			}
 		}
 		for j, re := range res {

@@ -152,8 +152,13 @@ func (e *Engine) LoadOptimizerState(path string) error {
 }
 
 // SaveModel writes model.safetensors (the model's own parameter names) into
-// dir, with the source model's configs when Options.ModelDir is set.
+// dir, with the source model's configs when Options.ModelDir is set; an
+// engine that trains LoRA adapters writes the adapter in PEFT's layout
+// (adapter_config.json, adapter_model.safetensors) instead.
 func (e *Engine) SaveModel(dir string) error {
+	if e.man.LoRA != nil {
+		return e.saveAdapter(dir)
+	}
 	if err := e.SaveParameters(filepath.Join(dir, ModelFile)); err != nil {
 		return err
 	}
@@ -211,6 +216,9 @@ func (e *Engine) SaveOptimizer(dir string) error {
 
 // LoadModel reads the parameters SaveModel wrote into dir.
 func (e *Engine) LoadModel(dir string) error {
+	if e.man.LoRA != nil {
+		return e.LoadAdapter(dir)
+	}
 	return e.LoadParameters(filepath.Join(dir, ModelFile))
 }
 

@@ -100,6 +100,7 @@ type Engine struct {
 	frozen    []artifacts.Parameter
 	trainIns  map[string]bool
 	cur       map[string]*onnxrt.Value // parameters now
+	shared    map[string]*onnxrt.Value // frozen parameters every graph takes as inputs (LoRA's base weights)
 	next      map[string]*onnxrt.Value // spare parameter buffers
 	grad      map[string]*onnxrt.Value // gradient sums now
 	gradNext  map[string]*onnxrt.Value
@@ -131,7 +132,7 @@ func Open(dir string, env *onnxrt.Env, opts Options) (*Engine, error) {
 		opts.Hyper = DefaultHyper()
 	}
 	e := &Engine{dir: dir, man: man, env: env, opts: opts,
-		cur: map[string]*onnxrt.Value{}, next: map[string]*onnxrt.Value{},
+		cur: map[string]*onnxrt.Value{}, next: map[string]*onnxrt.Value{}, shared: map[string]*onnxrt.Value{},
 		grad: map[string]*onnxrt.Value{}, gradNext: map[string]*onnxrt.Value{},
 		st: map[string]*onnxrt.Value{}, stNext: map[string]*onnxrt.Value{}}
 	ok := false
@@ -230,6 +231,21 @@ func Open(dir string, env *onnxrt.Env, opts Options) (*Engine, error) {
 			return nil, err
 		}
 	}
+	// Frozen parameters the graphs take as inputs: one value each, bound
+	// to every session, with no gradient or optimizer state.
+	for _, p := range e.frozen {
+		if !p.SharedInput {
+			continue
+		}
+		if e.cur[p.Name], err = e.alloc(p.Shape); err != nil {
+			return nil, err
+		}
+		if err := e.loadParam(p, init); err != nil {
+			return nil, err
+		}
+		e.shared[p.Name] = e.cur[p.Name]
+		delete(e.cur, p.Name)
+	}
 	if err := e.ResetOptimizerState(); err != nil {
 		return nil, err
 	}
@@ -313,7 +329,7 @@ func identityModel() []byte {
 // Close releases sessions and values.
 func (e *Engine) Close() error {
 	closed := map[*onnxrt.Value]bool{}
-	for _, m := range []map[string]*onnxrt.Value{e.cur, e.next, e.grad, e.gradNext, e.st, e.stNext} {
+	for _, m := range []map[string]*onnxrt.Value{e.cur, e.next, e.grad, e.gradNext, e.st, e.stNext, e.shared} {
 		for _, v := range m {
 			if !closed[v] {
 				closed[v] = true

@@ -17,6 +17,9 @@ var tokenizerFiles = []string{"tokenizer.json", "tokenizer_config.json", "specia
 // graphValues returns a trainable parameter's current value in the graphs'
 // layout.
 func (e *Engine) graphValues(p artifacts.Parameter) ([]float32, error) {
+	if v, ok := e.shared[p.Name]; ok {
+		return e.download(v)
+	}
 	return e.download(e.cur[p.Name])
 }
 
@@ -31,7 +34,7 @@ func (e *Engine) ExportInference(dir string) error {
 	byName := map[string]artifacts.Parameter{}
 	byONNX := map[string]artifacts.Parameter{}
 	for _, p := range man.Parameters {
-		if !p.Trainable {
+		if !p.Trainable && !p.SharedInput {
 			continue
 		}
 		byName[p.Name] = p

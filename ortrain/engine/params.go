@@ -54,6 +54,9 @@ func (e *Engine) loadParam(p artifacts.Parameter, f *safetensors.File) error {
 		return fmt.Errorf("parameter %q has shape %v in the file, the model needs %v", p.Name, ts.Shape, p.TorchShape())
 	}
 	dst := e.cur[p.Name]
+	if dst == nil {
+		dst = e.shared[p.Name]
+	}
 	if ts.DType == safetensors.Float32 && !p.Transposed && dst.Device().Kind == "cpu" {
 		return dst.SetBytes(ts.Data) // straight from the file's bytes, no float copy
 	}
@@ -115,11 +118,15 @@ func (e *Engine) Gradient(name string) ([]float32, error) {
 }
 
 // ParamValues returns the current trainable parameter values by name
-// (graph layout), to bind as inputs of the generation graphs. They stay
+// (graph layout), and the frozen ones the graphs take as inputs, to bind
+// as inputs of the generation graphs. They stay
 // owned by the Engine and change after OptimizerStep.
 func (e *Engine) ParamValues() map[string]*onnxrt.Value {
-	out := make(map[string]*onnxrt.Value, len(e.cur))
+	out := make(map[string]*onnxrt.Value, len(e.cur)+len(e.shared))
 	for k, v := range e.cur {
+		out[k] = v
+	}
+	for k, v := range e.shared {
 		out[k] = v
 	}
 	return out

@@ -18,6 +18,7 @@ import (
 	"github.com/ortrain/ortrain/internal/data"
 	"github.com/ortrain/ortrain/internal/demo"
 	"github.com/ortrain/ortrain/internal/fault"
+	"github.com/ortrain/ortrain/internal/lora"
 	"github.com/ortrain/ortrain/internal/onnxrt"
 	"github.com/ortrain/ortrain/internal/ortimport"
 	"github.com/ortrain/ortrain/ortrain"
@@ -76,6 +77,12 @@ type Config struct {
 	// AssumeArchitecture trains the model as the transformers model type it
 	// names would train (internal/arch), whatever config.json says.
 	AssumeArchitecture string
+	// LoRA trains LoRA adapters (PEFT's LoraConfig) instead of the
+	// model's weights; its Seed (the initial lora_A draws) defaults to
+	// Args.Seed. Adapter starts them from a PEFT adapter folder (its
+	// config, unless LoRA is also set and then must agree).
+	LoRA    *lora.Config
+	Adapter string
 	// NoCPUArena trades step time for peak memory (onnxrt.SessionOptions).
 	NoCPUArena bool
 	Version    string // recorded in artifacts
@@ -243,7 +250,7 @@ func Prepare(ctx context.Context, env *Runtime, cfg Config) (*Session, error) {
 	} else if artDir == "" {
 		artDir = filepath.Join(a.OutputDir, "artifacts")
 		m, err := artifacts.ReadManifest(artDir)
-		if err == nil && a.ResumeFromCheckpoint != "" && m.LabelSmoothing == a.LabelSmoothingFactor && prec.in(m) == nil {
+		if err == nil && a.ResumeFromCheckpoint != "" && m.LabelSmoothing == a.LabelSmoothingFactor && prec.in(m) == nil && sameLoRA(m, cfg) {
 			man = m // resuming: keep the artifacts the checkpoints were made with
 		} else {
 			bc, err := artifacts.FolderConfig(cfg.Model)
@@ -253,6 +260,14 @@ func Prepare(ctx context.Context, env *Runtime, cfg Config) (*Session, error) {
 			bc.Out, bc.LabelSmoothing, bc.Version, bc.ParamNames = artDir, a.LabelSmoothingFactor, cfg.Version, cfg.ParamNames
 			bc.AssumeArchitecture, bc.RequireArchitecture = cfg.AssumeArchitecture, true
 			bc.Precisions = prec.list()
+			bc.Adapter = cfg.Adapter
+			if cfg.LoRA != nil {
+				c := *cfg.LoRA
+				if c.Seed == 0 {
+					c.Seed = uint64(a.Seed)
+				}
+				bc.LoRA = &c
+			}
 			// Build makes artDir once the model is accepted, so that a refused
 			// model leaves output_dir as it was.
 			if man, err = artifacts.Build(bc); err != nil {
@@ -268,6 +283,8 @@ func Prepare(ctx context.Context, env *Runtime, cfg Config) (*Session, error) {
 		return nil, err
 	} else if man.LabelSmoothing != a.LabelSmoothingFactor {
 		return nil, fmt.Errorf("%s was built with label smoothing %v but label_smoothing_factor is %v; rebuild the artifacts or drop --artifacts", artDir, man.LabelSmoothing, a.LabelSmoothingFactor)
+	} else if (cfg.LoRA != nil || cfg.Adapter != "") && !sameLoRA(man, cfg) {
+		return nil, fault.Settingsf("%s was built %s; rebuild the artifacts with the same LoRA settings or drop --artifacts", artDir, describeLoRA(man))
 	} else if err := prec.in(man); err != nil {
 		return nil, fmt.Errorf("%s: %w: rebuild the artifacts with the same precision flags (ortrain artifacts --fp16, --bf16, --fp16_full_eval, --bf16_full_eval, --device) or drop --artifacts", artDir, err)
 	} else if cfg.AssumeArchitecture != "" {
@@ -304,6 +321,13 @@ func Prepare(ctx context.Context, env *Runtime, cfg Config) (*Session, error) {
 				eng.Close()
 				return nil, err
 			}
+		}
+	}
+	// An adapter given with prebuilt artifacts starts the adapters it trains.
+	if cfg.Artifacts != "" && cfg.Adapter != "" && a.ResumeFromCheckpoint == "" {
+		if err := eng.LoadAdapter(cfg.Adapter); err != nil {
+			eng.Close()
+			return nil, err
 		}
 	}
 	s := &Session{engine: eng, Manifest: man}

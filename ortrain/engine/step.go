@@ -127,6 +127,11 @@ func (e *Engine) trainMicroBatch(b *data.Batch, lossScale float32, seed int64) (
 			return 0, 0, err
 		}
 	}
+	for name, v := range e.shared {
+		if err := bind.BindInput(name, v); err != nil {
+			return 0, 0, err
+		}
+	}
 	for _, p := range e.params {
 		if err := bind.BindInput(p.Name, e.cur[p.Name]); err != nil {
 			return 0, 0, err
@@ -356,6 +361,9 @@ func (e *Engine) Eval(b *data.Batch, withLogits bool) (EvalResult, error) {
 	}
 	for _, p := range e.params {
 		in[p.Name] = e.cur[p.Name]
+	}
+	for name, v := range e.shared {
+		in[name] = v
 	}
 	names := []string{optim.Loss, optim.LossSum, optim.TokenCount}
 	if withLogits {

@@ -6,6 +6,8 @@
                PyTorch) and write a fixed random batch to DIR/batch.json.
   torch DIR    run PyTorch eager training steps (forward, loss, backward,
                clip_grad_norm_, AdamW) on that batch; print JSON timings.
+               --lora R: train PEFT LoRA adapters of rank R (lora_alpha 2R,
+               target_modules q,v) instead, as get_peft_model does (needs peft).
 
 Run through scripts/bench/train_step_bench.sh, which also runs ortrain and
 compares. Needs .venv (torch, transformers, onnx).
@@ -41,7 +43,7 @@ def export(d, batch, src, tgt):
               open(os.path.join(d, "batch.json"), "w"))
 
 
-def bench_torch(d, steps, warmup, threads):
+def bench_torch(d, steps, warmup, threads, lora_r=0):
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     model = T5ForConditionalGeneration.from_pretrained(d, attn_implementation="eager")
@@ -49,6 +51,13 @@ def bench_torch(d, steps, warmup, threads):
     for m in model.modules():
         if isinstance(m, torch.nn.Dropout):
             m.p = 0.0
+        if isinstance(getattr(m, "dropout", None), float):
+            m.dropout = 0.0  # T5Attention's functional attention dropout (see scripts/README.md quirks)
+    if lora_r:
+        from peft import LoraConfig, get_peft_model
+
+        model = get_peft_model(model, LoraConfig(r=lora_r, lora_alpha=2 * lora_r, lora_dropout=0.0, target_modules=["q", "v"],
+                                                 task_type="SEQ_2_SEQ_LM"))
     model.train()
     raw = json.load(open(os.path.join(d, "batch.json")))
     b = {k: torch.tensor(v["data"], dtype=torch.long).view(v["shape"]) for k, v in raw.items()}
@@ -66,7 +75,7 @@ def bench_torch(d, steps, warmup, threads):
         if first is None:
             first = float(loss)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_([p for _, p in named], 1.0)
         opt.step()
         opt.zero_grad()
         dt = time.perf_counter() - t0
@@ -74,7 +83,8 @@ def bench_torch(d, steps, warmup, threads):
             times.append(dt)
     tokens = int((b["labels"] != -100).sum())
     med = statistics.median(times)
-    print(json.dumps({"impl": "pytorch-eager", "torch": torch.__version__, "threads": threads, "steps": steps,
+    trainable = sum(p.numel() for _, p in named)
+    print(json.dumps({"impl": "pytorch-eager" + (f"-peft-lora-r{lora_r}" if lora_r else ""), "trainable_params": trainable, "torch": torch.__version__, "threads": threads, "steps": steps,
                       "step_s_median": med, "step_s": times, "target_tokens_per_step": tokens,
                       "tokens_per_s": tokens / med, "first_loss": first, "final_loss": float(loss)}))
 
@@ -89,11 +99,12 @@ def main():
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--lora", type=int, default=0, metavar="R")
     a = ap.parse_args()
     if a.mode == "export":
         export(a.dir, a.batch, a.src, a.tgt)
     else:
-        bench_torch(a.dir, a.steps, a.warmup, a.threads)
+        bench_torch(a.dir, a.steps, a.warmup, a.threads, a.lora)
 
 
 if __name__ == "__main__":
