@@ -263,7 +263,7 @@ func asLogs(entry map[string]json.RawMessage) (ortrain.Logs, int) {
 // Seq2SeqTrainer under torchrun --nproc_per_node 2 (gloo):
 // testdata/trainer/ddp/*/scenario.json from scripts/refs/trainer_ddp_refs.py.
 func TestDDPMatchesHFTorchrun(t *testing.T) {
-	for _, name := range []string{"ddp_ga2", "ddp_ga2_ls", "ddp_generate"} {
+	for _, name := range []string{"ddp_ga2", "ddp_ga2_ls", "ddp_generate", "ddp_tokens"} {
 		t.Run(name, func(t *testing.T) {
 			var sc hfScenario
 			raw, err := os.ReadFile(testenv.Testdata(t, "trainer", "ddp", name, "scenario.json"))

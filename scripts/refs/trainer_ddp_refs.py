@@ -57,6 +57,13 @@ SCENARIOS = {
         save_total_limit=2, load_best_model_at_end=True, metric_for_best_model="bleu",
         predict_with_generate=True, generation_max_length=16, generation_num_beams=2,
     ),
+    # Token counting: each process counts its micro-batch's non-padding
+    # input tokens and Trainer._track_num_input_tokens gathers and sums
+    # them over the processes.
+    "ddp_tokens": dict(
+        per_device_train_batch_size=4, gradient_accumulation_steps=2, max_steps=4, warmup_steps=1,
+        logging_steps=1, include_num_input_tokens_seen="non_padding", save_strategy="no",
+    ),
 }
 
 
