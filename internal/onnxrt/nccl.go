@@ -66,6 +66,7 @@ type NCCL struct {
 	path, driver string
 	version      int
 	n            *C.ortrain_nccl
+	mu           sync.Mutex // loading the driver
 }
 
 // LoadNCCL loads NCCL from library (else $ORTRAIN_NCCL_LIB, else
@@ -160,6 +161,25 @@ func (n *NCCL) UniqueID() (NCCLID, error) {
 	return id, nil
 }
 
+// LoadDriver loads the CUDA driver NewComm needs (once; later calls do
+// nothing), so that a job can check every rank has it before any rank
+// blocks in NewComm.
+func (n *NCCL) LoadDriver() error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	cdrv := C.CString(n.driver)
+	defer C.free(unsafe.Pointer(cdrv))
+	var dlerr *C.char
+	switch C.ortrain_nccl_load_driver(n.n, cdrv, &dlerr) {
+	case 0:
+		return nil
+	case 1:
+		return fmt.Errorf("%w: NCCL needs the CUDA driver, and %s cannot be loaded (%s): is this a host with an NVIDIA GPU and its driver?", ErrNCCLUnavailable, n.driver, C.GoString(dlerr))
+	default:
+		return fmt.Errorf("%w: %s is not a CUDA driver library (it lacks %s)", ErrNCCLUnavailable, n.driver, C.GoString(dlerr))
+	}
+}
+
 // NCCLComm is this process's rank in an NCCL communicator on one GPU.
 // Every call runs on one locked OS thread on which the GPU's primary
 // context (ONNX Runtime's) is current: NCCL takes the device from the
@@ -200,16 +220,7 @@ func (n *NCCL) NewComm(id NCCLID, size, rank int, dev Device) (*NCCLComm, error)
 	<-started
 	var err error
 	c.do(func() {
-		cdrv := C.CString(n.driver)
-		defer C.free(unsafe.Pointer(cdrv))
-		var dlerr *C.char
-		switch C.ortrain_nccl_load_driver(n.n, cdrv, &dlerr) {
-		case 0:
-		case 1:
-			err = fmt.Errorf("%w: NCCL needs the CUDA driver, and %s cannot be loaded (%s): is this a host with an NVIDIA GPU and its driver?", ErrNCCLUnavailable, n.driver, C.GoString(dlerr))
-			return
-		default:
-			err = fmt.Errorf("%w: %s is not a CUDA driver library (it lacks %s)", ErrNCCLUnavailable, n.driver, C.GoString(dlerr))
+		if err = n.LoadDriver(); err != nil {
 			return
 		}
 		var ctx unsafe.Pointer
