@@ -1,8 +1,12 @@
 package engine
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -140,6 +144,7 @@ func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 func TestGradientBackendChoice(t *testing.T) {
 	lib, drv := testenv.StandInNCCL(t)
 	t.Setenv("ORTRAIN_STANDIN_LOG", filepath.Join(t.TempDir(), "calls.log"))
+	t.Setenv(onnxrt.NCCLLibEnvVar, "")
 	missing := &nccl.Options{Library: filepath.Join(t.TempDir(), "libnccl.so.2")}
 	for _, tc := range []struct {
 		world  collective.Comm
@@ -169,8 +174,76 @@ func TestGradientBackendChoice(t *testing.T) {
 			t.Errorf("error lacks %q: %v", part, err)
 		}
 	}
+	// The stand-in device takes the library $ORTRAIN_NCCL_LIB names.
+	t.Setenv(onnxrt.NCCLLibEnvVar, lib)
+	if c, err := gradientComm(mirrored{}, "standin", nil); c == nil || err != nil {
+		t.Errorf("standin with $ORTRAIN_NCCL_LIB set: NCCL %v, error %v", c != nil, err)
+	} else {
+		c.Close()
+	}
 	t.Setenv(onnxrt.NCCLLibEnvVar, nccl.Off)
 	if c, err := gradientComm(mirrored{}, "cuda:0", missing); c != nil || err != nil {
 		t.Errorf("$ORTRAIN_NCCL_LIB=none: NCCL %v, error %v", c != nil, err)
 	}
+}
+
+// Two processes under mpirun on the stand-in device (device memory as a
+// GPU's) average their gradients over the stand-in NCCL, whose ranks
+// reduce for real through files, in place on the device: the training
+// matches HF's Seq2SeqTrainer under torchrun as the host path does, and
+// equals the host path bit for bit (log_history, final weights): with 2
+// processes NCCL's average (each rank's sums times 1/2, summed, as DDP's
+// reducer does) and the host path's (sum, then / 2) are the same floats.
+func TestDDPOverNCCLEqualsHostPath(t *testing.T) {
+	lib, _ := testenv.StandInNCCL(t)
+	args, kw := ddpArgs(t, "ddp_ga2", nil)
+	dir := t.TempDir()
+	calls := filepath.Join(dir, "calls.log")
+	t.Setenv("ORTRAIN_STANDIN_LOG", calls)
+	host := runDDP(t, ddpJob{Args: args, LossKwargs: kw, Out: filepath.Join(dir, "host"), Device: "standin"}, 2)
+	t.Setenv(onnxrt.NCCLLibEnvVar, lib)
+	t.Setenv("STANDIN_NCCL_DIR", t.TempDir())
+	dev := runDDP(t, ddpJob{Args: args, LossKwargs: kw, Out: filepath.Join(dir, "nccl"), Device: "standin", NCCL: true}, 2)
+
+	raw, _ := os.ReadFile(calls)
+	log := string(raw)
+	steps := dev.GlobalStep
+	if n := strings.Count(log, "ncclGroupStart"); n != 2*steps || steps == 0 {
+		t.Errorf("%d grouped NCCL all-reduces for %d optimizer steps on 2 processes", n, steps)
+	}
+	if strings.Count(log, "ncclCommInitRank nranks=2 ") != 2 || strings.Contains(log, "op=0") {
+		t.Errorf("NCCL calls:\n%.2000s", log)
+	}
+	hh, hd := withoutWallClock(logHistory(t, host.State)), withoutWallClock(logHistory(t, dev.State))
+	a, _ := json.Marshal(hh)
+	b, _ := json.Marshal(hd)
+	if string(a) != string(b) {
+		t.Errorf("log_history over NCCL differs from the host path's:\nhost %s\nNCCL %s", a, b)
+	}
+	for _, f := range []string{"final/model.safetensors"} {
+		x, err1 := os.ReadFile(filepath.Join(dir, "host", f))
+		y, err2 := os.ReadFile(filepath.Join(dir, "nccl", f))
+		if err1 != nil || err2 != nil {
+			t.Fatal(err1, err2)
+		}
+		if !bytes.Equal(x, y) {
+			t.Errorf("%s differs between NCCL and the host path", f)
+		}
+	}
+	// and both are HF's torchrun run (as TestDDPMatchesHFTorchrun checks
+	// for the CPU)
+	var sc hfScenario
+	if raw, err := os.ReadFile(testenv.Testdata(t, "trainer", "ddp", "ddp_ga2", "scenario.json")); err != nil || json.Unmarshal(raw, &sc) != nil {
+		t.Fatal("reading the HF scenario")
+	}
+	hist := logHistory(t, dev.State)
+	if len(hist) != len(sc.LogHistory) {
+		t.Fatalf("%d log entries, HF %d", len(hist), len(sc.LogHistory))
+	}
+	worst := 0.0
+	for i, want := range sc.LogHistory {
+		got, step := asLogs(hist[i])
+		worst = math.Max(worst, compareLogsTol(t, fmt.Sprintf("log_history[%d]", i), got, step, want, 1e-5))
+	}
+	t.Logf("%d optimizer steps, %d log entries; largest relative difference from HF under torchrun %.2g", steps, len(hist), worst)
 }

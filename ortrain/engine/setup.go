@@ -86,8 +86,9 @@ type Config struct {
 	Adapter string
 	// NCCL configures the NCCL library that averages gradients in GPU
 	// memory when several processes train on CUDA; nil: libnccl.so.2 or
-	// $ORTRAIN_NCCL_LIB. When set, the stand-in device uses it too (tests
-	// with the stand-in NCCL of internal/testenv).
+	// $ORTRAIN_NCCL_LIB. When set, or when $ORTRAIN_NCCL_LIB is, the
+	// stand-in device uses NCCL too (tests with the stand-in NCCL of
+	// internal/testenv).
 	NCCL *nccl.Options
 	// NoCPUArena trades step time for peak memory (onnxrt.SessionOptions).
 	NoCPUArena bool
@@ -139,7 +140,10 @@ func gradientComm(world collective.Comm, device string, opts *nccl.Options) (*nc
 	if err != nil {
 		return nil, err
 	}
-	if dev.Kind != "cuda" && (dev != onnxrt.StandIn || opts == nil) {
+	// The stand-in device takes NCCL only when told which library (tests
+	// with the stand-in NCCL).
+	standIn := dev == onnxrt.StandIn && (opts != nil || os.Getenv(onnxrt.NCCLLibEnvVar) != "")
+	if dev.Kind != "cuda" && !standIn {
 		return nil, nil
 	}
 	var o nccl.Options

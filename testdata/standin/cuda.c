@@ -11,6 +11,11 @@
 pthread_t standin_current_thread;
 int standin_current_device = -1;
 static int busy_left;
+static int (*query_hook)(void);
+
+// standin_set_query_hook: the stand-in NCCL's pending work, finished or
+// reported busy by cuStreamQuery.
+void standin_set_query_hook(int (*hook)(void)) { query_hook = hook; }
 
 static void logf_(const char *fmt, ...) {
   const char *path = getenv("ORTRAIN_STANDIN_LOG");
@@ -68,6 +73,10 @@ int cuStreamQuery(void *s) {
   if (busy_left != 0) {
     if (busy_left > 0) busy_left--;
     return 600; // CUDA_ERROR_NOT_READY
+  }
+  if (query_hook) {
+    int r = query_hook();
+    if (r) return r;
   }
   logf_("cuStreamQuery done");
   return 0;
