@@ -43,6 +43,8 @@ type ddpJob struct {
 	// $ORTRAIN_NCCL_LIB names) instead of MPI.
 	Device string `json:"device"`
 	NCCL   bool   `json:"nccl"`
+	// Timeout is $ORTRAIN_COLLECTIVE_TIMEOUT (default 60s).
+	Timeout string `json:"timeout"`
 }
 
 // ddpResult is what process 0 reports.
@@ -228,7 +230,11 @@ func startDDP(t *testing.T, job ddpJob, n int) (int, string) {
 	defer cancel()
 	args := append(testenv.MPIRun(t, n), os.Args[0], "-test.run=^$")
 	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
-	cmd.Env = append(os.Environ(), ddpEnv+"="+string(spec), "ORTRAIN_COLLECTIVE_TIMEOUT=60s")
+	timeout := job.Timeout
+	if timeout == "" {
+		timeout = "60s"
+	}
+	cmd.Env = append(os.Environ(), ddpEnv+"="+string(spec), "ORTRAIN_COLLECTIVE_TIMEOUT="+timeout)
 	out, err := cmd.CombinedOutput()
 	if ctx.Err() != nil {
 		t.Fatalf("mpirun -np %d still running after 5 minutes:\n%s", n, out)

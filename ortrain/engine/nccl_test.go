@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ortrain/ortrain/internal/artifacts"
 	"github.com/ortrain/ortrain/internal/collective"
@@ -246,4 +247,33 @@ func TestDDPOverNCCLEqualsHostPath(t *testing.T) {
 		worst = math.Max(worst, compareLogsTol(t, fmt.Sprintf("log_history[%d]", i), got, step, want, 1e-5))
 	}
 	t.Logf("%d optimizer steps, %d log entries; largest relative difference from HF under torchrun %.2g", steps, len(hist), worst)
+}
+
+// A process that stops answering while the others wait in an NCCL
+// all-reduce: they abort the communicator after the collective timeout
+// and exit non-zero naming the silent rank, never hang.
+func TestDDPOverNCCLNamesAStoppedRank(t *testing.T) {
+	lib, _ := testenv.StandInNCCL(t)
+	args, kw := ddpArgs(t, "ddp_ga2", nil)
+	t.Setenv("ORTRAIN_STANDIN_LOG", filepath.Join(t.TempDir(), "calls.log"))
+	t.Setenv(onnxrt.NCCLLibEnvVar, lib)
+	t.Setenv("STANDIN_NCCL_DIR", t.TempDir())
+	// process 1 stops (SIGSTOP) in the all-reduce of its 3rd optimizer step
+	t.Setenv("STANDIN_NCCL_STOP", "1:"+strconv.Itoa(2*len(man(t).Trainable())))
+	start := time.Now()
+	code, out := startDDP(t, ddpJob{Args: args, LossKwargs: kw, Out: filepath.Join(t.TempDir(), "out"), Device: "standin", NCCL: true,
+		Timeout: "3s"}, 2)
+	took := time.Since(start)
+	if code == 0 || !strings.Contains(out, "rank 0: the NCCL all-reduce") || !strings.Contains(out, "did not finish within 3") ||
+		!strings.Contains(out, "rank 1 does not answer") {
+		t.Fatalf("exit %d after %s, want an error naming rank 1:\n%s", code, took, out)
+	}
+	t.Logf("exit %d after %s: %s", code, took.Round(time.Millisecond), strings.SplitN(out, "\n", 2)[0])
+}
+
+// man is t5-tiny's artifact manifest.
+func man(t *testing.T) *artifacts.Manifest {
+	t.Helper()
+	_, m := buildFixture(t, "t5-tiny", artifacts.Config{})
+	return m
 }

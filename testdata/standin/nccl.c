@@ -14,8 +14,11 @@
 //
 // Faults on request: $STANDIN_NCCL_VERSION (default 23007) is what
 // ncclGetVersion reports; $STANDIN_NCCL_ASYNC_ERROR makes
-// ncclCommGetAsyncError report that ncclResult_t (6: a remote error).
+// ncclCommGetAsyncError report that ncclResult_t (6: a remote error);
+// $STANDIN_NCCL_STOP=R:K makes rank R stop itself (SIGSTOP) at its
+// all-reduce number K (from 0), a process that freezes inside NCCL.
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -149,6 +152,11 @@ int ncclAllReduce(const void *send, void *recv, size_t count, int dtype, int op,
         stream, sum, thread());
   standin_enqueued();
   if (getenv("STANDIN_NCCL_DIR") && c->nranks > 1) {
+    int stop_rank = -1;
+    long stop_seq = -1;
+    const char *stop = getenv("STANDIN_NCCL_STOP");
+    if (stop && sscanf(stop, "%d:%ld", &stop_rank, &stop_seq) == 2 && stop_rank == c->rank && stop_seq == c->seq)
+      raise(SIGSTOP);
     if (npending == (int)(sizeof pending / sizeof *pending)) return 3;
     char path[4096], tmp[4200];
     part(path, sizeof path, c->seq, c->rank);

@@ -111,7 +111,8 @@ func (c *Comm) Library() string { return fmt.Sprintf("%s (NCCL %s)", c.lib.Path(
 // in place: NCCL's average, which multiplies each rank's buffer by 1/N and
 // sums, as DDP does. It returns once the result is in place. When the
 // reduction does not finish within the timeout, the communicator is
-// aborted and the host communicator's barrier names a rank that died.
+// aborted and the host communicator's barrier names a rank that died or
+// stopped answering.
 func (c *Comm) AverageFloat32(values []*onnxrt.Value) error {
 	if c.failed != nil {
 		return fmt.Errorf("NCCL communicator failed before: %w", c.failed)
@@ -134,14 +135,29 @@ func (c *Comm) AverageFloat32(values []*onnxrt.Value) error {
 			err := fault.Runtimef("rank %d: the NCCL all-reduce of %d gradient buffers on %v did not finish within %s: another process died or hangs; stopping",
 				me, len(values), c.dev, waited.Round(time.Millisecond))
 			c.fail(err)
-			// The host communicator names a process that no longer answers.
-			if berr := c.world.Barrier(); berr != nil {
-				return fmt.Errorf("%w; %w", err, berr)
-			}
-			return err
+			return c.nameTheSilent(err)
 		}
 		time.Sleep(pause)
 		pause = min(2*pause, time.Millisecond)
+	}
+}
+
+// nameTheSilent meets the other processes at a barrier of the host
+// communicator, whose timeout names a process that no longer answers. A
+// process that answers but never arrives (it hangs elsewhere) would keep
+// the barrier waiting, so the wait is bounded by one probe round.
+func (c *Comm) nameTheSilent(err error) error {
+	berr := make(chan error, 1)
+	go func() { berr <- c.world.Barrier() }()
+	bound := c.timeout + min(c.timeout, 10*time.Second) + min(c.timeout, 5*time.Second)
+	select {
+	case e := <-berr:
+		if e != nil {
+			return fmt.Errorf("%w; %w", err, e)
+		}
+		return err
+	case <-time.After(bound):
+		return fmt.Errorf("%w (the other processes still answer over MPI: one of them hangs)", err)
 	}
 }
 

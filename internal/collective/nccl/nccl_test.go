@@ -28,6 +28,7 @@ type world struct {
 	others     []byte
 	rootID     []byte
 	barrierErr error
+	hang       bool // Barrier never returns (a peer that answers but hangs)
 	calls      []string
 }
 
@@ -38,6 +39,9 @@ func (w *world) AllReduceFloat64([]float64, collective.Op) error { return errors
 func (w *world) Close() error                                    { return nil }
 func (w *world) Barrier() error {
 	w.calls = append(w.calls, "barrier")
+	if w.hang {
+		select {}
+	}
 	return w.barrierErr
 }
 func (w *world) AllGather(p []byte) ([][]byte, error) {
@@ -221,6 +225,42 @@ func TestTimeoutAbortsAndNamesTheRank(t *testing.T) {
 	}
 	if err := c.Close(); err != nil {
 		t.Errorf("Close after a failure: %v", err)
+	}
+}
+
+// TestTimeoutWithAHungPeer: when the other processes still answer over
+// MPI but one never arrives, the barrier would wait for ever: the failure
+// comes after one probe round all the same.
+func TestTimeoutWithAHungPeer(t *testing.T) {
+	opts, _ := standIn(t)
+	opts.Timeout = 50 * time.Millisecond
+	env, err := onnxrt.Open(testenv.ORTLibrary(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer env.Close()
+	s, err := env.NewSessionFromBytes(identityModel(t), "copy", onnxrt.SessionOptions{Device: "standin"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	v, err := s.Alloc(onnxrt.Float32, []int64{2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	c, err := Open(&world{rank: 0, size: 2, hang: true}, onnxrt.StandIn, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("STANDIN_CUDA_BUSY", "-1")
+	start := time.Now()
+	err = c.AverageFloat32([]*onnxrt.Value{v})
+	if err == nil || !strings.Contains(err.Error(), "did not finish within") || !strings.Contains(err.Error(), "one of them hangs") {
+		t.Fatalf("got %v", err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("took %s", took)
 	}
 }
 
