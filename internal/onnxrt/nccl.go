@@ -311,6 +311,9 @@ func (c *NCCLComm) StartAllReduce(values []*Value, op NCCLOp) error {
 // Done reports whether everything enqueued on the communicator's stream
 // has finished, and an error NCCL met on the way (a peer that failed).
 func (c *NCCLComm) Done() (bool, error) {
+	if c.closed {
+		return false, errors.New("NCCL communicator used after Close")
+	}
 	var done bool
 	var err error
 	c.do(func() {

@@ -138,6 +138,9 @@ func TestNCCLCallSequence(t *testing.T) {
 	if err := c.StartAllReduce(vals, NCCLSum); err == nil {
 		t.Error("all-reduce after Close accepted")
 	}
+	if _, err := c.Done(); err == nil {
+		t.Error("Done after Close answered")
+	}
 
 	log := strings.Join(calls(), "\n")
 	stream := regexp.MustCompile(`stream=(0x[0-9a-f]+)`).FindStringSubmatch(log)

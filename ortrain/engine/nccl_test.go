@@ -259,7 +259,7 @@ func TestDDPOverNCCLNamesAStoppedRank(t *testing.T) {
 	t.Setenv(onnxrt.NCCLLibEnvVar, lib)
 	t.Setenv("STANDIN_NCCL_DIR", t.TempDir())
 	// process 1 stops (SIGSTOP) in the all-reduce of its 3rd optimizer step
-	t.Setenv("STANDIN_NCCL_STOP", "1:"+strconv.Itoa(2*len(man(t).Trainable())))
+	t.Setenv("STANDIN_NCCL_STOP", "1:"+strconv.Itoa(2*len(t5TinyManifest(t).Trainable())))
 	start := time.Now()
 	code, out := startDDP(t, ddpJob{Args: args, LossKwargs: kw, Out: filepath.Join(t.TempDir(), "out"), Device: "standin", NCCL: true,
 		Timeout: "3s"}, 2)
@@ -271,8 +271,8 @@ func TestDDPOverNCCLNamesAStoppedRank(t *testing.T) {
 	t.Logf("exit %d after %s: %s", code, took.Round(time.Millisecond), strings.SplitN(out, "\n", 2)[0])
 }
 
-// man is t5-tiny's artifact manifest.
-func man(t *testing.T) *artifacts.Manifest {
+// t5TinyManifest is the manifest of t5-tiny's training artifacts.
+func t5TinyManifest(t *testing.T) *artifacts.Manifest {
 	t.Helper()
 	_, m := buildFixture(t, "t5-tiny", artifacts.Config{})
 	return m
