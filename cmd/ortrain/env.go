@@ -10,6 +10,8 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/ortrain/ortrain/internal/collective/nccl"
+	"github.com/ortrain/ortrain/internal/onnxrt"
 	"github.com/ortrain/ortrain/internal/ortlib"
 )
 
@@ -20,6 +22,7 @@ type envReport struct {
 	PinnedVersion  string   `json:"pinned_version"`
 	Providers      []string `json:"providers"`
 	CUDAProvider   string   `json:"cuda_provider"`
+	NCCL           string   `json:"nccl"`
 	CPUModel       string   `json:"cpu_model"`
 	CPUFeatures    []string `json:"cpu_features"`
 	LogicalCPUs    int      `json:"logical_cpus"`
@@ -49,6 +52,7 @@ func newEnvCommand() *cli.Command {
 				LogicalCPUs: goruntime.NumCPU(), GOMAXPROCS: goruntime.GOMAXPROCS(0),
 				Threads:      "intra-op and inter-op threads default to ONNX Runtime's choice (one per physical core); set them with --threads",
 				CUDAProvider: cudaProviderState(env.Path()),
+				NCCL:         ncclState(),
 			}
 			if c.Bool("json") {
 				enc := json.NewEncoder(c.App.Writer)
@@ -61,6 +65,7 @@ func newEnvCommand() *cli.Command {
 			fmt.Fprintf(w, "library          %s\n", r.Library)
 			fmt.Fprintf(w, "providers        %s\n", strings.Join(r.Providers, ", "))
 			fmt.Fprintf(w, "cuda provider    %s\n", r.CUDAProvider)
+			fmt.Fprintf(w, "nccl             %s\n", r.NCCL)
 			fmt.Fprintf(w, "cpu              %s\n", r.CPUModel)
 			fmt.Fprintf(w, "cpu features     %s\n", strings.Join(r.CPUFeatures, " "))
 			fmt.Fprintf(w, "logical cpus     %d (GOMAXPROCS %d)\n", r.LogicalCPUs, r.GOMAXPROCS)
@@ -78,6 +83,19 @@ func cudaProviderState(lib string) string {
 		return "not installed (no libonnxruntime_providers_cuda.so beside the library)"
 	}
 	return "installed beside the library"
+}
+
+// ncclState says which NCCL several processes on CUDA would use (loading
+// it needs no GPU).
+func ncclState() string {
+	if nccl.Disabled() {
+		return "off ($" + onnxrt.NCCLLibEnvVar + "=" + nccl.Off + ": gradients on a GPU are averaged through host memory over MPI)"
+	}
+	n, err := onnxrt.LoadNCCL("", "")
+	if err != nil {
+		return "unavailable (needed only by several processes on CUDA): " + err.Error()
+	}
+	return fmt.Sprintf("%s (%s)", n.Version(), n.Path())
 }
 
 // cpuInfo reads the model name and the SIMD features ONNX Runtime's CPU

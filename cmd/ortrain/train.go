@@ -111,7 +111,9 @@ Process 0 writes output_dir, which every process must see; --device cuda
 takes the local rank's GPU; resume needs the same N. MPI is loaded at run
 time ($ORTRAIN_MPI_LIB, else libmpi.so.40/.12). A process that stops
 answering for $ORTRAIN_COLLECTIVE_TIMEOUT (default 5m) is named and the job
-stops.
+stops. On CUDA the gradients are averaged in GPU memory over NCCL
+($ORTRAIN_NCCL_LIB, else libnccl.so.2: pip install nvidia-nccl-cu13);
+$ORTRAIN_NCCL_LIB=none averages them through host memory over MPI instead.
 
 Differences from HF that cannot be avoided: the shuffled data order and the
 dropout masks come from ortrain's own seeded generators, not torch's.`

@@ -71,18 +71,21 @@ func (Single) Broadcast(buf []byte, root int) error {
 	return nil
 }
 
-// AverageFloat32 replaces buf by its mean over the ranks: the sum, then a
-// division by the number of ranks, as DDP averages gradients.
+// AverageFloat32 replaces buf by its mean over the ranks as DDP takes it:
+// each rank multiplies its buf by 1/N (in float32), then the bufs are
+// summed. PyTorch's Reducer multiplies every gradient by 1/world_size as it
+// copies it into the bucket it all-reduces (copy_grad_to_bucket), and
+// NCCL's ncclAvg, which averages gradients in GPU memory
+// (internal/collective/nccl), does the same; with N a power of two this
+// equals the sum divided by N.
 func AverageFloat32(c Comm, buf []float32) error {
-	if err := c.AllReduceFloat32(buf, Sum); err != nil {
-		return err
-	}
-	if n := float32(c.Size()); n != 1 {
+	if n := c.Size(); n != 1 {
+		scale := 1 / float32(n)
 		for i := range buf {
-			buf[i] /= n
+			buf[i] *= scale
 		}
 	}
-	return nil
+	return c.AllReduceFloat32(buf, Sum)
 }
 
 // CheckSame fails on every rank, naming the first rank that differs from

@@ -47,10 +47,43 @@ func TestSingleIsTheIdentity(t *testing.T) {
 	}
 }
 
-func TestAverageDividesTheSum(t *testing.T) {
+// threeRanks is rank 0 of a world of 3 whose all-reduce adds the other
+// ranks' bufs, as they hand them over (scaled as AverageFloat32 scales).
+type threeRanks struct {
+	Single
+	peers [2][]float32
+}
+
+func (threeRanks) Size() int { return 3 }
+func (c threeRanks) AllReduceFloat32(b []float32, op Op) error {
+	for i := range b {
+		third := 1 / float32(3)
+		b[i] = (b[i] + c.peers[0][i]*third) + c.peers[1][i]*third
+	}
+	return nil
+}
+
+// TestAverageScalesThenSums: every rank's buffer times 1/N, then the sum,
+// as DDP's reducer and NCCL's average take it; with 3 ranks this differs
+// from the sum divided by 3 in the last bit (1, 1, 3: 1.6666667, not
+// 1.6666666 — checked with numpy float32).
+func TestAverageScalesThenSums(t *testing.T) {
 	b := []float32{1, 3}
-	if err := AverageFloat32(twoRanks{peer: []float32{3, -1}}, b); err != nil || !slices.Equal(b, []float32{2, 1}) {
-		t.Fatalf("%v %v", b, err)
+	if err := AverageFloat32(twoRanks{peer: []float32{3 * 0.5, -1 * 0.5}}, b); err != nil || !slices.Equal(b, []float32{2, 1}) {
+		t.Fatalf("2 ranks: %v %v", b, err)
+	}
+	third := 1 / float32(3)
+	one := float32(1)
+	b = []float32{1}
+	if err := AverageFloat32(threeRanks{peers: [2][]float32{{1}, {3}}}, b); err != nil {
+		t.Fatal(err)
+	}
+	want := (one*third + one*third) + 3*third
+	if b[0] != want || b[0] != 1.6666667 {
+		t.Errorf("3 ranks: %.9g, want %.9g", b[0], want)
+	}
+	if sumThenDivide := (one + one + 3) / 3; b[0] == sumThenDivide {
+		t.Errorf("3 ranks: %.9g is the sum divided by 3", b[0])
 	}
 }
 

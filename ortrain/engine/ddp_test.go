@@ -17,6 +17,7 @@ import (
 	"github.com/ortrain/ortrain/generate/ortdecoder"
 	"github.com/ortrain/ortrain/internal/artifacts"
 	"github.com/ortrain/ortrain/internal/collective/mpi"
+	"github.com/ortrain/ortrain/internal/collective/nccl"
 	"github.com/ortrain/ortrain/internal/data"
 	"github.com/ortrain/ortrain/internal/onnxrt"
 	"github.com/ortrain/ortrain/internal/testenv"
@@ -37,6 +38,13 @@ type ddpJob struct {
 	Out        string         `json:"out"`  // output_dir
 	Result     string         `json:"result"`
 	KillAtStep int            `json:"kill_at_step"` // every process SIGKILLs itself after this step
+	// Device runs the engine there ("standin": device memory as a GPU's);
+	// NCCL averages the gradients over NCCL (the library
+	// $ORTRAIN_NCCL_LIB names) instead of MPI.
+	Device string `json:"device"`
+	NCCL   bool   `json:"nccl"`
+	// Timeout is $ORTRAIN_COLLECTIVE_TIMEOUT (default 60s).
+	Timeout string `json:"timeout"`
 }
 
 // ddpResult is what process 0 reports.
@@ -97,10 +105,23 @@ func ddpRun(spec string) error {
 			return err
 		}
 	}
+	var dc DeviceComm
+	if job.NCCL {
+		dev, err := onnxrt.ParseDevice(job.Device)
+		if err != nil {
+			return err
+		}
+		c, err := nccl.Open(comm, dev, nccl.Options{})
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		dc = c
+	}
 	eng, err := Open(art, env, Options{
-		Session:  onnxrt.SessionOptions{IntraOpThreads: 1},
+		Session:  onnxrt.SessionOptions{IntraOpThreads: 1, Device: job.Device},
 		Hyper:    Hyper{Beta1: a.AdamBeta1, Beta2: a.AdamBeta2, Eps: a.AdamEpsilon, WeightDecay: a.WeightDecay, MaxGradNorm: a.MaxGradNorm},
-		ModelDir: modelDir, Comm: comm,
+		ModelDir: modelDir, Comm: comm, DeviceComm: dc,
 	})
 	if err != nil {
 		return err
@@ -209,7 +230,11 @@ func startDDP(t *testing.T, job ddpJob, n int) (int, string) {
 	defer cancel()
 	args := append(testenv.MPIRun(t, n), os.Args[0], "-test.run=^$")
 	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
-	cmd.Env = append(os.Environ(), ddpEnv+"="+string(spec), "ORTRAIN_COLLECTIVE_TIMEOUT=60s")
+	timeout := job.Timeout
+	if timeout == "" {
+		timeout = "60s"
+	}
+	cmd.Env = append(os.Environ(), ddpEnv+"="+string(spec), "ORTRAIN_COLLECTIVE_TIMEOUT="+timeout)
 	out, err := cmd.CombinedOutput()
 	if ctx.Err() != nil {
 		t.Fatalf("mpirun -np %d still running after 5 minutes:\n%s", n, out)

@@ -71,6 +71,16 @@ type Options struct {
 	// accumulated gradients over the processes, as DDP does, before
 	// unscaling, clipping and the update.
 	Comm collective.Comm
+	// DeviceComm, with Comm of several processes and gradients in device
+	// memory, averages them there in place (NCCL) instead of through host
+	// memory over Comm.
+	DeviceComm DeviceComm
+}
+
+// DeviceComm averages float32 values in device memory in place over the
+// processes of a data-parallel job (internal/collective/nccl).
+type DeviceComm interface {
+	AverageFloat32(values []*onnxrt.Value) error
 }
 
 // EvalResult is the eval graph's output for one batch.

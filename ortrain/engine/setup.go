@@ -15,6 +15,7 @@ import (
 	"github.com/ortrain/ortrain/internal/arch"
 	"github.com/ortrain/ortrain/internal/artifacts"
 	"github.com/ortrain/ortrain/internal/collective"
+	"github.com/ortrain/ortrain/internal/collective/nccl"
 	"github.com/ortrain/ortrain/internal/data"
 	"github.com/ortrain/ortrain/internal/demo"
 	"github.com/ortrain/ortrain/internal/fault"
@@ -83,6 +84,12 @@ type Config struct {
 	// config, unless LoRA is also set and then must agree).
 	LoRA    *lora.Config
 	Adapter string
+	// NCCL configures the NCCL library that averages gradients in GPU
+	// memory when several processes train on CUDA; nil: libnccl.so.2 or
+	// $ORTRAIN_NCCL_LIB. When set, or when $ORTRAIN_NCCL_LIB is, the
+	// stand-in device uses NCCL too (tests with the stand-in NCCL of
+	// internal/testenv).
+	NCCL *nccl.Options
 	// NoCPUArena trades step time for peak memory (onnxrt.SessionOptions).
 	NoCPUArena bool
 	Version    string // recorded in artifacts
@@ -99,18 +106,56 @@ type Session struct {
 	Decode   func([]int) string
 	engine   *Engine
 	gen      *Generator
+	nccl     *nccl.Comm
 	Manifest *artifacts.Manifest
 }
 
-// Close releases ONNX Runtime sessions.
+// Close releases ONNX Runtime sessions and the NCCL communicator.
 func (s *Session) Close() error {
 	if s.gen != nil {
 		s.gen.Close()
 	}
+	var err error
 	if s.engine != nil {
-		return s.engine.Close()
+		err = s.engine.Close()
 	}
-	return nil
+	if s.nccl != nil {
+		err = errors.Join(err, s.nccl.Close())
+		s.nccl = nil
+	}
+	return err
+}
+
+// gradientComm opens the NCCL communicator that averages gradients in
+// GPU memory when several processes train on CUDA, as Horovod and DDP do;
+// nil means the host path (the CPU, one process, or $ORTRAIN_NCCL_LIB=none:
+// an all-reduce over MPI through host memory). NCCL that cannot be loaded
+// is an error, not a silent fallback: the host path copies every gradient
+// to the host and back at each optimizer step.
+func gradientComm(world collective.Comm, device string, opts *nccl.Options) (*nccl.Comm, error) {
+	if world.Size() == 1 || nccl.Disabled() {
+		return nil, nil
+	}
+	dev, err := onnxrt.ParseDevice(device)
+	if err != nil {
+		return nil, err
+	}
+	// The stand-in device takes NCCL only when told which library (tests
+	// with the stand-in NCCL).
+	standIn := dev == onnxrt.StandIn && (opts != nil || os.Getenv(onnxrt.NCCLLibEnvVar) != "")
+	if dev.Kind != "cuda" && !standIn {
+		return nil, nil
+	}
+	var o nccl.Options
+	if opts != nil {
+		o = *opts
+	}
+	c, err := nccl.Open(world, dev, o)
+	if err != nil {
+		return nil, fmt.Errorf("averaging gradients in GPU memory over %d processes: %w (or set $%s=%s to average them through host memory over MPI)",
+			world.Size(), err, onnxrt.NCCLLibEnvVar, nccl.Off)
+	}
+	return c, nil
 }
 
 // lossScalingFor is HF's gradient-accumulation rule for the model, from
@@ -330,7 +375,17 @@ func Prepare(ctx context.Context, env *Runtime, cfg Config) (*Session, error) {
 			return nil, err
 		}
 	}
-	s := &Session{engine: eng, Manifest: man}
+	var gc *nccl.Comm
+	if a.DoTrain {
+		if gc, err = gradientComm(world, a.Device, cfg.NCCL); err != nil {
+			eng.Close()
+			return nil, err
+		}
+		if gc != nil {
+			eng.opts.DeviceComm = gc
+		}
+	}
+	s := &Session{engine: eng, Manifest: man, nccl: gc}
 	ok := false
 	defer func() {
 		if !ok {

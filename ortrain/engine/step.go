@@ -219,10 +219,21 @@ func (e *Engine) OptimizerStep(ctx context.Context, lr float64) (float64, error)
 
 // averageGradients replaces every gradient sum by its mean over the
 // data-parallel processes (one all-reduce over all of them, in graph
-// order), as DDP's all-reduce at the last micro-batch of a window does.
+// order), as DDP's all-reduce at the last micro-batch of a window does:
+// in device memory with a DeviceComm, else through host memory.
 func (e *Engine) averageGradients() error {
 	c := e.opts.Comm
 	if c == nil || c.Size() == 1 {
+		return nil
+	}
+	if d := e.opts.DeviceComm; d != nil {
+		grads := make([]*onnxrt.Value, len(e.params))
+		for i, p := range e.params {
+			grads[i] = e.grad[p.Name]
+		}
+		if err := d.AverageFloat32(grads); err != nil {
+			return fmt.Errorf("averaging gradients over %d processes: %w", c.Size(), err)
+		}
 		return nil
 	}
 	var flat []float32
