@@ -18,6 +18,7 @@ import (
 	"github.com/ortrain/ortrain/internal/artifacts"
 	"github.com/ortrain/ortrain/internal/data"
 	"github.com/ortrain/ortrain/internal/fault"
+	"github.com/ortrain/ortrain/internal/lora"
 	"github.com/ortrain/ortrain/internal/modelfile"
 	"github.com/ortrain/ortrain/internal/onnx"
 	"github.com/ortrain/ortrain/internal/onnxrt"
@@ -32,8 +33,14 @@ type Options struct {
 	Model, Artifacts string
 	// Adapter is a PEFT LoRA adapter folder (adapter_config.json,
 	// adapter_model.safetensors) to generate with, on the base model of
-	// Model: its branches run beside the base layers, unmerged.
+	// Model (or in the LoRA artifact folder Artifacts, built with the same
+	// LoRA config): its branches run beside the base layers, unmerged,
+	// unless MergeLoRA.
 	Adapter string
+	// MergeLoRA merges the adapter into the base weights before generation
+	// (PEFT's merge_and_unload: W + scaling·B·A), so that the base model's
+	// graphs run, with no adapter branches.
+	MergeLoRA bool
 	// Tokenizer is a tokenizer folder or tokenizer.json; empty means the
 	// model folder.
 	Tokenizer string
@@ -100,8 +107,8 @@ func (o Options) Validate() error {
 	if (o.Model == "") == (o.Artifacts == "") {
 		return fault.Settingsf("give exactly one of --model DIR and --artifacts DIR")
 	}
-	if o.Adapter != "" && o.Model == "" {
-		return fault.Settingsf("--adapter needs --model DIR, the base model the adapter was trained on")
+	if o.MergeLoRA && o.Adapter == "" {
+		return fault.Settingsf("--merge_lora merges a LoRA adapter into the base model's weights: give --adapter DIR with it")
 	}
 	if o.Adapter != "" && o.DType != "" && o.DType != "float32" {
 		return fault.Settingsf("--adapter generates in float32; drop --dtype %s", o.DType)
@@ -275,10 +282,11 @@ func openModel(env *onnxrt.Env, opts Options) (m *ortdecoder.Model, cleanup func
 	o := ortdecoder.Options{Device: opts.Device, IntraOpThreads: opts.Threads, DType: dt}
 	dir := opts.Artifacts
 	if opts.Adapter != "" {
-		if dir, err = adaptedArtifacts(opts.Model, opts.Adapter); err != nil {
+		var root string
+		if dir, root, err = adaptedArtifacts(opts); err != nil {
 			return nil, cleanup, err
 		}
-		cleanup = func() { os.RemoveAll(dir) }
+		cleanup = func() { os.RemoveAll(root) }
 	} else if opts.Model != "" {
 		m, err := ortdecoder.OpenModel(env, opts.Model, ortdecoder.OpenOptions{Options: o, NoCache: opts.NoCache})
 		return m, cleanup, err
@@ -293,38 +301,97 @@ func openModel(env *onnxrt.Env, opts Options) (m *ortdecoder.Model, cleanup func
 	return m, cleanup, err
 }
 
-// adaptedArtifacts builds, in a temporary folder, the artifacts of model
-// with the LoRA adapter applied (their generation graphs run the adapter
-// branches; their parameter file holds the adapter's weights), with the
-// model's configs beside them.
-func adaptedArtifacts(model, adapter string) (string, error) {
-	bc, err := artifacts.FolderConfig(model)
-	if err != nil {
-		return "", err
-	}
+// adaptedArtifacts writes, in a temporary folder, artifacts that generate
+// with the LoRA adapter: with --model, those built from the model with the
+// adapter applied (their generation graphs run the adapter branches; their
+// parameter file holds the adapter's weights); with --artifacts, the
+// generation graphs of that LoRA folder with the adapter's weights. With
+// --merge_lora the adapter is then merged into the base weights and the
+// branches taken out. The source's configs are copied beside them. The
+// folder is under root, which the caller removes.
+func adaptedArtifacts(opts Options) (folder, root string, err error) {
 	dir, err := os.MkdirTemp("", "ortrain-predict-adapter-")
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
-	bc.Out, bc.Adapter, bc.RequireArchitecture = dir, adapter, false
-	if _, err := artifacts.Build(bc); err != nil {
+	fail := func(err error) (string, string, error) {
 		os.RemoveAll(dir)
-		return "", fmt.Errorf("--adapter %s on --model %s: %w", adapter, model, err)
+		return "", "", err
 	}
+	if opts.Model != "" {
+		bc, err := artifacts.FolderConfig(opts.Model)
+		if err != nil {
+			return fail(err)
+		}
+		built := filepath.Join(dir, "adapted")
+		bc.Out, bc.Adapter, bc.RequireArchitecture = built, opts.Adapter, false
+		if _, err := artifacts.Build(bc); err != nil {
+			return fail(fmt.Errorf("--adapter %s on --model %s: %w", opts.Adapter, opts.Model, err))
+		}
+		if !opts.MergeLoRA {
+			if err := copyConfigs(opts.Model, built); err != nil {
+				return fail(err)
+			}
+			return built, dir, nil
+		}
+		gen := filepath.Join(dir, "merged")
+		if err := os.Mkdir(gen, 0o755); err != nil {
+			return fail(err)
+		}
+		if err := artifacts.WriteGeneration(built, gen, artifacts.GenerationOptions{MergeLoRA: true}); err != nil {
+			return fail(err)
+		}
+		if err := copyConfigs(opts.Model, gen); err != nil {
+			return fail(err)
+		}
+		// The adapted training graphs are not needed any more.
+		os.RemoveAll(built)
+		return gen, dir, nil
+	}
+	src := opts.Artifacts
+	man, err := artifacts.ReadManifest(src)
+	if err != nil {
+		return fail(err)
+	}
+	if man.LoRA == nil {
+		return fail(fault.Settingsf("--artifacts %s was built without LoRA, so it cannot take --adapter: use --model BASE --adapter %s (the exported base model), or build LoRA artifacts with ortrain artifacts --model BASE --adapter %s", src, opts.Adapter, opts.Adapter))
+	}
+	ac, _, err := lora.ReadConfig(opts.Adapter)
+	if err != nil {
+		return fail(err)
+	}
+	if !man.LoRA.Config.Equal(ac) {
+		return fail(fault.Settingsf("--adapter %s holds an adapter with %s, but --artifacts %s was built for one with %s: use --model BASE --adapter %s, or rebuild the artifacts with ortrain artifacts --model BASE --adapter %s", opts.Adapter, ac, src, man.LoRA.Config, opts.Adapter, opts.Adapter))
+	}
+	vals, err := man.LoRA.ReadWeights(opts.Adapter)
+	if err != nil {
+		return fail(err)
+	}
+	if err := artifacts.WriteGeneration(src, dir, artifacts.GenerationOptions{Adapter: vals, MergeLoRA: opts.MergeLoRA}); err != nil {
+		return fail(err)
+	}
+	if err := copyConfigs(src, dir); err != nil {
+		return fail(err)
+	}
+	return dir, dir, nil
+}
+
+// copyConfigs copies the model's configs that generation reads from the
+// folder from to the folder to.
+func copyConfigs(from, to string) error {
 	for _, f := range []string{"config.json", "generation_config.json", "tokenizer_config.json"} {
-		b, err := modelfile.ReadIn(model, f, 16<<20)
+		b, err := modelfile.ReadIn(from, f, 16<<20)
 		if errors.Is(err, os.ErrNotExist) {
 			continue
 		}
 		if err == nil {
-			err = os.WriteFile(filepath.Join(dir, f), b, 0o644)
+			err = os.WriteFile(filepath.Join(to, f), b, 0o644)
 		}
 		if err != nil {
-			os.RemoveAll(dir)
-			return "", err
+			return err
 		}
 	}
-	return dir, nil
+	return nil
 }
 
 // generationConfig layers the generation config file and the explicit
@@ -482,6 +549,9 @@ func (j *job) fingerprint(scan lineScan, opts Options, tokPath string) string {
 	if opts.Adapter != "" {
 		a, _ := filepath.Abs(opts.Adapter)
 		model += "\x00adapter " + a
+		if opts.MergeLoRA {
+			model += " merged"
+		}
 	}
 	fmt.Fprintf(h, "ortrain-predict-v1\x00%x\x00%d %d\x00%s\x00%s\x00%s\x00%+v\x00%d %v %v",
 		scan.hash, j.lo, j.hi, model, j.tok.Fingerprint(), tokPath, j.cfg, j.maxSrc, j.trunc, opts.NoCache)
