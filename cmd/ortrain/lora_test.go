@@ -157,6 +157,29 @@ func TestTrainLoRA(t *testing.T) {
 			t.Errorf("predict %v:\n%s\npredict --adapter (unmerged):\n%s", args, got, first)
 		}
 	}
+
+	// Full fine-tuning continues from the merged folder: it starts from the
+	// merged weights.
+	again := filepath.Join(tmp, "again")
+	code, stdout, stderr = runTrainCLI(t, "--model", out, "--tokenizer", model, "--train_file", data, "--source_lang", "en", "--target_lang", "xx",
+		"--do_train", "--max_steps", "1", "--per_device_train_batch_size", "2", "--output_dir", again)
+	if code != 0 {
+		t.Fatalf("train --model on the merged folder: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	start, err := safetensors.ReadFile(filepath.Join(again, "artifacts", "model.safetensors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range merged.Names() {
+		w, _ := merged.Tensors[name].Float32s()
+		got, err := start.Tensors[name].Float32s()
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if d := maxAbsDiff(got, w); d != 0 {
+			t.Errorf("training from the merged folder starts %s %g away from the merged weights", name, d)
+		}
+	}
 }
 
 // checkMergedGraphs: the ONNX graphs in dir have no LoRA node or input,
