@@ -152,6 +152,9 @@ func TestAdapterMergedMatchesPEFT(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
+				if m.Kind != "kv" {
+					t.Errorf("merge %v: decoded by %q, want the KV decoder over an exported folder", merge, m.Kind)
+				}
 				wantLogits, gen := readLogits(t, filepath.Join(dir, "logits.safetensors")), ref.GenerationUnmerged
 				if merge {
 					wantLogits, gen = readLogits(t, filepath.Join(dir, "merged.safetensors")), ref.GenerationMerged

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -272,7 +273,7 @@ func withLanguages(tok *tokenize.Pair, tokPath string, opts Options) (*tokenize.
 }
 
 // openModel opens the model to generate with; cleanup removes what it
-// made for it (the artifacts of an adapted model), after the model closes.
+// made for it (the adapted model), after the model closes.
 func openModel(env *onnxrt.Env, opts Options) (m *ortdecoder.Model, cleanup func(), err error) {
 	cleanup = func() {}
 	dt, err := ortdecoder.ParseDType(opts.DType)
@@ -280,73 +281,68 @@ func openModel(env *onnxrt.Env, opts Options) (m *ortdecoder.Model, cleanup func
 		return nil, cleanup, fault.Settingsf("--%v", err)
 	}
 	o := ortdecoder.Options{Device: opts.Device, IntraOpThreads: opts.Threads, DType: dt}
-	dir := opts.Artifacts
-	if opts.Adapter != "" {
-		var root string
-		if dir, root, err = adaptedArtifacts(opts); err != nil {
+	switch {
+	case opts.Adapter != "":
+		dir, err := adaptedModel(opts)
+		if err != nil {
 			return nil, cleanup, err
 		}
-		cleanup = func() { os.RemoveAll(root) }
-	} else if opts.Model != "" {
+		cleanup = func() { os.RemoveAll(dir) }
+		m, err := ortdecoder.OpenModel(env, filepath.Join(dir, "model"), ortdecoder.OpenOptions{Options: o, NoCache: opts.NoCache})
+		if err != nil {
+			cleanup()
+		}
+		return m, cleanup, err
+	case opts.Model != "":
 		m, err := ortdecoder.OpenModel(env, opts.Model, ortdecoder.OpenOptions{Options: o, NoCache: opts.NoCache})
 		return m, cleanup, err
 	}
-	m, err = ortdecoder.OpenArtifactModel(env, dir, o)
+	m, err = ortdecoder.OpenArtifactModel(env, opts.Artifacts, o)
 	if errors.Is(err, fault.Input) {
 		err = fault.Mark(fault.Input, err)
-	}
-	if err != nil {
-		cleanup()
 	}
 	return m, cleanup, err
 }
 
-// adaptedArtifacts writes, in a temporary folder, artifacts that generate
-// with the LoRA adapter: with --model, those built from the model with the
-// adapter applied (their generation graphs run the adapter branches; their
-// parameter file holds the adapter's weights); with --artifacts, the
-// generation graphs of that LoRA folder with the adapter's weights. With
-// --merge_lora the adapter is then merged into the base weights and the
-// branches taken out. The source's configs are copied beside them. The
-// folder is under root, which the caller removes.
-func adaptedArtifacts(opts Options) (folder, root string, err error) {
+// adaptedModel writes, in a temporary folder (returned; the caller removes
+// it), the model that generates with the LoRA adapter, as an exported model
+// folder in its "model" sub-folder: the generation graphs of artifacts
+// with the adapter applied (built from --model with the adapter, or the
+// LoRA --artifacts folder with the adapter's weights), their parameters as
+// constants. The adapter branches run beside the base layers, or with
+// --merge_lora the adapter is merged into the base weights and the graphs
+// have no branches. The source's configs are copied beside them.
+func adaptedModel(opts Options) (string, error) {
 	dir, err := os.MkdirTemp("", "ortrain-predict-adapter-")
 	if err != nil {
-		return "", "", err
+		return "", err
 	}
-	fail := func(err error) (string, string, error) {
+	fail := func(err error) (string, error) {
 		os.RemoveAll(dir)
-		return "", "", err
+		return "", err
+	}
+	model := filepath.Join(dir, "model")
+	if err := os.Mkdir(model, 0o755); err != nil {
+		return fail(err)
 	}
 	if opts.Model != "" {
 		bc, err := artifacts.FolderConfig(opts.Model)
 		if err != nil {
 			return fail(err)
 		}
-		built := filepath.Join(dir, "adapted")
+		built := filepath.Join(dir, "artifacts")
 		bc.Out, bc.Adapter, bc.RequireArchitecture = built, opts.Adapter, false
 		if _, err := artifacts.Build(bc); err != nil {
 			return fail(fmt.Errorf("--adapter %s on --model %s: %w", opts.Adapter, opts.Model, err))
 		}
-		if !opts.MergeLoRA {
-			if err := copyConfigs(opts.Model, built); err != nil {
-				return fail(err)
-			}
-			return built, dir, nil
-		}
-		gen := filepath.Join(dir, "merged")
-		if err := os.Mkdir(gen, 0o755); err != nil {
+		if err := artifacts.WriteInference(built, model, artifacts.InferenceOptions{MergeLoRA: opts.MergeLoRA}); err != nil {
 			return fail(err)
 		}
-		if err := artifacts.WriteGeneration(built, gen, artifacts.GenerationOptions{MergeLoRA: true}); err != nil {
+		if err := copyConfigs(opts.Model, model); err != nil {
 			return fail(err)
 		}
-		if err := copyConfigs(opts.Model, gen); err != nil {
-			return fail(err)
-		}
-		// The adapted training graphs are not needed any more.
-		os.RemoveAll(built)
-		return gen, dir, nil
+		os.RemoveAll(built) // the training graphs are not needed
+		return dir, nil
 	}
 	src := opts.Artifacts
 	man, err := artifacts.ReadManifest(src)
@@ -367,13 +363,40 @@ func adaptedArtifacts(opts Options) (folder, root string, err error) {
 	if err != nil {
 		return fail(err)
 	}
-	if err := artifacts.WriteGeneration(src, dir, artifacts.GenerationOptions{Adapter: vals, MergeLoRA: opts.MergeLoRA}); err != nil {
+	if err := artifacts.WriteInference(src, model, artifacts.InferenceOptions{Adapter: vals, MergeLoRA: opts.MergeLoRA}); err != nil {
 		return fail(err)
 	}
-	if err := copyConfigs(src, dir); err != nil {
+	if err := copyConfigs(src, model); err != nil {
 		return fail(err)
 	}
-	return dir, dir, nil
+	if err := configsFromManifest(man, model); err != nil {
+		return fail(err)
+	}
+	return dir, nil
+}
+
+// configsFromManifest writes, where an artifact folder had no configs
+// beside it, what its manifest knows of them: the model type and the
+// special token ids, as config.json and generation_config.json.
+func configsFromManifest(man *artifacts.Manifest, dir string) error {
+	for _, f := range []string{"config.json", "generation_config.json"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err == nil {
+			return nil
+		}
+	}
+	for _, f := range []struct {
+		name string
+		v    any
+	}{{"config.json", map[string]any{"model_type": man.ModelType}}, {"generation_config.json", man.SpecialTokens}} {
+		b, err := json.Marshal(f.v)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, f.name), b, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // copyConfigs copies the model's configs that generation reads from the

@@ -61,8 +61,8 @@ func (m *Manifest) MergeLoRA(value func(Parameter) ([]float32, error)) (map[stri
 	return out, nil
 }
 
-// GenerationOptions choose what WriteGeneration writes.
-type GenerationOptions struct {
+// InferenceOptions choose what WriteInference writes.
+type InferenceOptions struct {
 	// Adapter holds values (PyTorch layout, by ortrain's names, as
 	// lora.Adapter.ReadWeights returns them) that replace the folder's
 	// adapter tensors.
@@ -74,12 +74,13 @@ type GenerationOptions struct {
 	MergeLoRA bool
 }
 
-// WriteGeneration writes into dst (an existing, empty folder) an artifact
-// folder for generation only, made from the artifact folder src: its
-// encoder, decoder and decoder_with_past graphs and their parameters, with
-// opts applied. The folder opens as any artifact folder does for
-// generation; it has no training, eval or optimizer graphs.
-func WriteGeneration(src, dst string, opts GenerationOptions) error {
+// WriteInference writes into dst (an existing folder) the generation graphs
+// of the artifact folder src as an exported model folder in Optimum's
+// layout (encoder_model.onnx, decoder_model.onnx,
+// decoder_with_past_model.onnx), with the parameters held as initializers
+// (constants, which ONNX Runtime can pre-pack, as in the source export),
+// opts applied. ortdecoder.OpenModel decodes it with the KV cache.
+func WriteInference(src, dst string, opts InferenceOptions) error {
 	man, err := ReadManifest(src)
 	if err != nil {
 		return err
@@ -114,32 +115,21 @@ func WriteGeneration(src, dst string, opts GenerationOptions) error {
 		}
 		return t.Float32s()
 	}
-	values := map[string][]float32{}
+	var merged map[string][]float32
 	if opts.MergeLoRA {
-		if values, err = man.MergeLoRA(value); err != nil {
+		if merged, err = man.MergeLoRA(value); err != nil {
 			return err
 		}
-	} else {
-		for _, p := range man.Parameters {
-			if _, ok := st.Tensors[p.Name]; !ok {
-				continue // a frozen constant of the graphs
-			}
-			if values[p.Name], err = value(p); err != nil {
-				return err
-			}
-		}
 	}
-
-	out := *man
-	out.Files = Files{Encoder: man.Files.Encoder, Decoder: man.Files.Decoder, DecoderWithPast: man.Files.DecoderWithPast, Parameters: ParametersFile}
-	out.Variants, out.Inputs, out.Generation = nil, nil, nil
-	out.Notes = append(slices.Clone(man.Notes), "generation graphs only, written from "+src)
-	if opts.MergeLoRA {
-		out.LoRA = nil
-		out.Parameters = slices.DeleteFunc(slices.Clone(man.Parameters), func(p Parameter) bool { return p.MatchedBy == ByLoRA })
-		out.Notes = append(out.Notes, "LoRA adapters merged into the base weights (W + scaling·B·A, PEFT's merge_and_unload)")
+	byName := map[string]Parameter{}
+	for _, p := range man.Parameters {
+		byName[p.Name] = p
 	}
 	for _, g := range man.Generation {
+		file, ok := map[string]string{"encoder": EncoderFile, "decoder": DecoderFile, "decoder_with_past": DecoderWithPastFile}[g.Role]
+		if !ok {
+			continue
+		}
 		m, err := onnx.Load(filepath.Join(src, g.File))
 		if err != nil {
 			return fault.Mark(fault.Input, err)
@@ -147,29 +137,34 @@ func WriteGeneration(src, dst string, opts GenerationOptions) error {
 		if err := onnx.ResolveExternalData(m, src); err != nil {
 			return fault.Mark(fault.Input, err)
 		}
-		params := g.Parameters
 		if opts.MergeLoRA {
 			lora.Strip(m.Graph)
-			inputs := map[string]bool{}
-			for _, in := range m.Graph.Input {
-				inputs[in.GetName()] = true
-			}
-			params = slices.DeleteFunc(slices.Clone(g.Parameters), func(n string) bool { return !inputs[n] })
 		}
-		if err := onnx.Save(m, filepath.Join(dst, g.File), onnx.SaveOptions{}); err != nil {
+		ins := m.Graph.Input[:0]
+		for _, in := range m.Graph.Input {
+			p, ok := byName[in.GetName()]
+			if !ok {
+				ins = append(ins, in)
+				continue
+			}
+			var v []float32
+			if merged != nil {
+				if v, ok = merged[p.Name]; !ok {
+					return fmt.Errorf("%s: no merged value for %s", g.File, p.Name)
+				}
+			} else if v, err = value(p); err != nil {
+				return err
+			}
+			t, err := onnx.NewTensor(p.Name, p.Shape, p.ToGraph(v))
+			if err != nil {
+				return err
+			}
+			m.Graph.Initializer = append(m.Graph.Initializer, t)
+		}
+		m.Graph.Input = ins
+		if err := onnx.Save(m, filepath.Join(dst, file), onnx.SaveOptions{}); err != nil {
 			return err
 		}
-		g.Parameters = params
-		out.Generation = append(out.Generation, g)
 	}
-	tensors := map[string]safetensors.Tensor{}
-	for _, p := range out.Parameters {
-		if v, ok := values[p.Name]; ok {
-			tensors[p.Name] = safetensors.FromFloat32(p.TorchShape(), v)
-		}
-	}
-	if err := safetensors.WriteFile(filepath.Join(dst, ParametersFile), tensors, map[string]string{"format": "pt"}); err != nil {
-		return err
-	}
-	return writeManifest(dst, &out)
+	return nil
 }

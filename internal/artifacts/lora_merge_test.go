@@ -48,24 +48,72 @@ func readTensors(t *testing.T, path string) map[string][]float32 {
 	return out
 }
 
-// TestWriteGenerationMergesAsPEFT: the generation folder written with
-// MergeLoRA from the artifacts of each PEFT-trained adapter holds PEFT's
+// graphWeights reads the float initializers of the generation graphs in
+// dir (an exported model folder) by name, in PyTorch layout (man says
+// which the graphs hold transposed).
+func graphWeights(t *testing.T, dir string, man *Manifest) map[string][]float32 {
+	t.Helper()
+	byName := map[string]Parameter{}
+	for _, p := range man.Parameters {
+		byName[p.Name] = p
+	}
+	out := map[string][]float32{}
+	for _, f := range []string{EncoderFile, DecoderFile, DecoderWithPastFile} {
+		m, err := onnx.Load(filepath.Join(dir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range m.Graph.Node {
+			if strings.HasPrefix(n.GetName(), "lora/") {
+				t.Errorf("%s: adapter node %s left", f, n.GetName())
+			}
+		}
+		for _, in := range m.Graph.Input {
+			if _, ok := byName[in.GetName()]; ok {
+				t.Errorf("%s: parameter %s is still an input", f, in.GetName())
+			}
+		}
+		for _, init := range m.Graph.Initializer {
+			p, ok := byName[init.GetName()]
+			if !ok {
+				continue
+			}
+			v, err := onnx.Float32s(init)
+			if err != nil {
+				t.Fatal(err)
+			}
+			v = p.ToTorch(v)
+			if prev, ok := out[p.Name]; ok && maxAbs(prev, v) != 0 {
+				t.Errorf("%s differs between the graphs", p.Name)
+			}
+			out[p.Name] = v
+		}
+	}
+	return out
+}
+
+// TestWriteInferenceMergesAsPEFT: the model folder written with MergeLoRA
+// from the artifacts of each PEFT-trained adapter holds PEFT's
 // merge_and_unload() weights (testdata/lora/<case>/merged.safetensors,
 // scripts/refs/lora_refs.py --merged) within 1e-5, the base model's
-// weights elsewhere, and graphs with no adapter branch and no adapter
-// input.
-func TestWriteGenerationMergesAsPEFT(t *testing.T) {
+// weights elsewhere, and graphs with no adapter branch, no adapter tensor
+// and no parameter input.
+func TestWriteInferenceMergesAsPEFT(t *testing.T) {
 	var rows []string
 	for _, name := range mergeCases {
 		t.Run(name, func(t *testing.T) {
 			mt := strings.SplitN(name, "-", 2)[0]
 			ref := testenv.Testdata(t, "lora", name)
 			art := buildAdapted(t, mt, filepath.Join(ref, "trained"))
-			gen := t.TempDir()
-			if err := WriteGeneration(art, gen, GenerationOptions{MergeLoRA: true}); err != nil {
+			man, err := ReadManifest(art)
+			if err != nil {
 				t.Fatal(err)
 			}
-			got := readTensors(t, filepath.Join(gen, ParametersFile))
+			out := t.TempDir()
+			if err := WriteInference(art, out, InferenceOptions{MergeLoRA: true}); err != nil {
+				t.Fatal(err)
+			}
+			got := graphWeights(t, out, man)
 			want := readTensors(t, filepath.Join(ref, "merged.safetensors"))
 			base := readTensors(t, filepath.Join(testenv.Testdata(t, "arch", mt), "model.safetensors"))
 			worst, change, merged := 0.0, 0.0, 0
@@ -86,39 +134,11 @@ func TestWriteGenerationMergesAsPEFT(t *testing.T) {
 			}
 			for k, v := range got {
 				if strings.Contains(k, "lora_") {
-					t.Errorf("merged folder holds adapter tensor %s", k)
+					t.Errorf("merged model holds adapter tensor %s", k)
 				}
 				if _, ok := want[k]; !ok {
 					if b, ok := base[k]; ok && maxAbs(v, b) != 0 {
 						t.Errorf("%s is not adapted but differs from the base model", k)
-					}
-				}
-			}
-			man, err := ReadManifest(gen)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if man.LoRA != nil || man.Files.Training != "" {
-				t.Errorf("merged generation folder: LoRA %v, training graph %q", man.LoRA, man.Files.Training)
-			}
-			for _, g := range man.Generation {
-				m, err := onnx.Load(filepath.Join(gen, g.File))
-				if err != nil {
-					t.Fatal(err)
-				}
-				for _, n := range m.Graph.Node {
-					if strings.HasPrefix(n.GetName(), "lora/") {
-						t.Errorf("%s: adapter node %s left", g.File, n.GetName())
-					}
-				}
-				for _, in := range m.Graph.Input {
-					if strings.Contains(in.GetName(), "lora_") {
-						t.Errorf("%s: adapter input %s left", g.File, in.GetName())
-					}
-				}
-				for _, p := range g.Parameters {
-					if _, ok := got[p]; !ok {
-						t.Errorf("%s takes %s, which the parameter file lacks", g.File, p)
 					}
 				}
 			}
@@ -128,9 +148,9 @@ func TestWriteGenerationMergesAsPEFT(t *testing.T) {
 	t.Log("\n" + strings.Join(rows, "\n"))
 }
 
-// TestWriteGenerationRefusals: a folder without LoRA has nothing to merge
+// TestWriteInferenceRefusals: a folder without LoRA has nothing to merge
 // (a settings error), and a folder that is no artifact folder is bad input.
-func TestWriteGenerationRefusals(t *testing.T) {
+func TestWriteInferenceRefusals(t *testing.T) {
 	dir := testenv.Testdata(t, "arch", "t5")
 	plain := filepath.Join(t.TempDir(), "plain")
 	if _, err := Build(Config{
@@ -140,11 +160,11 @@ func TestWriteGenerationRefusals(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	err := WriteGeneration(plain, t.TempDir(), GenerationOptions{MergeLoRA: true})
+	err := WriteInference(plain, t.TempDir(), InferenceOptions{MergeLoRA: true})
 	if !errors.Is(err, fault.Settings) || !strings.Contains(err.Error(), "built without LoRA") {
 		t.Errorf("merge without LoRA: %v", err)
 	}
-	err = WriteGeneration(dir, t.TempDir(), GenerationOptions{MergeLoRA: true})
+	err = WriteInference(dir, t.TempDir(), InferenceOptions{MergeLoRA: true})
 	if !errors.Is(err, fault.Input) {
 		t.Errorf("not an artifact folder: %v", err)
 	}
