@@ -162,7 +162,7 @@ func WriteInference(src, dst string, opts InferenceOptions) error {
 			m.Graph.Initializer = append(m.Graph.Initializer, t)
 		}
 		m.Graph.Input = ins
-		if err := onnx.Save(m, filepath.Join(dst, file), onnx.SaveOptions{}); err != nil {
+		if err := onnx.Save(m, filepath.Join(dst, file), onnx.SaveOptions{ExternalData: true}); err != nil {
 			return err
 		}
 	}
