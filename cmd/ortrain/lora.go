@@ -25,7 +25,7 @@ func loraFlagList(training bool) []cli.Flag {
 	}
 	if training {
 		flags = append(flags,
-			&cli.BoolFlag{Name: "merge_lora", Aliases: []string{"merge-lora"}, Usage: "also write the model with the adapters merged into its weights (model.safetensors, config.json: a full checkpoint) into output_dir at the end", Category: "LoRA (PEFT)"},
+			&cli.BoolFlag{Name: "merge_lora", Aliases: []string{"merge-lora"}, Usage: "also write the model with the adapters merged into its weights (model.safetensors, config.json: a full checkpoint) into output_dir at the end; its ONNX graphs then hold the merged weights, without adapter branches (ortrain predict --model OUTPUT_DIR)", Category: "LoRA (PEFT)"},
 		)
 	}
 	return flags

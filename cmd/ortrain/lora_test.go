@@ -2,12 +2,14 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/ortrain/ortrain/internal/lora"
+	"github.com/ortrain/ortrain/internal/onnx"
 	"github.com/ortrain/ortrain/internal/safetensors"
 	"github.com/ortrain/ortrain/internal/testenv"
 )
@@ -118,26 +120,127 @@ func TestTrainLoRA(t *testing.T) {
 		}
 	}
 
-	// predict --adapter (artifacts built with the adapter) against the
-	// output folder's exported graphs, which hold the trained adapters.
+	// The output folder of --merge_lora is the merged model: its graphs
+	// have no adapter branch and hold the merged weights of
+	// model.safetensors.
+	checkMergedGraphs(t, out, merged)
+
+	// predict --adapter (artifacts built with the adapter, unmerged), the
+	// same merged by predict --merge_lora, the merged output folder as a
+	// model, and a LoRA artifact folder with --adapter (unmerged and
+	// merged): the same predictions.
 	in := filepath.Join(tmp, "src.txt")
 	os.WriteFile(in, []byte("w3 w4 w5\nw10 w11 w12 w13\nw20 w21\n"), 0o644)
-	p1, p2 := filepath.Join(tmp, "adapter.txt"), filepath.Join(tmp, "export.txt")
-	for _, args := range [][]string{
-		{"--model", model, "--adapter", out, "--output", p1},
-		{"--model", out, "--tokenizer", model, "--output", p2},
+	art := filepath.Join(tmp, "art")
+	if code, stdout, stderr := runCLI(t, "artifacts", "--model", model, "--out", art, "--lora_r", "4", "--lora_alpha", "16", "--lora_target_modules", "q,v"); code != 0 {
+		t.Fatalf("artifacts: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	var first []byte
+	for i, args := range [][]string{
+		{"--model", model, "--adapter", out},
+		{"--model", model, "--adapter", out, "--merge_lora"},
+		{"--model", out, "--tokenizer", model},
+		{"--artifacts", art, "--tokenizer", model, "--adapter", out},
+		{"--artifacts", art, "--tokenizer", model, "--adapter", out, "--merge_lora"},
 	} {
+		pred := filepath.Join(tmp, fmt.Sprintf("pred%d.txt", i))
 		var o, e bytes.Buffer
-		all := append([]string{"ortrain", "--ort-lib", testenv.ORTLibrary(t), "predict", "--no-progress", "--input", in, "--num-beams", "2"}, args...)
+		all := append([]string{"ortrain", "--ort-lib", testenv.ORTLibrary(t), "predict", "--no-progress", "--input", in, "--num-beams", "2", "--output", pred}, args...)
 		if code := run(t.Context(), all, strings.NewReader(""), &o, &e); code != 0 {
 			t.Fatalf("predict %v: exit %d\n%s\n%s", args, code, o.String(), e.String())
 		}
+		got, _ := os.ReadFile(pred)
+		if i == 0 {
+			first = got
+		}
+		if len(got) == 0 || !bytes.Equal(got, first) {
+			t.Errorf("predict %v:\n%s\npredict --adapter (unmerged):\n%s", args, got, first)
+		}
 	}
-	a, _ := os.ReadFile(p1)
-	b, _ := os.ReadFile(p2)
-	if len(a) == 0 || !bytes.Equal(a, b) {
-		t.Errorf("predict --adapter:\n%s\nexported adapted model:\n%s", a, b)
+
+	// Full fine-tuning continues from the merged folder: it starts from the
+	// merged weights.
+	again := filepath.Join(tmp, "again")
+	code, stdout, stderr = runTrainCLI(t, "--model", out, "--tokenizer", model, "--train_file", data, "--source_lang", "en", "--target_lang", "xx",
+		"--do_train", "--max_steps", "1", "--per_device_train_batch_size", "2", "--output_dir", again)
+	if code != 0 {
+		t.Fatalf("train --model on the merged folder: exit %d\n%s\n%s", code, stdout, stderr)
 	}
+	start, err := safetensors.ReadFile(filepath.Join(again, "artifacts", "model.safetensors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range merged.Names() {
+		w, _ := merged.Tensors[name].Float32s()
+		got, err := start.Tensors[name].Float32s()
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if d := maxAbsDiff(got, w); d != 0 {
+			t.Errorf("training from the merged folder starts %s %g away from the merged weights", name, d)
+		}
+	}
+}
+
+// checkMergedGraphs: the ONNX graphs in dir have no LoRA node or input,
+// and every initializer named as a tensor of the merged weights holds its
+// value (as is or transposed).
+func checkMergedGraphs(t *testing.T, dir string, merged *safetensors.File) {
+	t.Helper()
+	graphs, _ := filepath.Glob(filepath.Join(dir, "*.onnx"))
+	if len(graphs) < 4 {
+		t.Fatalf("%s holds %d ONNX graphs, want model.onnx and the three generation graphs", dir, len(graphs))
+	}
+	checked := 0
+	for _, g := range graphs {
+		m, err := onnx.Load(g)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range m.Graph.Node {
+			if strings.HasPrefix(n.GetName(), "lora/") {
+				t.Errorf("%s: adapter node %s in the merged model", g, n.GetName())
+			}
+		}
+		for _, in := range m.Graph.Input {
+			if strings.Contains(in.GetName(), "lora_") {
+				t.Errorf("%s: adapter input %s in the merged model", g, in.GetName())
+			}
+		}
+		for _, init := range m.Graph.Initializer {
+			want, ok := merged.Tensors[init.GetName()]
+			if !ok || !strings.Contains(init.GetName(), "SelfAttention.q.") {
+				continue
+			}
+			got, err := onnx.Float32s(init)
+			if err != nil {
+				t.Fatal(err)
+			}
+			w, _ := want.Float32s()
+			if d := maxAbsDiff(got, w); d != 0 {
+				if sh := want.Shape; len(sh) == 2 && maxAbsDiff(got, transposeRef(w, sh[0], sh[1])) == 0 {
+					d = 0
+				}
+				if d != 0 {
+					t.Errorf("%s: %s differs from the merged model.safetensors by %g", g, init.GetName(), d)
+				}
+			}
+			checked++
+		}
+	}
+	if checked == 0 {
+		t.Error("no adapted weight found among the graphs' initializers")
+	}
+}
+
+func transposeRef(v []float32, rows, cols int64) []float32 {
+	out := make([]float32, len(v))
+	for r := int64(0); r < rows; r++ {
+		for c := int64(0); c < cols; c++ {
+			out[c*rows+r] = v[r*cols+c]
+		}
+	}
+	return out
 }
 
 // TestTrainLoRABadSettings: settings errors name the flag and what to do.
@@ -176,10 +279,57 @@ func TestPredictAdapterOfAnotherModel(t *testing.T) {
 	if code != exitData || !strings.Contains(e.String(), "another base model") || !strings.Contains(e.String(), "adapter_config.json") {
 		t.Errorf("exit %d\n%s", code, e.String())
 	}
-	all = []string{"ortrain", "--ort-lib", testenv.ORTLibrary(t), "predict", "--no-progress", "--artifacts", model, "--adapter", adapter,
-		"--input", in, "--output", filepath.Join(t.TempDir(), "out.txt")}
-	if code := run(t.Context(), all, strings.NewReader(""), &o, &e); code != exitUsage || !strings.Contains(e.String(), "--adapter needs --model") {
-		t.Errorf("--adapter with --artifacts: exit %d\n%s", code, e.String())
+	// Merged: the same refusal.
+	e.Reset()
+	if code := run(t.Context(), append(all, "--merge_lora"), strings.NewReader(""), &o, &e); code != exitData || !strings.Contains(e.String(), "another base model") {
+		t.Errorf("--merge_lora: exit %d\n%s", code, e.String())
+	}
+}
+
+// TestPredictMergeLoRABadInput: --merge_lora without --adapter, an adapter
+// whose config ortrain refuses (DoRA), --adapter with artifacts built
+// without LoRA or for another LoRA config: errors that name the problem
+// and what to do.
+func TestPredictMergeLoRABadInput(t *testing.T) {
+	model, _ := archModel(t, "t5")
+	tmp := t.TempDir()
+	in := filepath.Join(tmp, "src.txt")
+	os.WriteFile(in, []byte("w3 w4\n"), 0o644)
+	dora := filepath.Join(tmp, "dora")
+	if err := os.CopyFS(dora, os.DirFS(testenv.Testdata(t, "lora", "t5-qv", "trained"))); err != nil {
+		t.Fatal(err)
+	}
+	cfgPath := filepath.Join(dora, lora.ConfigFile)
+	b, _ := os.ReadFile(cfgPath)
+	os.WriteFile(cfgPath, bytes.Replace(b, []byte(`"use_dora": false`), []byte(`"use_dora": true`), 1), 0o644)
+	plain, loraArt := filepath.Join(tmp, "plain"), filepath.Join(tmp, "lora-art")
+	if code, stdout, stderr := runCLI(t, "artifacts", "--model", model, "--out", plain); code != 0 {
+		t.Fatalf("artifacts: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	if code, stdout, stderr := runCLI(t, "artifacts", "--model", model, "--out", loraArt, "--lora_r", "4", "--lora_target_modules", "q,v"); code != 0 {
+		t.Fatalf("artifacts: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	trained := testenv.Testdata(t, "lora", "t5-qv", "trained")
+	for _, c := range []struct {
+		args []string
+		code int
+		want []string
+	}{
+		{[]string{"--model", model, "--merge_lora"}, exitUsage, []string{"--merge_lora merges a LoRA adapter", "give --adapter"}},
+		{[]string{"--model", model, "--adapter", dora, "--merge_lora"}, exitData, []string{"adapter_config.json", "use_dora", "DoRA"}},
+		{[]string{"--artifacts", plain, "--tokenizer", model, "--adapter", trained, "--merge_lora"}, exitUsage, []string{"built without LoRA", "--model BASE --adapter"}},
+		{[]string{"--artifacts", loraArt, "--tokenizer", model, "--adapter", trained}, exitUsage, []string{"r=8", "r=4", "rebuild the artifacts"}},
+	} {
+		var o, e bytes.Buffer
+		all := append([]string{"ortrain", "--ort-lib", testenv.ORTLibrary(t), "predict", "--no-progress", "--input", in, "--output", filepath.Join(tmp, "out.txt")}, c.args...)
+		code := run(t.Context(), all, strings.NewReader(""), &o, &e)
+		ok := code == c.code
+		for _, w := range c.want {
+			ok = ok && strings.Contains(e.String(), w)
+		}
+		if !ok {
+			t.Errorf("%v: exit %d, want %d with %q\n%s", c.args, code, c.code, c.want, e.String())
+		}
 	}
 }
 

@@ -28,7 +28,13 @@ model.safetensors). --tokenizer defaults to the model folder.
 --adapter DIR with --model generates with a LoRA adapter (PEFT's
 adapter_config.json and adapter_model.safetensors, as ortrain train or PEFT
 wrote it) on that base model: the adapter branches run beside the base
-layers, unmerged (float32).
+layers, unmerged (float32). With --merge_lora the adapter is merged into
+the base weights first (W + (alpha/r)·B·A, as PEFT's merge_and_unload), and
+the base model's graphs run with the merged weights, at the base model's
+speed. --artifacts DIR takes --adapter when DIR is a LoRA artifact folder
+built for the same LoRA config (ortrain artifacts --lora_* or --adapter, or
+train's output_dir/artifacts). The output_dir of ortrain train --merge_lora
+is a merged model folder itself: --model OUTPUT_DIR.
 
 A multilingual tokenizer (mBART, mBART-50, M2M100, NLLB) needs
 --source-lang and --target-lang, its language codes (en_XX / ro_RO for mBART,
@@ -74,7 +80,8 @@ func newPredictCommand() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "model", Usage: "exported model folder (optimum-cli export onnx output, or model.onnx)"},
 			&cli.StringFlag{Name: "artifacts", Usage: "ortrain artifact folder"},
-			&cli.StringFlag{Name: "adapter", Usage: "PEFT LoRA adapter folder (adapter_config.json, adapter_model.safetensors; ortrain's or PEFT's) to generate with on --model, its base model"},
+			&cli.StringFlag{Name: "adapter", Usage: "PEFT LoRA adapter folder (adapter_config.json, adapter_model.safetensors; ortrain's or PEFT's) to generate with on --model, its base model (or in a LoRA --artifacts folder of the same config)"},
+			&cli.BoolFlag{Name: "merge_lora", Aliases: []string{"merge-lora"}, Usage: "merge the --adapter into the base weights before generating (PEFT's merge_and_unload): the base model's graphs run, without adapter branches"},
 			&cli.StringFlag{Name: "tokenizer", Usage: "tokenizer folder or tokenizer.json (default: the model folder)"},
 			&cli.StringFlag{Name: "source-lang", Aliases: []string{"source_lang"}, Usage: "source language code of a multilingual tokenizer (mBART en_XX, M2M100 en, NLLB eng_Latn)"},
 			&cli.StringFlag{Name: "target-lang", Aliases: []string{"target_lang"}, Usage: "target language code of a multilingual tokenizer"},
@@ -104,7 +111,7 @@ func runPredict(c *cli.Context) error {
 		return fault.Settingsf("unexpected arguments %q", c.Args().Slice())
 	}
 	opts := predict.Options{
-		Model: c.String("model"), Artifacts: c.String("artifacts"), Adapter: c.String("adapter"), Tokenizer: c.String("tokenizer"),
+		Model: c.String("model"), Artifacts: c.String("artifacts"), Adapter: c.String("adapter"), MergeLoRA: c.Bool("merge_lora"), Tokenizer: c.String("tokenizer"),
 		SourceLang: c.String("source-lang"), TargetLang: c.String("target-lang"),
 		Input: c.String("input"), Output: c.String("output"), Refs: c.StringSlice("refs"), Report: c.String("report"),
 		GenerationConfig: c.String("generation-config"), NumBeams: optional(c, "num-beams", c.Int), MaxNewTokens: optional(c, "max-new-tokens", c.Int),

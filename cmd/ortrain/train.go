@@ -88,9 +88,11 @@ from ortrain's seeded generator; lora_B zero), plus the biases of
 --lora_bias and the modules of --modules_to_save. Checkpoints and the final
 output are PEFT adapter folders (adapter_config.json,
 adapter_model.safetensors with PEFT's keys) that PeftModel.from_pretrained
-loads on the base model; --merge_lora also writes the merged full model.
---adapter DIR continues a PEFT adapter (PEFT's or ortrain's);
-ortrain predict --model DIR --adapter ADAPTER generates with one. LoRA
+loads on the base model; --merge_lora also writes the merged full model
+(output_dir is then one merged model, its ONNX graphs without adapter
+branches). --adapter DIR continues a PEFT adapter (PEFT's or ortrain's);
+ortrain predict --model DIR --adapter ADAPTER [--merge_lora] generates
+with one. LoRA
 trains in float32 (not with --fp16/--bf16 yet).
 
 report_to: none, jsonl (output_dir/log_history.jsonl), tensorboard

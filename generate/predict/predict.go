@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -18,6 +19,7 @@ import (
 	"github.com/ortrain/ortrain/internal/artifacts"
 	"github.com/ortrain/ortrain/internal/data"
 	"github.com/ortrain/ortrain/internal/fault"
+	"github.com/ortrain/ortrain/internal/lora"
 	"github.com/ortrain/ortrain/internal/modelfile"
 	"github.com/ortrain/ortrain/internal/onnx"
 	"github.com/ortrain/ortrain/internal/onnxrt"
@@ -32,8 +34,14 @@ type Options struct {
 	Model, Artifacts string
 	// Adapter is a PEFT LoRA adapter folder (adapter_config.json,
 	// adapter_model.safetensors) to generate with, on the base model of
-	// Model: its branches run beside the base layers, unmerged.
+	// Model (or in the LoRA artifact folder Artifacts, built with the same
+	// LoRA config): its branches run beside the base layers, unmerged,
+	// unless MergeLoRA.
 	Adapter string
+	// MergeLoRA merges the adapter into the base weights before generation
+	// (PEFT's merge_and_unload: W + scaling·B·A), so that the base model's
+	// graphs run, with no adapter branches.
+	MergeLoRA bool
 	// Tokenizer is a tokenizer folder or tokenizer.json; empty means the
 	// model folder.
 	Tokenizer string
@@ -100,8 +108,8 @@ func (o Options) Validate() error {
 	if (o.Model == "") == (o.Artifacts == "") {
 		return fault.Settingsf("give exactly one of --model DIR and --artifacts DIR")
 	}
-	if o.Adapter != "" && o.Model == "" {
-		return fault.Settingsf("--adapter needs --model DIR, the base model the adapter was trained on")
+	if o.MergeLoRA && o.Adapter == "" {
+		return fault.Settingsf("--merge_lora merges a LoRA adapter into the base model's weights: give --adapter DIR with it")
 	}
 	if o.Adapter != "" && o.DType != "" && o.DType != "float32" {
 		return fault.Settingsf("--adapter generates in float32; drop --dtype %s", o.DType)
@@ -265,7 +273,7 @@ func withLanguages(tok *tokenize.Pair, tokPath string, opts Options) (*tokenize.
 }
 
 // openModel opens the model to generate with; cleanup removes what it
-// made for it (the artifacts of an adapted model), after the model closes.
+// made for it (the adapted model), after the model closes.
 func openModel(env *onnxrt.Env, opts Options) (m *ortdecoder.Model, cleanup func(), err error) {
 	cleanup = func() {}
 	dt, err := ortdecoder.ParseDType(opts.DType)
@@ -273,58 +281,140 @@ func openModel(env *onnxrt.Env, opts Options) (m *ortdecoder.Model, cleanup func
 		return nil, cleanup, fault.Settingsf("--%v", err)
 	}
 	o := ortdecoder.Options{Device: opts.Device, IntraOpThreads: opts.Threads, DType: dt}
-	dir := opts.Artifacts
-	if opts.Adapter != "" {
-		if dir, err = adaptedArtifacts(opts.Model, opts.Adapter); err != nil {
+	switch {
+	case opts.Adapter != "":
+		dir, err := adaptedModel(opts)
+		if err != nil {
 			return nil, cleanup, err
 		}
 		cleanup = func() { os.RemoveAll(dir) }
-	} else if opts.Model != "" {
+		m, err := ortdecoder.OpenModel(env, filepath.Join(dir, "model"), ortdecoder.OpenOptions{Options: o, NoCache: opts.NoCache})
+		if err != nil {
+			cleanup()
+		}
+		return m, cleanup, err
+	case opts.Model != "":
 		m, err := ortdecoder.OpenModel(env, opts.Model, ortdecoder.OpenOptions{Options: o, NoCache: opts.NoCache})
 		return m, cleanup, err
 	}
-	m, err = ortdecoder.OpenArtifactModel(env, dir, o)
+	m, err = ortdecoder.OpenArtifactModel(env, opts.Artifacts, o)
 	if errors.Is(err, fault.Input) {
 		err = fault.Mark(fault.Input, err)
-	}
-	if err != nil {
-		cleanup()
 	}
 	return m, cleanup, err
 }
 
-// adaptedArtifacts builds, in a temporary folder, the artifacts of model
-// with the LoRA adapter applied (their generation graphs run the adapter
-// branches; their parameter file holds the adapter's weights), with the
-// model's configs beside them.
-func adaptedArtifacts(model, adapter string) (string, error) {
-	bc, err := artifacts.FolderConfig(model)
-	if err != nil {
-		return "", err
-	}
+// adaptedModel writes, in a temporary folder (returned; the caller removes
+// it), the model that generates with the LoRA adapter, as an exported model
+// folder in its "model" sub-folder: the generation graphs of artifacts
+// with the adapter applied (built from --model with the adapter, or the
+// LoRA --artifacts folder with the adapter's weights), their parameters as
+// constants. The adapter branches run beside the base layers, or with
+// --merge_lora the adapter is merged into the base weights and the graphs
+// have no branches. The source's configs are copied beside them.
+func adaptedModel(opts Options) (string, error) {
 	dir, err := os.MkdirTemp("", "ortrain-predict-adapter-")
 	if err != nil {
 		return "", err
 	}
-	bc.Out, bc.Adapter, bc.RequireArchitecture = dir, adapter, false
-	if _, err := artifacts.Build(bc); err != nil {
+	fail := func(err error) (string, error) {
 		os.RemoveAll(dir)
-		return "", fmt.Errorf("--adapter %s on --model %s: %w", adapter, model, err)
+		return "", err
 	}
+	model := filepath.Join(dir, "model")
+	if err := os.Mkdir(model, 0o755); err != nil {
+		return fail(err)
+	}
+	if opts.Model != "" {
+		bc, err := artifacts.FolderConfig(opts.Model)
+		if err != nil {
+			return fail(err)
+		}
+		built := filepath.Join(dir, "artifacts")
+		bc.Out, bc.Adapter, bc.RequireArchitecture = built, opts.Adapter, false
+		if _, err := artifacts.Build(bc); err != nil {
+			return fail(fmt.Errorf("--adapter %s on --model %s: %w", opts.Adapter, opts.Model, err))
+		}
+		if err := artifacts.WriteInference(built, model, artifacts.InferenceOptions{MergeLoRA: opts.MergeLoRA}); err != nil {
+			return fail(err)
+		}
+		if err := copyConfigs(opts.Model, model); err != nil {
+			return fail(err)
+		}
+		os.RemoveAll(built) // the training graphs are not needed
+		return dir, nil
+	}
+	src := opts.Artifacts
+	man, err := artifacts.ReadManifest(src)
+	if err != nil {
+		return fail(err)
+	}
+	if man.LoRA == nil {
+		return fail(fault.Settingsf("--artifacts %s was built without LoRA, so it cannot take --adapter: use --model BASE --adapter %s (the exported base model), or build LoRA artifacts with ortrain artifacts --model BASE --adapter %s", src, opts.Adapter, opts.Adapter))
+	}
+	ac, _, err := lora.ReadConfig(opts.Adapter)
+	if err != nil {
+		return fail(err)
+	}
+	if !man.LoRA.Config.Equal(ac) {
+		return fail(fault.Settingsf("--adapter %s holds an adapter with %s, but --artifacts %s was built for one with %s: use --model BASE --adapter %s, or rebuild the artifacts with ortrain artifacts --model BASE --adapter %s", opts.Adapter, ac, src, man.LoRA.Config, opts.Adapter, opts.Adapter))
+	}
+	vals, err := man.LoRA.ReadWeights(opts.Adapter)
+	if err != nil {
+		return fail(err)
+	}
+	if err := artifacts.WriteInference(src, model, artifacts.InferenceOptions{Adapter: vals, MergeLoRA: opts.MergeLoRA}); err != nil {
+		return fail(err)
+	}
+	if err := copyConfigs(src, model); err != nil {
+		return fail(err)
+	}
+	if err := configsFromManifest(man, model); err != nil {
+		return fail(err)
+	}
+	return dir, nil
+}
+
+// configsFromManifest writes, where an artifact folder had no configs
+// beside it, what its manifest knows of them: the model type and the
+// special token ids, as config.json and generation_config.json.
+func configsFromManifest(man *artifacts.Manifest, dir string) error {
+	for _, f := range []string{"config.json", "generation_config.json"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err == nil {
+			return nil
+		}
+	}
+	for _, f := range []struct {
+		name string
+		v    any
+	}{{"config.json", map[string]any{"model_type": man.ModelType}}, {"generation_config.json", man.SpecialTokens}} {
+		b, err := json.Marshal(f.v)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, f.name), b, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// copyConfigs copies the model's configs that generation reads from the
+// folder from to the folder to.
+func copyConfigs(from, to string) error {
 	for _, f := range []string{"config.json", "generation_config.json", "tokenizer_config.json"} {
-		b, err := modelfile.ReadIn(model, f, 16<<20)
+		b, err := modelfile.ReadIn(from, f, 16<<20)
 		if errors.Is(err, os.ErrNotExist) {
 			continue
 		}
 		if err == nil {
-			err = os.WriteFile(filepath.Join(dir, f), b, 0o644)
+			err = os.WriteFile(filepath.Join(to, f), b, 0o644)
 		}
 		if err != nil {
-			os.RemoveAll(dir)
-			return "", err
+			return err
 		}
 	}
-	return dir, nil
+	return nil
 }
 
 // generationConfig layers the generation config file and the explicit
@@ -482,6 +572,9 @@ func (j *job) fingerprint(scan lineScan, opts Options, tokPath string) string {
 	if opts.Adapter != "" {
 		a, _ := filepath.Abs(opts.Adapter)
 		model += "\x00adapter " + a
+		if opts.MergeLoRA {
+			model += " merged"
+		}
 	}
 	fmt.Fprintf(h, "ortrain-predict-v1\x00%x\x00%d %d\x00%s\x00%s\x00%s\x00%+v\x00%d %v %v",
 		scan.hash, j.lo, j.hi, model, j.tok.Fingerprint(), tokPath, j.cfg, j.maxSrc, j.trunc, opts.NoCache)

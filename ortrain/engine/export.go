@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 
 	"github.com/ortrain/ortrain/internal/artifacts"
+	"github.com/ortrain/ortrain/internal/lora"
 	"github.com/ortrain/ortrain/internal/onnx"
 	"github.com/ortrain/ortrain/internal/onnx/onnxpb"
 )
@@ -29,12 +30,17 @@ func (e *Engine) graphValues(p artifacts.Parameter) ([]float32, error) {
 // artifacts' encoder/decoder/decoder_with_past generation graphs, and the
 // tokenizer files. dir then works as a model folder for
 // `ortrain predict --model` and any ONNX consumer.
-func (e *Engine) ExportInference(dir string) error {
+func (e *Engine) ExportInference(dir string) error { return e.exportInference(dir, nil) }
+
+// exportInference is ExportInference; with merged (the parameters in
+// PyTorch layout with the LoRA adapters merged in, Engine.mergedValues) the
+// graphs lose their adapter branches and hold the merged weights.
+func (e *Engine) exportInference(dir string, merged map[string][]float32) error {
 	man := e.man
 	byName := map[string]artifacts.Parameter{}
 	byONNX := map[string]artifacts.Parameter{}
 	for _, p := range man.Parameters {
-		if !p.Trainable && !p.SharedInput {
+		if !p.Trainable && !p.SharedInput || merged != nil && p.MatchedBy == artifacts.ByLoRA {
 			continue
 		}
 		byName[p.Name] = p
@@ -45,8 +51,15 @@ func (e *Engine) ExportInference(dir string) error {
 		byONNX[n] = p
 	}
 	tensor := func(name string, p artifacts.Parameter) (*onnxpb.TensorProto, error) {
-		v, err := e.graphValues(p)
-		if err != nil {
+		var v []float32
+		var err error
+		if merged != nil {
+			w, ok := merged[p.Name]
+			if !ok {
+				return nil, fmt.Errorf("no merged value for %s", p.Name)
+			}
+			v = p.ToGraph(w)
+		} else if v, err = e.graphValues(p); err != nil {
 			return nil, err
 		}
 		return onnx.NewTensor(name, p.Shape, v)
@@ -90,6 +103,9 @@ func (e *Engine) ExportInference(dir string) error {
 		m, err := onnx.Load(filepath.Join(e.dir, g.File))
 		if err != nil {
 			return err
+		}
+		if merged != nil {
+			lora.Strip(m.Graph)
 		}
 		ins := m.Graph.Input[:0]
 		for _, in := range m.Graph.Input {

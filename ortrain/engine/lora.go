@@ -60,30 +60,58 @@ func (e *Engine) LoadAdapter(dir string) error {
 // SaveMerged writes the model with every adapter merged into its base
 // weight (PEFT's merge_and_unload: W + scaling·B·A) as model.safetensors
 // under the model's own names, with the source model's configs: a full
-// checkpoint that loads with AutoModelForSeq2SeqLM.from_pretrained.
+// checkpoint that loads with AutoModelForSeq2SeqLM.from_pretrained. The
+// inference graphs (model.onnx, encoder/decoder/decoder_with_past) are
+// written again, without the adapter branches and with the merged weights,
+// so that the folder is one model for ortrain predict --model too, as fast
+// as the base model.
 func (e *Engine) SaveMerged(dir string) error {
-	tensors, err := e.MergedParameters()
+	values, err := e.mergedValues()
 	if err != nil {
 		return err
+	}
+	tensors := map[string]safetensors.Tensor{}
+	for _, p := range e.man.Parameters {
+		if v, ok := values[p.Name]; ok {
+			tensors[p.Name] = safetensors.FromFloat32(p.TorchShape(), v)
+		}
 	}
 	if err := safetensors.WriteFile(filepath.Join(dir, ModelFile), tensors, map[string]string{"format": "pt"}); err != nil {
 		return err
 	}
-	return e.copyModelFiles(dir, copiedModelFiles)
+	if err := e.copyModelFiles(dir, copiedModelFiles); err != nil {
+		return err
+	}
+	return e.exportInference(dir, values)
 }
 
 // MergedParameters are the model's parameters (PyTorch names and layout)
 // with the adapters merged into the targeted weights.
 func (e *Engine) MergedParameters() (map[string]safetensors.Tensor, error) {
-	ad := e.man.LoRA
-	if ad == nil {
+	values, err := e.mergedValues()
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]safetensors.Tensor{}
+	for _, p := range e.man.Parameters {
+		if v, ok := values[p.Name]; ok {
+			out[p.Name] = safetensors.FromFloat32(p.TorchShape(), v)
+		}
+	}
+	return out, nil
+}
+
+// mergedValues are MergedParameters' values: the trained ones from the
+// device, the frozen ones from the artifacts' parameter file.
+func (e *Engine) mergedValues() (map[string][]float32, error) {
+	if e.man.LoRA == nil {
 		return nil, fmt.Errorf("the engine trains no LoRA adapter")
 	}
 	initial, err := safetensors.ReadFile(filepath.Join(e.dir, e.man.Files.Parameters))
 	if err != nil {
 		return nil, err
 	}
-	value := func(p artifacts.Parameter) ([]float32, error) {
+	return e.man.MergeLoRA(func(p artifacts.Parameter) ([]float32, error) {
 		if p.Trainable {
 			v, err := e.download(e.cur[p.Name])
 			if err != nil {
@@ -96,36 +124,7 @@ func (e *Engine) MergedParameters() (map[string]safetensors.Tensor, error) {
 			return nil, fmt.Errorf("parameter %q is missing from %s", p.Name, e.man.Files.Parameters)
 		}
 		return t.Float32s()
-	}
-	byWeight := map[string]lora.Module{}
-	for _, m := range ad.Modules {
-		byWeight[m.Weight] = m
-	}
-	out := map[string]safetensors.Tensor{}
-	for _, p := range e.man.Parameters {
-		if p.MatchedBy == artifacts.ByLoRA {
-			continue
-		}
-		w, err := value(p)
-		if err != nil {
-			return nil, err
-		}
-		if m, ok := byWeight[p.Name]; ok {
-			pa, _ := e.param(lora.AName(m.Name))
-			pb, _ := e.param(lora.BName(m.Name))
-			a, err := value(pa)
-			if err != nil {
-				return nil, err
-			}
-			b, err := value(pb)
-			if err != nil {
-				return nil, err
-			}
-			w = lora.Merge(w, a, b, ad.Config.R, m.In, m.Out, ad.Config.Scaling())
-		}
-		out[p.Name] = safetensors.FromFloat32(p.TorchShape(), w)
-	}
-	return out, nil
+	})
 }
 
 // sameLoRA reports whether an artifact folder trains what cfg asks for:

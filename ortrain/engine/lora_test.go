@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ortrain/ortrain/generate"
 	"github.com/ortrain/ortrain/generate/ortdecoder"
 	"github.com/ortrain/ortrain/internal/artifacts"
 	"github.com/ortrain/ortrain/internal/data"
@@ -597,5 +599,85 @@ func TestLoRAOnOptimumExports(t *testing.T) {
 	}
 	if worst > 1e-5 {
 		t.Errorf("logits at labelled positions differ by %g between the two exports", worst)
+	}
+}
+
+// TestSaveMergedFolderGeneratesAsPEFT: the folder SaveMerged writes (train
+// --merge_lora's output_dir) with each PEFT-trained adapter of the T5, BART
+// and Marian fixtures is a model folder that the KV decoder opens as it
+// is: its greedy and beam sequences are HF generate()'s with PEFT's
+// merge_and_unload() model (testdata/lora/<case>/merged.json, made by
+// scripts/refs/lora_refs.py --merged), and its model.safetensors holds
+// merge_and_unload()'s weights within 1e-5.
+func TestSaveMergedFolderGeneratesAsPEFT(t *testing.T) {
+	env := openEnv(t)
+	for _, name := range loraCases {
+		t.Run(name, func(t *testing.T) {
+			dir := testenv.Testdata(t, "lora", name)
+			var ref struct {
+				ModelType        string `json:"model_type"`
+				GenerationMerged struct {
+					Sources map[string][][]int64 `json:"sources"`
+					Cases   []struct {
+						Name      string                     `json:"name"`
+						Batch     string                     `json:"batch"`
+						Kwargs    map[string]json.RawMessage `json:"kwargs"`
+						Sequences [][]int64                  `json:"sequences"`
+					} `json:"cases"`
+				} `json:"generation_merged"`
+			}
+			readJSON(t, filepath.Join(dir, "merged.json"), &ref)
+			art, _, err := buildLoRAArtifacts(t, ref.ModelType, filepath.Join(dir, "trained"), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			eng := openTrainer(t, env, art, Options{ModelDir: testenv.Testdata(t, "arch", ref.ModelType)})
+			out := t.TempDir()
+			if err := eng.SaveMerged(out); err != nil {
+				t.Fatal(err)
+			}
+			got, err := safetensors.ReadFile(filepath.Join(out, ModelFile))
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := safetensors.ReadFile(filepath.Join(dir, "merged.safetensors"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, k := range want.Names() {
+				if k == "logits" {
+					continue
+				}
+				w, _ := want.Tensors[k].Float32s()
+				g, err := got.Tensors[k].Float32s()
+				if err != nil {
+					t.Fatalf("%s: %v", k, err)
+				}
+				if d := maxDiff(g, w); d > 1e-5 {
+					t.Errorf("%s: merged weight differs from merge_and_unload()'s by %.3g", k, d)
+				}
+			}
+			m, err := ortdecoder.OpenModel(env, out, ortdecoder.OpenOptions{Options: ortdecoder.Options{IntraOpThreads: 1}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
+			if m.Kind != "kv" {
+				t.Errorf("decoded by %q, want the KV decoder", m.Kind)
+			}
+			for _, c := range ref.GenerationMerged.Cases {
+				cfg := m.Config
+				if err := cfg.ApplyJSON(c.Kwargs); err != nil {
+					t.Fatal(err)
+				}
+				res, err := generate.Generate(context.Background(), m, ref.GenerationMerged.Sources[c.Batch], cfg)
+				if err != nil {
+					t.Fatalf("%s/%s: %v", c.Name, c.Batch, err)
+				}
+				if fmt.Sprint(res.Sequences) != fmt.Sprint(c.Sequences) {
+					t.Errorf("%s/%s:\n got %v\nwant %v (HF generate, merge_and_unload)", c.Name, c.Batch, res.Sequences, c.Sequences)
+				}
+			}
+		})
 	}
 }

@@ -32,7 +32,13 @@ testdata/lora/roundtrip.json: PEFT's logits of the batch ortrain used
 merge_and_unload()'s adapted weights (roundtrip/<case>-merged.safetensors)
 with their largest difference from ortrain's merged weights.
 
-Run: /work/venv-lora/bin/python scripts/refs/lora_refs.py [--roundtrip DIR]
+With --merged it writes, for every case, what PEFT's merge_and_unload() makes
+of the trained adapter: testdata/lora/<case>/merged.safetensors (the merged
+weights of the adapted modules, and the merged model's logits of the batch
+of logits.safetensors) and merged.json (HF generate() on two source batches,
+greedy and beam, with the merged model and with the unmerged PeftModel).
+
+Run: /work/venv-lora/bin/python scripts/refs/lora_refs.py [--roundtrip DIR | --merged]
 (scripts/requirements.txt with peft==0.21.2)
 """
 
@@ -229,10 +235,48 @@ def roundtrip(root):
     fl.write_json(os.path.join(OUT, "roundtrip.json"), {"command": fl.command(), "versions": fl.versions("torch", "transformers", "peft"), "cases": results})
 
 
+def merged(names):
+    """merge_and_unload() of each PEFT-trained adapter: merged weights,
+    logits and generate() sequences, against the unmerged PeftModel's."""
+    from peft import PeftModel
+    from safetensors.torch import load_file, save_file
+
+    for name in names:
+        d = os.path.join(OUT, name)
+        refs = json.load(open(os.path.join(d, "refs.json")))
+        mt = refs["model_type"]
+        trained = os.path.join(d, "trained")
+        batch = {k: torch.tensor(v["data"]).reshape(v["shape"]) for k, v in refs["logits_batch"].items()}
+        unmerged = PeftModel.from_pretrained(ar.load(mt), trained)
+        merged_model = PeftModel.from_pretrained(ar.load(mt), trained).merge_and_unload()
+        mods = sorted({k.removeprefix("base_model.model.").rsplit(".lora_A.", 1)[0]
+                       for k in load_file(os.path.join(trained, "adapter_model.safetensors")) if ".lora_A." in k})
+        state = merged_model.state_dict()
+        tensors = {m + ".weight": state[m + ".weight"].contiguous() for m in mods}
+        logits = logits_of(merged_model, batch)
+        tensors["logits"] = logits
+        save_file(tensors, os.path.join(d, "merged.safetensors"), metadata={"format": "pt"})
+        sp = ar.special(merged_model)
+        seed = int(hashlib.sha256(f"lora-merged-{name}".encode()).hexdigest()[:8], 16)
+        gen_merged = ar.generation(mt, merged_model, sp, np.random.default_rng(seed))
+        gen_unmerged = ar.generation(mt, unmerged, sp, np.random.default_rng(seed))
+        same = [a["sequences"] == b["sequences"] for a, b in zip(gen_merged["cases"], gen_unmerged["cases"])]
+        logit_diff = float((logits - logits_of(unmerged, batch)).abs().max())
+        fl.write_json(os.path.join(d, "merged.json"), {
+            "command": fl.command(), "versions": fl.versions("torch", "transformers", "peft", "numpy", "safetensors"),
+            "model_type": mt, "adapter": f"testdata/lora/{name}/trained", "merged_modules": mods,
+            "logits_max_abs_diff_merged_vs_unmerged": logit_diff,
+            "generation_merged": gen_merged, "generation_unmerged": gen_unmerged,
+            "sequences_equal_merged_vs_unmerged": same,
+        })
+        print(f"{name}: {len(mods)} modules merged, logits merged vs unmerged {logit_diff:.3g}, sequences equal {same}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--roundtrip", metavar="DIR")
     ap.add_argument("--keys", action="store_true", help="only testdata/lora/keys.json")
+    ap.add_argument("--merged", action="store_true", help="only merge_and_unload() references (merged.json, merged.safetensors)")
     ap.add_argument("--only", nargs="*", default=None, help="model-config names (t5-qv ...)")
     a = ap.parse_args()
     warnings.filterwarnings("ignore")
@@ -245,6 +289,9 @@ def main():
         return
     if a.keys:
         keys()
+        return
+    if a.merged:
+        merged(a.only or [f"{mt}-{c}" for mt in MODELS for c in TARGETS[mt]])
         return
     for mt in MODELS:
         for cname, targets in TARGETS[mt].items():
