@@ -1,0 +1,138 @@
+package engine
+
+import (
+	"math"
+	"testing"
+
+	"github.com/ortrain/ortrain/internal/artifacts"
+	"github.com/ortrain/ortrain/internal/onnxrt"
+)
+
+// TestGradientCheckpointingGivesIdenticalGradients trains one micro-batch
+// of each fixture with dropout (a fixed seed) with and without gradient
+// checkpointing: loss, token count and every gradient must be bit for bit
+// the same, since the recomputed layers run the same operators on the same
+// values and their dropout masks are functions of the seed. Without
+// dropout, the checkpointed graphs must also match PyTorch's gradients
+// (checkGradientsOf).
+func TestGradientCheckpointingGivesIdenticalGradients(t *testing.T) {
+	env := openEnv(t)
+	for _, name := range []string{"t5-tiny", "bart-tiny", "marian-tiny"} {
+		t.Run(name, func(t *testing.T) {
+			var ref gradRef
+			readJSON(t, "../../testdata/gradients/"+name+".json", &ref)
+			b := refBatch(ref.Batch)
+			// The training-mode export keeps the model's Dropout nodes
+			// (scripts/fixtures/make_t5_train_export.py).
+			cfg := artifacts.Config{Model: "../../testdata/autodiff/" + name + "-train.onnx", Weights: "../../testdata/models/" + name + "/model.safetensors"}
+			build := func(cfg artifacts.Config) (string, *artifacts.Manifest) {
+				cfg.Out = t.TempDir()
+				man, err := artifacts.Build(cfg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return cfg.Out, man
+			}
+			plainDir, plainMan := build(cfg)
+			cfg.GradientCheckpointing = true
+			ckptDir, ckptMan := build(cfg)
+			if plainMan.DropoutNodes == 0 {
+				t.Fatalf("%s: the fixture has no Dropout nodes; the test needs them", name)
+			}
+			rec := ckptMan.GradientCheckpointing
+			if rec == nil || len(rec.Layers) == 0 {
+				t.Fatalf("no layers recomputed: %+v", rec)
+			}
+			total := 0
+			for _, l := range rec.Layers {
+				if l.Recomputed == 0 {
+					t.Errorf("layer %s: nothing recomputed", l.Module)
+				}
+				total += l.Recomputed
+			}
+			t.Logf("%s: %d layers recomputed (%d nodes): %+v", name, len(rec.Layers), total, rec.Layers)
+			// With ONNX Runtime's graph optimisations off, the recomputed
+			// layers run exactly the operators of the forward pass: bit for
+			// bit the same gradients. With them on (the default), the
+			// forward pass of the checkpointed graph may fuse what the
+			// backward pass no longer reads (T5's RMS norm, BART's GELU
+			// into single kernels) and round differently from the unfused
+			// recomputation.
+			for _, exact := range []bool{true, false} {
+				so := onnxrt.SessionOptions{DisableOptimizations: exact}
+				plain := openTrainer(t, env, plainDir, Options{Session: so})
+				ckpt := openTrainer(t, env, ckptDir, Options{Session: so})
+				const seed = 1234
+				l1, n1, err := plain.trainMicroBatch(b, 1, seed)
+				if err != nil {
+					t.Fatal(err)
+				}
+				l2, n2, err := ckpt.trainMicroBatch(b, 1, seed)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if n1 != n2 || exact && l1 != l2 || math.Abs(float64(l1-l2)) > 1e-6*math.Abs(float64(l1)) {
+					t.Errorf("optimisations off %v: loss %v over %d tokens with checkpointing, %v over %d without", exact, l2, n2, l1, n1)
+				}
+				// The error of a tensor is measured as in checkGradientsOf:
+				// against its largest value, or 1e-3 of the model's largest
+				// gradient for tensors whose true gradient is zero (attention
+				// key biases) and hold rounding noise.
+				global := 0.0
+				for _, p := range plainMan.Trainable() {
+					g1, err := plain.Gradient(p.Name)
+					if err != nil {
+						t.Fatal(err)
+					}
+					global = math.Max(global, maxAbs(g1))
+				}
+				worst, worstName, differ, sqDiff, sq := 0.0, "", 0, 0.0, 0.0
+				for _, p := range plainMan.Trainable() {
+					g1, err := plain.Gradient(p.Name)
+					if err != nil {
+						t.Fatal(err)
+					}
+					g2, err := ckpt.Gradient(p.Name)
+					if err != nil {
+						t.Fatal(err)
+					}
+					same := true
+					for i := range g1 {
+						same = same && math.Float32bits(g1[i]) == math.Float32bits(g2[i])
+					}
+					if !same {
+						differ++
+					}
+					for i := range g1 {
+						d := float64(g1[i]) - float64(g2[i])
+						sqDiff += d * d
+						sq += float64(g1[i]) * float64(g1[i])
+					}
+					if e := maxDiff(g1, g2) / math.Max(maxAbs(g1), 1e-3*global); e > worst {
+						worst, worstName = e, p.Name
+					}
+				}
+				all := math.Sqrt(sqDiff / sq)
+				t.Logf("%s, optimisations off %v: loss %v vs %v; %d of %d gradients differ in some bit; max relative difference %.3g (%s), of all gradients together (L2) %.3g", name, exact, l2, l1, differ, len(plainMan.Trainable()), worst, worstName, all)
+				if exact && differ > 0 {
+					t.Errorf("%d gradients differ with graph optimisations off", differ)
+				}
+				if worst > 1e-5 || all > 1e-6 {
+					t.Errorf("optimisations off %v: max relative gradient difference %.3g (%s), %.3g of all gradients together: want at most 1e-5 and 1e-6", exact, worst, worstName, all)
+				}
+			}
+		})
+	}
+}
+
+// TestGradientCheckpointingMatchesPyTorch: the checkpointed training graph
+// against PyTorch autograd (dropout off), as TestGradientsMatchPyTorch.
+func TestGradientCheckpointingMatchesPyTorch(t *testing.T) {
+	env := openEnv(t)
+	for _, name := range []string{"t5-tiny", "bart-tiny", "marian-tiny"} {
+		t.Run(name, func(t *testing.T) {
+			src := "../../testdata/models/" + name
+			checkGradientsOf(t, env, name, "model.onnx", artifacts.Config{Model: src + "/model.onnx", Weights: src + "/model.safetensors", GradientCheckpointing: true})
+		})
+	}
+}
