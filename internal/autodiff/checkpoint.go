@@ -72,8 +72,16 @@ func (c *ctx) recompute(cp *Checkpoint, fwd int, grads map[string][]string) erro
 			dynamic[in.GetName()] = true
 		}
 	}
+	// fromWeights: values computed from weights alone (a transposed or
+	// cast weight); recomputed too, since they are as large as the weights
+	// and the forward pass would otherwise keep them for the backward pass.
+	fromWeights := map[string]bool{}
+	for _, w := range cp.Weights {
+		fromWeights[w] = true
+	}
 	producerIdx := map[string]int{}
 	isDynamic := make([]bool, fwd)
+	isFromWeights := make([]bool, fwd)
 	for i := 0; i < fwd; i++ {
 		n := g.Node[i]
 		for _, in := range c.nodeInputs(n) {
@@ -81,15 +89,18 @@ func (c *ctx) recompute(cp *Checkpoint, fwd int, grads map[string][]string) erro
 				isDynamic[i] = true
 				break
 			}
+			if fromWeights[in] {
+				isFromWeights[i] = true
+			}
 		}
+		isFromWeights[i] = isFromWeights[i] && !isDynamic[i]
 		for _, o := range n.Output {
 			if o == "" {
 				continue
 			}
 			producerIdx[o] = i
-			if isDynamic[i] {
-				dynamic[o] = true
-			}
+			dynamic[o] = isDynamic[i]
+			fromWeights[o] = isFromWeights[i]
 		}
 	}
 	backward := append([]*onnxpb.NodeProto{}, g.Node[fwd:]...)
@@ -108,7 +119,7 @@ func (c *ctx) recompute(cp *Checkpoint, fwd int, grads map[string][]string) erro
 		if s.Start < 0 || s.End > fwd || s.Start >= s.End {
 			return fmt.Errorf("autodiff: checkpoint segment %q [%d, %d) outside the forward graph's %d nodes", s.Name, s.Start, s.End, fwd)
 		}
-		inSeg := func(i int) bool { return i >= s.Start && i < s.End && isDynamic[i] }
+		inSeg := func(i int) bool { return i >= s.Start && i < s.End && (isDynamic[i] || isFromWeights[i]) }
 		// The trigger: the gradient of the segment's last output that has one.
 		trigger := ""
 		for i := s.End - 1; i >= s.Start && trigger == ""; i-- {
@@ -186,13 +197,16 @@ func (c *ctx) recompute(cp *Checkpoint, fwd int, grads map[string][]string) erro
 			}
 			clone[i] = true
 			for _, in := range n.Input {
-				if in == "" || !dynamic[in] {
+				if in == "" || !dynamic[in] && !fromWeights[in] {
 					continue
 				}
 				j, fromNode := producerIdx[in]
 				switch {
 				case fromNode && inSeg(j):
 					visit(j)
+				case isDynamic[i] && !dynamic[in]:
+					// weights and what is computed from them outside the
+					// layer are read as they are
 				case gateable(c.info(in).Elem):
 					if !gated[in] {
 						gated[in] = true
