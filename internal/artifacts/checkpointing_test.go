@@ -5,9 +5,12 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/ortrain/ortrain/internal/fault"
+	"github.com/ortrain/ortrain/internal/onnx"
+	"github.com/ortrain/ortrain/internal/onnx/onnxpb"
 	"github.com/ortrain/ortrain/internal/testenv"
 	"github.com/ortrain/ortrain/internal/testmodel"
 )
@@ -58,6 +61,40 @@ func TestCheckpointLayersOfFixtures(t *testing.T) {
 		for i, l := range rec.Layers {
 			if l.Module != c.layers[i] || l.Recomputed == 0 {
 				t.Errorf("%s: layer %d is %s with %d nodes recomputed, want %s with some", c.fixture, i, l.Module, l.Recomputed, c.layers[i])
+			}
+		}
+		// The backward pass reads no activation of a layer after the first:
+		// what it needs of them comes from the recomputation (layer 0's
+		// leading layer-norm steps lie before its first weight, outside
+		// every layer, and stay read).
+		g, err := onnx.Load(filepath.Join(out, TrainingFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		params := map[string]bool{}
+		for _, p := range man.Parameters {
+			params[p.Name] = true
+		}
+		forward := map[string]*onnxpb.NodeProto{}
+		for _, n := range g.Graph.Node {
+			if !strings.HasPrefix(n.GetName(), "grad/") && !strings.HasPrefix(n.GetName(), "recompute/") {
+				for _, o := range n.Output {
+					forward[o] = n
+				}
+			}
+		}
+		for _, n := range g.Graph.Node {
+			if !strings.HasPrefix(n.GetName(), "grad/") {
+				continue
+			}
+			for _, in := range n.Input {
+				p := forward[in]
+				// (a weight's transpose read where the layer's gradient
+				// flows into the layer before: not an activation)
+				weightOnly := p != nil && len(p.Input) == 1 && params[p.Input[0]]
+				if p != nil && p.GetOpType() != "Constant" && !weightOnly && (strings.Contains(p.GetName(), "/block.1/") || strings.Contains(p.GetName(), "/layers.1/")) {
+					t.Errorf("%s: backward node %s reads %s of %s", c.fixture, n.GetName(), in, p.GetName())
+				}
 			}
 		}
 		// The manifest written says so too.
