@@ -619,7 +619,7 @@ func buildTraining(m *onnxpb.ModelProto, man *Manifest, noDropout bool, rewrite 
 	if man.GradientCheckpointing != nil {
 		segs, weights := checkpointSegments(g, man.Parameters)
 		if len(segs) == 0 {
-			return 0, fault.Settingsf("gradient_checkpointing: no layers to recompute: no parameter name of the model lies in a list of two or more modules (encoder.block.N, model.decoder.layers.N, ...); train without gradient_checkpointing")
+			return 0, fault.Settingsf("gradient_checkpointing: no layers to recompute: no parameter name of the model lies in a list of modules (encoder.block.N, model.decoder.layers.N, ...); train without gradient_checkpointing")
 		}
 		opts.Checkpoint = &autodiff.Checkpoint{Segments: segs, Weights: weights}
 	}

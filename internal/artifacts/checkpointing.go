@@ -43,8 +43,8 @@ func layerKey(name string) (stack string, index int, ok bool) {
 
 // checkpointSegments finds the transformer layers of the forward graph g
 // from the parameters' module paths: the parameters under one module list
-// (encoder.block.N, model.decoder.layers.N, ...) with at least two entries
-// are a stack of layers, which is what HF checkpoints (its
+// (encoder.block.N, model.decoder.layers.N, ...) are a stack of layers,
+// which is what HF checkpoints (its
 // GradientCheckpointingLayer modules: T5Block, BartEncoderLayer, ...). A
 // layer's nodes run from the first node that reads one of its weights
 // (directly or through weight-only nodes such as a Cast or Transpose) to the
@@ -58,26 +58,12 @@ func checkpointSegments(g *onnxpb.GraphProto, params []Parameter) (segs []autodi
 		index int
 	}
 	layerOf := map[string]layer{}
-	stacks := map[string]map[int]bool{}
 	isWeight := map[string]bool{}
 	for _, p := range params {
 		isWeight[p.Name], isWeight[NoGradName(p.Name)] = true, true
 		weights = append(weights, p.Name, NoGradName(p.Name))
 		if s, i, ok := layerKey(p.Name); ok {
 			layerOf[p.Name], layerOf[NoGradName(p.Name)] = layer{s, i}, layer{s, i}
-			if stacks[s] == nil {
-				stacks[s] = map[int]bool{}
-			}
-			stacks[s][i] = true
-		}
-	}
-	for s, idx := range stacks {
-		if len(idx) < 2 {
-			for name, l := range layerOf {
-				if l.stack == s {
-					delete(layerOf, name)
-				}
-			}
 		}
 	}
 	if len(layerOf) == 0 {

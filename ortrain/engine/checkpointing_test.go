@@ -2,10 +2,13 @@ package engine
 
 import (
 	"math"
+	"path/filepath"
 	"testing"
 
+	"github.com/ortrain/ortrain/internal/arch"
 	"github.com/ortrain/ortrain/internal/artifacts"
 	"github.com/ortrain/ortrain/internal/onnxrt"
+	"github.com/ortrain/ortrain/internal/testenv"
 )
 
 // TestGradientCheckpointingGivesIdenticalGradients trains one micro-batch
@@ -133,6 +136,32 @@ func TestGradientCheckpointingMatchesPyTorch(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			src := "../../testdata/models/" + name
 			checkGradientsOf(t, env, name, "model.onnx", artifacts.Config{Model: src + "/model.onnx", Weights: src + "/model.safetensors", GradientCheckpointing: true})
+		})
+	}
+}
+
+// TestGradientCheckpointingEveryArchitecture: the checkpointed training
+// graph of every supported architecture's export (testdata/arch) gives
+// PyTorch's gradients, as TestArchitecturesMatchHF checks without it.
+func TestGradientCheckpointingEveryArchitecture(t *testing.T) {
+	env := openEnv(t)
+	for _, a := range arch.All() {
+		if !a.Supported || a.Class == "OrtrainDemoSeq2Seq" {
+			continue
+		}
+		t.Run(a.ModelType, func(t *testing.T) {
+			dir := testenv.Testdata(t, "arch", a.ModelType)
+			var ref archRefs
+			readJSON(t, filepath.Join(dir, "refs.json"), &ref)
+			art := t.TempDir()
+			man, err := artifacts.Build(artifacts.Config{Model: filepath.Join(dir, "model.onnx"), Out: art, RequireArchitecture: true, GradientCheckpointing: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if man.GradientCheckpointing == nil || len(man.GradientCheckpointing.Layers) < 2 {
+				t.Fatalf("layers recomputed: %+v", man.GradientCheckpointing)
+			}
+			archGradients(t, env, art, man, dir, &ref, &archResult{})
 		})
 	}
 }
