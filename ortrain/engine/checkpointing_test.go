@@ -5,8 +5,10 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/ortrain/ortrain/internal/amp"
 	"github.com/ortrain/ortrain/internal/arch"
 	"github.com/ortrain/ortrain/internal/artifacts"
+	"github.com/ortrain/ortrain/internal/onnx"
 	"github.com/ortrain/ortrain/internal/onnxrt"
 	"github.com/ortrain/ortrain/internal/testenv"
 )
@@ -164,4 +166,50 @@ func TestGradientCheckpointingEveryArchitecture(t *testing.T) {
 			archGradients(t, env, art, man, dir, &ref, &archResult{})
 		})
 	}
+}
+
+// TestGradientCheckpointingMixedPrecision: the float16 autocast graphs
+// (CPU op lists, loss scaled by GradScaler's initial 2^16) recompute their
+// layers too, with the same gradients.
+func TestGradientCheckpointingMixedPrecision(t *testing.T) {
+	env := openEnv(t)
+	const name = "t5-tiny"
+	var ref gradRef
+	readJSON(t, "../../testdata/gradients/"+name+".json", &ref)
+	p := artifacts.Precision{Options: amp.Options{DType: onnx.Float16, Device: amp.CPU}}
+	src := testenv.Testdata(t, "models", name)
+	var grads [2]map[string][]float32
+	var losses [2]float32
+	for i, ckpt := range []bool{false, true} {
+		dir := t.TempDir()
+		man, err := artifacts.Build(artifacts.Config{Model: filepath.Join(src, "model.onnx"), Out: dir, Precisions: []artifacts.Precision{p}, GradientCheckpointing: ckpt})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ckpt && (man.GradientCheckpointing == nil || len(man.GradientCheckpointing.Layers) == 0 || man.GradientCheckpointing.Layers[0].Recomputed == 0) {
+			t.Fatalf("nothing recomputed: %+v", man.GradientCheckpointing)
+		}
+		scaler := amp.DefaultScalerConfig()
+		e := openTrainer(t, env, dir, Options{Variant: p.Name(), Scaler: &scaler, Session: onnxrt.SessionOptions{DisableOptimizations: true}})
+		if losses[i], _, err = e.trainMicroBatch(refBatch(ref.Batch), 1, 5); err != nil {
+			t.Fatal(err)
+		}
+		grads[i] = map[string][]float32{}
+		for _, q := range man.Trainable() {
+			if grads[i][q.Name], err = e.Gradient(q.Name); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if losses[0] != losses[1] {
+		t.Errorf("loss %v with checkpointing, %v without", losses[1], losses[0])
+	}
+	for n, g := range grads[0] {
+		for j := range g {
+			if math.Float32bits(g[j]) != math.Float32bits(grads[1][n][j]) {
+				t.Fatalf("%s[%d]: %v with checkpointing, %v without", n, j, grads[1][n][j], g[j])
+			}
+		}
+	}
+	t.Logf("float16 autocast: loss %v, %d gradients bit-identical", losses[0], len(grads[0]))
 }
