@@ -8,6 +8,7 @@ import (
 	"github.com/ortrain/ortrain/internal/amp"
 	"github.com/ortrain/ortrain/internal/arch"
 	"github.com/ortrain/ortrain/internal/artifacts"
+	"github.com/ortrain/ortrain/internal/lora"
 	"github.com/ortrain/ortrain/internal/onnx"
 	"github.com/ortrain/ortrain/internal/onnxrt"
 	"github.com/ortrain/ortrain/internal/testenv"
@@ -212,4 +213,53 @@ func TestGradientCheckpointingMixedPrecision(t *testing.T) {
 		}
 	}
 	t.Logf("float16 autocast: loss %v, %d gradients bit-identical", losses[0], len(grads[0]))
+}
+
+// TestGradientCheckpointingLoRA: LoRA adapters with lora_dropout inside the
+// recomputed layers (frozen base weights as shared inputs) get the same
+// gradients.
+func TestGradientCheckpointingLoRA(t *testing.T) {
+	env := openEnv(t)
+	const name = "t5-tiny"
+	var ref gradRef
+	readJSON(t, "../../testdata/gradients/"+name+".json", &ref)
+	src := testenv.Testdata(t, "models", name)
+	var grads [2]map[string][]float32
+	var losses [2]float32
+	for i, ckpt := range []bool{false, true} {
+		dir := t.TempDir()
+		cfg := &lora.Config{R: 4, Alpha: 8, Dropout: 0.1, TargetModules: []string{"q", "v", "wi"}, Bias: "none", Seed: 3}
+		man, err := artifacts.Build(artifacts.Config{Model: filepath.Join(src, "model.onnx"), Out: dir, LoRA: cfg, GradientCheckpointing: ckpt})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e := openTrainer(t, env, dir, Options{Session: onnxrt.SessionOptions{DisableOptimizations: true}})
+		if losses[i], _, err = e.trainMicroBatch(refBatch(ref.Batch), 1, 9); err != nil {
+			t.Fatal(err)
+		}
+		grads[i] = map[string][]float32{}
+		for _, q := range man.Trainable() {
+			if grads[i][q.Name], err = e.Gradient(q.Name); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if losses[0] != losses[1] {
+		t.Errorf("loss %v with checkpointing, %v without", losses[1], losses[0])
+	}
+	nonzero := 0
+	for n, g := range grads[0] {
+		for j := range g {
+			if g[j] != 0 {
+				nonzero++
+			}
+			if math.Float32bits(g[j]) != math.Float32bits(grads[1][n][j]) {
+				t.Fatalf("%s[%d]: %v with checkpointing, %v without", n, j, grads[1][n][j], g[j])
+			}
+		}
+	}
+	if nonzero == 0 {
+		t.Fatal("all adapter gradients are zero")
+	}
+	t.Logf("LoRA: loss %v, %d adapter gradients bit-identical", losses[0], len(grads[0]))
 }
