@@ -86,8 +86,10 @@ layers (T5Block, BartEncoderLayer, ...): less memory for a second forward pass
 of every layer. The layers are the module lists in the model's parameter
 names (encoder.block.N, model.decoder.layers.N); dropout masks are functions
 of the step's seed, so the recomputed layers drop what the forward pass
-dropped and the gradients are those without checkpointing. The training graph
-never uses a KV cache (HF turns use_cache off under checkpointing).
+dropped and the gradients are those without checkpointing (bit for bit with
+graph optimisations off; ONNX Runtime's fusions round each graph its own way).
+The training graph never uses a KV cache (HF turns use_cache off under
+checkpointing).
 ortrain artifacts --gradient_checkpointing builds such artifacts.
 
 LoRA (as HF PEFT's LoraConfig and get_peft_model): --lora_r R
