@@ -108,6 +108,14 @@ type TrainingArguments struct {
 	FP16FullEval bool  `json:"fp16_full_eval"`
 	TF32         *bool `json:"tf32"`
 
+	// ActivationCheckpointing recomputes each transformer layer's
+	// activations in the backward pass instead of keeping them (less memory,
+	// a second forward pass of every layer; the gradients are the same).
+	// GradientCheckpointing is its older name, which transformers 5 keeps
+	// as a deprecated alias; either turns it on, and Finalize sets both.
+	ActivationCheckpointing bool `json:"activation_checkpointing"`
+	GradientCheckpointing   bool `json:"gradient_checkpointing"`
+
 	ReportTo []string `json:"report_to"`
 	// ResumeFromCheckpoint: "" (no), "true" (last checkpoint in output_dir) or a path.
 	ResumeFromCheckpoint string `json:"resume_from_checkpoint"`
@@ -194,6 +202,9 @@ func (a *TrainingArguments) Finalize() error {
 	if a.OutputDir == "" {
 		a.OutputDir = "trainer_output"
 	}
+	// As TrainingArguments.__post_init__: the old name mirrors the new one.
+	a.ActivationCheckpointing = a.ActivationCheckpointing || a.GradientCheckpointing
+	a.GradientCheckpointing = a.ActivationCheckpointing
 	for _, s := range []struct{ field, v string }{{"logging_strategy", a.LoggingStrategy}, {"eval_strategy", a.EvalStrategy}} {
 		switch s.v {
 		case StrategyNo, StrategySteps, StrategyEpoch:

@@ -54,6 +54,7 @@ training continues on any ONNX Runtime (see ort_import.json in --out for what wa
 			&cli.StringFlag{Name: "logits", Usage: "forward graph output `NAME` holding the logits (default logits); with --from-ort: the forward output inside the eval model (default: logits, else traced from the loss)"},
 			&cli.Float64Flag{Name: "label-smoothing", Usage: "HF label_smoothing_factor `F` in [0, 1)"},
 			&cli.BoolFlag{Name: "no-dropout", Usage: "train with Dropout nodes in inference mode (default: seeded training-mode dropout where the graph has Dropout)"},
+			&cli.BoolFlag{Name: "gradient_checkpointing", Aliases: []string{"gradient-checkpointing", "activation_checkpointing", "activation-checkpointing"}, Usage: "the training graph recomputes each transformer layer's activations in the backward pass instead of keeping them (less memory, same gradients)"},
 			&cli.Int64Flag{Name: "opset", Usage: "standard opset `N` of the optimizer graphs (default 17)"},
 			&cli.StringFlag{Name: "assume_architecture", Aliases: []string{"assume-architecture"}, Usage: "ASSUME that the model trains exactly like transformers model_type `TYPE` (e.g. bart), whatever config.json beside --model says"},
 			&cli.StringFlag{Name: "from-ort", Usage: "import an ONNX Runtime training artifact `DIR` (checkpoint, eval_model.onnx, optimizer_model.onnx) instead of --model"},
@@ -123,6 +124,7 @@ training continues on any ONNX Runtime (see ort_import.json in --out for what wa
 			cfg.Out, cfg.Weights, cfg.Freeze, cfg.LabelSmoothing = c.String("out"), c.String("weights"), c.StringSlice("freeze"), c.Float64("label-smoothing")
 			cfg.OptimizerOpset, cfg.Version, cfg.DisableDropout = c.Int64("opset"), Version, c.Bool("no-dropout")
 			cfg.AssumeArchitecture = c.String("assume_architecture")
+			cfg.GradientCheckpointing = c.Bool("gradient_checkpointing")
 			a := ortrain.DefaultArguments()
 			a.FP16, a.BF16, a.FP16FullEval, a.BF16FullEval, a.Device = c.Bool("fp16"), c.Bool("bf16"), c.Bool("fp16_full_eval"), c.Bool("bf16_full_eval"), c.String("device")
 			if err := a.Finalize(); err != nil {

@@ -79,6 +79,19 @@ non-finite grad_norm; the scaler state is saved in checkpoints).
 the model in half precision; --tf32 enables TensorFloat-32 on CUDA. The CPU
 has no bfloat16 kernels: --bf16 needs --device cuda.
 
+--gradient_checkpointing (transformers 5 calls it --activation_checkpointing;
+either name, also in --config) recomputes the activations of each transformer
+layer in the backward pass instead of keeping them, as HF checkpoints its
+layers (T5Block, BartEncoderLayer, ...): less memory for a second forward pass
+of every layer. The layers are the module lists in the model's parameter
+names (encoder.block.N, model.decoder.layers.N); dropout masks are functions
+of the step's seed, so the recomputed layers drop what the forward pass
+dropped and the gradients are those without checkpointing (bit for bit with
+graph optimisations off; ONNX Runtime's fusions round each graph its own way).
+The training graph never uses a KV cache (HF turns use_cache off under
+checkpointing).
+ortrain artifacts --gradient_checkpointing builds such artifacts.
+
 LoRA (as HF PEFT's LoraConfig and get_peft_model): --lora_r R
 --lora_alpha A --lora_target_modules q,v (or a lora: object in --config with
 PEFT's keys r, lora_alpha, lora_dropout, target_modules, bias,

@@ -108,6 +108,10 @@ type Config struct {
 	// weights: the base weights are frozen and every targeted linear layer
 	// gets lora_A and lora_B beside it.
 	LoRA *lora.Config
+	// GradientCheckpointing recomputes each transformer layer's activations
+	// in the backward pass instead of keeping them (HF's
+	// gradient_checkpointing); the gradients are the same.
+	GradientCheckpointing bool
 	// Adapter is a PEFT adapter folder (adapter_config.json,
 	// adapter_model.safetensors) whose config and weights the adapters
 	// start from; LoRA, when also set, must describe the same adapter.
@@ -284,6 +288,9 @@ func Build(cfg Config) (*Manifest, error) {
 
 	// Training graph: the loss's gradients, accumulated in-graph.
 	train := proto.Clone(fwd).(*onnxpb.ModelProto)
+	if cfg.GradientCheckpointing {
+		man.GradientCheckpointing = &Checkpointing{}
+	}
 	if man.DropoutNodes, err = buildTraining(train, man, cfg.DisableDropout, nil, semantic); err != nil {
 		return nil, fmt.Errorf("%s: %w", source, err)
 	}
@@ -608,12 +615,27 @@ func buildTraining(m *onnxpb.ModelProto, man *Manifest, noDropout bool, rewrite 
 		return 0, err
 	}
 	opsets := onnx.Opsets(m)
-	grads, err := autodiff.Backward(g, opsets, optim.Loss, wrt, autodiff.Options{SeedGradient: LossScale, ZeroGradients: true})
+	opts := autodiff.Options{SeedGradient: LossScale, ZeroGradients: true}
+	if man.GradientCheckpointing != nil {
+		segs, weights := checkpointSegments(g, man.Parameters)
+		if len(segs) == 0 {
+			return 0, fault.Settingsf("gradient_checkpointing: no layers to recompute: no parameter name of the model lies in a list of modules (encoder.block.N, model.decoder.layers.N, ...); train without gradient_checkpointing")
+		}
+		opts.Checkpoint = &autodiff.Checkpoint{Segments: segs, Weights: weights}
+	}
+	grads, err := autodiff.Backward(g, opsets, optim.Loss, wrt, opts)
 	if err != nil {
 		if errors.Is(err, autodiff.ErrNoRule) {
 			return 0, fault.Mark(fault.Input, fmt.Errorf("unusable model: %w (--freeze the parameters upstream of that node to train without it)", err))
 		}
 		return 0, err
+	}
+	if cp := opts.Checkpoint; cp != nil {
+		rec := &Checkpointing{How: "each layer's forward nodes are run again in the backward pass, fed from the layer's inputs once the gradient of its output exists (autodiff.Checkpoint); dropout masks are functions of dropout_seed, so the recomputed masks and gradients are those of the forward pass"}
+		for i, s := range cp.Segments {
+			rec.Layers = append(rec.Layers, CheckpointedLayer{Module: s.Name, Recomputed: cp.Recomputed[i]})
+		}
+		man.GradientCheckpointing = rec
 	}
 	for dom, v := range opsets {
 		onnx.SetOpset(m, dom, v)

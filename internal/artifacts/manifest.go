@@ -78,6 +78,9 @@ type Manifest struct {
 	// LoRA is set when the folder trains LoRA adapters: the config, the
 	// adapted modules and the base parameters that train beside them.
 	LoRA *lora.Adapter `json:"lora,omitempty"`
+	// GradientCheckpointing is set when the training graph recomputes
+	// each layer's activations in the backward pass.
+	GradientCheckpointing *Checkpointing `json:"gradient_checkpointing,omitempty"`
 }
 
 // Source records what the artifacts were made from.

@@ -92,7 +92,11 @@ func (m *Manifest) Memory(dir, variant string, seqLen int) (MemoryReport, error)
 	for _, p := range m.Parameters {
 		params[p.Name] = true
 	}
-	backward := func(name string) bool { return strings.HasPrefix(name, "grad/") }
+	// Nodes of the backward pass: the gradients, and under gradient
+	// checkpointing the layers' recomputation, which runs in it.
+	backward := func(name string) bool {
+		return strings.HasPrefix(name, "grad/") || strings.HasPrefix(name, "recompute/")
+	}
 	kept := map[string]bool{}
 	produced := map[string]bool{}
 	for _, n := range g.Graph.Node {

@@ -27,6 +27,10 @@ type Options struct {
 	// Prefix starts the names of the values and nodes Backward adds
 	// (default "grad/"); names already in the graph are never reused.
 	Prefix string
+	// Checkpoint, when set, recomputes the forward values of its segments
+	// in the backward pass instead of keeping them (gradient
+	// checkpointing); Backward fills in Checkpoint.Recomputed.
+	Checkpoint *Checkpoint
 }
 
 // ErrNoRule is matched (errors.Is) by the error Backward returns when a
@@ -163,7 +167,13 @@ func Backward(g *onnxpb.GraphProto, opsets map[string]int64, loss string, wrt []
 		used[name] = true
 		out[w] = name
 	}
+	forward := len(g.Node)
 	c.commit()
+	if cp := opts.Checkpoint; cp != nil && len(cp.Segments) > 0 {
+		if err := c.recompute(cp, forward, grads); err != nil {
+			return nil, err
+		}
+	}
 	return out, nil
 }
 

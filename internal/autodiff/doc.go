@@ -72,6 +72,18 @@
 // ([8,8,128,128]) this costs about a tenth of ONNX Runtime's own Dropout
 // (BenchmarkDropout). Backward then reuses the mask through the Mul rule.
 //
+// Gradient checkpointing: with Options.Checkpoint, Backward then rewrites
+// the joint graph so that the forward values each segment's backward nodes
+// read (a segment is a run of forward nodes, one transformer layer) are
+// computed again by copies of the segment's nodes, fed from the segment's
+// inputs through Where(c, x, x), where c derives from the gradient of the
+// segment's last output: the copies cannot run before the backward pass
+// reaches the segment, whatever order ONNX Runtime chooses, and the
+// originals die with the forward pass. Values computed from weights alone
+// are recomputed from gated weights; dropout masks, functions of the seed,
+// come out the same, so the gradients are bit for bit those without
+// checkpointing when ONNX Runtime runs the graphs unoptimised.
+//
 // Opsets: graphs must import the standard opset 13 or newer (torch exports
 // 14-18). Gather's and GatherElements' rules scatter with reduction "add",
 // which needs opset 16: Backward raises opsets[""] to 16 in the map it is

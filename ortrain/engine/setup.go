@@ -295,7 +295,7 @@ func Prepare(ctx context.Context, env *Runtime, cfg Config) (*Session, error) {
 	} else if artDir == "" {
 		artDir = filepath.Join(a.OutputDir, "artifacts")
 		m, err := artifacts.ReadManifest(artDir)
-		if err == nil && a.ResumeFromCheckpoint != "" && m.LabelSmoothing == a.LabelSmoothingFactor && prec.in(m) == nil && sameLoRA(m, cfg) {
+		if err == nil && a.ResumeFromCheckpoint != "" && m.LabelSmoothing == a.LabelSmoothingFactor && prec.in(m) == nil && sameLoRA(m, cfg) && (m.GradientCheckpointing != nil) == (a.ActivationCheckpointing || a.GradientCheckpointing) {
 			man = m // resuming: keep the artifacts the checkpoints were made with
 		} else {
 			bc, err := artifacts.FolderConfig(cfg.Model)
@@ -306,6 +306,7 @@ func Prepare(ctx context.Context, env *Runtime, cfg Config) (*Session, error) {
 			bc.AssumeArchitecture, bc.RequireArchitecture = cfg.AssumeArchitecture, true
 			bc.Precisions = prec.list()
 			bc.Adapter = cfg.Adapter
+			bc.GradientCheckpointing = a.ActivationCheckpointing || a.GradientCheckpointing
 			if cfg.LoRA != nil {
 				c := *cfg.LoRA
 				if c.Seed == 0 {
@@ -328,6 +329,8 @@ func Prepare(ctx context.Context, env *Runtime, cfg Config) (*Session, error) {
 		return nil, err
 	} else if man.LabelSmoothing != a.LabelSmoothingFactor {
 		return nil, fmt.Errorf("%s was built with label smoothing %v but label_smoothing_factor is %v; rebuild the artifacts or drop --artifacts", artDir, man.LabelSmoothing, a.LabelSmoothingFactor)
+	} else if ckpt := a.ActivationCheckpointing || a.GradientCheckpointing; (man.GradientCheckpointing != nil) != ckpt {
+		return nil, fault.Settingsf("%s was built %s gradient checkpointing but activation_checkpointing is %v; rebuild the artifacts (ortrain artifacts --gradient_checkpointing) or drop --artifacts", artDir, map[bool]string{true: "with", false: "without"}[man.GradientCheckpointing != nil], ckpt)
 	} else if (cfg.LoRA != nil || cfg.Adapter != "") && !sameLoRA(man, cfg) {
 		return nil, fault.Settingsf("%s was built %s; rebuild the artifacts with the same LoRA settings or drop --artifacts", artDir, describeLoRA(man))
 	} else if err := prec.in(man); err != nil {

@@ -43,7 +43,7 @@ def export(d, batch, src, tgt):
               open(os.path.join(d, "batch.json"), "w"))
 
 
-def bench_torch(d, steps, warmup, threads, lora_r=0):
+def bench_torch(d, steps, warmup, threads, lora_r=0, checkpointing=False):
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     model = T5ForConditionalGeneration.from_pretrained(d, attn_implementation="eager")
@@ -58,6 +58,9 @@ def bench_torch(d, steps, warmup, threads, lora_r=0):
 
         model = get_peft_model(model, LoraConfig(r=lora_r, lora_alpha=2 * lora_r, lora_dropout=0.0, target_modules=["q", "v"],
                                                  task_type="SEQ_2_SEQ_LM"))
+    if checkpointing:
+        # what Trainer does for activation_checkpointing (gradient_checkpointing) in transformers 5
+        model.activation_checkpointing_enable()
     model.train()
     raw = json.load(open(os.path.join(d, "batch.json")))
     b = {k: torch.tensor(v["data"], dtype=torch.long).view(v["shape"]) for k, v in raw.items()}
@@ -84,7 +87,7 @@ def bench_torch(d, steps, warmup, threads, lora_r=0):
     tokens = int((b["labels"] != -100).sum())
     med = statistics.median(times)
     trainable = sum(p.numel() for _, p in named)
-    print(json.dumps({"impl": "pytorch-eager" + (f"-peft-lora-r{lora_r}" if lora_r else ""), "trainable_params": trainable, "torch": torch.__version__, "threads": threads, "steps": steps,
+    print(json.dumps({"impl": "pytorch-eager" + (f"-peft-lora-r{lora_r}" if lora_r else "") + ("-checkpointing" if checkpointing else ""), "trainable_params": trainable, "torch": torch.__version__, "threads": threads, "steps": steps,
                       "step_s_median": med, "step_s": times, "target_tokens_per_step": tokens,
                       "tokens_per_s": tokens / med, "first_loss": first, "final_loss": float(loss)}))
 
@@ -100,11 +103,12 @@ def main():
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--lora", type=int, default=0, metavar="R")
+    ap.add_argument("--checkpointing", action="store_true", help="activation (gradient) checkpointing as HF's Trainer enables it")
     a = ap.parse_args()
     if a.mode == "export":
         export(a.dir, a.batch, a.src, a.tgt)
     else:
-        bench_torch(a.dir, a.steps, a.warmup, a.threads, a.lora)
+        bench_torch(a.dir, a.steps, a.warmup, a.threads, a.lora, a.checkpointing)
 
 
 if __name__ == "__main__":
