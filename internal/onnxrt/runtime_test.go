@@ -453,3 +453,66 @@ func TestNoCPUArena(t *testing.T) {
 		t.Fatalf("%v", got)
 	}
 }
+
+// CPU sessions allocate from one arena registered with the environment,
+// without memory patterns: what one session's run left in the arena serves
+// the next run of any session, so the arena holds the largest run's needs
+// rather than each session's peak (or, with memory patterns, each
+// session's peak again as one planned block).
+func TestCPUSessionsShareOneArena(t *testing.T) {
+	env := openEnv(t)
+	ins := []*onnxpb.ValueInfoProto{vi("a", f32, "n")}
+	outs := []*onnxpb.ValueInfoProto{vi("y", f32)}
+	// Two intermediates alive at once, then a scalar out.
+	open := func(name string, op string) *Session {
+		m := model(t, []*onnxpb.NodeProto{
+			node(op, []string{"a", "a"}, []string{"x1"}),
+			node("Add", []string{"a", "a"}, []string{"x2"}),
+			node("Mul", []string{"x1", "x2"}, []string{"x3"}),
+			node("ReduceSum", []string{"x3"}, []string{"y"}, attrInt("keepdims", 0)),
+		}, ins, outs)
+		s, err := env.NewSessionFromBytes(m, name, SessionOptions{IntraOpThreads: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	sa, sb := open("a", "Mul"), open("b", "Sub")
+	const n = 1 << 20 // 4 MiB intermediates, far above the arena's first chunk
+	a := mustF32(t, []int64{n}, make([]float32, n))
+	defer a.Close()
+	run := func(s *Session) {
+		t.Helper()
+		out, err := s.Run(map[string]*Value{"a": a}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out["y"].Close()
+	}
+	stats := func(s *Session) map[string]int64 {
+		t.Helper()
+		st, err := s.ArenaStats()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := st["TotalAllocated"]; !ok {
+			t.Fatalf("%s: no arena statistics: %v", s.name, st)
+		}
+		return st
+	}
+	run(sa)
+	afterA, seenByB := stats(sa), stats(sb)
+	if afterA["NumAllocs"] != seenByB["NumAllocs"] || afterA["TotalAllocated"] != seenByB["TotalAllocated"] {
+		t.Fatalf("the sessions have different arenas: a %v, b %v", afterA, seenByB)
+	}
+	if afterA["TotalAllocated"] < 2*4*n {
+		t.Fatalf("the run took %d bytes from the arena, want at least its two intermediates (%d)", afterA["TotalAllocated"], 2*4*n)
+	}
+	run(sa)
+	run(sb)
+	run(sb)
+	if after := stats(sb); after["TotalAllocated"] != afterA["TotalAllocated"] {
+		t.Fatalf("the arena grew from %d to %d bytes: later runs did not reuse the first run's blocks", afterA["TotalAllocated"], after["TotalAllocated"])
+	}
+}
