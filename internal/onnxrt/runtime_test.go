@@ -1,7 +1,10 @@
 package onnxrt
 
 import (
+	"bytes"
+	"encoding/binary"
 	"errors"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -514,5 +517,32 @@ func TestCPUSessionsShareOneArena(t *testing.T) {
 	run(sb)
 	if after := stats(sb); after["TotalAllocated"] != afterA["TotalAllocated"] {
 		t.Fatalf("the arena grew from %d to %d bytes: later runs did not reuse the first run's blocks", afterA["TotalAllocated"], after["TotalAllocated"])
+	}
+}
+
+// Fill reads a tensor's bytes from a reader into its own memory, refusing
+// a short read; Zero clears it.
+func TestFillAndZero(t *testing.T) {
+	openEnv(t)
+	v := mustF32(t, []int64{2, 2}, []float32{9, 9, 9, 9})
+	defer v.Close()
+	var raw []byte
+	for _, f := range []float32{1, -2, 3.5, 4} {
+		raw = binary.LittleEndian.AppendUint32(raw, math.Float32bits(f))
+	}
+	if err := v.Fill(bytes.NewReader(raw)); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := v.Float32s(); got[0] != 1 || got[1] != -2 || got[2] != 3.5 || got[3] != 4 {
+		t.Fatalf("after Fill: %v", got)
+	}
+	if err := v.Fill(bytes.NewReader(raw[:12])); err == nil || !strings.Contains(err.Error(), "needs 16 bytes") {
+		t.Fatalf("short read: %v", err)
+	}
+	if err := v.Zero(); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := v.Float32s(); got[0] != 0 || got[1] != 0 || got[2] != 0 || got[3] != 0 {
+		t.Fatalf("after Zero: %v", got)
 	}
 }
