@@ -26,8 +26,12 @@ func (e *Engine) ResetOptimizerState() error {
 	return nil
 }
 
-// zero fills a value with zeros, reusing one host buffer of zeros.
+// zero fills a value with zeros: in place in host memory, else from one
+// host buffer of zeros.
 func (e *Engine) zero(v *onnxrt.Value) error {
+	if v.Device().Kind == "cpu" {
+		return v.Zero()
+	}
 	n := v.Len()
 	if len(e.zeros) < n {
 		e.zeros = make([]float32, n)
@@ -69,10 +73,11 @@ func (e *Engine) SaveParameters(path string) error {
 // by SaveParameters (or by transformers for the same model).
 func (e *Engine) LoadParameters(path string) error {
 	e.version++
-	f, err := safetensors.ReadFile(path)
+	f, err := safetensors.OpenIndex(path)
 	if err != nil {
 		return err
 	}
+	defer f.Close()
 	for _, p := range e.params {
 		if err := e.loadParam(p, f); err != nil {
 			return fmt.Errorf("%s: %w", path, err)
