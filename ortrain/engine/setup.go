@@ -83,7 +83,8 @@ type Config struct {
 	// config, unless LoRA is also set and then must agree).
 	LoRA    *lora.Config
 	Adapter string
-	// NoCPUArena trades step time for peak memory (onnxrt.SessionOptions).
+	// NoCPUArena allocates CPU tensors without the shared arena
+	// (onnxrt.SessionOptions): slower, and no less memory for training.
 	NoCPUArena bool
 	Version    string // recorded in artifacts
 	Warn       io.Writer
