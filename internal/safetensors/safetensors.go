@@ -8,6 +8,7 @@
 package safetensors
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
@@ -340,18 +341,65 @@ func WriteFile(path string, tensors map[string]Tensor, metadata map[string]strin
 
 // Write serialises tensors and metadata in the reference layout.
 func Write(w io.Writer, tensors map[string]Tensor, metadata map[string]string) error {
-	names := make([]string, 0, len(tensors))
+	entries := make(map[string]Entry, len(tensors))
 	for n, t := range tensors {
-		if n == "__metadata__" {
-			return errors.New(`a tensor may not be named "__metadata__"`)
-		}
 		if err := t.check(); err != nil {
 			return fmt.Errorf("tensor %q: %v", n, err)
 		}
+		entries[n] = Entry{DType: t.DType, Shape: t.Shape, Size: int64(len(t.Data))}
+	}
+	return WriteStream(w, entries, metadata, func(name string, w io.Writer) error {
+		_, err := w.Write(tensors[name].Data)
+		return err
+	})
+}
+
+// WriteFileStream is WriteFile with each tensor's bytes written by data
+// when its turn comes (see WriteStream).
+func WriteFileStream(path string, entries map[string]Entry, metadata map[string]string, data func(name string, w io.Writer) error) error {
+	tmp := path + ".tmp"
+	fh, err := os.Create(tmp)
+	if err != nil {
+		return err
+	}
+	bw := bufio.NewWriterSize(fh, 1<<20)
+	err = WriteStream(bw, entries, metadata, data)
+	if err == nil {
+		err = bw.Flush()
+	}
+	if err != nil {
+		fh.Close()
+		os.Remove(tmp)
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	if err := fh.Close(); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// WriteStream writes the file of the tensors entries describes (dtype and
+// shape; Offset and Size are ignored) in the reference layout, asking data
+// for each tensor's bytes in file order, so that the tensors never need to
+// be in memory all at once. data must write exactly the tensor's size.
+func WriteStream(w io.Writer, entries map[string]Entry, metadata map[string]string, data func(name string, w io.Writer) error) error {
+	names := make([]string, 0, len(entries))
+	sizes := make(map[string]int64, len(entries))
+	for n, e := range entries {
+		if n == "__metadata__" {
+			return errors.New(`a tensor may not be named "__metadata__"`)
+		}
+		t := Tensor{DType: e.DType, Shape: e.Shape}
+		n64 := t.NumElements()
+		if n64 < 0 || e.DType.Size() == 0 || n64 > math.MaxInt64/int64(e.DType.Size()) {
+			return fmt.Errorf("tensor %q: %v", n, checkSize(e.DType, e.Shape, -1))
+		}
+		sizes[n] = n64 * int64(e.DType.Size())
 		names = append(names, n)
 	}
 	slices.SortFunc(names, func(a, b string) int {
-		ra, rb := rank[tensors[a].DType], rank[tensors[b].DType]
+		ra, rb := rank[entries[a].DType], rank[entries[b].DType]
 		if ra != rb {
 			return rb - ra
 		}
@@ -385,22 +433,22 @@ func Write(w io.Writer, tensors map[string]Tensor, metadata map[string]string) e
 	}
 	var off int64
 	for _, n := range names {
-		t := tensors[n]
+		e := entries[n]
 		if !first {
 			h.WriteByte(',')
 		}
 		first = false
 		writeJSONString(&h, n)
 		h.WriteString(`:{"dtype":"`)
-		h.WriteString(string(t.DType))
+		h.WriteString(string(e.DType))
 		h.WriteString(`","shape":[`)
-		for i, d := range t.Shape {
+		for i, d := range e.Shape {
 			if i > 0 {
 				h.WriteByte(',')
 			}
 			h.WriteString(strconv.FormatInt(d, 10))
 		}
-		end := off + int64(len(t.Data))
+		end := off + sizes[n]
 		fmt.Fprintf(&h, `],"data_offsets":[%d,%d]}`, off, end)
 		off = end
 	}
@@ -417,11 +465,26 @@ func Write(w io.Writer, tensors map[string]Tensor, metadata map[string]string) e
 		return err
 	}
 	for _, n := range names {
-		if _, err := w.Write(tensors[n].Data); err != nil {
-			return err
+		cw := &countingWriter{w: w}
+		if err := data(n, cw); err != nil {
+			return fmt.Errorf("tensor %q: %w", n, err)
+		}
+		if cw.n != sizes[n] {
+			return fmt.Errorf("tensor %q: %d bytes written, its shape %v of %s needs %d", n, cw.n, entries[n].Shape, entries[n].DType, sizes[n])
 		}
 	}
 	return nil
+}
+
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
 }
 
 // writeJSONString escapes as serde_json does: only quotes, backslashes and

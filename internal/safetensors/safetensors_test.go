@@ -247,3 +247,44 @@ func TestIndexReadsTensorsOneByOne(t *testing.T) {
 		t.Error("a missing tensor was found")
 	}
 }
+
+// WriteStream asks for each tensor's bytes in file order and writes the
+// same file as Write; a tensor given the wrong number of bytes is refused.
+func TestWriteStreamMatchesWrite(t *testing.T) {
+	tensors := map[string]Tensor{
+		"b.weight": FromFloat32([]int64{2, 3}, []float32{1, 2, 3, 4, 5, 6}),
+		"a.bias":   FromFloat32([]int64{3}, []float32{-1, 0, 1}),
+		"steps":    FromInt64([]int64{}, []int64{7}),
+	}
+	meta := map[string]string{"format": "pt"}
+	var want, got bytes.Buffer
+	if err := Write(&want, tensors, meta); err != nil {
+		t.Fatal(err)
+	}
+	entries := map[string]Entry{}
+	for n, x := range tensors {
+		entries[n] = Entry{DType: x.DType, Shape: x.Shape}
+	}
+	var order []string
+	err := WriteStream(&got, entries, meta, func(name string, w io.Writer) error {
+		order = append(order, name)
+		_, err := w.Write(tensors[name].Data)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got.Bytes(), want.Bytes()) {
+		t.Fatal("WriteStream wrote another file than Write")
+	}
+	if strings.Join(order, ",") != "steps,a.bias,b.weight" {
+		t.Errorf("data asked in order %v, want the file's (I64 before F32, then by name)", order)
+	}
+	err = WriteStream(&bytes.Buffer{}, entries, meta, func(name string, w io.Writer) error {
+		_, err := w.Write(tensors[name].Data[1:])
+		return err
+	})
+	if err == nil || !strings.Contains(err.Error(), "bytes written") {
+		t.Errorf("short tensor data: err = %v", err)
+	}
+}
