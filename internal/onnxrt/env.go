@@ -93,6 +93,14 @@ func Open(libPath string) (*Env, error) {
 		if err := ort.InitializeEnvironment(ort.WithLogLevelError()); err != nil {
 			return nil, wrapf(ErrLibraryUnusable, "initialising ONNX Runtime from %s: %v", abs, err)
 		}
+		// One CPU arena for every session (see SessionOptions.NoCPUArena):
+		// each session's own arena would keep its peak for good, so the
+		// training, optimizer, evaluation and generation sessions would
+		// hold the sum of their peaks instead of the largest.
+		if err := lib.check(C.ortrain_register_cpu_arena(lib.api)); err != nil {
+			ort.DestroyEnvironment()
+			return nil, wrapf(ErrLibraryUnusable, "registering the shared CPU arena of %s: %v", abs, err)
+		}
 		process.env = true
 	}
 	lib.refs++

@@ -1,7 +1,10 @@
 package onnxrt
 
 import (
+	"bytes"
+	"encoding/binary"
 	"errors"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -451,5 +454,95 @@ func TestNoCPUArena(t *testing.T) {
 	defer out["sq"].Close()
 	if got, _ := out["sq"].Float32s(); got[0] != 9 || got[1] != 16 {
 		t.Fatalf("%v", got)
+	}
+}
+
+// CPU sessions allocate from one arena registered with the environment,
+// without memory patterns: what one session's run left in the arena serves
+// the next run of any session, so the arena holds the largest run's needs
+// rather than each session's peak (or, with memory patterns, each
+// session's peak again as one planned block).
+func TestCPUSessionsShareOneArena(t *testing.T) {
+	env := openEnv(t)
+	ins := []*onnxpb.ValueInfoProto{vi("a", f32, "n")}
+	outs := []*onnxpb.ValueInfoProto{vi("y", f32)}
+	// Two intermediates alive at once, then a scalar out.
+	open := func(name string, op string) *Session {
+		m := model(t, []*onnxpb.NodeProto{
+			node(op, []string{"a", "a"}, []string{"x1"}),
+			node("Add", []string{"a", "a"}, []string{"x2"}),
+			node("Mul", []string{"x1", "x2"}, []string{"x3"}),
+			node("ReduceSum", []string{"x3"}, []string{"y"}, attrInt("keepdims", 0)),
+		}, ins, outs)
+		s, err := env.NewSessionFromBytes(m, name, SessionOptions{IntraOpThreads: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	sa, sb := open("a", "Mul"), open("b", "Sub")
+	const n = 1 << 20 // 4 MiB intermediates, far above the arena's first chunk
+	a := mustF32(t, []int64{n}, make([]float32, n))
+	defer a.Close()
+	run := func(s *Session) {
+		t.Helper()
+		out, err := s.Run(map[string]*Value{"a": a}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out["y"].Close()
+	}
+	stats := func(s *Session) map[string]int64 {
+		t.Helper()
+		st, err := s.ArenaStats()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := st["TotalAllocated"]; !ok {
+			t.Fatalf("%s: no arena statistics: %v", s.name, st)
+		}
+		return st
+	}
+	run(sa)
+	afterA, seenByB := stats(sa), stats(sb)
+	if afterA["NumAllocs"] != seenByB["NumAllocs"] || afterA["TotalAllocated"] != seenByB["TotalAllocated"] {
+		t.Fatalf("the sessions have different arenas: a %v, b %v", afterA, seenByB)
+	}
+	if afterA["TotalAllocated"] < 2*4*n {
+		t.Fatalf("the run took %d bytes from the arena, want at least its two intermediates (%d)", afterA["TotalAllocated"], 2*4*n)
+	}
+	run(sa)
+	run(sb)
+	run(sb)
+	if after := stats(sb); after["TotalAllocated"] != afterA["TotalAllocated"] {
+		t.Fatalf("the arena grew from %d to %d bytes: later runs did not reuse the first run's blocks", afterA["TotalAllocated"], after["TotalAllocated"])
+	}
+}
+
+// Fill reads a tensor's bytes from a reader into its own memory, refusing
+// a short read; Zero clears it.
+func TestFillAndZero(t *testing.T) {
+	openEnv(t)
+	v := mustF32(t, []int64{2, 2}, []float32{9, 9, 9, 9})
+	defer v.Close()
+	var raw []byte
+	for _, f := range []float32{1, -2, 3.5, 4} {
+		raw = binary.LittleEndian.AppendUint32(raw, math.Float32bits(f))
+	}
+	if err := v.Fill(bytes.NewReader(raw)); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := v.Float32s(); got[0] != 1 || got[1] != -2 || got[2] != 3.5 || got[3] != 4 {
+		t.Fatalf("after Fill: %v", got)
+	}
+	if err := v.Fill(bytes.NewReader(raw[:12])); err == nil || !strings.Contains(err.Error(), "needs 16 bytes") {
+		t.Fatalf("short read: %v", err)
+	}
+	if err := v.Zero(); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := v.Float32s(); got[0] != 0 || got[1] != 0 || got[2] != 0 || got[3] != 0 {
+		t.Fatalf("after Zero: %v", got)
 	}
 }

@@ -33,9 +33,11 @@ type SessionOptions struct {
 	InterOpThreads int
 	// DisableOptimizations turns graph optimisations off (for debugging).
 	DisableOptimizations bool
-	// NoCPUArena allocates CPU tensors without ONNX Runtime's arena, which
-	// keeps freed blocks for reuse: less peak memory for graphs whose
-	// intermediate sizes vary, at some allocation cost.
+	// NoCPUArena allocates the session's CPU tensors without an arena
+	// (each freed block goes back to the C allocator at once) instead of
+	// from the arena every CPU session of the process shares, whose blocks
+	// are kept for reuse by any session: slower steps, and no less memory
+	// for training (see README).
 	NoCPUArena bool
 	// DisabledOptimizers names ONNX Runtime graph optimizers not to run
 	// (session option optimization.disable_specified_optimizers), for
@@ -143,6 +145,10 @@ func (e *Env) newSession(path string, data []byte, name string, opts SessionOpti
 		if err := so.SetCpuMemArena(false); err != nil {
 			return nil, fmt.Errorf("disabling the CPU arena: %w", err)
 		}
+	} else if dev.Kind == "cpu" || dev == StandIn {
+		if err := shareCPUArena(so); err != nil {
+			return nil, err
+		}
 	}
 	if len(opts.DisabledOptimizers) > 0 {
 		if err := so.AddSessionConfigEntry("optimization.disable_specified_optimizers", strings.Join(opts.DisabledOptimizers, ",")); err != nil {
@@ -188,6 +194,53 @@ func (e *Env) newSession(path string, data []byte, name string, opts SessionOpti
 	s := &Session{env: e, lib: e.lib, sess: sess, raw: rawSession(sess), device: dev, name: name,
 		inputs: convertInfo(ins), outputs: convertInfo(outs)}
 	return s, nil
+}
+
+// shareCPUArena makes the session allocate its CPU tensors from the arena
+// registered with the environment (Open), shared by every CPU session, and
+// turns memory patterns off: a pattern is one block per run holding all of
+// the run's intermediates at their planned offsets, taken from the arena
+// besides the blocks the first (planning) run left there, which doubles
+// the training graph's activations; without it each intermediate is a
+// block of the arena, reused across runs and sessions.
+func shareCPUArena(so *ort.SessionOptions) error {
+	if err := so.AddSessionConfigEntry("session.use_env_allocators", "1"); err != nil {
+		return fmt.Errorf("sharing the CPU arena: %w", err)
+	}
+	if err := so.SetMemPattern(false); err != nil {
+		return fmt.Errorf("turning memory patterns off: %w", err)
+	}
+	return nil
+}
+
+// ArenaStats reports the statistics of the allocator the session's CPU
+// tensors come from (ONNX Runtime's names: "TotalAllocated" bytes
+// reserved, "InUse", "MaxInUse", "NumAllocs", ...); empty for an allocator
+// that keeps none (NoCPUArena).
+func (s *Session) ArenaStats() (map[string]int64, error) {
+	if s.sess == nil {
+		return nil, ErrClosed
+	}
+	var a *C.OrtAllocator
+	if err := s.lib.check(C.ortrain_allocator(s.lib.api, s.raw, s.lib.cpuMem, &a)); err != nil {
+		return nil, fmt.Errorf("%s: the CPU allocator: %w", s.name, err)
+	}
+	defer C.ortrain_allocator_release(s.lib.api, a)
+	buf := make([]byte, 4096)
+	if err := s.lib.check(C.ortrain_allocator_stats(s.lib.api, a, (*C.char)(unsafe.Pointer(&buf[0])), C.size_t(len(buf)))); err != nil {
+		return nil, fmt.Errorf("%s: allocator statistics: %w", s.name, err)
+	}
+	out := map[string]int64{}
+	for _, line := range strings.Split(C.GoString((*C.char)(unsafe.Pointer(&buf[0]))), "\n") {
+		k, v, ok := strings.Cut(line, "=")
+		if !ok {
+			continue
+		}
+		if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+			out[k] = n
+		}
+	}
+	return out, nil
 }
 
 func (e *Env) appendCUDA(so *ort.SessionOptions, dev Device, tf32 bool) error {

@@ -1,5 +1,6 @@
 #include "shim.h"
 #include <dlfcn.h>
+#include <string.h>
 
 // Indices into the OrtApi function table (ORT_API_VERSION 24).
 enum {
@@ -34,6 +35,14 @@ enum {
   IDX_ClearBoundInputs = 141,
   IDX_ClearBoundOutputs = 142,
   IDX_GetTensorMemoryInfo = 194,
+  IDX_CreateEnv = 3,
+  IDX_ReleaseEnv = 92,
+  IDX_CreateAndRegisterAllocator = 144,
+  IDX_ReleaseArenaCfg = 157,
+  IDX_CreateArenaCfgV2 = 164,
+  IDX_GetKeyValuePairs = 298,
+  IDX_ReleaseKeyValuePairs = 300,
+  IDX_AllocatorGetStats = 319,
 };
 
 typedef struct {
@@ -162,4 +171,46 @@ OrtStatus *ortrain_tensor_location(const void *api, const OrtValue *v, const cha
   s = ((OrtStatus * (*)(const OrtMemoryInfo *, const char **)) FN(api, IDX_MemoryInfoGetName))(mi, name);
   if (s) return s;
   return ((OrtStatus * (*)(const OrtMemoryInfo *, int *)) FN(api, IDX_MemoryInfoGetId))(mi, id);
+}
+
+OrtStatus *ortrain_register_cpu_arena(const void *api) {
+  OrtEnv *env = NULL;
+  // ONNX Runtime has one environment per process: CreateEnv returns it, with
+  // one more reference (released below), when it exists.
+  OrtStatus *s = ((OrtStatus * (*)(int, const char *, OrtEnv **)) FN(api, IDX_CreateEnv))(3, "ortrain", &env);
+  if (s) return s;
+  OrtMemoryInfo *mi = NULL;
+  // OrtArenaAllocator = 1, OrtMemTypeDefault = 0.
+  s = ((OrtStatus * (*)(const char *, int, int, int, OrtMemoryInfo **)) FN(api, IDX_CreateMemoryInfo))("Cpu", 1, 0, 0, &mi);
+  OrtArenaCfg *cfg = NULL;
+  // No keys: ONNX Runtime's default arena settings.
+  if (!s) s = ((OrtStatus * (*)(const char *const *, const size_t *, size_t, OrtArenaCfg **)) FN(api, IDX_CreateArenaCfgV2))(NULL, NULL, 0, &cfg);
+  if (!s) s = ((OrtStatus * (*)(OrtEnv *, const OrtMemoryInfo *, const OrtArenaCfg *)) FN(api, IDX_CreateAndRegisterAllocator))(env, mi, cfg);
+  if (cfg) ((void (*)(OrtArenaCfg *))FN(api, IDX_ReleaseArenaCfg))(cfg);
+  if (mi) ((void (*)(OrtMemoryInfo *))FN(api, IDX_ReleaseMemoryInfo))(mi);
+  ((void (*)(OrtEnv *))FN(api, IDX_ReleaseEnv))(env);
+  return s;
+}
+
+OrtStatus *ortrain_allocator_stats(const void *api, const OrtAllocator *a, char *buf, size_t cap) {
+  OrtKeyValuePairs *kv = NULL;
+  OrtStatus *s = ((OrtStatus * (*)(const OrtAllocator *, OrtKeyValuePairs **)) FN(api, IDX_AllocatorGetStats))(a, &kv);
+  if (s) return s;
+  const char *const *keys = NULL, *const *values = NULL;
+  size_t n = 0;
+  ((void (*)(const OrtKeyValuePairs *, const char *const **, const char *const **, size_t *))FN(api, IDX_GetKeyValuePairs))(kv, &keys, &values, &n);
+  // "key=value\n" lines; what does not fit in cap is left out.
+  size_t at = 0;
+  buf[0] = 0;
+  for (size_t i = 0; i < n; i++) {
+    size_t kl = strlen(keys[i]), vl = strlen(values[i]);
+    if (at + kl + vl + 3 > cap) break;
+    memcpy(buf + at, keys[i], kl); at += kl;
+    buf[at++] = '=';
+    memcpy(buf + at, values[i], vl); at += vl;
+    buf[at++] = '\n';
+    buf[at] = 0;
+  }
+  ((void (*)(OrtKeyValuePairs *))FN(api, IDX_ReleaseKeyValuePairs))(kv);
+  return NULL;
 }

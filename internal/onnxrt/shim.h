@@ -19,6 +19,9 @@ typedef struct OrtIoBinding OrtIoBinding;
 typedef struct OrtMemoryInfo OrtMemoryInfo;
 typedef struct OrtAllocator OrtAllocator;
 typedef struct OrtTensorTypeAndShapeInfo OrtTensorTypeAndShapeInfo;
+typedef struct OrtEnv OrtEnv;
+typedef struct OrtArenaCfg OrtArenaCfg;
+typedef struct OrtKeyValuePairs OrtKeyValuePairs;
 
 // ortrain_load opens the library and fetches the API table. On failure it
 // returns NULL and sets *err to 1 (dlopen), 2 (no OrtGetApiBase) or 3 (API
@@ -56,5 +59,12 @@ OrtStatus *ortrain_tensor_data(const void *api, OrtValue *v, void **data);
 OrtStatus *ortrain_tensor_info(const void *api, const OrtValue *v, int *elem_type, size_t *rank, int64_t *dims, size_t max_rank);
 // ortrain_tensor_location reports the memory info name ("Cpu", "Cuda", ...) and device id.
 OrtStatus *ortrain_tensor_location(const void *api, const OrtValue *v, const char **name, int *id);
+
+// ortrain_register_cpu_arena registers one CPU arena with the process's
+// environment, for sessions made with session.use_env_allocators.
+OrtStatus *ortrain_register_cpu_arena(const void *api);
+// ortrain_allocator_stats writes an allocator's statistics into buf as
+// "key=value" lines (empty for an allocator that keeps none).
+OrtStatus *ortrain_allocator_stats(const void *api, const OrtAllocator *a, char *buf, size_t cap);
 
 #endif

@@ -9,6 +9,7 @@ import "C"
 
 import (
 	"fmt"
+	"io"
 	"runtime"
 	"unsafe"
 )
@@ -362,6 +363,38 @@ func (v *Value) SetBytes(raw []byte) error {
 	}
 	if len(raw) > 0 {
 		copy(unsafe.Slice((*byte)(p), len(raw)), raw)
+	}
+	return nil
+}
+
+// Fill fills a host tensor with exactly its size in bytes read from r
+// (raw little-endian elements), straight into the tensor's memory: a
+// tensor loaded from a file needs no copy in Go memory.
+func (v *Value) Fill(r io.Reader) error {
+	p, err := v.hostData(0)
+	if err != nil {
+		return err
+	}
+	n := v.Len() * v.dtype.Size()
+	if n == 0 {
+		return nil
+	}
+	got, err := io.ReadFull(r, unsafe.Slice((*byte)(p), n))
+	runtime.KeepAlive(v)
+	if err != nil {
+		return fmt.Errorf("tensor of shape %v needs %d bytes, read %d: %w", v.shape, n, got, err)
+	}
+	return nil
+}
+
+// Zero fills a host tensor with zero bytes.
+func (v *Value) Zero() error {
+	p, err := v.hostData(0)
+	if err != nil {
+		return err
+	}
+	if n := v.Len() * v.dtype.Size(); n > 0 {
+		C.memset(p, 0, C.size_t(n))
 	}
 	return nil
 }

@@ -8,6 +8,7 @@
 package safetensors
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
@@ -80,22 +81,26 @@ func (t Tensor) NumElements() int64 {
 	return n
 }
 
-func (t Tensor) check() error {
-	es := t.DType.Size()
+func (t Tensor) check() error { return checkSize(t.DType, t.Shape, int64(len(t.Data))) }
+
+// checkSize checks that a tensor of the dtype and shape has size bytes.
+func checkSize(dt DType, shape []int64, size int64) error {
+	t := Tensor{DType: dt, Shape: shape}
+	es := dt.Size()
 	if es == 0 {
-		return fmt.Errorf("unsupported dtype %q", t.DType)
+		return fmt.Errorf("unsupported dtype %q", dt)
 	}
-	for _, d := range t.Shape {
+	for _, d := range shape {
 		if d < 0 {
-			return fmt.Errorf("negative dimension in shape %v", t.Shape)
+			return fmt.Errorf("negative dimension in shape %v", shape)
 		}
 	}
 	n := t.NumElements()
 	if n < 0 || n > math.MaxInt64/int64(es) {
-		return fmt.Errorf("shape %v holds more elements than any tensor can", t.Shape)
+		return fmt.Errorf("shape %v holds more elements than any tensor can", shape)
 	}
-	if want := n * int64(es); want != int64(len(t.Data)) {
-		return fmt.Errorf("shape %v of %s needs %d bytes, have %d", t.Shape, t.DType, want, len(t.Data))
+	if want := n * int64(es); want != size {
+		return fmt.Errorf("shape %v of %s needs %d bytes, have %d", shape, dt, want, size)
 	}
 	return nil
 }
@@ -166,13 +171,27 @@ func decode(b []byte) (*File, error) {
 	if n > maxHeader || n > uint64(len(b)-8) {
 		return nil, fmt.Errorf("not a safetensors file: header length %d exceeds the file (%d bytes) or the 100 MB limit", n, len(b))
 	}
-	hdr := b[8 : 8+n]
 	data := b[8+n:]
+	meta, entries, err := parseHeader(b[8:8+n], int64(len(data)))
+	if err != nil {
+		return nil, err
+	}
+	f := &File{Metadata: meta, Tensors: make(map[string]Tensor, len(entries))}
+	for name, e := range entries {
+		f.Tensors[name] = Tensor{DType: e.DType, Shape: e.Shape, Data: data[e.Offset : e.Offset+e.Size : e.Offset+e.Size]}
+	}
+	return f, nil
+}
+
+// parseHeader checks a JSON header against a data section of dataLen
+// bytes; the entries' offsets are relative to the data section.
+func parseHeader(hdr []byte, dataLen int64) (map[string]string, map[string]Entry, error) {
 	var raw map[string]json.RawMessage
 	if err := json.Unmarshal(hdr, &raw); err != nil {
-		return nil, fmt.Errorf("not a safetensors file: header is not a JSON object: %v", err)
+		return nil, nil, fmt.Errorf("not a safetensors file: header is not a JSON object: %v", err)
 	}
-	f := &File{Tensors: make(map[string]Tensor, len(raw))}
+	var meta map[string]string
+	entries := make(map[string]Entry, len(raw))
 	type span struct {
 		name       string
 		begin, end int64
@@ -180,8 +199,8 @@ func decode(b []byte) (*File, error) {
 	var spans []span
 	for name, msg := range raw {
 		if name == "__metadata__" {
-			if err := json.Unmarshal(msg, &f.Metadata); err != nil {
-				return nil, fmt.Errorf("__metadata__ must map strings to strings: %v", err)
+			if err := json.Unmarshal(msg, &meta); err != nil {
+				return nil, nil, fmt.Errorf("__metadata__ must map strings to strings: %v", err)
 			}
 			continue
 		}
@@ -189,19 +208,18 @@ func decode(b []byte) (*File, error) {
 		dec := json.NewDecoder(bytes.NewReader(msg))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&e); err != nil {
-			return nil, fmt.Errorf("tensor %q: bad header entry: %v", name, err)
+			return nil, nil, fmt.Errorf("tensor %q: bad header entry: %v", name, err)
 		}
-		if len(e.DataOffsets) != 2 || e.DataOffsets[0] < 0 || e.DataOffsets[1] < e.DataOffsets[0] || e.DataOffsets[1] > int64(len(data)) {
-			return nil, fmt.Errorf("tensor %q: data_offsets %v outside the %d data bytes", name, e.DataOffsets, len(data))
+		if len(e.DataOffsets) != 2 || e.DataOffsets[0] < 0 || e.DataOffsets[1] < e.DataOffsets[0] || e.DataOffsets[1] > dataLen {
+			return nil, nil, fmt.Errorf("tensor %q: data_offsets %v outside the %d data bytes", name, e.DataOffsets, dataLen)
 		}
 		if e.Shape == nil {
 			e.Shape = []int64{}
 		}
-		t := Tensor{DType: e.DType, Shape: e.Shape, Data: data[e.DataOffsets[0]:e.DataOffsets[1]:e.DataOffsets[1]]}
-		if err := t.check(); err != nil {
-			return nil, fmt.Errorf("tensor %q: %v", name, err)
+		if err := checkSize(e.DType, e.Shape, e.DataOffsets[1]-e.DataOffsets[0]); err != nil {
+			return nil, nil, fmt.Errorf("tensor %q: %v", name, err)
 		}
-		f.Tensors[name] = t
+		entries[name] = Entry{DType: e.DType, Shape: e.Shape, Offset: e.DataOffsets[0], Size: e.DataOffsets[1] - e.DataOffsets[0]}
 		spans = append(spans, span{name, e.DataOffsets[0], e.DataOffsets[1]})
 	}
 	// The format requires the tensors to tile the data section exactly.
@@ -211,15 +229,95 @@ func decode(b []byte) (*File, error) {
 	var at int64
 	for _, s := range spans {
 		if s.begin != at {
-			return nil, fmt.Errorf("tensor %q: data starts at byte %d, expected %d (overlapping or gapped tensors)", s.name, s.begin, at)
+			return nil, nil, fmt.Errorf("tensor %q: data starts at byte %d, expected %d (overlapping or gapped tensors)", s.name, s.begin, at)
 		}
 		at = s.end
 	}
-	if at != int64(len(data)) {
-		return nil, fmt.Errorf("data section has %d bytes but tensors cover %d", len(data), at)
+	if at != dataLen {
+		return nil, nil, fmt.Errorf("data section has %d bytes but tensors cover %d", dataLen, at)
 	}
-	return f, nil
+	return meta, entries, nil
 }
+
+// Entry locates one tensor of an Index: Size bytes at Offset.
+type Entry struct {
+	DType        DType
+	Shape        []int64
+	Offset, Size int64
+}
+
+// Index is an open safetensors file whose header has been read and
+// checked; tensors are read one at a time, where the caller wants them,
+// so that a model's parameters never sit in memory twice. Close it.
+type Index struct {
+	Metadata map[string]string
+	// Entries by tensor name; offsets are from the start of the file.
+	Entries map[string]Entry
+	file    *modelfile.File
+}
+
+// OpenIndex opens a safetensors file and reads its header only. Errors
+// about the file's content are of kind fault.Input.
+func OpenIndex(path string) (*Index, error) {
+	f, err := modelfile.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	x, err := index(f)
+	if err != nil {
+		f.Close()
+		return nil, fault.Mark(fault.Input, fmt.Errorf("%s: malformed safetensors file: %w", path, err))
+	}
+	return x, nil
+}
+
+func index(f *modelfile.File) (*Index, error) {
+	if f.Size < 8 {
+		return nil, errors.New("not a safetensors file: shorter than the 8-byte header length")
+	}
+	var lenBytes [8]byte
+	if _, err := f.ReadAt(lenBytes[:], 0); err != nil {
+		return nil, err
+	}
+	n := binary.LittleEndian.Uint64(lenBytes[:])
+	if n > maxHeader || n > uint64(f.Size-8) {
+		return nil, fmt.Errorf("not a safetensors file: header length %d exceeds the file (%d bytes) or the 100 MB limit", n, f.Size)
+	}
+	hdr, err := f.Range(8, int64(n))
+	if err != nil {
+		return nil, err
+	}
+	start := 8 + int64(n)
+	meta, entries, err := parseHeader(hdr, f.Size-start)
+	if err != nil {
+		return nil, err
+	}
+	for name, e := range entries {
+		e.Offset += start
+		entries[name] = e
+	}
+	return &Index{Metadata: meta, Entries: entries, file: f}, nil
+}
+
+// Reader reads the bytes of one entry of the index.
+func (x *Index) Reader(e Entry) io.Reader { return io.NewSectionReader(x.file, e.Offset, e.Size) }
+
+// Tensor reads one tensor whole; ok is false when the file has no tensor
+// of that name.
+func (x *Index) Tensor(name string) (t Tensor, ok bool, err error) {
+	e, ok := x.Entries[name]
+	if !ok {
+		return Tensor{}, false, nil
+	}
+	b, err := x.file.Range(e.Offset, e.Size)
+	if err != nil {
+		return Tensor{}, true, err
+	}
+	return Tensor{DType: e.DType, Shape: e.Shape, Data: b}, true, nil
+}
+
+// Close closes the file.
+func (x *Index) Close() error { return x.file.Close() }
 
 // WriteFile writes tensors and metadata to path (via a temporary file, so a
 // crash never leaves a truncated file under the final name).
@@ -243,18 +341,65 @@ func WriteFile(path string, tensors map[string]Tensor, metadata map[string]strin
 
 // Write serialises tensors and metadata in the reference layout.
 func Write(w io.Writer, tensors map[string]Tensor, metadata map[string]string) error {
-	names := make([]string, 0, len(tensors))
+	entries := make(map[string]Entry, len(tensors))
 	for n, t := range tensors {
-		if n == "__metadata__" {
-			return errors.New(`a tensor may not be named "__metadata__"`)
-		}
 		if err := t.check(); err != nil {
 			return fmt.Errorf("tensor %q: %v", n, err)
 		}
+		entries[n] = Entry{DType: t.DType, Shape: t.Shape, Size: int64(len(t.Data))}
+	}
+	return WriteStream(w, entries, metadata, func(name string, w io.Writer) error {
+		_, err := w.Write(tensors[name].Data)
+		return err
+	})
+}
+
+// WriteFileStream is WriteFile with each tensor's bytes written by data
+// when its turn comes (see WriteStream).
+func WriteFileStream(path string, entries map[string]Entry, metadata map[string]string, data func(name string, w io.Writer) error) error {
+	tmp := path + ".tmp"
+	fh, err := os.Create(tmp)
+	if err != nil {
+		return err
+	}
+	bw := bufio.NewWriterSize(fh, 1<<20)
+	err = WriteStream(bw, entries, metadata, data)
+	if err == nil {
+		err = bw.Flush()
+	}
+	if err != nil {
+		fh.Close()
+		os.Remove(tmp)
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	if err := fh.Close(); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// WriteStream writes the file of the tensors entries describes (dtype and
+// shape; Offset and Size are ignored) in the reference layout, asking data
+// for each tensor's bytes in file order, so that the tensors never need to
+// be in memory all at once. data must write exactly the tensor's size.
+func WriteStream(w io.Writer, entries map[string]Entry, metadata map[string]string, data func(name string, w io.Writer) error) error {
+	names := make([]string, 0, len(entries))
+	sizes := make(map[string]int64, len(entries))
+	for n, e := range entries {
+		if n == "__metadata__" {
+			return errors.New(`a tensor may not be named "__metadata__"`)
+		}
+		t := Tensor{DType: e.DType, Shape: e.Shape}
+		n64 := t.NumElements()
+		if n64 < 0 || e.DType.Size() == 0 || n64 > math.MaxInt64/int64(e.DType.Size()) {
+			return fmt.Errorf("tensor %q: %v", n, checkSize(e.DType, e.Shape, -1))
+		}
+		sizes[n] = n64 * int64(e.DType.Size())
 		names = append(names, n)
 	}
 	slices.SortFunc(names, func(a, b string) int {
-		ra, rb := rank[tensors[a].DType], rank[tensors[b].DType]
+		ra, rb := rank[entries[a].DType], rank[entries[b].DType]
 		if ra != rb {
 			return rb - ra
 		}
@@ -288,22 +433,22 @@ func Write(w io.Writer, tensors map[string]Tensor, metadata map[string]string) e
 	}
 	var off int64
 	for _, n := range names {
-		t := tensors[n]
+		e := entries[n]
 		if !first {
 			h.WriteByte(',')
 		}
 		first = false
 		writeJSONString(&h, n)
 		h.WriteString(`:{"dtype":"`)
-		h.WriteString(string(t.DType))
+		h.WriteString(string(e.DType))
 		h.WriteString(`","shape":[`)
-		for i, d := range t.Shape {
+		for i, d := range e.Shape {
 			if i > 0 {
 				h.WriteByte(',')
 			}
 			h.WriteString(strconv.FormatInt(d, 10))
 		}
-		end := off + int64(len(t.Data))
+		end := off + sizes[n]
 		fmt.Fprintf(&h, `],"data_offsets":[%d,%d]}`, off, end)
 		off = end
 	}
@@ -320,11 +465,26 @@ func Write(w io.Writer, tensors map[string]Tensor, metadata map[string]string) e
 		return err
 	}
 	for _, n := range names {
-		if _, err := w.Write(tensors[n].Data); err != nil {
-			return err
+		cw := &countingWriter{w: w}
+		if err := data(n, cw); err != nil {
+			return fmt.Errorf("tensor %q: %w", n, err)
+		}
+		if cw.n != sizes[n] {
+			return fmt.Errorf("tensor %q: %d bytes written, its shape %v of %s needs %d", n, cw.n, entries[n].Shape, entries[n].DType, sizes[n])
 		}
 	}
 	return nil
+}
+
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
 }
 
 // writeJSONString escapes as serde_json does: only quotes, backslashes and

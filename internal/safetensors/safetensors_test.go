@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -177,10 +178,23 @@ func TestBadFiles(t *testing.T) {
 		"trailing":     {withHeader(`{"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}`, 2), "cover 1"},
 		"bad metadata": {withHeader(`{"__metadata__":{"a":1}}`, 0), "__metadata__"},
 	}
+	dir := t.TempDir()
 	for name, c := range cases {
 		_, err := Decode(c.b)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: err = %v, want it to mention %q", name, err, c.want)
+		}
+		// The header-only reader refuses the same files for the same reasons.
+		path := filepath.Join(dir, strings.ReplaceAll(name, " ", "_"))
+		if err := os.WriteFile(path, c.b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		x, err := OpenIndex(path)
+		if err == nil {
+			x.Close()
+		}
+		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), path) {
+			t.Errorf("%s: OpenIndex err = %v, want it to name the file and mention %q", name, err, c.want)
 		}
 	}
 	if err := Write(&bytes.Buffer{}, map[string]Tensor{"a": {DType: Float32, Shape: []int64{3}, Data: make([]byte, 4)}}, nil); err == nil {
@@ -198,4 +212,79 @@ func equalShape(a, b []int64) bool {
 		}
 	}
 	return true
+}
+
+// An Index reads each tensor of the python-written file as ReadFile does,
+// without reading the file whole.
+func TestIndexReadsTensorsOneByOne(t *testing.T) {
+	path := testenv.Testdata(t, "safetensors", "reference.safetensors")
+	whole, err := ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x, err := OpenIndex(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer x.Close()
+	if len(x.Entries) != len(whole.Tensors) || x.Metadata["format"] != whole.Metadata["format"] {
+		t.Fatalf("index: %d entries, metadata %v; ReadFile: %d tensors, %v", len(x.Entries), x.Metadata, len(whole.Tensors), whole.Metadata)
+	}
+	for name, want := range whole.Tensors {
+		got, ok, err := x.Tensor(name)
+		if !ok || err != nil {
+			t.Fatalf("%q: ok %v, err %v", name, ok, err)
+		}
+		if got.DType != want.DType || !equalShape(got.Shape, want.Shape) || !bytes.Equal(got.Data, want.Data) {
+			t.Errorf("%q: index gives %s %v (%d bytes), ReadFile %s %v (%d bytes)", name, got.DType, got.Shape, len(got.Data), want.DType, want.Shape, len(want.Data))
+		}
+		streamed := make([]byte, x.Entries[name].Size)
+		if _, err := io.ReadFull(x.Reader(x.Entries[name]), streamed); err != nil || !bytes.Equal(streamed, want.Data) {
+			t.Errorf("%q: Reader gives different bytes (%v)", name, err)
+		}
+	}
+	if _, ok, _ := x.Tensor("no such tensor"); ok {
+		t.Error("a missing tensor was found")
+	}
+}
+
+// WriteStream asks for each tensor's bytes in file order and writes the
+// same file as Write; a tensor given the wrong number of bytes is refused.
+func TestWriteStreamMatchesWrite(t *testing.T) {
+	tensors := map[string]Tensor{
+		"b.weight": FromFloat32([]int64{2, 3}, []float32{1, 2, 3, 4, 5, 6}),
+		"a.bias":   FromFloat32([]int64{3}, []float32{-1, 0, 1}),
+		"steps":    FromInt64([]int64{}, []int64{7}),
+	}
+	meta := map[string]string{"format": "pt"}
+	var want, got bytes.Buffer
+	if err := Write(&want, tensors, meta); err != nil {
+		t.Fatal(err)
+	}
+	entries := map[string]Entry{}
+	for n, x := range tensors {
+		entries[n] = Entry{DType: x.DType, Shape: x.Shape}
+	}
+	var order []string
+	err := WriteStream(&got, entries, meta, func(name string, w io.Writer) error {
+		order = append(order, name)
+		_, err := w.Write(tensors[name].Data)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got.Bytes(), want.Bytes()) {
+		t.Fatal("WriteStream wrote another file than Write")
+	}
+	if strings.Join(order, ",") != "steps,a.bias,b.weight" {
+		t.Errorf("data asked in order %v, want the file's (I64 before F32, then by name)", order)
+	}
+	err = WriteStream(&bytes.Buffer{}, entries, meta, func(name string, w io.Writer) error {
+		_, err := w.Write(tensors[name].Data[1:])
+		return err
+	})
+	if err == nil || !strings.Contains(err.Error(), "bytes written") {
+		t.Errorf("short tensor data: err = %v", err)
+	}
 }

@@ -3,10 +3,12 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
 
+	"github.com/ortrain/ortrain/internal/artifacts"
 	"github.com/ortrain/ortrain/internal/modelfile"
 	"github.com/ortrain/ortrain/internal/onnxrt"
 	"github.com/ortrain/ortrain/internal/safetensors"
@@ -26,8 +28,12 @@ func (e *Engine) ResetOptimizerState() error {
 	return nil
 }
 
-// zero fills a value with zeros, reusing one host buffer of zeros.
+// zero fills a value with zeros: in place in host memory, else from one
+// host buffer of zeros.
 func (e *Engine) zero(v *onnxrt.Value) error {
+	if v.Device().Kind == "cpu" {
+		return v.Zero()
+	}
 	n := v.Len()
 	if len(e.zeros) < n {
 		e.zeros = make([]float32, n)
@@ -36,43 +42,59 @@ func (e *Engine) zero(v *onnxrt.Value) error {
 }
 
 // SaveParameters writes every parameter (frozen ones too) under the
-// model's own names and PyTorch layout, loadable by transformers.
+// model's own names and PyTorch layout, loadable by transformers. The
+// file is written one parameter at a time: no copy of them all in memory.
 func (e *Engine) SaveParameters(path string) error {
-	tensors := map[string]safetensors.Tensor{}
-	var initial *safetensors.File // frozen parameters never change: copy them from the folder's file
+	entries := map[string]safetensors.Entry{}
+	byName := map[string]artifacts.Parameter{}
+	var initial *safetensors.Index // frozen parameters never change: copy them from the folder's file
+	defer func() {
+		if initial != nil {
+			initial.Close()
+		}
+	}()
 	for _, p := range e.man.Parameters {
+		byName[p.Name] = p
 		if !p.Trainable {
 			if initial == nil {
-				f, err := safetensors.ReadFile(filepath.Join(e.dir, e.man.Files.Parameters))
+				f, err := safetensors.OpenIndex(filepath.Join(e.dir, e.man.Files.Parameters))
 				if err != nil {
 					return err
 				}
 				initial = f
 			}
-			ts, ok := initial.Tensors[p.Name]
+			ent, ok := initial.Entries[p.Name]
 			if !ok {
 				return fmt.Errorf("frozen parameter %q is missing from %s", p.Name, e.man.Files.Parameters)
 			}
-			tensors[p.Name] = ts
+			entries[p.Name] = ent
 			continue
 		}
-		v, err := e.Param(p.Name)
+		entries[p.Name] = safetensors.Entry{DType: safetensors.Float32, Shape: p.TorchShape()}
+	}
+	return safetensors.WriteFileStream(path, entries, map[string]string{"format": "pt"}, func(name string, w io.Writer) error {
+		if !byName[name].Trainable {
+			_, err := io.Copy(w, initial.Reader(entries[name]))
+			return err
+		}
+		v, err := e.Param(name)
 		if err != nil {
 			return err
 		}
-		tensors[p.Name] = safetensors.FromFloat32(p.TorchShape(), v)
-	}
-	return safetensors.WriteFile(path, tensors, map[string]string{"format": "pt"})
+		_, err = w.Write(safetensors.FromFloat32(entries[name].Shape, v).Data)
+		return err
+	})
 }
 
 // LoadParameters reads trainable parameters from a safetensors file written
 // by SaveParameters (or by transformers for the same model).
 func (e *Engine) LoadParameters(path string) error {
 	e.version++
-	f, err := safetensors.ReadFile(path)
+	f, err := safetensors.OpenIndex(path)
 	if err != nil {
 		return err
 	}
+	defer f.Close()
 	for _, p := range e.params {
 		if err := e.loadParam(p, f); err != nil {
 			return fmt.Errorf("%s: %w", path, err)
@@ -83,26 +105,37 @@ func (e *Engine) LoadParameters(path string) error {
 
 // SaveOptimizerState writes the optimizer state as safetensors: one tensor
 // per state value named "<state>.<param>" (torch's state keys, PyTorch
-// layout) and the step in the metadata.
+// layout) and the step in the metadata, one tensor at a time.
 func (e *Engine) SaveOptimizerState(path string) error {
-	tensors := map[string]safetensors.Tensor{}
+	entries := map[string]safetensors.Entry{}
+	type slotOf struct {
+		p  artifacts.Parameter
+		sl stateSlot
+	}
+	slots := map[string]slotOf{}
 	for _, p := range e.params {
 		for _, sl := range e.state(p) {
-			v, err := e.download(e.st[sl.name])
-			if err != nil {
-				return err
-			}
-			if sl.param {
-				v = p.ToTorch(v)
-			}
-			tensors[sl.name] = safetensors.FromFloat32(sl.torch, v)
+			entries[sl.name] = safetensors.Entry{DType: safetensors.Float32, Shape: sl.torch}
+			slots[sl.name] = slotOf{p, sl}
 		}
 	}
 	opt := e.opts.Optimizer
 	if opt == "" {
 		opt = "adamw"
 	}
-	return safetensors.WriteFile(path, tensors, map[string]string{"step": strconv.FormatInt(e.step, 10), "optimizer": opt, "format": "ortrain-optimizer"})
+	meta := map[string]string{"step": strconv.FormatInt(e.step, 10), "optimizer": opt, "format": "ortrain-optimizer"}
+	return safetensors.WriteFileStream(path, entries, meta, func(name string, w io.Writer) error {
+		s := slots[name]
+		v, err := e.download(e.st[name])
+		if err != nil {
+			return err
+		}
+		if s.sl.param {
+			v = s.p.ToTorch(v)
+		}
+		_, err = w.Write(safetensors.FromFloat32(s.sl.torch, v).Data)
+		return err
+	})
 }
 
 // LoadOptimizerState reads what SaveOptimizerState wrote.

@@ -197,10 +197,11 @@ func Open(dir string, env *onnxrt.Env, opts Options) (*Engine, error) {
 			e.frozen = append(e.frozen, p)
 		}
 	}
-	init, err := safetensors.ReadFile(filepath.Join(dir, man.Files.Parameters))
+	init, err := safetensors.OpenIndex(filepath.Join(dir, man.Files.Parameters))
 	if err != nil {
 		return nil, err
 	}
+	defer init.Close()
 	for _, p := range e.params {
 		for _, m := range []map[string]*onnxrt.Value{e.cur, e.grad} {
 			if m[p.Name], err = e.alloc(p.Shape); err != nil {
@@ -267,6 +268,11 @@ func Open(dir string, env *onnxrt.Env, opts Options) (*Engine, error) {
 	ok = true
 	return e, nil
 }
+
+// ArenaStats reports the statistics of the allocator the training
+// session's CPU tensors come from (onnxrt.Session.ArenaStats): for CPU
+// sessions, the one arena every session of the process shares.
+func (e *Engine) ArenaStats() (map[string]int64, error) { return e.train.ArenaStats() }
 
 // artifacts.Manifest describes the opened folder.
 func (e *Engine) Manifest() *artifacts.Manifest { return e.man }

@@ -45,20 +45,29 @@ func (e *Engine) param(name string) (artifacts.Parameter, bool) {
 	return artifacts.Parameter{}, false
 }
 
-func (e *Engine) loadParam(p artifacts.Parameter, f *safetensors.File) error {
-	ts, ok := f.Tensors[p.Name]
+func (e *Engine) loadParam(p artifacts.Parameter, f *safetensors.Index) error {
+	ent, ok := f.Entries[p.Name]
 	if !ok {
 		return fmt.Errorf("parameter %q is missing from the parameter file", p.Name)
 	}
-	if fmt.Sprint(ts.Shape) != fmt.Sprint(p.TorchShape()) {
-		return fmt.Errorf("parameter %q has shape %v in the file, the model needs %v", p.Name, ts.Shape, p.TorchShape())
+	if fmt.Sprint(ent.Shape) != fmt.Sprint(p.TorchShape()) {
+		return fmt.Errorf("parameter %q has shape %v in the file, the model needs %v", p.Name, ent.Shape, p.TorchShape())
 	}
 	dst := e.cur[p.Name]
 	if dst == nil {
 		dst = e.shared[p.Name]
 	}
-	if ts.DType == safetensors.Float32 && !p.Transposed && dst.Device().Kind == "cpu" {
-		return dst.SetBytes(ts.Data) // straight from the file's bytes, no float copy
+	if ent.DType == safetensors.Float32 && !p.Transposed && dst.Device().Kind == "cpu" {
+		// Straight from the file into the runtime value: no copy of the
+		// parameters in Go memory, which would stay resident as garbage.
+		if err := dst.Fill(f.Reader(ent)); err != nil {
+			return fmt.Errorf("parameter %q: %w", p.Name, err)
+		}
+		return nil
+	}
+	ts, _, err := f.Tensor(p.Name)
+	if err != nil {
+		return fmt.Errorf("parameter %q: %w", p.Name, err)
 	}
 	v, err := ts.Float32s()
 	if err != nil {

@@ -90,7 +90,8 @@ type Config struct {
 	// stand-in device uses NCCL too (tests with the stand-in NCCL of
 	// internal/testenv).
 	NCCL *nccl.Options
-	// NoCPUArena trades step time for peak memory (onnxrt.SessionOptions).
+	// NoCPUArena allocates CPU tensors without the shared arena
+	// (onnxrt.SessionOptions): slower, and no less memory for training.
 	NoCPUArena bool
 	Version    string // recorded in artifacts
 	Warn       io.Writer

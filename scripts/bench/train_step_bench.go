@@ -19,6 +19,7 @@ import (
 
 	"github.com/ortrain/ortrain/internal/amp"
 	"github.com/ortrain/ortrain/internal/data"
+	"github.com/ortrain/ortrain/internal/onnx"
 	"github.com/ortrain/ortrain/internal/onnxrt"
 	"github.com/ortrain/ortrain/ortrain/engine"
 )
@@ -71,6 +72,7 @@ func run(dir, batchPath string, threads, steps, warmup int, device, variant stri
 		return err
 	}
 	defer tr.Close()
+	rssOpen, _ := procStatusMiB("VmRSS")
 	var times, fwdbwd, optim []float64
 	var loss, first float64
 	tokens := batch.NumLabelTokens()
@@ -95,12 +97,43 @@ func run(dir, batchPath string, threads, steps, warmup int, device, variant stri
 		}
 	}
 	med := median(times)
+	// Where the memory is: the process after Open (parameters, gradient
+	// sums, optimizer state, sessions), the shared CPU arena (activations
+	// and other intermediates of the runs), the peak.
+	arena, _ := tr.ArenaStats()
+	peak, _ := procStatusMiB("VmHWM")
+	var trainable int64
+	for _, p := range tr.Manifest().Parameters {
+		if p.Trainable {
+			trainable += onnx.NumElements(p.Shape)
+		}
+	}
 	return json.NewEncoder(os.Stdout).Encode(map[string]any{
 		"impl": "ortrain", "variant": variant, "onnxruntime": env.Version(), "threads": threads, "steps": steps,
 		"step_s_median": med, "step_s": times, "target_tokens_per_step": tokens,
 		"tokens_per_s": float64(tokens) / med, "first_loss": first, "final_loss": loss,
 		"train_micro_batch_s_median": median(fwdbwd), "optimizer_step_s_median": median(optim),
+		"trainable_params": trainable, "rss_after_open_mib": rssOpen, "peak_rss_mib": peak,
+		"arena_reserved_mib": float64(arena["TotalAllocated"]) / (1 << 20), "arena_max_in_use_mib": float64(arena["MaxInUse"]) / (1 << 20),
 	})
+}
+
+// procStatusMiB reads a size field of /proc/self/status (VmRSS, VmHWM) in MiB.
+func procStatusMiB(field string) (float64, error) {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, field+":"); ok {
+			var kb float64
+			if _, err := fmt.Sscanf(strings.TrimSpace(rest), "%g kB", &kb); err != nil {
+				return 0, err
+			}
+			return kb / 1024, nil
+		}
+	}
+	return 0, fmt.Errorf("no %s in /proc/self/status", field)
 }
 
 func median(x []float64) float64 {

@@ -70,6 +70,7 @@ def bench_torch(d, steps, warmup, threads, lora_r=0, checkpointing=False):
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     opt = torch.optim.AdamW([{"params": [p for n, p in named if n in decay], "weight_decay": 0.01},
                              {"params": [p for n, p in named if n not in decay], "weight_decay": 0.0}], lr=1e-4)
+    rss_load = proc_status_mib("VmRSS")  # model, batch and optimizer made; no gradient or moment yet
     times = []
     first = None
     for i in range(warmup + steps):
@@ -89,7 +90,16 @@ def bench_torch(d, steps, warmup, threads, lora_r=0, checkpointing=False):
     trainable = sum(p.numel() for _, p in named)
     print(json.dumps({"impl": "pytorch-eager" + (f"-peft-lora-r{lora_r}" if lora_r else "") + ("-checkpointing" if checkpointing else ""), "trainable_params": trainable, "torch": torch.__version__, "threads": threads, "steps": steps,
                       "step_s_median": med, "step_s": times, "target_tokens_per_step": tokens,
-                      "tokens_per_s": tokens / med, "first_loss": first, "final_loss": float(loss)}))
+                      "tokens_per_s": tokens / med, "first_loss": first, "final_loss": float(loss),
+                      "rss_after_load_mib": rss_load, "peak_rss_mib": proc_status_mib("VmHWM")}))
+
+
+def proc_status_mib(field):
+    """A size field of /proc/self/status (VmRSS, VmHWM) in MiB."""
+    for line in open("/proc/self/status"):
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return None
 
 
 def main():
