@@ -19,6 +19,7 @@ import (
 	"github.com/ortrain/ortrain/internal/cudakernels"
 	"github.com/ortrain/ortrain/internal/data"
 	"github.com/ortrain/ortrain/internal/demo"
+	"github.com/ortrain/ortrain/internal/lora"
 	"github.com/ortrain/ortrain/internal/onnx"
 	"github.com/ortrain/ortrain/internal/onnx/onnxpb"
 	"github.com/ortrain/ortrain/internal/onnxrt"
@@ -143,7 +144,7 @@ func cudaPrecisions() []artifacts.Precision {
 // unscale graph the engine builds for its parameters.
 func (c *coverage) checkArtifacts(kind, dir string, man *artifacts.Manifest) {
 	c.t.Helper()
-	files := []string{man.Files.AdamW, man.Files.AdamWLegacy, man.Files.SGD, man.Files.Training, man.Files.Eval,
+	files := []string{man.Files.AdamW, man.Files.AdamWLegacy, man.Files.SGD, man.Files.Adafactor, man.Files.Training, man.Files.Eval,
 		man.Files.Forward, man.Files.Encoder, man.Files.Decoder, man.Files.DecoderWithPast}
 	for _, v := range man.Variants {
 		f := v.Files
@@ -225,12 +226,13 @@ func batch(vocab int64) *data.Batch {
 	return b
 }
 
-// runEngine trains one step with each optimizer, evaluates and generates
+// runEngine trains one step with each optimizer (AdamW, transformers'
+// AdamW, SGD, Adafactor), evaluates and generates
 // on the stand-in device, so that every graph the engine and its generator
 // make at run time is seen.
 func runEngine(t *testing.T, env *onnxrt.Env, dir string, man *artifacts.Manifest, vocab int64) {
 	ctx := context.Background()
-	for _, opt := range []string{"adamw", "adamw_hf", "sgd"} {
+	for _, opt := range []string{"adamw", "adamw_hf", "sgd", "adafactor"} {
 		e, err := engine.Open(dir, env, engine.Options{Optimizer: opt, Session: onnxrt.SessionOptions{Device: "standin", IntraOpThreads: 1}})
 		if err != nil {
 			t.Fatalf("%s, %s: %v", dir, opt, err)
@@ -322,7 +324,7 @@ func decodingConfigs(base generate.Config) []generate.Config {
 // eval, forward, the three optimizers, the generation graphs, the unscale
 // graph; float32 and every float16/bfloat16 variant) of T5, T5 v1.1, BART,
 // Marian (their exports and their training-mode exports with Dropout
-// nodes), an Optimum export, the demo, ONNX Runtime training artifacts
+// nodes; with gradient checkpointing; with LoRA adapters), an Optimum export, the demo, ONNX Runtime training artifacts
 // imported, and every architecture fixture (testdata/arch); and every
 // graph a session is made from while the engine trains, evaluates and
 // generates and while the decoders of predict generate (row gathers,
@@ -356,6 +358,24 @@ func TestEveryGraphHasCUDAKernels(t *testing.T) {
 		}
 		runEngine(t, env, art, man, 512)
 		c.build("artifacts: dropout disabled", dir, func(cfg *artifacts.Config) { cfg.DisableDropout = true })
+	}
+	// Gradient checkpointing (the recomputed layers and the Where that
+	// orders them), with every CUDA precision, and LoRA adapters with their
+	// dropout (float32: LoRA refuses the half precisions).
+	for _, name := range []string{"t5-tiny", "bart-tiny", "marian-tiny"} {
+		dir := withTrainingExport(t, name)
+		art, man := c.build("artifacts: gradient checkpointing", dir, func(cfg *artifacts.Config) { cfg.GradientCheckpointing = true })
+		if man.GradientCheckpointing == nil || len(man.GradientCheckpointing.Layers) == 0 {
+			t.Fatalf("%s: no layer checkpointed", name)
+		}
+		runEngine(t, env, art, man, 512)
+		art, man = c.build("artifacts: LoRA", dir, func(cfg *artifacts.Config) {
+			lc := lora.Defaults()
+			lc.R, lc.Alpha, lc.Dropout = 4, 8, 0.1
+			lc.SetTargets(lora.AllLinear)
+			cfg.LoRA, cfg.Precisions = &lc, nil
+		})
+		runEngine(t, env, art, man, 512)
 	}
 	for _, name := range []string{"bart-tiny-with-past", "t5-tiny", "marian-tiny-with-past"} {
 		dir := testenv.Testdata(t, "optimum", name)
