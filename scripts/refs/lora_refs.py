@@ -38,7 +38,7 @@ weights of the adapted modules, and the merged model's logits of the batch
 of logits.safetensors) and merged.json (HF generate() on two source batches,
 greedy and beam, with the merged model and with the unmerged PeftModel).
 
-Run: /work/venv-lora/bin/python scripts/refs/lora_refs.py [--roundtrip DIR | --merged]
+Run: .venv/bin/python scripts/refs/lora_refs.py [--roundtrip DIR | --merged]
 (scripts/requirements.txt with peft==0.21.2)
 """
 
