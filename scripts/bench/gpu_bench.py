@@ -22,19 +22,9 @@ import statistics
 import time
 
 import torch
-from transformers import T5Config, T5ForConditionalGeneration
+from transformers import T5ForConditionalGeneration
 
-
-def write_batch(d, batch, src, tgt):
-    vocab = T5Config.from_pretrained(d).vocab_size
-    g = torch.Generator().manual_seed(1)
-    ids = torch.randint(2, vocab, (batch, src), generator=g)
-    labels = torch.randint(2, vocab, (batch, tgt), generator=g)
-    dec = torch.cat([torch.zeros(batch, 1, dtype=torch.long), labels[:, :-1]], 1)
-    b = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "decoder_input_ids": dec,
-         "decoder_attention_mask": torch.ones_like(dec), "labels": labels}
-    json.dump({k: {"shape": list(v.shape), "data": v.reshape(-1).tolist()} for k, v in b.items()},
-              open(os.path.join(d, "batch.json"), "w"))
+from train_step_bench import write_batch  # the same batch, any size
 
 
 def load(d):

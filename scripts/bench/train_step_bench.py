@@ -32,6 +32,12 @@ def export(d, batch, src, tgt):
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     subprocess.run([sys.executable, os.path.join(root, "scripts", "fixtures", "make_t5_small.py"), "--out", d, "--check"],
                    check=True)
+    write_batch(d, batch, src, tgt)
+
+
+def write_batch(d, batch, src, tgt):
+    """batch.json: random ids of the model's vocabulary (seed 1), labels
+    shifted right into the decoder inputs as T5 does."""
     vocab = T5Config.from_pretrained(d).vocab_size
     g = torch.Generator().manual_seed(1)
     ids = torch.randint(2, vocab, (batch, src), generator=g)
