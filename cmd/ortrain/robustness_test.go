@@ -8,9 +8,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
+	"github.com/ortrain/ortrain/internal/onnxrt"
 	"github.com/ortrain/ortrain/internal/testenv"
 )
 
@@ -344,5 +346,40 @@ func TestBadORTLibraryFreshProcess(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestORTLogLevel runs predict in a fresh process with ONNX Runtime's log
+// level raised: its verbose log names where each session's nodes were placed
+// (what a GPU host's check reads), and a bad level is refused by name.
+func TestORTLogLevel(t *testing.T) {
+	dir := t.TempDir()
+	input := writeFile(t, filepath.Join(dir, "in.txt"), []byte("translate English to German: a house\n"))
+	args := []string{"predict", "--model", testenv.Testdata(t, "models", "t5-tiny"), "--tokenizer", testenv.Testdata(t, "generate", "predict", "tokenizer.json"),
+		"--input", input, "--output", filepath.Join(dir, "p.txt"), "--no-progress", "--max-new-tokens", "2"}
+	child := func(level string) (int, string) {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestBadORTLibraryFreshProcess$")
+		cmd.Env = append(os.Environ(), "ORTRAIN_ROBUSTNESS_ARGS="+strings.Join(args, "\n"), onnxrt.LogLevelEnvVar+"="+level)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		err := cmd.Run()
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return ee.ExitCode(), stderr.String()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return 0, stderr.String()
+	}
+	code, log := child("verbose")
+	placed := regexp.MustCompile(`All nodes placed on \[CPUExecutionProvider\]\. Number of nodes: (\d+)`).FindAllStringSubmatch(log, -1)
+	t.Logf("exit %d; %d sessions report their placement: %v", code, len(placed), placed)
+	if code != 0 || len(placed) == 0 {
+		t.Fatalf("exit %d, %d placement lines; stderr tail:\n%s", code, len(placed), log[max(0, len(log)-2000):])
+	}
+	code, log = child("chatty")
+	t.Logf("exit %d: %s", code, strings.TrimSpace(log))
+	if code != exitUsage || !strings.Contains(log, onnxrt.LogLevelEnvVar) || !strings.Contains(log, `"chatty"`) {
+		t.Errorf("a bad level: exit %d, stderr %q; want a refusal naming $%s and the value", code, log, onnxrt.LogLevelEnvVar)
 	}
 }

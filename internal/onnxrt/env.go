@@ -10,6 +10,7 @@ import "C"
 import (
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -18,6 +19,7 @@ import (
 
 	ort "github.com/yalue/onnxruntime_go"
 
+	"github.com/ortrain/ortrain/internal/fault"
 	"github.com/ortrain/ortrain/internal/ortlib"
 )
 
@@ -55,6 +57,30 @@ type Env struct {
 	observers observers
 }
 
+// LogLevelEnvVar names ONNX Runtime's own log level (error by default).
+// "verbose" makes it print, among much else, where each session's nodes were
+// placed ("All nodes placed on [CUDAExecutionProvider]. Number of nodes: N"),
+// which is how a run on a GPU host shows its live placement.
+const LogLevelEnvVar = "ORTRAIN_ORT_LOG_LEVEL"
+
+// LogLevelOption maps a value of $ORTRAIN_ORT_LOG_LEVEL to ONNX Runtime's
+// environment option; empty means error, the quiet default.
+func LogLevelOption(value string) (ort.EnvironmentOption, error) {
+	switch strings.ToLower(strings.TrimSpace(value)) {
+	case "", "error":
+		return ort.WithLogLevelError(), nil
+	case "verbose":
+		return ort.WithLogLevelVerbose(), nil
+	case "info":
+		return ort.WithLogLevelInfo(), nil
+	case "warning":
+		return ort.WithLogLevelWarning(), nil
+	case "fatal":
+		return ort.WithLogLevelFatal(), nil
+	}
+	return nil, fault.Settingsf("$%s is %q: give one of verbose, info, warning, error, fatal", LogLevelEnvVar, value)
+}
+
 // Open loads ONNX Runtime (once per process) and returns a handle on its
 // environment. libPath may be empty: then $ORTRAIN_ORT_LIB, then the user
 // cache filled by scripts/fetch-onnxruntime.sh are used. Close the Env when
@@ -89,8 +115,12 @@ func Open(libPath string) (*Env, error) {
 		if ort.IsInitialized() {
 			return nil, errors.New("the ONNX Runtime environment was initialised outside internal/onnxrt; use onnxrt.Open only")
 		}
+		level, err := LogLevelOption(os.Getenv(LogLevelEnvVar))
+		if err != nil {
+			return nil, err
+		}
 		ort.SetSharedLibraryPath(abs)
-		if err := ort.InitializeEnvironment(ort.WithLogLevelError()); err != nil {
+		if err := ort.InitializeEnvironment(level); err != nil {
 			return nil, wrapf(ErrLibraryUnusable, "initialising ONNX Runtime from %s: %v", abs, err)
 		}
 		// One CPU arena for every session (see SessionOptions.NoCPUArena):

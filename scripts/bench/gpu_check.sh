@@ -45,6 +45,28 @@ peak() {
 
 stage() { echo; echo "=== $*"; }
 
+# live placement from ONNX Runtime's verbose log (ORTRAIN_ORT_LOG_LEVEL=verbose):
+# per execution provider, the nodes its sessions placed there, and the op types
+# of the nodes that a session with CUDA nodes left on the CPU
+placement() {
+  awk -v label="$2" '
+    /Node placements/ { n++; cpu = 0 }
+    /placed on \[/ {
+      match($0, /placed on \[[A-Za-z]+\]/); ep = substr($0, RSTART + 11, RLENGTH - 12)
+      match($0, /Number of nodes: [0-9]+/); c = substr($0, RSTART + 17) + 0
+      tot[ep] += c; all += c; cpu = (ep == "CPUExecutionProvider" && seen[n]); if (ep != "CPUExecutionProvider") seen[n] = 1
+      next
+    }
+    cpu && /\]   *[A-Za-z0-9_]+ \(/ { sub(/.*\]   */, ""); sub(/ \(.*/, ""); ops[$0]++; next }
+    { cpu = 0 }
+    /kernel not found/ { missing++ }
+    END {
+      printf "%s: %d sessions;", label, n; for (e in tot) printf " %s %d", e, tot[e]; printf " of %d nodes\n", all
+      if (length(ops)) { printf "  left on the CPU by sessions with CUDA nodes:"; for (o in ops) printf " %s x%d", o, ops[o]; printf "\n" }
+      if (missing) printf "  \"kernel not found\" lines: %d\n", missing
+    }' "$1"
+}
+
 stage "1. environment, NCCL, device-resident updates"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 "$ORTRAIN" env
@@ -60,6 +82,9 @@ for beams in 1 4; do
       --output "$work/tiny.$dev.$beams.txt" --refs "$T/refs.txt" --num-beams "$beams" --batch-size 4 --device "$dev" --no-progress >/dev/null ||
       echo "predict $dev beams=$beams failed: $?"
   done
+  ORTRAIN_ORT_LOG_LEVEL=verbose timeout 120 "$ORTRAIN" predict --model testdata/models/t5-tiny --tokenizer "$T/tokenizer.json" --input "$T/input.txt" \
+    --output "$work/tiny.verbose.$beams.txt" --num-beams "$beams" --batch-size 4 --device cuda:0 --no-progress >/dev/null 2> "$work/placement-predict-$beams.log"
+  placement "$work/placement-predict-$beams.log" "live placement, t5-tiny predict beams=$beams"
   if cmp -s "$work/tiny.cpu.$beams.txt" "$work/tiny.cuda:0.$beams.txt"; then
     echo "t5-tiny beams=$beams: cuda:0 predictions identical to cpu ($(wc -l < "$work/tiny.cpu.$beams.txt") lines)"
   else
@@ -80,6 +105,9 @@ for dtype in float32 bfloat16; do
   art=$work/artifacts-$dtype
   [ -f "$art/manifest.json" ] || timeout 300 "$ORTRAIN" artifacts --model "$m/model.onnx" --out "$art" --no-dropout --device cuda "${flags[@]}" >/dev/null ||
     echo "artifacts $dtype failed: $?"
+  ORTRAIN_ORT_LOG_LEVEL=verbose timeout 300 "$BIN/bench" -artifacts "$art" -batch "$m/batch.json" -device cuda -threads 1 -steps 1 -warmup 0 \
+    -variant "$variant" > /dev/null 2> "$work/placement-train-$dtype.log"
+  placement "$work/placement-train-$dtype.log" "live placement, t5-small training step $dtype"
   peak timeout 300 "$BIN/bench" -artifacts "$art" -batch "$m/batch.json" -device cuda -threads 1 -steps "$steps" -warmup 3 -variant "$variant" ||
     echo "ortrain step $dtype failed: $?"
   peak timeout 300 "$py" scripts/bench/gpu_bench.py step "$m" --dtype "$dtype" --steps "$steps" || echo "torch step $dtype failed: $?"
