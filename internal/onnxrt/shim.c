@@ -35,6 +35,15 @@ enum {
   IDX_ClearBoundInputs = 141,
   IDX_ClearBoundOutputs = 142,
   IDX_GetTensorMemoryInfo = 194,
+  IDX_SessionGetInputCount = 30,
+  IDX_SessionGetOutputCount = 31,
+  IDX_SessionGetInputTypeInfo = 33,
+  IDX_SessionGetOutputTypeInfo = 34,
+  IDX_SessionGetInputName = 36,
+  IDX_SessionGetOutputName = 37,
+  IDX_CastTypeInfoToTensorInfo = 55,
+  IDX_GetOnnxTypeFromTypeInfo = 56,
+  IDX_ReleaseTypeInfo = 98,
   IDX_CreateEnv = 3,
   IDX_ReleaseEnv = 92,
   IDX_CreateAndRegisterAllocator = 144,
@@ -213,4 +222,42 @@ OrtStatus *ortrain_allocator_stats(const void *api, const OrtAllocator *a, char 
   }
   ((void (*)(OrtKeyValuePairs *))FN(api, IDX_ReleaseKeyValuePairs))(kv);
   return NULL;
+}
+
+OrtStatus *ortrain_session_io_count(const void *api, const OrtSession *sess, int output, size_t *n) {
+  return ((OrtStatus * (*)(const OrtSession *, size_t *)) FN(api, output ? IDX_SessionGetOutputCount : IDX_SessionGetInputCount))(sess, n);
+}
+
+OrtStatus *ortrain_session_io(const void *api, const OrtSession *sess, int output, size_t i, char **name, int *onnx_type,
+                              int *elem_type, size_t *rank, int64_t *dims, size_t max_rank) {
+  *name = NULL;
+  *onnx_type = 0;
+  *elem_type = 0;
+  *rank = 0;
+  OrtAllocator *a = NULL;
+  OrtStatus *s = ((OrtStatus * (*)(OrtAllocator **)) FN(api, IDX_GetAllocatorWithDefaultOptions))(&a);
+  if (s) return s;
+  char *n = NULL;
+  s = ((OrtStatus * (*)(const OrtSession *, size_t, OrtAllocator *, char **)) FN(api, output ? IDX_SessionGetOutputName : IDX_SessionGetInputName))(sess, i, a, &n);
+  if (s) return s;
+  *name = strdup(n);
+  s = ((OrtStatus * (*)(OrtAllocator *, void *)) FN(api, IDX_AllocatorFree))(a, n);
+  if (s) return s;
+  OrtTypeInfo *ti = NULL;
+  s = ((OrtStatus * (*)(const OrtSession *, size_t, OrtTypeInfo **)) FN(api, output ? IDX_SessionGetOutputTypeInfo : IDX_SessionGetInputTypeInfo))(sess, i, &ti);
+  if (s) return s;
+  s = ((OrtStatus * (*)(const OrtTypeInfo *, int *)) FN(api, IDX_GetOnnxTypeFromTypeInfo))(ti, onnx_type);
+  // Tensors (1) and sparse tensors (5) have an element type and a shape.
+  if (!s && (*onnx_type == 1 || *onnx_type == 5)) {
+    const OrtTensorTypeAndShapeInfo *info = NULL;  // owned by ti
+    s = ((OrtStatus * (*)(const OrtTypeInfo *, const OrtTensorTypeAndShapeInfo **)) FN(api, IDX_CastTypeInfoToTensorInfo))(ti, &info);
+    if (!s) s = ((OrtStatus * (*)(const OrtTensorTypeAndShapeInfo *, int *)) FN(api, IDX_GetTensorElementType))(info, elem_type);
+    if (!s) s = ((OrtStatus * (*)(const OrtTensorTypeAndShapeInfo *, size_t *)) FN(api, IDX_GetDimensionsCount))(info, rank);
+    if (!s) {
+      size_t k = *rank < max_rank ? *rank : max_rank;
+      s = ((OrtStatus * (*)(const OrtTensorTypeAndShapeInfo *, int64_t *, size_t)) FN(api, IDX_GetDimensions))(info, dims, k);
+    }
+  }
+  ((void (*)(OrtTypeInfo *))FN(api, IDX_ReleaseTypeInfo))(ti);
+  return s;
 }

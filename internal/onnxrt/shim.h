@@ -22,6 +22,7 @@ typedef struct OrtTensorTypeAndShapeInfo OrtTensorTypeAndShapeInfo;
 typedef struct OrtEnv OrtEnv;
 typedef struct OrtArenaCfg OrtArenaCfg;
 typedef struct OrtKeyValuePairs OrtKeyValuePairs;
+typedef struct OrtTypeInfo OrtTypeInfo;
 
 // ortrain_load opens the library and fetches the API table. On failure it
 // returns NULL and sets *err to 1 (dlopen), 2 (no OrtGetApiBase) or 3 (API
@@ -66,5 +67,15 @@ OrtStatus *ortrain_register_cpu_arena(const void *api);
 // ortrain_allocator_stats writes an allocator's statistics into buf as
 // "key=value" lines (empty for an allocator that keeps none).
 OrtStatus *ortrain_allocator_stats(const void *api, const OrtAllocator *a, char *buf, size_t cap);
+
+// ortrain_session_io_count gives the number of inputs (output = 0) or
+// outputs (output = 1) of a session; ortrain_session_io describes the i-th:
+// its name (malloc'd: the caller frees it, also on failure), ONNX type,
+// and for tensors the element type, rank and up to max_rank dimensions
+// (-1 where symbolic). Read from the session itself, so that no second,
+// default-option session is made just to learn them.
+OrtStatus *ortrain_session_io_count(const void *api, const OrtSession *sess, int output, size_t *n);
+OrtStatus *ortrain_session_io(const void *api, const OrtSession *sess, int output, size_t i, char **name, int *onnx_type,
+                              int *elem_type, size_t *rank, int64_t *dims, size_t max_rank);
 
 #endif

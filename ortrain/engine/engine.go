@@ -274,6 +274,10 @@ func Open(dir string, env *onnxrt.Env, opts Options) (*Engine, error) {
 // sessions, the one arena every session of the process shares.
 func (e *Engine) ArenaStats() (map[string]int64, error) { return e.train.ArenaStats() }
 
+// DeviceArenaStats reports the statistics of the training session's device
+// allocator (onnxrt.Session.DeviceArenaStats): on CUDA, its device arena.
+func (e *Engine) DeviceArenaStats() (map[string]int64, error) { return e.train.DeviceArenaStats() }
+
 // artifacts.Manifest describes the opened folder.
 func (e *Engine) Manifest() *artifacts.Manifest { return e.man }
 

@@ -39,7 +39,8 @@ peak() {
   local smi=$!
   "$@"; local rc=$?
   kill "$smi" 2>/dev/null; wait "$smi" 2>/dev/null
-  echo "device memory: peak $(sort -n "$log" | tail -1) MiB in use, $base MiB before (nvidia-smi)"
+  # on stderr, so that a command whose output is thrown away still shows it
+  echo "device memory: peak $(sort -n "$log" | tail -1) MiB in use, $base MiB before (nvidia-smi)" >&2
   return $rc
 }
 
@@ -50,19 +51,26 @@ stage() { echo; echo "=== $*"; }
 # of the nodes that a session with CUDA nodes left on the CPU
 placement() {
   awk -v label="$2" '
-    /Node placements/ { n++; cpu = 0 }
+    function flush() {
+      if (!cur) return
+      if (cuda_here) { k++; for (o in here) ops[o] += here[o]; on_cuda += cuda_here; in_cuda_sessions += total_here }
+      else { probe++; probe_nodes += total_here }
+      delete here; cur = 0; cuda_here = 0; total_here = 0
+    }
+    /Node placements/ { flush(); cur = 1; ep = ""; next }
     /placed on \[/ {
       match($0, /placed on \[[A-Za-z]+\]/); ep = substr($0, RSTART + 11, RLENGTH - 12)
       match($0, /Number of nodes: [0-9]+/); c = substr($0, RSTART + 17) + 0
-      tot[ep] += c; all += c; cpu = (ep == "CPUExecutionProvider" && seen[n]); if (ep != "CPUExecutionProvider") seen[n] = 1
+      total_here += c; if (ep == "CUDAExecutionProvider") cuda_here += c
       next
     }
-    cpu && /\]   *[A-Za-z0-9_]+ \(/ { sub(/.*\]   */, ""); sub(/ \(.*/, ""); ops[$0]++; next }
-    { cpu = 0 }
+    cur && ep == "CPUExecutionProvider" && /\]   *[A-Za-z0-9_]+ \(/ { x = $0; sub(/.*\]   */, "", x); sub(/ \(.*/, "", x); here[x]++; next }
     /kernel not found/ { missing++ }
     END {
-      printf "%s: %d sessions;", label, n; for (e in tot) printf " %s %d", e, tot[e]; printf " of %d nodes\n", all
-      if (length(ops)) { printf "  left on the CPU by sessions with CUDA nodes:"; for (o in ops) printf " %s x%d", o, ops[o]; printf "\n" }
+      flush()
+      printf "%s: %d sessions with CUDA nodes: %d of their %d nodes on CUDA", label, k, on_cuda, in_cuda_sessions
+      printf "; %d sessions all on the CPU (%d nodes)\n", probe, probe_nodes
+      if (length(ops)) { printf "  left on the CPU in sessions with CUDA nodes:"; for (o in ops) printf " %s x%d", o, ops[o]; printf "\n" }
       if (missing) printf "  \"kernel not found\" lines: %d\n", missing
     }' "$1"
 }

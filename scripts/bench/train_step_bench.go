@@ -101,6 +101,10 @@ func run(dir, batchPath string, threads, steps, warmup int, device, variant stri
 	// sums, optimizer state, sessions), the shared CPU arena (activations
 	// and other intermediates of the runs), the peak.
 	arena, _ := tr.ArenaStats()
+	devArena := map[string]int64{}
+	if device != "cpu" {
+		devArena, _ = tr.DeviceArenaStats()
+	}
 	peak, _ := procStatusMiB("VmHWM")
 	var trainable int64
 	for _, p := range tr.Manifest().Parameters {
@@ -115,6 +119,7 @@ func run(dir, batchPath string, threads, steps, warmup int, device, variant stri
 		"train_micro_batch_s_median": median(fwdbwd), "optimizer_step_s_median": median(optim),
 		"trainable_params": trainable, "rss_after_open_mib": rssOpen, "peak_rss_mib": peak,
 		"arena_reserved_mib": float64(arena["TotalAllocated"]) / (1 << 20), "arena_max_in_use_mib": float64(arena["MaxInUse"]) / (1 << 20),
+		"device_arena_reserved_mib": float64(devArena["TotalAllocated"]) / (1 << 20), "device_arena_max_in_use_mib": float64(devArena["MaxInUse"]) / (1 << 20),
 	})
 }
 
