@@ -13,15 +13,18 @@ import (
 
 // Names of the decoding head's values.
 const (
-	headLogits    = "logits"
-	headPenalty   = "penalty"
-	headPenalized = "penalized"
-	headBanned    = "banned"
-	headForced    = "forced"
-	headForce     = "force"
-	headK         = "k"
-	headValues    = "values"
-	headIDs       = "ids"
+	headLogits         = "logits"
+	headPenalty        = "penalty"
+	headPenalized      = "penalized"
+	headBanned         = "banned"
+	headPenalizedValid = "penalized_valid"
+	headBannedValid    = "banned_valid"
+	headForcedValid    = "forced_valid"
+	headForced         = "forced"
+	headForce          = "force"
+	headK              = "k"
+	headValues         = "values"
+	headIDs            = "ids"
 )
 
 // headModel is the decoding head: it takes a decoder step's logits
@@ -31,46 +34,59 @@ const (
 // -inf at the banned ids, and for the rows with force set, -inf everywhere
 // but 0 at the forced ids: HF's processors in order) and returns each
 // row's k best values and ids (TopK: sorted, ties by lower index, as
-// torch.argmax). The id lists are padded with vocab, an extra column that
-// is dropped before TopK, so rows may have different numbers of ids and
-// none.
-func headModel(logitsType onnx.DType, logSoftmax bool) ([]byte, error) {
+// torch.argmax).
+//
+// The graph holds only what the step needs (headKind): each edit is a pass
+// over [rows, vocab] floats, and most steps have none or one (min_length's
+// banned EOS), so a graph with every processor spent three quarters of a
+// beam step's head on copies. The id lists are padded (see paddedIDs) so
+// that the padding writes back what is there and needs no extra column.
+func headModel(kind headKind) ([]byte, error) {
 	b := onnx.NewGraphBuilder(nil)
-	logits := b.AddInput(headLogits, logitsType, onnx.Sym("rows"), onnx.Sym("length"), onnx.Sym("vocab"))
-	penalty := b.AddInput(headPenalty, onnx.Float32)
-	penalized := b.AddInput(headPenalized, onnx.Int64, onnx.Sym("rows"), onnx.Sym("penalized"))
-	banned := b.AddInput(headBanned, onnx.Int64, onnx.Sym("rows"), onnx.Sym("banned"))
-	forced := b.AddInput(headForced, onnx.Int64, onnx.Sym("rows"), onnx.Sym("forced"))
-	force := b.AddInput(headForce, onnx.Bool, onnx.Sym("rows"), onnx.D(1))
+	logits := b.AddInput(headLogits, onnx.DType(kind.logits), onnx.Sym("rows"), onnx.Sym("length"), onnx.Sym("vocab"))
 	k := b.AddInput(headK, onnx.Int64, onnx.D(1))
 
-	last := b.Op("Slice", []string{logits, b.ConstInt64Vec(-1), b.ConstInt64Vec(math.MaxInt64), b.ConstInt64Vec(1)})
-	x := b.Op("Squeeze", []string{last, b.ConstInt64Vec(1)})
-	if logitsType != onnx.Float32 {
+	var x string
+	if kind.lastOnly {
+		// one position (a step with a cache): a reshape, not a copy
+		x = b.Op("Reshape", []string{logits, b.ConstInt64Vec(0, -1)})
+	} else {
+		last := b.Op("Slice", []string{logits, b.ConstInt64Vec(-1), b.ConstInt64Vec(math.MaxInt64), b.ConstInt64Vec(1)})
+		x = b.Op("Squeeze", []string{last, b.ConstInt64Vec(1)})
+	}
+	if kind.logits != onnxrt.Float32 {
 		x = b.Op("Cast", []string{x}, onnx.AttrInt("to", int64(onnx.Float32)))
 	}
-	if logSoftmax {
+	if kind.logSoftmax {
 		x = b.Op("LogSoftmax", []string{x}, onnx.AttrInt("axis", -1))
 	}
-	shape := b.Op("Shape", []string{x})
-	rows := b.Op("Slice", []string{shape, b.ConstInt64Vec(0), b.ConstInt64Vec(1)})
-	vocab := b.Op("Slice", []string{shape, b.ConstInt64Vec(1), b.ConstInt64Vec(2)})
-	// the padding column
-	column := b.Op("Expand", []string{b.ConstFloat32s([]float32{0}, []int64{1, 1}), b.Op("Concat", []string{rows, b.ConstInt64Vec(1)}, onnx.AttrInt("axis", 0))})
-	x = b.Op("Concat", []string{x, column}, onnx.AttrInt("axis", 1))
-	// RepetitionPenaltyLogitsProcessor: where(score < 0, score * penalty, score / penalty)
-	seen := b.Op("GatherElements", []string{x, penalized}, onnx.AttrInt("axis", 1))
-	neg := b.Op("Less", []string{seen, b.ConstFloat32(0)})
-	penalised := b.Op("Where", []string{neg, b.Op("Mul", []string{seen, penalty}), b.Op("Div", []string{seen, penalty})})
-	x = b.Op("ScatterElements", []string{x, penalized, penalised}, onnx.AttrInt("axis", 1))
-	// the banning processors
-	inf := b.Op("Expand", []string{b.ConstFloat32(float32(math.Inf(-1))), b.Op("Shape", []string{banned})})
-	x = b.Op("ScatterElements", []string{x, banned, inf}, onnx.AttrInt("axis", 1))
-	// ForcedBOS/ForcedEOS
-	allInf := b.Op("Expand", []string{b.ConstFloat32(float32(math.Inf(-1))), b.Op("Shape", []string{x})})
-	zeros := b.Op("Expand", []string{b.ConstFloat32(0), b.Op("Shape", []string{forced})})
-	x = b.Op("Where", []string{force, b.Op("ScatterElements", []string{allInf, forced, zeros}, onnx.AttrInt("axis", 1)), x})
-	x = b.Op("Slice", []string{x, b.ConstInt64Vec(0), vocab, b.ConstInt64Vec(1)})
+	if kind.penalty {
+		// RepetitionPenaltyLogitsProcessor: where(score < 0, score * penalty, score / penalty)
+		penalty := b.AddInput(headPenalty, onnx.Float32)
+		penalized := b.AddInput(headPenalized, onnx.Int64, onnx.Sym("rows"), onnx.Sym("penalized"))
+		valid := b.AddInput(headPenalizedValid, onnx.Bool, onnx.Sym("rows"), onnx.Sym("penalized"))
+		seen := b.Op("GatherElements", []string{x, penalized}, onnx.AttrInt("axis", 1))
+		neg := b.Op("Less", []string{seen, b.ConstFloat32(0)})
+		penalised := b.Op("Where", []string{neg, b.Op("Mul", []string{seen, penalty}), b.Op("Div", []string{seen, penalty})})
+		x = b.Op("ScatterElements", []string{x, penalized, b.Op("Where", []string{valid, penalised, seen})}, onnx.AttrInt("axis", 1))
+	}
+	if kind.banned {
+		banned := b.AddInput(headBanned, onnx.Int64, onnx.Sym("rows"), onnx.Sym("banned"))
+		valid := b.AddInput(headBannedValid, onnx.Bool, onnx.Sym("rows"), onnx.Sym("banned"))
+		seen := b.Op("GatherElements", []string{x, banned}, onnx.AttrInt("axis", 1))
+		inf := b.Op("Where", []string{valid, b.ConstFloat32(float32(math.Inf(-1))), seen})
+		x = b.Op("ScatterElements", []string{x, banned, inf}, onnx.AttrInt("axis", 1))
+	}
+	if kind.force {
+		// ForcedBOS/ForcedEOS
+		forced := b.AddInput(headForced, onnx.Int64, onnx.Sym("rows"), onnx.Sym("forced"))
+		valid := b.AddInput(headForcedValid, onnx.Bool, onnx.Sym("rows"), onnx.Sym("forced"))
+		force := b.AddInput(headForce, onnx.Bool, onnx.Sym("rows"), onnx.D(1))
+		inf := b.ConstFloat32(float32(math.Inf(-1)))
+		allInf := b.Op("Expand", []string{inf, b.Op("Shape", []string{x})})
+		zeros := b.Op("Where", []string{valid, b.ConstFloat32(0), inf})
+		x = b.Op("Where", []string{force, b.Op("ScatterElements", []string{allInf, forced, zeros}, onnx.AttrInt("axis", 1)), x})
+	}
 	b.Node("TopK", []string{x, k}, []string{headValues, headIDs}, onnx.AttrInt("axis", -1), onnx.AttrInt("largest", 1), onnx.AttrInt("sorted", 1))
 	b.AddOutput(headValues, onnx.Float32, onnx.Sym("rows"), onnx.Sym("k"))
 	b.AddOutput(headIDs, onnx.Int64, onnx.Sym("rows"), onnx.Sym("k"))
@@ -87,9 +103,16 @@ type decodingHead struct {
 	sessions map[headKind]*onnxrt.Session
 }
 
+// headKind is what a head graph does: the logits' type, whether they hold
+// one position only, the log-softmax, and which edits any row has.
 type headKind struct {
-	logits     onnxrt.DType
-	logSoftmax bool
+	logits                 onnxrt.DType
+	lastOnly, logSoftmax   bool
+	penalty, banned, force bool
+}
+
+func (k headKind) String() string {
+	return fmt.Sprintf("%v, last only %v, log-softmax %v, penalty %v, banned %v, force %v", k.logits, k.lastOnly, k.logSoftmax, k.penalty, k.banned, k.force)
 }
 
 func (h *decodingHead) close() {
@@ -99,22 +122,41 @@ func (h *decodingHead) close() {
 	h.sessions = nil
 }
 
-// padded lays out per-row id lists as [rows, width] (width at least 1),
-// filling with vocab.
-func padded(rows []generate.RowEdits, ids func(generate.RowEdits) []int64, vocab int) (*onnxrt.Value, error) {
+// paddedIDs lays out per-row id lists as [rows, width] (width at least 1)
+// with a mask of the entries to edit. A short row is padded with its own
+// first id, a duplicate that gets the same edited value; a row without ids
+// is all 0 and unmasked: the head writes back the value it read there. An
+// id thus never gets two different values, and the scatter's result does
+// not depend on its order.
+func paddedIDs(rows []generate.RowEdits, ids func(generate.RowEdits) []int64) (*onnxrt.Value, *onnxrt.Value, error) {
 	width := 1
 	for _, r := range rows {
 		width = max(width, len(ids(r)))
 	}
 	data := make([]int64, len(rows)*width)
+	valid := make([]bool, len(rows)*width)
 	for i, r := range rows {
 		row := data[i*width : (i+1)*width]
-		n := copy(row, ids(r))
-		for j := n; j < width; j++ {
-			row[j] = int64(vocab)
+		if n := copy(row, ids(r)); n > 0 {
+			for j := range row {
+				valid[i*width+j] = true
+				if j >= n {
+					row[j] = row[0]
+				}
+			}
 		}
 	}
-	return onnxrt.NewTensor([]int64{int64(len(rows)), int64(width)}, data)
+	shape := []int64{int64(len(rows)), int64(width)}
+	t, err := onnxrt.NewTensor(shape, data)
+	if err != nil {
+		return nil, nil, err
+	}
+	m, err := onnxrt.NewTensor(shape, valid)
+	if err != nil {
+		t.Close()
+		return nil, nil, err
+	}
+	return t, m, nil
 }
 
 // run selects the k best tokens of every row of logits (in the session's
@@ -128,14 +170,19 @@ func (h *decodingHead) run(logits *onnxrt.Value, edits generate.Edits, k int) (g
 	if k < 1 || k > vocab {
 		return generate.TopK{}, fmt.Errorf("top-%d of a vocabulary of %d", k, vocab)
 	}
-	kind := headKind{logits.DType(), edits.LogSoftmax}
+	kind := headKind{logits: logits.DType(), lastOnly: shape[1] == 1, logSoftmax: edits.LogSoftmax}
+	for _, r := range edits.Rows {
+		kind.penalty = kind.penalty || (len(r.Penalized) > 0 && edits.Penalty != 1)
+		kind.banned = kind.banned || len(r.Banned) > 0
+		kind.force = kind.force || r.Force
+	}
 	s := h.sessions[kind]
 	if s == nil {
-		model, err := headModel(onnx.DType(kind.logits), kind.logSoftmax)
+		model, err := headModel(kind)
 		if err != nil {
 			return generate.TopK{}, err
 		}
-		if s, err = h.env.NewSessionFromBytes(model, fmt.Sprintf("decoding head (%v, log-softmax %v)", kind.logits, kind.logSoftmax), h.opts); err != nil {
+		if s, err = h.env.NewSessionFromBytes(model, fmt.Sprintf("decoding head (%v)", kind), h.opts); err != nil {
 			return generate.TopK{}, err
 		}
 		if h.sessions == nil {
@@ -149,34 +196,51 @@ func (h *decodingHead) run(logits *onnxrt.Value, edits generate.Edits, k int) (g
 			v.Close()
 		}
 	}()
-	add := func(v *onnxrt.Value, err error) (*onnxrt.Value, error) {
-		if err == nil {
-			created = append(created, v)
-		}
-		return v, err
-	}
 	in := map[string]*onnxrt.Value{headLogits: logits}
-	var err error
-	if in[headPenalty], err = add(onnxrt.NewTensor(nil, []float32{edits.Penalty})); err != nil {
-		return generate.TopK{}, err
+	idLists := func(idsName, validName string, of func(generate.RowEdits) []int64) error {
+		t, m, err := paddedIDs(edits.Rows, of)
+		if err != nil {
+			return err
+		}
+		created = append(created, t, m)
+		in[idsName], in[validName] = t, m
+		return nil
 	}
-	if in[headPenalized], err = add(padded(edits.Rows, func(r generate.RowEdits) []int64 { return r.Penalized }, vocab)); err != nil {
-		return generate.TopK{}, err
+	add := func(name string) func(*onnxrt.Value, error) error {
+		return func(v *onnxrt.Value, err error) error {
+			if err == nil {
+				created = append(created, v)
+				in[name] = v
+			}
+			return err
+		}
 	}
-	if in[headBanned], err = add(padded(edits.Rows, func(r generate.RowEdits) []int64 { return r.Banned }, vocab)); err != nil {
-		return generate.TopK{}, err
+	if kind.penalty {
+		if err := add(headPenalty)(onnxrt.NewTensor(nil, []float32{edits.Penalty})); err != nil {
+			return generate.TopK{}, err
+		}
+		if err := idLists(headPenalized, headPenalizedValid, func(r generate.RowEdits) []int64 { return r.Penalized }); err != nil {
+			return generate.TopK{}, err
+		}
 	}
-	if in[headForced], err = add(padded(edits.Rows, func(r generate.RowEdits) []int64 { return r.Forced }, vocab)); err != nil {
-		return generate.TopK{}, err
+	if kind.banned {
+		if err := idLists(headBanned, headBannedValid, func(r generate.RowEdits) []int64 { return r.Banned }); err != nil {
+			return generate.TopK{}, err
+		}
 	}
-	flags := make([]bool, rows)
-	for i, r := range edits.Rows {
-		flags[i] = r.Force
+	if kind.force {
+		if err := idLists(headForced, headForcedValid, func(r generate.RowEdits) []int64 { return r.Forced }); err != nil {
+			return generate.TopK{}, err
+		}
+		flags := make([]bool, rows)
+		for i, r := range edits.Rows {
+			flags[i] = r.Force
+		}
+		if err := add(headForce)(onnxrt.NewTensor([]int64{int64(rows), 1}, flags)); err != nil {
+			return generate.TopK{}, err
+		}
 	}
-	if in[headForce], err = add(onnxrt.NewTensor([]int64{int64(rows), 1}, flags)); err != nil {
-		return generate.TopK{}, err
-	}
-	if in[headK], err = add(onnxrt.NewTensor([]int64{1}, []int64{int64(k)})); err != nil {
+	if err := add(headK)(onnxrt.NewTensor([]int64{1}, []int64{int64(k)})); err != nil {
 		return generate.TopK{}, err
 	}
 	outs, err := s.Run(in, []string{headValues, headIDs})
