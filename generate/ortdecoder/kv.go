@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -277,7 +279,14 @@ type kvState struct {
 	// pending is the reorder the next decoder-with-past run applies to the
 	// decoder cache in-graph (nil: none); decPast keeps the previous rows.
 	pending []int
-	logits  []float32
+	// expand, before the first decoder step, maps each row to a row of
+	// hidden and mask not yet gathered (nil: none). Beam search expands
+	// every source to num_beams identical rows before that step; running it
+	// on the sources and then gathering its outputs computes the
+	// cross-attention keys and values once per source instead of once per
+	// beam.
+	expand []int
+	logits []float32
 }
 
 func isEncoderPast(name string) bool { return strings.Contains(name, ".encoder.") }
@@ -325,6 +334,9 @@ func (s *kvState) advance(ctx context.Context, prefixes [][]int64, onDevice bool
 	}
 	length := len(prefixes[0])
 	first := s.seen == 0
+	if first && s.expand != nil {
+		return s.advanceExpanding(ctx, prefixes, onDevice)
+	}
 	if !first && length <= s.seen {
 		return nil, fmt.Errorf("decoder prefix of %d tokens, cache already holds %d", length, s.seen)
 	}
@@ -429,7 +441,19 @@ func (s *kvState) Reorder(rows []int) error {
 			}
 		}
 	}
-	if !sameSources {
+	if !sameSources && s.seen == 0 && !s.d.hostOutputs {
+		next := make([]int, len(rows))
+		for i, r := range rows {
+			if s.expand != nil {
+				r = s.expand[r]
+			}
+			next[i] = r
+		}
+		s.expand = next
+	} else if !sameSources {
+		if err := s.materialize(); err != nil {
+			return err
+		}
 		s.mask = s.mask.gather(rows)
 		if err := s.d.gather(s.hidden, rows); err != nil {
 			return err
@@ -442,6 +466,76 @@ func (s *kvState) Reorder(rows []int) error {
 	}
 	s.srcOf, s.rows = srcOf, len(rows)
 	return nil
+}
+
+// materialize gathers hidden and mask to the rows of a pending expansion.
+func (s *kvState) materialize() error {
+	if s.expand == nil {
+		return nil
+	}
+	s.mask = s.mask.gather(s.expand)
+	if err := s.d.gather(s.hidden, s.expand); err != nil {
+		return err
+	}
+	s.expand = nil
+	return nil
+}
+
+// advanceExpanding runs the first decoder step on the rows before a pending
+// expansion when the rows sharing one have the same prefix (they do in beam
+// search), then gathers the logits and the cache to the expanded rows.
+func (s *kvState) advanceExpanding(ctx context.Context, prefixes [][]int64, onDevice bool) (*onnxrt.Value, error) {
+	base := int(s.mask.shape[0])
+	of := make([][]int64, base)
+	for i, r := range s.expand {
+		switch {
+		case of[r] == nil:
+			of[r] = prefixes[i]
+		case !slices.Equal(of[r], prefixes[i]):
+			of = nil
+		}
+		if of == nil {
+			break
+		}
+	}
+	for _, p := range of {
+		if p == nil { // a row no expanded row uses, or prefixes that differ
+			of = nil
+			break
+		}
+	}
+	if of == nil || !onDevice {
+		if err := s.materialize(); err != nil {
+			return nil, err
+		}
+		return s.advance(ctx, prefixes, onDevice)
+	}
+	expand, rows, srcOf := s.expand, s.rows, s.srcOf
+	s.expand, s.rows, s.srcOf = nil, base, nil
+	logits, err := s.advance(ctx, of, onDevice)
+	s.rows, s.srcOf = rows, srcOf
+	if err != nil {
+		return nil, err
+	}
+	expanded, err := gatherValue(s.d.gatherers, logits, expand)
+	logits.Close()
+	if err != nil {
+		return nil, err
+	}
+	s.mask = s.mask.gather(expand)
+	for _, c := range append([]*cached{s.hidden}, slices.Collect(maps.Values(s.encPast))...) {
+		if err := s.d.gather(c, expand); err != nil {
+			expanded.Close()
+			return nil, err
+		}
+	}
+	for _, c := range s.decPast {
+		if err := s.d.gather(c, expand); err != nil {
+			expanded.Close()
+			return nil, err
+		}
+	}
+	return expanded, nil
 }
 
 // Close releases the values the state holds.
