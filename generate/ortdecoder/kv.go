@@ -58,7 +58,8 @@ type Options struct {
 }
 
 func (o Options) session() onnxrt.SessionOptions {
-	return onnxrt.SessionOptions{Device: o.Device, IntraOpThreads: o.IntraOpThreads, DisabledOptimizers: o.DisabledOptimizers, TF32: o.TF32}
+	// NoSpinning: a step runs several sessions in turn (onnxrt.SessionOptions)
+	return onnxrt.SessionOptions{Device: o.Device, IntraOpThreads: o.IntraOpThreads, DisabledOptimizers: o.DisabledOptimizers, TF32: o.TF32, NoSpinning: true}
 }
 
 // Files of Optimum's encoder-decoder layout.
