@@ -17,12 +17,13 @@
 #      peak device memory (nvidia-smi for both, torch's counters too)
 #   4. generation throughput on cuda:0, ortrain predict vs HF generate()
 #
-#   BIN=DIR scripts/bench/gpu_check.sh [WORK]      (BATCH SRC TGT STEPS in the environment)
+#   BIN=DIR scripts/bench/gpu_check.sh [WORK]      (BATCH SRC TGT STEPS in the environment;
+#                                                   STAGES="2 4" runs only those stages)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 work=${1:-/tmp/ortrain-gpu-check}
 mkdir -p "$work"
-BIN=${BIN:?BIN: the folder with ncclcheck, cudacheck and bench}
+BIN=${BIN:-}
 py=${PYTHON:-python3}
 batch=${BATCH:-32}; src=${SRC:-128}; tgt=${TGT:-128}; steps=${STEPS:-10}
 if [ -z "${ORTRAIN_NCCL_LIB:-}" ]; then
@@ -44,6 +45,8 @@ peak() {
   return $rc
 }
 
+stages=" ${STAGES:-1 2 3 4} "
+want() { [[ $stages == *" $1 "* ]]; }
 stage() { echo; echo "=== $*"; }
 
 # live placement from ONNX Runtime's verbose log (ORTRAIN_ORT_LOG_LEVEL=verbose):
@@ -75,13 +78,22 @@ placement() {
     }' "$1"
 }
 
+# the t5-small-sized model of stages 3 and 4
+m=$work/t5-small
+if { want 3 || want 4; } && [ ! -f "$m/decoder_with_past_model.onnx" ]; then
+  timeout 240 "$py" scripts/fixtures/make_t5_small.py --out "$m" 2>&1 | grep -v Warning | tail -3
+fi
+
+if want 1; then
 stage "1. environment, NCCL, device-resident updates"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 "$ORTRAIN" env
 echo "NCCL: ${ORTRAIN_NCCL_LIB:-libnccl.so.2 on the library path}"
 timeout 120 "$BIN/ncclcheck" --device cuda:0 || echo "ncclcheck failed: $?"
 timeout 120 "$BIN/cudacheck" --device cuda:0 || echo "cudacheck failed: $?"
+fi
 
+if want 2; then
 stage "2. predict on cuda:0 against the CPU (t5-tiny)"
 T=testdata/generate/predict
 for beams in 1 4; do
@@ -99,12 +111,10 @@ for beams in 1 4; do
     echo "t5-tiny beams=$beams: cuda:0 predictions DIFFER from cpu"; diff "$work/tiny.cpu.$beams.txt" "$work/tiny.cuda:0.$beams.txt" | head -10
   fi
 done
-
-stage "3. training step of the t5-small-sized model, ortrain vs PyTorch eager on cuda:0"
-m=$work/t5-small
-if [ ! -f "$m/model.onnx" ]; then
-  timeout 240 "$py" scripts/fixtures/make_t5_small.py --out "$m" 2>&1 | grep -v Warning | tail -3
 fi
+
+if want 3; then
+stage "3. training step of the t5-small-sized model, ortrain vs PyTorch eager on cuda:0"
 "$py" scripts/bench/gpu_bench.py batch "$m" --batch "$batch" --src "$src" --tgt "$tgt"
 echo "batch $batch x $src source / $tgt target tokens, $steps steps after warm-up"
 for dtype in float32 bfloat16; do
@@ -120,7 +130,9 @@ for dtype in float32 bfloat16; do
     echo "ortrain step $dtype failed: $?"
   peak timeout 300 "$py" scripts/bench/gpu_bench.py step "$m" --dtype "$dtype" --steps "$steps" || echo "torch step $dtype failed: $?"
 done
+fi
 
+if want 4; then
 stage "4. generation throughput on cuda:0, ortrain predict vs HF generate()"
 tok=testdata/realdata/tokenizers/flan-t5-small/tokenizer.json
 in=$work/bench.txt
@@ -136,3 +148,4 @@ for beams in 1 4; do
   peak timeout 300 "$py" scripts/bench/gpu_bench.py generate "$m" --input "$in" --tokenizer "$tok" --beams "$beams" --batch 32 ||
     echo "HF generate beams=$beams failed"
 done
+fi
