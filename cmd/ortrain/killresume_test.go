@@ -330,10 +330,15 @@ func TestSIGINTEndsWithin5Seconds(t *testing.T) {
 	copyModel(t, model)
 	input := filepath.Join(root, "in.txt")
 	src, _ := os.ReadFile(testenv.Testdata(t, "generate", "predict", "input.txt"))
-	os.WriteFile(input, bytes.Repeat(src, 200), 0o644)
+	// far more than predict gets through in 3 s (4,800 lines once took
+	// longer; since decoding got faster they could finish before the signal)
+	os.WriteFile(input, bytes.Repeat(src, 2000), 0o644)
 	out := filepath.Join(root, "pred.txt")
 	trig := &trigger{moment: "time", after: 3 * time.Second, sig: syscall.SIGINT}
 	code, stderr := runChild(t, []string{"--ort-lib", lib, "predict", "--no-progress", "--model", model, "--input", input, "--output", out, "--num-beams", "4"}, trig)
+	if trig.fired.IsZero() {
+		t.Fatalf("predict ended (exit %d) before the signal at %v: give it more input", code, trig.after)
+	}
 	if took := time.Since(trig.fired); code != exitInterrupted || took > interruptGrace+2*time.Second || !strings.Contains(stderr, "interrupted after") || !strings.Contains(stderr, "pred.txt.partial") {
 		t.Errorf("predict: exit %d after %v: %s", code, took, stderr)
 	}
