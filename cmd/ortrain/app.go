@@ -128,11 +128,13 @@ func runApp(ctx context.Context, app *cli.App, args []string, stderr io.Writer) 
 	if err == nil {
 		return exitOK
 	}
-	fmt.Fprintf(stderr, "ortrain: %v\n", err)
 	if ctx.Err() != nil {
-		// a signal stopped the work, whatever error that caused
-		err = fault.Mark(fault.Interrupted, err)
+		// a signal stopped the work, whatever error that caused; say so
+		// rather than "context canceled"
+		fmt.Fprintf(stderr, "ortrain: %s\n", interruptedMessage(err))
+		return exitCode(fault.Mark(fault.Interrupted, err))
 	}
+	fmt.Fprintf(stderr, "ortrain: %v\n", err)
 	return exitCode(err)
 }
 
@@ -170,6 +172,21 @@ func exitCode(err error) int {
 		return exitRuntime
 	}
 	return exitError
+}
+
+// interruptedMessage words the error a signal caused: the work's own
+// message when it has one ("interrupted after 40 of 100 lines …"), else
+// where it was, without Go's "context canceled".
+func interruptedMessage(err error) string {
+	msg := err.Error()
+	if strings.HasPrefix(msg, "interrupted") {
+		return msg
+	}
+	where := strings.TrimSuffix(strings.TrimSuffix(msg, context.Canceled.Error()), ": ")
+	if where == "" {
+		return "interrupted"
+	}
+	return "interrupted (" + where + ")"
 }
 
 // requireFlags is a command's Before: it reports missing flags as

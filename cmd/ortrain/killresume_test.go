@@ -322,8 +322,8 @@ func TestSIGINTEndsWithin5Seconds(t *testing.T) {
 			t.Logf("train ended before %v", after)
 			continue
 		}
-		if code != exitInterrupted || took > interruptGrace+2*time.Second {
-			t.Errorf("SIGINT at %v: exit %d after %v: %s", after, code, took, stderr)
+		if code != exitInterrupted || took > interruptGrace+2*time.Second || !strings.Contains(stderr, "interrupted") || strings.Contains(stderr, "context canceled") {
+			t.Errorf("SIGINT at %v: exit %d after %v (want %d, saying it was interrupted): %s", after, code, took, exitInterrupted, stderr)
 		}
 	}
 	model := filepath.Join(root, "t5")

@@ -391,3 +391,26 @@ func TestORTLogLevel(t *testing.T) {
 		t.Errorf("a bad level: exit %d, stderr %q; want a refusal naming $%s and the value", code, log, onnxrt.LogLevelEnvVar)
 	}
 }
+
+func TestInterruptedMessage(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want string
+	}{
+		{context.Canceled, "interrupted"},
+		{fmt.Errorf("evaluating at step 40: %w", context.Canceled), "interrupted (evaluating at step 40)"},
+		{errors.New("interrupted after 3 of 9 lines; they are kept in p.txt.partial"), "interrupted after 3 of 9 lines; they are kept in p.txt.partial"},
+	} {
+		if got := interruptedMessage(c.err); got != c.want {
+			t.Errorf("interruptedMessage(%q) = %q, want %q", c.err, got, c.want)
+		}
+	}
+}
+
+// train --help tells where a model.onnx comes from.
+func TestTrainHelpNamesTheExportScript(t *testing.T) {
+	code, stdout, stderr := runCLI(t, "train", "--help")
+	if code != 0 || !strings.Contains(stdout+stderr, "scripts/export_model.py") {
+		t.Errorf("train --help: exit %d, no mention of scripts/export_model.py:\n%s%s", code, stdout, stderr)
+	}
+}

@@ -41,8 +41,10 @@ the total steps (HF's rule).
       --output_dir out --do_train --eval_strategy steps --eval_steps 200 \
       --predict_with_generate --source_lang en --target_lang ro
 
---model is an exported model folder: model.onnx (a forward graph), or the
-folder optimum-cli export onnx wrote (encoder_model.onnx and
+--model is an exported model folder: model.onnx (a forward graph, as
+scripts/export_model.py writes it from a transformers checkpoint; see the
+README's "Bring your model"), or the folder optimum-cli export onnx wrote
+(encoder_model.onnx and
 decoder_model.onnx, composed into the forward graph; with past, generation
 uses a KV cache), with config.json and the tokenizer. Before training,
 every float initializer is identified as a tensor of the model (by name,
