@@ -186,7 +186,8 @@ func (d *KV) fedBackTypes() []onnxrt.DType {
 	}
 	for _, s := range []*onnxrt.Session{d.dec, d.past} {
 		for _, o := range s.Outputs() {
-			if strings.HasPrefix(o.Name, "present.") {
+			// logits too: beam search's first step gathers them (advanceExpanding)
+			if strings.HasPrefix(o.Name, "present.") || o.Name == "logits" {
 				out = append(out, o.DType)
 			}
 		}
