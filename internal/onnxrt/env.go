@@ -63,9 +63,9 @@ type Env struct {
 // which is how a run on a GPU host shows its live placement.
 const LogLevelEnvVar = "ORTRAIN_ORT_LOG_LEVEL"
 
-// LogLevelOption maps a value of $ORTRAIN_ORT_LOG_LEVEL to ONNX Runtime's
+// logLevelOption maps a value of $ORTRAIN_ORT_LOG_LEVEL to ONNX Runtime's
 // environment option; empty means error, the quiet default.
-func LogLevelOption(value string) (ort.EnvironmentOption, error) {
+func logLevelOption(value string) (ort.EnvironmentOption, error) {
 	switch strings.ToLower(strings.TrimSpace(value)) {
 	case "", "error":
 		return ort.WithLogLevelError(), nil
@@ -115,7 +115,7 @@ func Open(libPath string) (*Env, error) {
 		if ort.IsInitialized() {
 			return nil, errors.New("the ONNX Runtime environment was initialised outside internal/onnxrt; use onnxrt.Open only")
 		}
-		level, err := LogLevelOption(os.Getenv(LogLevelEnvVar))
+		level, err := logLevelOption(os.Getenv(LogLevelEnvVar))
 		if err != nil {
 			return nil, err
 		}

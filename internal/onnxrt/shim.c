@@ -160,16 +160,23 @@ void ortrain_value_release(const void *api, OrtValue *v) {
 OrtStatus *ortrain_tensor_data(const void *api, OrtValue *v, void **data) {
   return ((OrtStatus * (*)(OrtValue *, void **)) FN(api, IDX_GetTensorMutableData))(v, data);
 }
-OrtStatus *ortrain_tensor_info(const void *api, const OrtValue *v, int *elem_type, size_t *rank, int64_t *dims, size_t max_rank) {
-  OrtTensorTypeAndShapeInfo *info = NULL;
-  OrtStatus *s = ((OrtStatus * (*)(const OrtValue *, OrtTensorTypeAndShapeInfo **)) FN(api, IDX_GetTensorTypeAndShape))(v, &info);
-  if (s) return s;
-  s = ((OrtStatus * (*)(const OrtTensorTypeAndShapeInfo *, int *)) FN(api, IDX_GetTensorElementType))(info, elem_type);
+// type_and_shape reads an element type, the rank and up to max_rank dimensions.
+static OrtStatus *type_and_shape(const void *api, const OrtTensorTypeAndShapeInfo *info, int *elem_type, size_t *rank, int64_t *dims,
+                                 size_t max_rank) {
+  OrtStatus *s = ((OrtStatus * (*)(const OrtTensorTypeAndShapeInfo *, int *)) FN(api, IDX_GetTensorElementType))(info, elem_type);
   if (!s) s = ((OrtStatus * (*)(const OrtTensorTypeAndShapeInfo *, size_t *)) FN(api, IDX_GetDimensionsCount))(info, rank);
   if (!s) {
     size_t n = *rank < max_rank ? *rank : max_rank;
     s = ((OrtStatus * (*)(const OrtTensorTypeAndShapeInfo *, int64_t *, size_t)) FN(api, IDX_GetDimensions))(info, dims, n);
   }
+  return s;
+}
+
+OrtStatus *ortrain_tensor_info(const void *api, const OrtValue *v, int *elem_type, size_t *rank, int64_t *dims, size_t max_rank) {
+  OrtTensorTypeAndShapeInfo *info = NULL;
+  OrtStatus *s = ((OrtStatus * (*)(const OrtValue *, OrtTensorTypeAndShapeInfo **)) FN(api, IDX_GetTensorTypeAndShape))(v, &info);
+  if (s) return s;
+  s = type_and_shape(api, info, elem_type, rank, dims, max_rank);
   ((void (*)(OrtTensorTypeAndShapeInfo *))FN(api, IDX_ReleaseTensorTypeAndShapeInfo))(info);
   return s;
 }
@@ -251,12 +258,7 @@ OrtStatus *ortrain_session_io(const void *api, const OrtSession *sess, int outpu
   if (!s && (*onnx_type == 1 || *onnx_type == 5)) {
     const OrtTensorTypeAndShapeInfo *info = NULL;  // owned by ti
     s = ((OrtStatus * (*)(const OrtTypeInfo *, const OrtTensorTypeAndShapeInfo **)) FN(api, IDX_CastTypeInfoToTensorInfo))(ti, &info);
-    if (!s) s = ((OrtStatus * (*)(const OrtTensorTypeAndShapeInfo *, int *)) FN(api, IDX_GetTensorElementType))(info, elem_type);
-    if (!s) s = ((OrtStatus * (*)(const OrtTensorTypeAndShapeInfo *, size_t *)) FN(api, IDX_GetDimensionsCount))(info, rank);
-    if (!s) {
-      size_t k = *rank < max_rank ? *rank : max_rank;
-      s = ((OrtStatus * (*)(const OrtTensorTypeAndShapeInfo *, int64_t *, size_t)) FN(api, IDX_GetDimensions))(info, dims, k);
-    }
+    if (!s) s = type_and_shape(api, info, elem_type, rank, dims, max_rank);
   }
   ((void (*)(OrtTypeInfo *))FN(api, IDX_ReleaseTypeInfo))(ti);
   return s;
