@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -426,16 +425,8 @@ func (s *kvState) Reorder(rows []int) error {
 	}
 	switch {
 	case s.d.inGraphReorder && len(s.decPast) > 0:
-		// compose with a reorder still pending: new row i continues physical row pending[rows[i]]
-		next := make([]int, len(rows))
-		for i, r := range rows {
-			if s.pending != nil {
-				next[i] = s.pending[r]
-			} else {
-				next[i] = r
-			}
-		}
-		s.pending = next
+		// new row i continues physical row pending[rows[i]]
+		s.pending = compose(s.pending, rows)
 	default:
 		for _, c := range s.decPast {
 			if err := s.d.gather(c, rows); err != nil {
@@ -444,14 +435,7 @@ func (s *kvState) Reorder(rows []int) error {
 		}
 	}
 	if !sameSources && s.seen == 0 && !s.d.hostOutputs {
-		next := make([]int, len(rows))
-		for i, r := range rows {
-			if s.expand != nil {
-				r = s.expand[r]
-			}
-			next[i] = r
-		}
-		s.expand = next
+		s.expand = compose(s.expand, rows)
 	} else if !sameSources {
 		if err := s.materialize(); err != nil {
 			return err
@@ -468,6 +452,18 @@ func (s *kvState) Reorder(rows []int) error {
 	}
 	s.srcOf, s.rows = srcOf, len(rows)
 	return nil
+}
+
+// compose applies the row selection rows after a pending one (nil: none):
+// row i becomes row pending[rows[i]].
+func compose(pending, rows []int) []int {
+	next := slices.Clone(rows)
+	if pending != nil {
+		for i, r := range rows {
+			next[i] = pending[r]
+		}
+	}
+	return next
 }
 
 // materialize gathers hidden and mask to the rows of a pending expansion.
@@ -487,33 +483,28 @@ func (s *kvState) materialize() error {
 // expansion when the rows sharing one have the same prefix (they do in beam
 // search), then gathers the logits and the cache to the expanded rows.
 func (s *kvState) advanceExpanding(ctx context.Context, prefixes [][]int64, onDevice bool) (*onnxrt.Value, error) {
-	base := int(s.mask.shape[0])
-	of := make([][]int64, base)
+	// one prefix per row before the expansion, if every such row is used
+	// and its expanded rows agree
+	of := make([][]int64, s.mask.shape[0])
+	same := onDevice
 	for i, r := range s.expand {
-		switch {
-		case of[r] == nil:
+		if !same {
+			break
+		}
+		if of[r] == nil {
 			of[r] = prefixes[i]
-		case !slices.Equal(of[r], prefixes[i]):
-			of = nil
 		}
-		if of == nil {
-			break
-		}
+		same = slices.Equal(of[r], prefixes[i])
 	}
-	for _, p := range of {
-		if p == nil { // a row no expanded row uses, or prefixes that differ
-			of = nil
-			break
-		}
-	}
-	if of == nil || !onDevice {
+	same = same && !slices.ContainsFunc(of, func(p []int64) bool { return p == nil })
+	if !same {
 		if err := s.materialize(); err != nil {
 			return nil, err
 		}
 		return s.advance(ctx, prefixes, onDevice)
 	}
 	expand, rows, srcOf := s.expand, s.rows, s.srcOf
-	s.expand, s.rows, s.srcOf = nil, base, nil
+	s.expand, s.rows, s.srcOf = nil, len(of), nil
 	logits, err := s.advance(ctx, of, onDevice)
 	s.rows, s.srcOf = rows, srcOf
 	if err != nil {
@@ -525,17 +516,17 @@ func (s *kvState) advanceExpanding(ctx context.Context, prefixes [][]int64, onDe
 		return nil, err
 	}
 	s.mask = s.mask.gather(expand)
-	for _, c := range append([]*cached{s.hidden}, slices.Collect(maps.Values(s.encPast))...) {
-		if err := s.d.gather(c, expand); err != nil {
-			expanded.Close()
-			return nil, err
+	err = s.d.gather(s.hidden, expand)
+	for _, m := range []map[string]*cached{s.encPast, s.decPast} {
+		for _, c := range m {
+			if err == nil {
+				err = s.d.gather(c, expand)
+			}
 		}
 	}
-	for _, c := range s.decPast {
-		if err := s.d.gather(c, expand); err != nil {
-			expanded.Close()
-			return nil, err
-		}
+	if err != nil {
+		expanded.Close()
+		return nil, err
 	}
 	return expanded, nil
 }
