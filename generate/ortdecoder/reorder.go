@@ -38,6 +38,7 @@ func withInGraphReorder(path string) (model []byte, ok bool, err error) {
 			return nil, false, nil
 		}
 	}
+	bypassSingleInputConcats(g)
 	var gathers []*onnxpb.NodeProto
 	renamed := map[string]string{}
 	for _, in := range g.Input {
@@ -72,6 +73,37 @@ func withInGraphReorder(path string) (model []byte, ok bool, err error) {
 		}}}})
 	out, err := proto.Marshal(&m)
 	return out, err == nil, err
+}
+
+// bypassSingleInputConcats removes the Concat nodes that have one input
+// (their output is that input) and makes their consumers read the input.
+// Exports from recent transformers make one for each layer's cached
+// encoder keys and values (a torch.cat of a one-element list while the
+// cache is rebuilt): ONNX Runtime runs each as a copy of the whole cache,
+// at every decoding step. Concats whose output the graph returns stay.
+func bypassSingleInputConcats(g *onnxpb.GraphProto) {
+	returned := map[string]bool{}
+	for _, o := range g.Output {
+		returned[o.GetName()] = true
+	}
+	renamed := map[string]string{}
+	kept := g.Node[:0]
+	for _, n := range g.Node {
+		if n.GetOpType() == "Concat" && n.GetDomain() == "" && len(n.Input) == 1 && len(n.Output) == 1 &&
+			n.Input[0] != "" && !returned[n.Output[0]] {
+			from := n.Input[0]
+			if to, ok := renamed[from]; ok {
+				from = to
+			}
+			renamed[n.Output[0]] = from
+			continue
+		}
+		kept = append(kept, n)
+	}
+	g.Node = kept
+	if len(renamed) > 0 {
+		renameUses(g, renamed)
+	}
 }
 
 // renameUses makes nodes (and subgraphs) read renamed values.
