@@ -39,6 +39,9 @@ func withInGraphReorder(path string) (model []byte, ok bool, err error) {
 		}
 	}
 	bypassSingleInputConcats(g)
+	// Before the reorder is added: the export's symbols say that the past
+	// and the new rows are as many, which the reorder keeps true.
+	onnx.FoldReshapeShapes(g, onnx.Opsets(&m))
 	var gathers []*onnxpb.NodeProto
 	renamed := map[string]string{}
 	for _, in := range g.Input {

@@ -1,6 +1,8 @@
 package ortdecoder
 
 import (
+	"math"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
@@ -115,6 +117,123 @@ func TestHeadEditsLogitsInPlace(t *testing.T) {
 			if (n.GetOpType() == "Reshape" || n.GetOpType() == "Squeeze" || n.GetOpType() == "Flatten") && !topk[n.Input[0]] {
 				t.Fatalf("head (%v): %s of %s", kind, n.GetOpType(), n.Input[0])
 			}
+		}
+	}
+}
+
+// TestRewrittenDecoderWithPastEqualsTheExport: the graph ortrain runs
+// (one-input Concats bypassed, Reshape targets folded, the reorder added)
+// gives the export's logits and presents bit for bit, on random inputs with
+// the identity reorder.
+func TestRewrittenDecoderWithPastEqualsTheExport(t *testing.T) {
+	env := openEnv(t)
+	for _, model := range []string{"t5-tiny", "bart-tiny", "marian-tiny"} {
+		path := testenv.Testdata(t, "models", model, DecoderWithPastFile)
+		export, err := env.NewSession(path, onnxrt.SessionOptions{IntraOpThreads: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer export.Close()
+		data, ok, err := withInGraphReorder(path)
+		if err != nil || !ok {
+			t.Fatalf("%s: rewrite: ok %v, %v", model, ok, err)
+		}
+		rewritten, err := env.NewSessionFromBytes(data, model+" rewritten", onnxrt.SessionOptions{IntraOpThreads: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rewritten.Close()
+		var m onnxpb.ModelProto
+		if err := proto.Unmarshal(data, &m); err != nil {
+			t.Fatal(err)
+		}
+		{
+			raw, err := modelfile.ReadFile(path, 1<<30)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var orig onnxpb.ModelProto
+			if err := proto.Unmarshal(raw, &orig); err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("%s: %d nodes in the export, %d in the graph run", model, len(orig.Graph.Node), len(m.Graph.Node))
+			if len(m.Graph.Node) >= len(orig.Graph.Node) {
+				t.Errorf("%s: the rewritten graph has %d nodes, the export %d", model, len(m.Graph.Node), len(orig.Graph.Node))
+			}
+		}
+		const rows, past, source, vocab = 3, 4, 5, 40
+		r := rand.New(rand.NewPCG(11, uint64(len(model))))
+		feed := map[string]*onnxrt.Value{}
+		for _, in := range export.Inputs() {
+			shape := slices.Clone(in.Shape)
+			for i, d := range shape {
+				if d >= 0 {
+					continue
+				}
+				switch {
+				case i == 0:
+					shape[i] = rows
+				case in.Name == "input_ids" || in.Name == "decoder_input_ids":
+					shape[i] = 1
+				case strings.Contains(in.Name, "encoder") || strings.Contains(in.Name, "attention_mask"):
+					shape[i] = source
+				default:
+					shape[i] = past
+				}
+			}
+			n := 1
+			for _, d := range shape {
+				n *= int(d)
+			}
+			var v *onnxrt.Value
+			switch in.DType {
+			case onnxrt.Int64:
+				ids := make([]int64, n)
+				for i := range ids {
+					ids[i] = 1
+					if strings.Contains(in.Name, "ids") {
+						ids[i] = int64(r.IntN(vocab))
+					}
+				}
+				v, err = onnxrt.NewTensor(shape, ids)
+			case onnxrt.Float32:
+				xs := make([]float32, n)
+				for i := range xs {
+					xs[i] = float32(r.NormFloat64())
+				}
+				v, err = onnxrt.NewTensor(shape, xs)
+			default:
+				t.Fatalf("%s: input %s of type %v", model, in.Name, in.DType)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer v.Close()
+			feed[in.Name] = v
+		}
+		identity, _ := onnxrt.NewTensor([]int64{rows}, []int64{0, 1, 2})
+		defer identity.Close()
+		var names []string
+		for _, o := range export.Outputs() {
+			names = append(names, o.Name)
+		}
+		want, err := export.Run(feed, names)
+		if err != nil {
+			t.Fatalf("%s: the export: %v", model, err)
+		}
+		feed[beamIndexInput] = identity
+		got, err := rewritten.Run(feed, names)
+		if err != nil {
+			t.Fatalf("%s: the rewritten graph: %v", model, err)
+		}
+		for _, name := range names {
+			a, _ := want[name].Float32s()
+			b, _ := got[name].Float32s()
+			if !slices.Equal(want[name].Shape(), got[name].Shape()) || len(a) == 0 || !slices.EqualFunc(a, b, func(x, y float32) bool { return math.Float32bits(x) == math.Float32bits(y) }) {
+				t.Errorf("%s: output %s differs (shapes %v, %v)", model, name, want[name].Shape(), got[name].Shape())
+			}
+			want[name].Close()
+			got[name].Close()
 		}
 	}
 }
