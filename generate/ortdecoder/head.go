@@ -169,8 +169,16 @@ func paddedIDs(rows []generate.RowEdits, ids func(generate.RowEdits) []int64) (*
 	return t, m, nil
 }
 
+// headChunkBytes bounds the logits one run of the head reads when they are
+// in host memory: the log-softmax's output then stays in the core's cache
+// for the edits and TopK that read it next. Measured at t5-small's
+// vocabulary, 64 beam rows, cache cold as after the decoder step: one run
+// of 8 MiB 5.4 ms, runs of 1 MiB 3.5 ms, of 512 KiB 3.3 ms.
+const headChunkBytes = 512 << 10
+
 // run selects the k best tokens of every row of logits (in the session's
-// device memory) after the edits.
+// device memory) after the edits. Host logits go through in chunks of rows
+// (headChunkBytes), each a view of the same memory.
 func (h *decodingHead) run(logits *onnxrt.Value, edits generate.Edits, k int) (generate.TopK, error) {
 	shape := logits.Shape()
 	if len(shape) != 3 || int(shape[0]) != len(edits.Rows) || shape[2] <= 0 {
@@ -186,6 +194,38 @@ func (h *decodingHead) run(logits *onnxrt.Value, edits generate.Edits, k int) (g
 		kind.banned = kind.banned || len(r.Banned) > 0
 		kind.force = kind.force || r.Force
 	}
+	chunk := rows
+	if logits.Device().Kind == "cpu" {
+		rowBytes := int(shape[1]) * vocab * logits.DType().Size()
+		chunk = max(1, min(rows, headChunkBytes/max(1, rowBytes)))
+	}
+	if chunk == rows {
+		return h.runRows(logits, edits, kind, k)
+	}
+	top := generate.TopK{Rows: rows, K: k, Vocab: vocab, Values: make([]float32, 0, rows*k), IDs: make([]int64, 0, rows*k)}
+	for lo := 0; lo < rows; lo += chunk {
+		hi := min(rows, lo+chunk)
+		view, err := logits.RowsView(int64(lo), int64(hi))
+		if err != nil {
+			return generate.TopK{}, err
+		}
+		part := edits
+		part.Rows = edits.Rows[lo:hi]
+		t, err := h.runRows(view, part, kind, k)
+		view.Close()
+		if err != nil {
+			return generate.TopK{}, err
+		}
+		top.Values = append(top.Values, t.Values...)
+		top.IDs = append(top.IDs, t.IDs...)
+	}
+	return top, nil
+}
+
+// runRows runs the head of the given kind once over all rows of logits.
+func (h *decodingHead) runRows(logits *onnxrt.Value, edits generate.Edits, kind headKind, k int) (generate.TopK, error) {
+	shape := logits.Shape()
+	rows, vocab := int(shape[0]), int(shape[2])
 	s := h.sessions[kind]
 	if s == nil {
 		model, err := headModel(kind)

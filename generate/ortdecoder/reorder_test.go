@@ -89,38 +89,6 @@ func TestDecoderWithPastLosesItsCacheCopies(t *testing.T) {
 	}
 }
 
-// TestHeadEditsLogitsInPlace: the head keeps the logits [rows, 1, vocab]
-// from input to TopK (a Reshape of the input made ONNX Runtime copy the
-// whole [rows, vocab] before each edit); the only Reshapes are of TopK's
-// [rows, 1, k] outputs. Every combination of edits.
-func TestHeadEditsLogitsInPlace(t *testing.T) {
-	for bits := 0; bits < 32; bits++ {
-		kind := headKind{logits: onnxrt.Float32, lastOnly: bits&1 != 0, logSoftmax: bits&2 != 0,
-			penalty: bits&4 != 0, banned: bits&8 != 0, force: bits&16 != 0}
-		data, err := headModel(kind)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var m onnxpb.ModelProto
-		if err := proto.Unmarshal(data, &m); err != nil {
-			t.Fatal(err)
-		}
-		topk := map[string]bool{}
-		for _, n := range m.Graph.Node {
-			if n.GetOpType() == "TopK" {
-				for _, o := range n.Output {
-					topk[o] = true
-				}
-			}
-		}
-		for _, n := range m.Graph.Node {
-			if (n.GetOpType() == "Reshape" || n.GetOpType() == "Squeeze" || n.GetOpType() == "Flatten") && !topk[n.Input[0]] {
-				t.Fatalf("head (%v): %s of %s", kind, n.GetOpType(), n.Input[0])
-			}
-		}
-	}
-}
-
 // TestRewrittenDecoderWithPastEqualsTheExport: the graph ortrain runs
 // (one-input Concats bypassed, Reshape targets folded, the reorder added)
 // gives the export's logits and presents bit for bit, on random inputs with

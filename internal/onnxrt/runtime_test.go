@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -544,5 +545,62 @@ func TestFillAndZero(t *testing.T) {
 	}
 	if got, _ := v.Float32s(); got[0] != 0 || got[1] != 0 || got[2] != 0 || got[3] != 0 {
 		t.Fatalf("after Zero: %v", got)
+	}
+}
+
+// TestRowsView: a view of rows reads and writes the parent's memory, has
+// the rows' shape, runs as a session input, and refuses rows outside.
+func TestRowsView(t *testing.T) {
+	env := openEnv(t)
+	data := []float32{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}
+	v, err := NewTensor([]int64{4, 1, 3}, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	view, err := v.RowsView(1, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer view.Close()
+	if got := view.Shape(); !slices.Equal(got, []int64{2, 1, 3}) {
+		t.Fatalf("view shape %v", got)
+	}
+	got, _ := view.Float32s()
+	if !slices.Equal(got, data[3:9]) {
+		t.Fatalf("view holds %v, want %v", got, data[3:9])
+	}
+	if err := view.SetFloat32s([]float32{-3, -4, -5, -6, -7, -8}); err != nil {
+		t.Fatal(err)
+	}
+	all, _ := v.Float32s()
+	if want := []float32{0, 1, 2, -3, -4, -5, -6, -7, -8, 9, 10, 11}; !slices.Equal(all, want) {
+		t.Fatalf("parent holds %v after writing the view, want %v", all, want)
+	}
+	m := model(t, []*onnxpb.NodeProto{node("Neg", []string{"x"}, []string{"y"})},
+		[]*onnxpb.ValueInfoProto{vi("x", onnxpb.TensorProto_FLOAT, "r", 1, 3)}, []*onnxpb.ValueInfoProto{vi("y", onnxpb.TensorProto_FLOAT, "r", 1, 3)})
+	s, err := env.NewSessionFromBytes(m, "neg", SessionOptions{IntraOpThreads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	outs, err := s.Run(map[string]*Value{"x": view}, []string{"y"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer outs["y"].Close()
+	if y, _ := outs["y"].Float32s(); !slices.Equal(y, []float32{3, 4, 5, 6, 7, 8}) {
+		t.Fatalf("a session read %v from the view", y)
+	}
+	for _, r := range [][2]int64{{-1, 1}, {0, 5}, {2, 2}, {3, 1}} {
+		if w, err := v.RowsView(r[0], r[1]); err == nil {
+			w.Close()
+			t.Errorf("rows [%d, %d) of 4: no error", r[0], r[1])
+		}
+	}
+	scalar, _ := NewTensor(nil, []float32{1})
+	defer scalar.Close()
+	if _, err := scalar.RowsView(0, 1); err == nil {
+		t.Error("a view of a scalar: no error")
 	}
 }

@@ -426,3 +426,37 @@ func (v *Value) Scalar() (float64, error) {
 	}
 	return 0, fmt.Errorf("tensor holds %v, not a number type Scalar reads", v.dtype)
 }
+
+// RowsView returns rows [lo, hi) of a host tensor (its first axis) as a
+// tensor over the same memory: nothing is copied, writes through either are
+// seen by both, and the view must be closed before v is.
+func (v *Value) RowsView(lo, hi int64) (*Value, error) {
+	p, err := v.hostData(0)
+	if err != nil {
+		return nil, err
+	}
+	if len(v.shape) == 0 || lo < 0 || hi > v.shape[0] || lo >= hi {
+		return nil, fmt.Errorf("rows [%d, %d) of a tensor of shape %v", lo, hi, v.shape)
+	}
+	size := v.dtype.Size()
+	if size == 0 {
+		return nil, fmt.Errorf("a view of a %v tensor", v.dtype)
+	}
+	inner, err := elements(v.shape[1:])
+	if err != nil {
+		return nil, err
+	}
+	shape := append([]int64{hi - lo}, v.shape[1:]...)
+	cshape := make([]C.int64_t, len(shape))
+	for i, d := range shape {
+		cshape[i] = C.int64_t(d)
+	}
+	rowBytes := uintptr(inner) * uintptr(size)
+	data := unsafe.Add(p, uintptr(lo)*rowBytes)
+	var raw *C.OrtValue
+	if err := v.lib.check(C.ortrain_tensor_with_data(v.lib.api, v.lib.cpuMem, data, C.size_t(uintptr(hi-lo)*rowBytes),
+		&cshape[0], C.size_t(len(shape)), C.int(v.dtype), &raw)); err != nil {
+		return nil, fmt.Errorf("a view of rows [%d, %d) of a tensor of shape %v: %w", lo, hi, v.shape, err)
+	}
+	return &Value{lib: v.lib, raw: raw, dtype: v.dtype, shape: shape, loc: v.loc}, nil
+}
