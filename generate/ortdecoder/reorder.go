@@ -38,7 +38,7 @@ func withInGraphReorder(path string) (model []byte, ok bool, err error) {
 			return nil, false, nil
 		}
 	}
-	bypassSingleInputConcats(g)
+	bypassCopies(g)
 	// Before the reorder is added: the export's symbols say that the past
 	// and the new rows are as many, which the reorder keeps true.
 	onnx.FoldReshapeShapes(g, onnx.Opsets(&m))
@@ -78,27 +78,45 @@ func withInGraphReorder(path string) (model []byte, ok bool, err error) {
 	return out, err == nil, err
 }
 
-// bypassSingleInputConcats removes the Concat nodes that have one input
-// (their output is that input) and makes their consumers read the input.
-// Exports from recent transformers make one for each layer's cached
-// encoder keys and values (a torch.cat of a one-element list while the
-// cache is rebuilt): ONNX Runtime runs each as a copy of the whole cache,
-// at every decoding step. Concats whose output the graph returns stay.
-func bypassSingleInputConcats(g *onnxpb.GraphProto) {
+// bypassCopies removes two kinds of node whose output is a value the
+// graph already has, and makes their consumers read that value:
+//   - a Concat of one input (its input). Exports from recent transformers
+//     make one for each layer's cached encoder keys and values (a torch.cat
+//     of a one-element list while the cache is rebuilt), which ONNX Runtime
+//     runs as a copy of the whole cache at every decoding step;
+//   - the Shape of a ConstantOfShape (the shape it was given): T5's export
+//     fills a [rows, source length, model width] tensor at every step only
+//     to read its shape.
+//
+// Nodes whose output the graph returns stay; what only fed the removed
+// nodes goes too.
+func bypassCopies(g *onnxpb.GraphProto) {
 	returned := map[string]bool{}
 	for _, o := range g.Output {
 		returned[o.GetName()] = true
 	}
+	filled := map[string]string{} // ConstantOfShape output -> its shape input
 	renamed := map[string]string{}
+	resolve := func(name string) string {
+		if to, ok := renamed[name]; ok {
+			return to
+		}
+		return name
+	}
 	kept := g.Node[:0]
 	for _, n := range g.Node {
-		if n.GetOpType() == "Concat" && n.GetDomain() == "" && len(n.Input) == 1 && len(n.Output) == 1 &&
-			n.Input[0] != "" && !returned[n.Output[0]] {
-			from := n.Input[0]
-			if to, ok := renamed[from]; ok {
-				from = to
-			}
-			renamed[n.Output[0]] = from
+		if n.GetDomain() != "" || len(n.Output) != 1 || returned[n.Output[0]] {
+			kept = append(kept, n)
+			continue
+		}
+		switch {
+		case n.GetOpType() == "Concat" && len(n.Input) == 1 && n.Input[0] != "":
+			renamed[n.Output[0]] = resolve(n.Input[0])
+			continue
+		case n.GetOpType() == "ConstantOfShape" && len(n.Input) == 1 && n.Input[0] != "":
+			filled[n.Output[0]] = resolve(n.Input[0])
+		case n.GetOpType() == "Shape" && len(n.Input) == 1 && len(n.Attribute) == 0 && filled[resolve(n.Input[0])] != "":
+			renamed[n.Output[0]] = filled[resolve(n.Input[0])]
 			continue
 		}
 		kept = append(kept, n)
@@ -106,6 +124,7 @@ func bypassSingleInputConcats(g *onnxpb.GraphProto) {
 	g.Node = kept
 	if len(renamed) > 0 {
 		renameUses(g, renamed)
+		onnx.RemoveDeadNodes(g)
 	}
 }
 

@@ -20,31 +20,44 @@ func concatNode(out string, ins ...string) *onnxpb.NodeProto {
 		Attribute: []*onnxpb.AttributeProto{{Name: proto.String("axis"), Type: onnxpb.AttributeProto_INT.Enum(), I: proto.Int64(0)}}}
 }
 
-// TestBypassSingleInputConcats: a one-input Concat is its input; chains of
-// them resolve to the first input, consumers in subgraphs are rewired too,
-// and a Concat whose output the graph returns stays.
-func TestBypassSingleInputConcats(t *testing.T) {
+// TestBypassCopies: a one-input Concat is its input, and the Shape of a
+// ConstantOfShape is the shape it was given; chains resolve to the first
+// value, consumers in subgraphs are rewired too, what only fed the removed
+// nodes goes, and nodes whose output the graph returns stay.
+func TestBypassCopies(t *testing.T) {
 	sub := &onnxpb.GraphProto{Node: []*onnxpb.NodeProto{{OpType: proto.String("Identity"), Input: []string{"c2"}, Output: []string{"s"}}}}
+	op := func(typ string, out string, ins ...string) *onnxpb.NodeProto {
+		return &onnxpb.NodeProto{OpType: proto.String(typ), Input: ins, Output: []string{out}}
+	}
+	sliced := op("Shape", "sliced", "filled")
+	sliced.Attribute = []*onnxpb.AttributeProto{{Name: proto.String("start"), Type: onnxpb.AttributeProto_INT.Enum(), I: proto.Int64(1)}}
 	g := &onnxpb.GraphProto{
-		Input:  []*onnxpb.ValueInfoProto{{Name: proto.String("x")}, {Name: proto.String("cond")}},
-		Output: []*onnxpb.ValueInfoProto{{Name: proto.String("y")}, {Name: proto.String("returned")}, {Name: proto.String("z")}},
+		Input: []*onnxpb.ValueInfoProto{{Name: proto.String("x")}, {Name: proto.String("cond")}, {Name: proto.String("dims")}},
+		Output: []*onnxpb.ValueInfoProto{{Name: proto.String("y")}, {Name: proto.String("returned")}, {Name: proto.String("z")},
+			{Name: proto.String("expanded")}, {Name: proto.String("partial")}},
 		Node: []*onnxpb.NodeProto{
 			concatNode("c1", "x"),
 			concatNode("c2", "c1"),
 			concatNode("two", "c1", "x"),
-			{OpType: proto.String("Add"), Input: []string{"c2", "two"}, Output: []string{"y"}},
+			op("Add", "y", "c2", "two"),
 			concatNode("returned", "x"),
 			{OpType: proto.String("If"), Input: []string{"cond"}, Output: []string{"z"}, Attribute: []*onnxpb.AttributeProto{
 				{Name: proto.String("then_branch"), Type: onnxpb.AttributeProto_GRAPH.Enum(), G: sub},
 				{Name: proto.String("else_branch"), Type: onnxpb.AttributeProto_GRAPH.Enum(), G: sub}}},
+			op("ConstantOfShape", "filled", "dims"),
+			op("Shape", "shape", "filled"),
+			op("Expand", "expanded", "x", "shape"),
+			sliced,
+			op("Expand", "partial", "x", "sliced"),
 		},
 	}
-	bypassSingleInputConcats(g)
+	bypassCopies(g)
 	var got []string
 	for _, n := range g.Node {
 		got = append(got, n.GetOpType()+"("+strings.Join(n.Input, ",")+")->"+strings.Join(n.Output, ","))
 	}
-	want := []string{"Concat(x,x)->two", "Add(x,two)->y", "Concat(x)->returned", "If(cond)->z"}
+	want := []string{"Concat(x,x)->two", "Add(x,two)->y", "Concat(x)->returned", "If(cond)->z",
+		"ConstantOfShape(dims)->filled", "Expand(x,dims)->expanded", "Shape(filled)->sliced", "Expand(x,sliced)->partial"}
 	if !slices.Equal(got, want) {
 		t.Fatalf("nodes %q, want %q", got, want)
 	}
