@@ -79,6 +79,12 @@ type KV struct {
 	pastNames         []string // past inputs of decoder_with_past, sorted
 	// inGraphReorder: decoder_with_past gathers its decoder past by ortrain_beam_idx.
 	inGraphReorder bool
+	// permuteRows: the decoder cache is in host memory (CPU sessions) and
+	// beam reorders permute its rows in place (onnxrt.Value.PermuteRows),
+	// copying only the rows that move: about a third of them a step in
+	// beam search, where a gather, in the graph or not, copies the whole
+	// cache.
+	permuteRows bool
 	// hostOutputs brings every output to host memory and reorders rows in
 	// Go (Options.HostReorder). Otherwise the values that are only fed back
 	// into ONNX Runtime (last_hidden_state, present.*) stay in the sessions'
@@ -116,10 +122,16 @@ func NewKV(env *onnxrt.Env, encoder, decoder, decoderWithPast string, pad int64,
 		closeAll()
 		return nil, err
 	}
+	dev, err := onnxrt.ParseDevice(opts.Device)
+	if err != nil {
+		closeAll()
+		return nil, err
+	}
 	if opts.HostReorder {
 		d.past, err = sessionOf(env, decoderWithPast, opts)
 	} else {
-		d.past, d.inGraphReorder, err = openDecoderWithPast(env, decoderWithPast, opts)
+		d.permuteRows = dev.Kind == onnxrt.CPU.Kind
+		d.past, d.inGraphReorder, err = openDecoderWithPast(env, decoderWithPast, opts, !d.permuteRows)
 	}
 	if err != nil {
 		closeAll()
@@ -288,6 +300,8 @@ type kvState struct {
 	// beam.
 	expand []int
 	logits []float32
+	// scratch holds the rows a permutation of the cache copies aside
+	scratch []byte
 }
 
 func isEncoderPast(name string) bool { return strings.Contains(name, ".encoder.") }
@@ -424,6 +438,16 @@ func (s *kvState) Reorder(rows []int) error {
 		return nil
 	}
 	switch {
+	case s.d.permuteRows && len(s.decPast) > 0 && len(rows) == s.rows:
+		for _, c := range s.decPast {
+			v, err := c.value()
+			if err == nil {
+				err = v.PermuteRows(rows, &s.scratch)
+			}
+			if err != nil {
+				return err
+			}
+		}
 	case s.d.inGraphReorder && len(s.decPast) > 0:
 		// new row i continues physical row pending[rows[i]]
 		s.pending = compose(s.pending, rows)

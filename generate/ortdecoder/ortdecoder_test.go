@@ -66,8 +66,8 @@ func openDecoders(t *testing.T, env *onnxrt.Env, dir string, pad int64) []namedD
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { kv.Close() })
-	if !kv.inGraphReorder {
-		t.Fatalf("%s: the decoder-with-past graph was not given the in-graph reorder", dir)
+	if !kv.permuteRows || kv.inGraphReorder {
+		t.Fatalf("%s: CPU decoding permutes the cache's rows in place: %v, in-graph reorder %v", dir, kv.permuteRows, kv.inGraphReorder)
 	}
 	host, err := OpenKV(env, dir, pad, Options{HostReorder: true})
 	if err != nil {
@@ -91,6 +91,9 @@ func openDecoders(t *testing.T, env *onnxrt.Env, dir string, pad int64) []namedD
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { sel.Close() })
+	if !sel.inGraphReorder || sel.permuteRows {
+		t.Fatalf("%s: a device's cache is reordered in the graph: %v, permuted in place %v", dir, sel.inGraphReorder, sel.permuteRows)
+	}
 	return []namedDecoder{{"kv", kv}, {"kv-host-select", hostSel}, {"recompute", rc}, {"kv-host-reorder", host}, {"kv-device-select", sel}}
 }
 

@@ -12,18 +12,19 @@ import (
 	"github.com/ortrain/ortrain/internal/onnxrt"
 )
 
-// beamIndexInput is the input that withInGraphReorder adds to a
+// beamIndexInput is the input that rewriteDecoderWithPast adds to a
 // decoder-with-past graph: the row of the past that each new row continues.
 const beamIndexInput = "ortrain_beam_idx"
 
-// withInGraphReorder rewrites a decoder-with-past graph so that it gathers
-// its decoder past_key_values inputs along the batch axis by
-// ortrain_beam_idx before use: beam search then feeds the previous step's
-// present values back as they are, and the reordering (HF's cache
-// reorder_cache) happens inside ONNX Runtime, on its device, with no copy
-// through Go. Graphs with external data are left alone (ok false), since a
-// session made from bytes could not find their data files.
-func withInGraphReorder(path string) (model []byte, ok bool, err error) {
+// rewriteDecoderWithPast simplifies a decoder-with-past graph (bypassCopies,
+// onnx.FoldReshapeShapes) and, with reorder, makes it gather its decoder
+// past_key_values inputs along the batch axis by ortrain_beam_idx before
+// use: beam search then feeds the previous step's present values back as
+// they are, and the reordering (HF's cache reorder_cache) happens inside
+// ONNX Runtime, on its device, with no copy through Go. Graphs with
+// external data are left alone (ok false), since a session made from bytes
+// could not find their data files.
+func rewriteDecoderWithPast(path string, reorder bool) (model []byte, ok bool, err error) {
 	data, err := modelfile.ReadFile(path, 2<<30)
 	if err != nil {
 		return nil, false, err
@@ -42,6 +43,10 @@ func withInGraphReorder(path string) (model []byte, ok bool, err error) {
 	// Before the reorder is added: the export's symbols say that the past
 	// and the new rows are as many, which the reorder keeps true.
 	onnx.FoldReshapeShapes(g, onnx.Opsets(&m))
+	if !reorder {
+		out, err := proto.Marshal(&m)
+		return out, err == nil, err
+	}
 	var gathers []*onnxpb.NodeProto
 	renamed := map[string]string{}
 	for _, in := range g.Input {
@@ -147,10 +152,10 @@ func renameUses(g *onnxpb.GraphProto, renamed map[string]string) {
 	}
 }
 
-// openDecoderWithPast opens the decoder-with-past graph, with the in-graph
-// reorder where the graph allows it.
-func openDecoderWithPast(env *onnxrt.Env, path string, opts Options) (*onnxrt.Session, bool, error) {
-	model, ok, err := withInGraphReorder(path)
+// openDecoderWithPast opens the decoder-with-past graph, simplified, and
+// with the in-graph reorder if inGraph and the graph allows it.
+func openDecoderWithPast(env *onnxrt.Env, path string, opts Options, inGraph bool) (*onnxrt.Session, bool, error) {
+	model, ok, err := rewriteDecoderWithPast(path, inGraph)
 	if err != nil {
 		return nil, false, err
 	}
@@ -164,8 +169,8 @@ func openDecoderWithPast(env *onnxrt.Env, path string, opts Options) (*onnxrt.Se
 			return nil, false, err
 		}
 		s, err := sessionOfModel(env, &m, path, opts)
-		return s, true, err
+		return s, inGraph, err
 	}
 	s, err := env.NewSessionFromBytes(model, path, opts.session())
-	return s, true, err
+	return s, inGraph, err
 }

@@ -90,7 +90,7 @@ func TestDecoderWithPastLosesItsCacheCopies(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		rewritten, ok, err := withInGraphReorder(path)
+		rewritten, ok, err := rewriteDecoderWithPast(path, true)
 		if err != nil || !ok {
 			t.Fatalf("%s: rewrite: ok %v, %v", model, ok, err)
 		}
@@ -103,9 +103,9 @@ func TestDecoderWithPastLosesItsCacheCopies(t *testing.T) {
 }
 
 // TestRewrittenDecoderWithPastEqualsTheExport: the graph ortrain runs
-// (one-input Concats bypassed, Reshape targets folded, the reorder added)
-// gives the export's logits and presents bit for bit, on random inputs with
-// the identity reorder.
+// (one-input Concats bypassed, Reshape targets folded; with the reorder
+// added, fed the identity, and without) gives the export's logits and
+// presents bit for bit, on random inputs.
 func TestRewrittenDecoderWithPastEqualsTheExport(t *testing.T) {
 	env := openEnv(t)
 	for _, model := range []string{"t5-tiny", "bart-tiny", "marian-tiny"} {
@@ -115,15 +115,10 @@ func TestRewrittenDecoderWithPastEqualsTheExport(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer export.Close()
-		data, ok, err := withInGraphReorder(path)
+		data, ok, err := rewriteDecoderWithPast(path, true)
 		if err != nil || !ok {
 			t.Fatalf("%s: rewrite: ok %v, %v", model, ok, err)
 		}
-		rewritten, err := env.NewSessionFromBytes(data, model+" rewritten", onnxrt.SessionOptions{IntraOpThreads: 1})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer rewritten.Close()
 		var m onnxpb.ModelProto
 		if err := proto.Unmarshal(data, &m); err != nil {
 			t.Fatal(err)
@@ -202,19 +197,35 @@ func TestRewrittenDecoderWithPastEqualsTheExport(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: the export: %v", model, err)
 		}
-		feed[beamIndexInput] = identity
-		got, err := rewritten.Run(feed, names)
-		if err != nil {
-			t.Fatalf("%s: the rewritten graph: %v", model, err)
-		}
-		for _, name := range names {
-			a, _ := want[name].Float32s()
-			b, _ := got[name].Float32s()
-			if !slices.Equal(want[name].Shape(), got[name].Shape()) || len(a) == 0 || !slices.EqualFunc(a, b, func(x, y float32) bool { return math.Float32bits(x) == math.Float32bits(y) }) {
-				t.Errorf("%s: output %s differs (shapes %v, %v)", model, name, want[name].Shape(), got[name].Shape())
+		for _, reorder := range []bool{true, false} {
+			data, ok, err := rewriteDecoderWithPast(path, reorder)
+			if err != nil || !ok {
+				t.Fatalf("%s: rewrite (reorder %v): ok %v, %v", model, reorder, ok, err)
 			}
-			want[name].Close()
-			got[name].Close()
+			rewritten, err := env.NewSessionFromBytes(data, model+" rewritten", onnxrt.SessionOptions{IntraOpThreads: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			delete(feed, beamIndexInput)
+			if reorder {
+				feed[beamIndexInput] = identity
+			}
+			got, err := rewritten.Run(feed, names)
+			rewritten.Close()
+			if err != nil {
+				t.Fatalf("%s: the rewritten graph (reorder %v): %v", model, reorder, err)
+			}
+			for _, name := range names {
+				a, _ := want[name].Float32s()
+				b, _ := got[name].Float32s()
+				if !slices.Equal(want[name].Shape(), got[name].Shape()) || len(a) == 0 || !slices.EqualFunc(a, b, func(x, y float32) bool { return math.Float32bits(x) == math.Float32bits(y) }) {
+					t.Errorf("%s (reorder %v): output %s differs (shapes %v, %v)", model, reorder, name, want[name].Shape(), got[name].Shape())
+				}
+				got[name].Close()
+			}
+		}
+		for _, v := range want {
+			v.Close()
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"math"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -602,5 +603,63 @@ func TestRowsView(t *testing.T) {
 	defer scalar.Close()
 	if _, err := scalar.RowsView(0, 1); err == nil {
 		t.Error("a view of a scalar: no error")
+	}
+}
+
+// TestPermuteRows: in place, row i becomes the old row rows[i], for random
+// selections (repeats and rows left out), shifts, swaps and cycles, against
+// a gather into a new slice.
+func TestPermuteRows(t *testing.T) {
+	openEnv(t)
+	r := rand.New(rand.NewPCG(8, 9))
+	var scratch []byte
+	cases := [][]int{{0, 1, 2, 3}, {0, 0, 1, 2}, {1, 0, 3, 2}, {1, 2, 3, 0}, {3, 3, 3, 3}, {2, 0, 1, 3}}
+	for range 300 {
+		n := 1 + r.IntN(12)
+		rows := make([]int, n)
+		switch r.IntN(3) {
+		case 0:
+			for i := range rows {
+				rows[i] = r.IntN(n)
+			}
+		case 1:
+			copy(rows, r.Perm(n))
+		default: // beam-search-like: each group of 4 continues rows of its own group
+			for i := range rows {
+				g := i / 4 * 4
+				rows[i] = g + r.IntN(min(4, n-g))
+			}
+		}
+		cases = append(cases, rows)
+	}
+	for _, rows := range cases {
+		n, width := len(rows), 1+r.IntN(5)
+		data := make([]float32, n*width)
+		for i := range data {
+			data[i] = float32(i)
+		}
+		v, err := NewTensor([]int64{int64(n), 1, int64(width)}, data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := v.PermuteRows(rows, &scratch); err != nil {
+			t.Fatal(err)
+		}
+		got, _ := v.Float32s()
+		v.Close()
+		want := make([]float32, 0, n*width)
+		for _, src := range rows {
+			want = append(want, data[src*width:(src+1)*width]...)
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("rows %v: got %v, want %v", rows, got, want)
+		}
+	}
+	v, _ := NewTensor([]int64{2, 3}, []float32{1, 2, 3, 4, 5, 6})
+	defer v.Close()
+	for _, bad := range [][]int{{0}, {0, 2}, {-1, 0}} {
+		if err := v.PermuteRows(bad, &scratch); err == nil {
+			t.Errorf("rows %v of 2: no error", bad)
+		}
 	}
 }

@@ -460,3 +460,88 @@ func (v *Value) RowsView(lo, hi int64) (*Value, error) {
 	}
 	return &Value{lib: v.lib, raw: raw, dtype: v.dtype, shape: shape, loc: v.loc}, nil
 }
+
+// PermuteRows reorders the rows (first axis) of a host tensor in place: row
+// i becomes what row rows[i] was (rows may repeat a row and leave others
+// out, as a beam search reorder does). Rows that keep their place are not
+// touched and every other row is copied once: a row is overwritten only
+// after the rows that read it have been written, and only a cycle (rows
+// exchanging places) needs one row copied aside (into *scratch, kept for
+// the next call). A beam search step that moves a third of the rows copies
+// a third of the tensor, where a gather into a new tensor copies all of it.
+func (v *Value) PermuteRows(rows []int, scratch *[]byte) error {
+	p, err := v.hostData(0)
+	if err != nil {
+		return err
+	}
+	if len(v.shape) == 0 || int64(len(rows)) != v.shape[0] {
+		return fmt.Errorf("a permutation of %d rows for a tensor of shape %v", len(rows), v.shape)
+	}
+	n := len(rows)
+	for _, r := range rows {
+		if r < 0 || r >= n {
+			return fmt.Errorf("row %d of %d in a permutation", r, n)
+		}
+	}
+	size := v.dtype.Size()
+	if size == 0 {
+		return fmt.Errorf("rows of a %v tensor", v.dtype)
+	}
+	inner, err := elements(v.shape[1:])
+	if err != nil {
+		return err
+	}
+	rowBytes := inner * size
+	if rowBytes == 0 {
+		return nil
+	}
+	data := unsafe.Slice((*byte)(p), n*rowBytes)
+	row := func(i int) []byte { return data[i*rowBytes : (i+1)*rowBytes] }
+	if cap(*scratch) < rowBytes {
+		*scratch = make([]byte, rowBytes)
+	}
+	aside := (*scratch)[:rowBytes]
+	// readers[r]: rows still to be written from row r. A row is written
+	// once nothing is left to read it (Kahn's order); what remains then is
+	// cycles, each rotated through one row kept aside.
+	readers := make([]int, n)
+	for i, r := range rows {
+		if r != i {
+			readers[r]++
+		}
+	}
+	done := make([]bool, n)
+	ready := make([]int, 0, n)
+	for i, r := range rows {
+		if r != i && readers[i] == 0 {
+			ready = append(ready, i)
+		}
+	}
+	for len(ready) > 0 {
+		i := ready[len(ready)-1]
+		ready = ready[:len(ready)-1]
+		r := rows[i]
+		copy(row(i), row(r))
+		done[i] = true
+		if readers[r]--; readers[r] == 0 && rows[r] != r && !done[r] {
+			ready = append(ready, r)
+		}
+	}
+	for i, r := range rows {
+		if r == i || done[i] {
+			continue
+		}
+		copy(aside, row(i))
+		for cur := i; ; {
+			src := rows[cur]
+			done[cur] = true
+			if src == i {
+				copy(row(cur), aside)
+				break
+			}
+			copy(row(cur), row(src))
+			cur = src
+		}
+	}
+	return nil
+}
