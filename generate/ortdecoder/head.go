@@ -69,6 +69,7 @@ func headModel(kind headKind) ([]byte, error) {
 		return b.Op("Unsqueeze", []string{b.AddInput(name, onnx.Bool, onnx.Sym("rows"), onnx.Sym(ids)), middle})
 	}
 	if kind.penalty {
+		// RepetitionPenaltyLogitsProcessor: where(score < 0, score * penalty, score / penalty)
 		penalty := b.AddInput(headPenalty, onnx.Float32)
 		penalized := idList(headPenalized)
 		valid := validList(headPenalizedValid, headPenalized)
@@ -85,6 +86,7 @@ func headModel(kind headKind) ([]byte, error) {
 		x = b.Op("ScatterElements", []string{x, banned, inf}, onnx.AttrInt("axis", 2))
 	}
 	if kind.force {
+		// ForcedBOS/ForcedEOS
 		forced := idList(headForced)
 		valid := validList(headForcedValid, headForced)
 		force := b.Op("Unsqueeze", []string{b.AddInput(headForce, onnx.Bool, onnx.Sym("rows"), onnx.D(1)), middle})
