@@ -197,7 +197,7 @@ func (h *decodingHead) run(logits *onnxrt.Value, edits generate.Edits, k int) (g
 		kind.force = kind.force || r.Force
 	}
 	chunk := rows
-	if logits.Device().Kind == "cpu" {
+	if logits.Device().Kind == onnxrt.CPU.Kind {
 		rowBytes := int(shape[1]) * vocab * logits.DType().Size()
 		chunk = max(1, min(rows, headChunkBytes/max(1, rowBytes)))
 	}

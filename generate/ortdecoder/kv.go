@@ -439,10 +439,14 @@ func (s *kvState) Reorder(rows []int) error {
 	}
 	switch {
 	case s.d.permuteRows && len(s.decPast) > 0 && len(rows) == s.rows:
+		plan, err := onnxrt.PlanRowPermutation(rows)
+		if err != nil {
+			return err
+		}
 		for _, c := range s.decPast {
 			v, err := c.value()
 			if err == nil {
-				err = v.PermuteRows(rows, &s.scratch)
+				err = v.PermuteRows(plan, &s.scratch)
 			}
 			if err != nil {
 				return err

@@ -642,7 +642,11 @@ func TestPermuteRows(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := v.PermuteRows(rows, &scratch); err != nil {
+		plan, err := PlanRowPermutation(rows)
+		if err == nil {
+			err = v.PermuteRows(plan, &scratch)
+		}
+		if err != nil {
 			t.Fatal(err)
 		}
 		got, _ := v.Float32s()
@@ -658,7 +662,11 @@ func TestPermuteRows(t *testing.T) {
 	v, _ := NewTensor([]int64{2, 3}, []float32{1, 2, 3, 4, 5, 6})
 	defer v.Close()
 	for _, bad := range [][]int{{0}, {0, 2}, {-1, 0}} {
-		if err := v.PermuteRows(bad, &scratch); err == nil {
+		plan, err := PlanRowPermutation(bad)
+		if err == nil {
+			err = v.PermuteRows(plan, &scratch)
+		}
+		if err == nil {
 			t.Errorf("rows %v of 2: no error", bad)
 		}
 	}

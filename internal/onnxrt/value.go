@@ -427,83 +427,83 @@ func (v *Value) Scalar() (float64, error) {
 	return 0, fmt.Errorf("tensor holds %v, not a number type Scalar reads", v.dtype)
 }
 
+// hostRows returns a host tensor's elements and the bytes of one row (its
+// first axis): what RowsView and PermuteRows work on.
+func (v *Value) hostRows() (unsafe.Pointer, int, error) {
+	p, err := v.hostData(0)
+	if err != nil {
+		return nil, 0, err
+	}
+	if len(v.shape) == 0 {
+		return nil, 0, fmt.Errorf("rows of a scalar")
+	}
+	size := v.dtype.Size()
+	if size == 0 {
+		return nil, 0, fmt.Errorf("rows of a %v tensor", v.dtype)
+	}
+	inner, err := elements(v.shape[1:])
+	if err != nil {
+		return nil, 0, err
+	}
+	return p, inner * size, nil
+}
+
 // RowsView returns rows [lo, hi) of a host tensor (its first axis) as a
 // tensor over the same memory: nothing is copied, writes through either are
 // seen by both, and the view must be closed before v is.
 func (v *Value) RowsView(lo, hi int64) (*Value, error) {
-	p, err := v.hostData(0)
+	p, rowBytes, err := v.hostRows()
 	if err != nil {
 		return nil, err
 	}
-	if len(v.shape) == 0 || lo < 0 || hi > v.shape[0] || lo >= hi {
+	if lo < 0 || hi > v.shape[0] || lo >= hi {
 		return nil, fmt.Errorf("rows [%d, %d) of a tensor of shape %v", lo, hi, v.shape)
-	}
-	size := v.dtype.Size()
-	if size == 0 {
-		return nil, fmt.Errorf("a view of a %v tensor", v.dtype)
-	}
-	inner, err := elements(v.shape[1:])
-	if err != nil {
-		return nil, err
 	}
 	shape := append([]int64{hi - lo}, v.shape[1:]...)
 	cshape := make([]C.int64_t, len(shape))
 	for i, d := range shape {
 		cshape[i] = C.int64_t(d)
 	}
-	rowBytes := uintptr(inner) * uintptr(size)
-	data := unsafe.Add(p, uintptr(lo)*rowBytes)
+	data := unsafe.Add(p, uintptr(lo)*uintptr(rowBytes))
 	var raw *C.OrtValue
-	if err := v.lib.check(C.ortrain_tensor_with_data(v.lib.api, v.lib.cpuMem, data, C.size_t(uintptr(hi-lo)*rowBytes),
+	if err := v.lib.check(C.ortrain_tensor_with_data(v.lib.api, v.lib.cpuMem, data, C.size_t(uintptr(hi-lo)*uintptr(rowBytes)),
 		&cshape[0], C.size_t(len(shape)), C.int(v.dtype), &raw)); err != nil {
 		return nil, fmt.Errorf("a view of rows [%d, %d) of a tensor of shape %v: %w", lo, hi, v.shape, err)
 	}
 	return &Value{lib: v.lib, raw: raw, dtype: v.dtype, shape: shape, loc: v.loc}, nil
 }
 
-// PermuteRows reorders the rows (first axis) of a host tensor in place: row
-// i becomes what row rows[i] was (rows may repeat a row and leave others
-// out, as a beam search reorder does). Rows that keep their place are not
-// touched and every other row is copied once: a row is overwritten only
-// after the rows that read it have been written, and only a cycle (rows
-// exchanging places) needs one row copied aside (into *scratch, kept for
-// the next call). A beam search step that moves a third of the rows copies
-// a third of the tensor, where a gather into a new tensor copies all of it.
-func (v *Value) PermuteRows(rows []int, scratch *[]byte) error {
-	p, err := v.hostData(0)
-	if err != nil {
-		return err
-	}
-	if len(v.shape) == 0 || int64(len(rows)) != v.shape[0] {
-		return fmt.Errorf("a permutation of %d rows for a tensor of shape %v", len(rows), v.shape)
-	}
+// RowPermutation is the order of row copies that reorders rows in place
+// (PlanRowPermutation): planned once, applied to every tensor whose rows
+// move together (a beam search step's cache tensors).
+type RowPermutation struct {
+	rows  int
+	moves []rowMove
+}
+
+// rowMove copies row src to row dst; src aside copies the row kept aside,
+// dst aside keeps row src aside.
+type rowMove struct{ dst, src int }
+
+const aside = -1
+
+// PlanRowPermutation plans the in-place reorder in which row i becomes
+// what row rows[i] was (rows may repeat a row and leave others out, as a
+// beam search reorder does). Rows that keep their place are not touched
+// and every other row is copied once: a row is overwritten only after the
+// rows that read it have been written (Kahn's order), and only a cycle
+// (rows exchanging places) goes through one row kept aside. A beam search
+// step that moves a third of the rows copies a third of the tensor, where
+// a gather into a new tensor copies all of it.
+func PlanRowPermutation(rows []int) (RowPermutation, error) {
 	n := len(rows)
 	for _, r := range rows {
 		if r < 0 || r >= n {
-			return fmt.Errorf("row %d of %d in a permutation", r, n)
+			return RowPermutation{}, fmt.Errorf("row %d of %d in a permutation", r, n)
 		}
 	}
-	size := v.dtype.Size()
-	if size == 0 {
-		return fmt.Errorf("rows of a %v tensor", v.dtype)
-	}
-	inner, err := elements(v.shape[1:])
-	if err != nil {
-		return err
-	}
-	rowBytes := inner * size
-	if rowBytes == 0 {
-		return nil
-	}
-	data := unsafe.Slice((*byte)(p), n*rowBytes)
-	row := func(i int) []byte { return data[i*rowBytes : (i+1)*rowBytes] }
-	if cap(*scratch) < rowBytes {
-		*scratch = make([]byte, rowBytes)
-	}
-	aside := (*scratch)[:rowBytes]
-	// readers[r]: rows still to be written from row r. A row is written
-	// once nothing is left to read it (Kahn's order); what remains then is
-	// cycles, each rotated through one row kept aside.
+	plan := RowPermutation{rows: n}
+	// readers[r]: rows still to be written from row r
 	readers := make([]int, n)
 	for i, r := range rows {
 		if r != i {
@@ -521,27 +521,59 @@ func (v *Value) PermuteRows(rows []int, scratch *[]byte) error {
 		i := ready[len(ready)-1]
 		ready = ready[:len(ready)-1]
 		r := rows[i]
-		copy(row(i), row(r))
+		plan.moves = append(plan.moves, rowMove{dst: i, src: r})
 		done[i] = true
 		if readers[r]--; readers[r] == 0 && rows[r] != r && !done[r] {
 			ready = append(ready, r)
 		}
 	}
+	// what is left is cycles, each rotated through its first row
 	for i, r := range rows {
 		if r == i || done[i] {
 			continue
 		}
-		copy(aside, row(i))
+		plan.moves = append(plan.moves, rowMove{dst: aside, src: i})
 		for cur := i; ; {
 			src := rows[cur]
 			done[cur] = true
 			if src == i {
-				copy(row(cur), aside)
+				plan.moves = append(plan.moves, rowMove{dst: cur, src: aside})
 				break
 			}
-			copy(row(cur), row(src))
+			plan.moves = append(plan.moves, rowMove{dst: cur, src: src})
 			cur = src
 		}
+	}
+	return plan, nil
+}
+
+// PermuteRows reorders the rows (first axis) of a host tensor in place as
+// planned; the row kept aside for a cycle goes to *scratch, grown as needed
+// and kept for the next call.
+func (v *Value) PermuteRows(plan RowPermutation, scratch *[]byte) error {
+	p, rowBytes, err := v.hostRows()
+	if err != nil {
+		return err
+	}
+	if int64(plan.rows) != v.shape[0] {
+		return fmt.Errorf("a permutation of %d rows for a tensor of shape %v", plan.rows, v.shape)
+	}
+	if rowBytes == 0 || len(plan.moves) == 0 {
+		return nil
+	}
+	data := unsafe.Slice((*byte)(p), plan.rows*rowBytes)
+	if cap(*scratch) < rowBytes {
+		*scratch = make([]byte, rowBytes)
+	}
+	kept := (*scratch)[:rowBytes]
+	row := func(i int) []byte {
+		if i == aside {
+			return kept
+		}
+		return data[i*rowBytes : (i+1)*rowBytes]
+	}
+	for _, m := range plan.moves {
+		copy(row(m.dst), row(m.src))
 	}
 	return nil
 }
