@@ -38,9 +38,9 @@ func TestKVKeepsFedBackValuesOnDevice(t *testing.T) {
 		// on the CPU the cache's rows are permuted in place, in the
 		// sessions' memory; the stand-in device's in-graph reorder is
 		// checked by TestFixturesMatchHF
-		if dev.hostOutputs || len(dev.gatherers) == 0 || !dev.permuteRows || dev.inGraphReorder {
-			t.Fatalf("%s: default KV has hostOutputs %v, %d gather graphs, rows permuted in place %v, in-graph reorder %v",
-				model, dev.hostOutputs, len(dev.gatherers), dev.permuteRows, dev.inGraphReorder)
+		if dev.hostOutputs || len(dev.gatherers) == 0 || !dev.permuteRows || dev.inGraphReorder || !dev.inPlace {
+			t.Fatalf("%s: default KV has hostOutputs %v, %d gather graphs, rows permuted in place %v, in-graph reorder %v, attends in place %v",
+				model, dev.hostOutputs, len(dev.gatherers), dev.permuteRows, dev.inGraphReorder, dev.inPlace)
 		}
 		bound := map[string]map[string]bool{} // graph → output → on the device
 		dev.traceBind = func(graph, output string, onDevice bool) {

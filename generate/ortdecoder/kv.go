@@ -79,6 +79,11 @@ type KV struct {
 	pastNames         []string // past inputs of decoder_with_past, sorted
 	// inGraphReorder: decoder_with_past gathers its decoder past by ortrain_beam_idx.
 	inGraphReorder bool
+	// inPlace: decoder_with_past attends over its decoder past in place
+	// (attendInPlace): the decoder cache tensors are allocated for more
+	// positions than they hold (kvState.reserve), each step writes its
+	// position into them, and only the positions held are permuted.
+	inPlace bool
 	// permuteRows: the decoder cache is in host memory (CPU sessions) and
 	// beam reorders permute its rows in place (onnxrt.Value.PermuteRows),
 	// copying only the rows that move: about a third of them a step in
@@ -131,7 +136,9 @@ func NewKV(env *onnxrt.Env, encoder, decoder, decoderWithPast string, pad int64,
 		d.past, err = sessionOf(env, decoderWithPast, opts)
 	} else {
 		d.permuteRows = dev.Kind == onnxrt.CPU.Kind
-		d.past, d.inGraphReorder, err = openDecoderWithPast(env, decoderWithPast, opts, !d.permuteRows)
+		var how pastGraph
+		d.past, how, err = openDecoderWithPast(env, decoderWithPast, opts, !d.permuteRows)
+		d.inGraphReorder, d.inPlace = how.inGraphReorder, how.inPlace
 	}
 	if err != nil {
 		closeAll()
@@ -223,7 +230,7 @@ func (d *KV) Close() error {
 
 // run runs a session of the decoder: the host outputs come to Go, the
 // fed-back ones stay on the device unless hostOutputs.
-func (d *KV) run(s *onnxrt.Session, graph string, feed map[string]any, host, fedBack []string) (map[string]*onnxrt.Value, error) {
+func (d *KV) run(s *onnxrt.Session, graph string, feed map[string]any, host, fedBack []string, into map[string]*onnxrt.Value) (map[string]*onnxrt.Value, error) {
 	if d.hostOutputs {
 		host, fedBack = append(append([]string(nil), host...), fedBack...), nil
 	}
@@ -235,7 +242,7 @@ func (d *KV) run(s *onnxrt.Session, graph string, feed map[string]any, host, fed
 			d.traceBind(graph, name, true)
 		}
 	}
-	return runValues(s, d.inputs, feed, host, fedBack)
+	return runValues(s, d.inputs, feed, host, fedBack, into)
 }
 
 // gather picks rows of a kept value: in Go memory on the host path, else
@@ -264,7 +271,7 @@ func (d *KV) Start(ctx context.Context, sources [][]int64) (generate.State, erro
 	}
 	ids, mask, width := padSources(sources, d.pad)
 	shape := []int64{int64(len(sources)), int64(width)}
-	outs, err := d.run(d.enc, "encoder", map[string]any{"input_ids": newTensor(ids, shape), "attention_mask": newTensor(mask, shape)}, nil, []string{"last_hidden_state"})
+	outs, err := d.run(d.enc, "encoder", map[string]any{"input_ids": newTensor(ids, shape), "attention_mask": newTensor(mask, shape)}, nil, []string{"last_hidden_state"}, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -369,6 +376,7 @@ func (s *kvState) advance(ctx context.Context, prefixes [][]int64, onDevice bool
 		"encoder_hidden_states":  s.hidden,
 	}
 	sess, mapping, graph := s.d.dec, s.d.firstMap, "decoder"
+	var into map[string]*onnxrt.Value
 	if !first {
 		sess, mapping, graph = s.d.past, s.d.pastMap, "decoder_with_past"
 		for name, c := range s.encPast {
@@ -391,21 +399,43 @@ func (s *kvState) advance(ctx context.Context, prefixes [][]int64, onDevice bool
 			}
 			feed[beamIndexInput] = newTensor(beam, []int64{int64(len(beam))})
 		}
+		if s.d.inPlace {
+			if length-from != 1 {
+				return nil, fmt.Errorf("decoder step over %d new positions: the decoder cache is extended in place, one position a step", length-from)
+			}
+			var err error
+			if into, err = s.reserve(s.seen + 1); err != nil {
+				return nil, err
+			}
+			held, err := onnxrt.NewTensor([]int64{1}, []int32{int32(s.seen)})
+			if err != nil {
+				return nil, err
+			}
+			defer held.Close()
+			feed[pastLengthInput] = held
+		}
 	}
 	presents := make([]string, 0, len(mapping))
 	for present := range mapping {
-		presents = append(presents, present)
+		if into[present] == nil {
+			presents = append(presents, present)
+		}
 	}
 	sort.Strings(presents)
 	host, fedBack := []string{"logits"}, presents
 	if onDevice {
 		host, fedBack = nil, append([]string{"logits"}, presents...)
 	}
-	outs, err := s.d.run(sess, graph, feed, host, fedBack)
+	outs, err := s.d.run(sess, graph, feed, host, fedBack, into)
 	if err != nil {
 		return nil, err
 	}
 	for present, pastName := range mapping {
+		if into[present] != nil {
+			// written into the cache it read
+			outs[present].Close()
+			continue
+		}
 		dst := s.decPast
 		if isEncoderPast(pastName) {
 			dst = s.encPast
@@ -445,7 +475,11 @@ func (s *kvState) Reorder(rows []int) error {
 		}
 		for _, c := range s.decPast {
 			v, err := c.value()
-			if err == nil {
+			switch {
+			case err != nil:
+			case s.d.inPlace:
+				err = v.PermuteRowsPrefix(plan, cachePositionAxis, int64(s.seen), &s.scratch)
+			default:
 				err = v.PermuteRows(plan, &s.scratch)
 			}
 			if err != nil {
@@ -481,6 +515,53 @@ func (s *kvState) Reorder(rows []int) error {
 	s.srcOf, s.rows = srcOf, len(rows)
 	return nil
 }
+
+// cachePositionAxis is the axis of positions of the decoder cache tensors,
+// [rows, heads, positions, head size].
+const cachePositionAxis = 2
+
+// reserve makes every decoder cache tensor hold room for need positions
+// (KV.inPlace), moving the positions held into a larger one when it has
+// not, and returns them by the names of the presents written into them.
+// Room grows at least twofold, so a search of n steps moves its cache
+// O(log n) times.
+func (s *kvState) reserve(need int) (map[string]*onnxrt.Value, error) {
+	into := make(map[string]*onnxrt.Value, len(s.decPast))
+	for present, pastName := range s.d.pastMap {
+		c := s.decPast[pastName]
+		if c == nil {
+			continue
+		}
+		v, err := c.value()
+		if err != nil {
+			return nil, err
+		}
+		shape := v.Shape()
+		if len(shape) != 4 {
+			return nil, fmt.Errorf("%s: cache tensor of shape %v, want [rows, heads, positions, head size]", pastName, shape)
+		}
+		if room := int(shape[cachePositionAxis]); room < need {
+			shape[cachePositionAxis] = int64(max(need, 2*room, minCacheRoom))
+			grown, err := onnxrt.NewZeros(v.DType(), shape)
+			if err != nil {
+				return nil, err
+			}
+			if err := grown.CopyPrefix(v, cachePositionAxis); err != nil {
+				grown.Close()
+				return nil, err
+			}
+			c.close()
+			c.host, c.val = nil, grown
+		}
+		// the run writes into the value: a host copy would be stale
+		c.host = nil
+		into[present] = c.val
+	}
+	return into, nil
+}
+
+// minCacheRoom is the fewest positions a cache is allocated for.
+const minCacheRoom = 16
 
 // compose applies the row selection rows after a pending one (nil: none):
 // row i becomes row pending[rows[i]].

@@ -24,19 +24,22 @@ const beamIndexInput = "ortrain_beam_idx"
 // ONNX Runtime, on its device, with no copy through Go. Graphs with
 // external data are left alone (ok false), since a session made from bytes
 // could not find their data files.
-func rewriteDecoderWithPast(path string, reorder bool) (model []byte, ok bool, err error) {
+//
+// Without reorder, and if inPlace, the self-attention also reads the cache
+// in place where the graph allows it (attendInPlace; attended reports it).
+func rewriteDecoderWithPast(path string, reorder, inPlace bool) (model []byte, ok, attended bool, err error) {
 	data, err := modelfile.ReadFile(path, 2<<30)
 	if err != nil {
-		return nil, false, err
+		return nil, false, false, err
 	}
 	var m onnxpb.ModelProto
 	if err := proto.Unmarshal(data, &m); err != nil {
-		return nil, false, fmt.Errorf("%s: not an ONNX model: %w", path, err)
+		return nil, false, false, fmt.Errorf("%s: not an ONNX model: %w", path, err)
 	}
 	g := m.Graph
 	for _, t := range g.Initializer {
 		if t.GetDataLocation() == onnxpb.TensorProto_EXTERNAL {
-			return nil, false, nil
+			return nil, false, false, nil
 		}
 	}
 	bypassCopies(g)
@@ -44,15 +47,19 @@ func rewriteDecoderWithPast(path string, reorder bool) (model []byte, ok bool, e
 	// and the new rows are as many, which the reorder keeps true.
 	onnx.FoldReshapeShapes(g, onnx.Opsets(&m))
 	if !reorder {
+		if inPlace && attendInPlace(g, onnx.Opsets(&m)) {
+			onnx.SetOpset(&m, msDomain, 1)
+			attended = true
+		}
 		out, err := proto.Marshal(&m)
-		return out, err == nil, err
+		return out, err == nil, attended, err
 	}
 	var gathers []*onnxpb.NodeProto
 	renamed := map[string]string{}
 	for _, in := range g.Input {
 		name := in.GetName()
 		if name == beamIndexInput {
-			return nil, false, nil
+			return nil, false, false, nil
 		}
 		if !strings.HasPrefix(name, "past_key_values.") || isEncoderPast(name) {
 			continue
@@ -66,7 +73,7 @@ func rewriteDecoderWithPast(path string, reorder bool) (model []byte, ok bool, e
 		})
 	}
 	if len(gathers) == 0 {
-		return nil, false, nil
+		return nil, false, false, nil
 	}
 	renameUses(g, renamed)
 	g.Node = append(gathers, g.Node...)
@@ -80,7 +87,7 @@ func rewriteDecoderWithPast(path string, reorder bool) (model []byte, ok bool, e
 				{Value: &onnxpb.TensorShapeProto_Dimension_DimParam{DimParam: "ortrain_beam_rows"}}}},
 		}}}})
 	out, err := proto.Marshal(&m)
-	return out, err == nil, err
+	return out, err == nil, false, err
 }
 
 // bypassCopies removes two kinds of node whose output is a value the
@@ -152,25 +159,37 @@ func renameUses(g *onnxpb.GraphProto, renamed map[string]string) {
 	}
 }
 
-// openDecoderWithPast opens the decoder-with-past graph, simplified, and
-// with the in-graph reorder if inGraph and the graph allows it.
-func openDecoderWithPast(env *onnxrt.Env, path string, opts Options, inGraph bool) (*onnxrt.Session, bool, error) {
-	model, ok, err := rewriteDecoderWithPast(path, inGraph)
+// openDecoderWithPast opens the decoder-with-past graph, simplified, with
+// the in-graph reorder if inGraph and the graph allows it, and otherwise,
+// for float32 sessions, attending over its cache in place where the graph
+// allows it (the CPU sessions, whose cache stays in host memory).
+func openDecoderWithPast(env *onnxrt.Env, path string, opts Options, inGraph bool) (*onnxrt.Session, pastGraph, error) {
+	model, ok, attended, err := rewriteDecoderWithPast(path, inGraph, !inGraph && opts.DType == onnx.Undefined)
 	if err != nil {
-		return nil, false, err
+		return nil, pastGraph{}, err
 	}
 	if !ok {
 		s, err := sessionOf(env, path, opts)
-		return s, false, err
+		return s, pastGraph{}, err
 	}
+	how := pastGraph{inGraphReorder: inGraph, inPlace: attended}
 	if opts.DType != onnx.Undefined {
 		var m onnxpb.ModelProto
 		if err := proto.Unmarshal(model, &m); err != nil {
-			return nil, false, err
+			return nil, pastGraph{}, err
 		}
 		s, err := sessionOfModel(env, &m, path, opts)
-		return s, inGraph, err
+		return s, how, err
 	}
 	s, err := env.NewSessionFromBytes(model, path, opts.session())
-	return s, inGraph, err
+	return s, how, err
+}
+
+// pastGraph says what openDecoderWithPast made of the graph.
+type pastGraph struct {
+	// inGraphReorder: it gathers its decoder past by beamIndexInput.
+	inGraphReorder bool
+	// inPlace: its self-attention reads and extends the decoder past in
+	// place (attendInPlace).
+	inPlace bool
 }

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/ortrain/ortrain/internal/modelfile"
+	"github.com/ortrain/ortrain/internal/onnx"
 	"github.com/ortrain/ortrain/internal/onnx/onnxpb"
 	"github.com/ortrain/ortrain/internal/onnxrt"
 	"github.com/ortrain/ortrain/internal/testenv"
@@ -90,7 +91,7 @@ func TestDecoderWithPastLosesItsCacheCopies(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		rewritten, ok, err := rewriteDecoderWithPast(path, true)
+		rewritten, ok, _, err := rewriteDecoderWithPast(path, true, false)
 		if err != nil || !ok {
 			t.Fatalf("%s: rewrite: ok %v, %v", model, ok, err)
 		}
@@ -115,7 +116,7 @@ func TestRewrittenDecoderWithPastEqualsTheExport(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer export.Close()
-		data, ok, err := rewriteDecoderWithPast(path, true)
+		data, ok, _, err := rewriteDecoderWithPast(path, true, false)
 		if err != nil || !ok {
 			t.Fatalf("%s: rewrite: ok %v, %v", model, ok, err)
 		}
@@ -198,7 +199,7 @@ func TestRewrittenDecoderWithPastEqualsTheExport(t *testing.T) {
 			t.Fatalf("%s: the export: %v", model, err)
 		}
 		for _, reorder := range []bool{true, false} {
-			data, ok, err := rewriteDecoderWithPast(path, reorder)
+			data, ok, _, err := rewriteDecoderWithPast(path, reorder, false)
 			if err != nil || !ok {
 				t.Fatalf("%s: rewrite (reorder %v): ok %v, %v", model, reorder, ok, err)
 			}
@@ -224,8 +225,122 @@ func TestRewrittenDecoderWithPastEqualsTheExport(t *testing.T) {
 				got[name].Close()
 			}
 		}
+		attendsInPlace(t, env, model, path, feed, want, past)
+		leftAsIs(t, model, path)
 		for _, v := range want {
 			v.Close()
 		}
+	}
+}
+
+// attendsInPlace: the graph that attends over its cache in place
+// (attendInPlace), fed the same past in buffers with room for more
+// positions and writing its presents into them, gives the export's logits
+// bit for bit, and the buffers then hold the export's presents.
+func attendsInPlace(t *testing.T, env *onnxrt.Env, model, path string, feed, want map[string]*onnxrt.Value, past int64) {
+	t.Helper()
+	data, ok, attended, err := rewriteDecoderWithPast(path, false, true)
+	if err != nil || !ok || !attended {
+		t.Fatalf("%s: rewrite in place: ok %v, attended %v, %v", model, ok, attended, err)
+	}
+	s, err := env.NewSessionFromBytes(data, model+" in place", onnxrt.SessionOptions{IntraOpThreads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	b, err := s.NewBinding()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	const room = 9
+	buffers := map[string]*onnxrt.Value{}
+	for _, in := range s.Inputs() {
+		v := feed[in.Name]
+		if strings.HasPrefix(in.Name, "past_key_values.") && !isEncoderPast(in.Name) {
+			shape := v.Shape()
+			shape[cachePositionAxis] = room
+			buf, err := onnxrt.NewZeros(onnxrt.Float32, shape)
+			if err == nil {
+				err = buf.CopyPrefix(v, cachePositionAxis)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer buf.Close()
+			buffers["present."+strings.TrimPrefix(in.Name, "past_key_values.")] = buf
+			v = buf
+		}
+		if in.Name == pastLengthInput {
+			v, _ = onnxrt.NewTensor([]int64{1}, []int32{int32(past)})
+			defer v.Close()
+		}
+		if err := b.BindInput(in.Name, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, o := range s.Outputs() {
+		if buf := buffers[o.Name]; buf != nil {
+			err = b.BindOutput(o.Name, buf)
+		} else {
+			err = b.BindOutputToHost(o.Name)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.Run(); err != nil {
+		t.Fatalf("%s: the in-place graph: %v", model, err)
+	}
+	got, err := b.Outputs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bits := func(x, y float32) bool { return math.Float32bits(x) == math.Float32bits(y) }
+	for name, v := range got {
+		w, _ := want[name].Float32s()
+		g, _ := v.Float32s()
+		if buf := buffers[name]; buf != nil {
+			// the first past+1 positions of the buffer are the export's present
+			shape := buf.Shape()
+			all, _ := buf.Float32s()
+			g = g[:0]
+			per := int(shape[3])
+			for blk := range int(shape[0] * shape[1]) {
+				g = append(g, all[blk*room*per:(blk*room+int(past)+1)*per]...)
+			}
+		}
+		if len(w) == 0 || !slices.EqualFunc(w, g, bits) {
+			t.Errorf("%s in place: output %s differs", model, name)
+		}
+		v.Close()
+	}
+	if len(got) != len(want) {
+		t.Errorf("%s in place: %d outputs, the export %d", model, len(got), len(want))
+	}
+}
+
+// leftAsIs: a graph whose self-attention differs from what attendInPlace
+// recognises in any layer (here one Softmax over another axis) is left as
+// it was.
+func leftAsIs(t *testing.T, model, path string) {
+	t.Helper()
+	data, ok, _, err := rewriteDecoderWithPast(path, false, false)
+	if err != nil || !ok {
+		t.Fatal(err)
+	}
+	var m onnxpb.ModelProto
+	if err := proto.Unmarshal(data, &m); err != nil {
+		t.Fatal(err)
+	}
+	// the first layer's self-attention comes first in these exports
+	i := slices.IndexFunc(m.Graph.Node, func(n *onnxpb.NodeProto) bool { return n.GetOpType() == "Softmax" })
+	m.Graph.Node[i].Attribute = []*onnxpb.AttributeProto{onnx.AttrInt("axis", 2)}
+	before := proto.Clone(&m)
+	if attendInPlace(m.Graph, onnx.Opsets(&m)) {
+		t.Fatalf("%s: a Softmax over the heads attends in place", model)
+	}
+	if !proto.Equal(before, &m) {
+		t.Errorf("%s: the graph changed although it was not rewritten", model)
 	}
 }

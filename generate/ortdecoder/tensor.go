@@ -57,7 +57,7 @@ func padSources(sources [][]int64, pad int64) (ids, mask []int64, width int) {
 // returns the wanted outputs as host tensors. feed values are tensor[int64],
 // tensor[float32] or *cached.
 func run(s *onnxrt.Session, extra map[string]*onnxrt.Value, feed map[string]any, want []string) (map[string]tensor[float32], error) {
-	outs, err := runValues(s, extra, feed, want, nil)
+	outs, err := runValues(s, extra, feed, want, nil, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -81,8 +81,11 @@ func readValue(v *onnxrt.Value) (tensor[float32], error) {
 // runValues is run returning ONNX Runtime's output values (the caller closes
 // them). The host outputs come to host memory, for Go to read; the onDevice
 // ones stay in the session's device memory, for outputs that are only fed
-// back into later runs (on a CPU session both are host memory).
-func runValues(s *onnxrt.Session, extra map[string]*onnxrt.Value, feed map[string]any, host, onDevice []string) (map[string]*onnxrt.Value, error) {
+// back into later runs (on a CPU session both are host memory); the into
+// ones are written into the values given (returned too, as new handles on
+// the same memory). feed values may also be *onnxrt.Value (the caller
+// keeps them).
+func runValues(s *onnxrt.Session, extra map[string]*onnxrt.Value, feed map[string]any, host, onDevice []string, into map[string]*onnxrt.Value) (map[string]*onnxrt.Value, error) {
 	in := map[string]*onnxrt.Value{}
 	var created []*onnxrt.Value
 	defer func() {
@@ -94,6 +97,9 @@ func runValues(s *onnxrt.Session, extra map[string]*onnxrt.Value, feed map[strin
 		var v *onnxrt.Value
 		var err error
 		switch t := feed[info.Name].(type) {
+		case *onnxrt.Value:
+			in[info.Name] = t
+			continue
 		case *cached:
 			if v, err = t.value(); err != nil {
 				return nil, fmt.Errorf("input %q: %w", info.Name, err)
@@ -118,7 +124,7 @@ func runValues(s *onnxrt.Session, extra map[string]*onnxrt.Value, feed map[strin
 		created = append(created, v)
 		in[info.Name] = v
 	}
-	if len(onDevice) == 0 {
+	if len(onDevice) == 0 && len(into) == 0 {
 		return s.Run(in, host)
 	}
 	b, err := s.NewBinding()
@@ -138,6 +144,11 @@ func runValues(s *onnxrt.Session, extra map[string]*onnxrt.Value, feed map[strin
 	}
 	for _, name := range onDevice {
 		if err := b.BindOutputToDevice(name); err != nil {
+			return nil, err
+		}
+	}
+	for name, v := range into {
+		if err := b.BindOutput(name, v); err != nil {
 			return nil, err
 		}
 	}

@@ -671,3 +671,99 @@ func TestPermuteRows(t *testing.T) {
 		}
 	}
 }
+
+// TestPermuteRowsPrefix: with only the first positions along an axis
+// held, rows are permuted as a gather would, over those positions only; the
+// positions beyond are not touched.
+func TestPermuteRowsPrefix(t *testing.T) {
+	openEnv(t)
+	r := rand.New(rand.NewPCG(3, 4))
+	var scratch []byte
+	for range 200 {
+		rows, heads, room, size := 1+r.IntN(9), 1+r.IntN(3), 1+r.IntN(6), 1+r.IntN(4)
+		used := r.IntN(room + 1)
+		sel := make([]int, rows)
+		for i := range sel {
+			sel[i] = r.IntN(rows)
+		}
+		shape := []int64{int64(rows), int64(heads), int64(room), int64(size)}
+		data := make([]float32, rows*heads*room*size)
+		for i := range data {
+			data[i] = float32(i)
+		}
+		v, err := NewTensor(shape, data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		plan, err := PlanRowPermutation(sel)
+		if err == nil {
+			err = v.PermuteRowsPrefix(plan, 2, int64(used), &scratch)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := v.Float32s()
+		v.Close()
+		at := func(row, h, p, x int) int { return ((row*heads+h)*room+p)*size + x }
+		for i, src := range sel {
+			for h := range heads {
+				for p := range room {
+					for x := range size {
+						want := data[at(i, h, p, x)] // beyond the positions held: untouched
+						if p < used {
+							want = data[at(src, h, p, x)]
+						}
+						if got[at(i, h, p, x)] != want {
+							t.Fatalf("rows %v, %d of %d positions held: [%d %d %d %d] = %v, want %v", sel, used, room, i, h, p, x, got[at(i, h, p, x)], want)
+						}
+					}
+				}
+			}
+		}
+	}
+	v, _ := NewTensor([]int64{2, 1, 3, 1}, []float32{1, 2, 3, 4, 5, 6})
+	defer v.Close()
+	plan, _ := PlanRowPermutation([]int{1, 0})
+	for _, bad := range []struct {
+		axis int
+		used int64
+	}{{2, 4}, {2, -1}, {4, 0}, {-1, 0}} {
+		if err := v.PermuteRowsPrefix(plan, bad.axis, bad.used, &scratch); err == nil {
+			t.Errorf("%d positions along axis %d of shape [2 1 3 1]: no error", bad.used, bad.axis)
+		}
+	}
+}
+
+// TestCopyPrefix: a tensor is written into the first positions of a larger
+// one along an axis, element for element, the rest left as it was; shapes
+// that do not fit are refused.
+func TestCopyPrefix(t *testing.T) {
+	openEnv(t)
+	src, _ := NewTensor([]int64{2, 2, 1, 3}, []float32{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12})
+	defer src.Close()
+	dst, _ := NewTensor([]int64{2, 2, 2, 3}, slices.Repeat([]float32{-1}, 24))
+	defer dst.Close()
+	if err := dst.CopyPrefix(src, 2); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := dst.Float32s()
+	want := []float32{1, 2, 3, -1, -1, -1, 4, 5, 6, -1, -1, -1, 7, 8, 9, -1, -1, -1, 10, 11, 12, -1, -1, -1}
+	if !slices.Equal(got, want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	for _, bad := range []struct {
+		shape []int64
+		axis  int
+	}{{[]int64{2, 2, 3, 3}, 2}, {[]int64{2, 1, 1, 3}, 2}, {[]int64{2, 2, 1, 3}, 0}, {[]int64{2, 2, 1, 3}, 4}} {
+		s, _ := NewZeros(Float32, bad.shape)
+		if err := dst.CopyPrefix(s, bad.axis); err == nil {
+			t.Errorf("shape %v along axis %d into [2 2 2 3]: no error", bad.shape, bad.axis)
+		}
+		s.Close()
+	}
+	i64, _ := NewZeros(Int64, []int64{2, 2, 1, 3})
+	defer i64.Close()
+	if err := dst.CopyPrefix(i64, 2); err == nil {
+		t.Error("int64 into float32: no error")
+	}
+}

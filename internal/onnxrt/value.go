@@ -551,6 +551,17 @@ func PlanRowPermutation(rows []int) (RowPermutation, error) {
 // planned; the row kept aside for a cycle goes to *scratch, grown as needed
 // and kept for the next call.
 func (v *Value) PermuteRows(plan RowPermutation, scratch *[]byte) error {
+	if len(v.shape) < 2 {
+		return v.PermuteRowsPrefix(plan, 0, 0, scratch)
+	}
+	return v.PermuteRowsPrefix(plan, 1, v.shape[1], scratch)
+}
+
+// PermuteRowsPrefix is PermuteRows for a tensor of which only the first
+// used positions along axis (≥ 1) hold data: a cache allocated for more
+// positions than it holds yet, whose rest is not copied. axis 0 means the
+// whole rows.
+func (v *Value) PermuteRowsPrefix(plan RowPermutation, axis int, used int64, scratch *[]byte) error {
 	p, rowBytes, err := v.hostRows()
 	if err != nil {
 		return err
@@ -558,7 +569,11 @@ func (v *Value) PermuteRows(plan RowPermutation, scratch *[]byte) error {
 	if int64(plan.rows) != v.shape[0] {
 		return fmt.Errorf("a permutation of %d rows for a tensor of shape %v", plan.rows, v.shape)
 	}
-	if rowBytes == 0 || len(plan.moves) == 0 {
+	blocks, stride, span, err := v.prefixLayout(axis, used)
+	if err != nil {
+		return err
+	}
+	if rowBytes == 0 || span == 0 || len(plan.moves) == 0 {
 		return nil
 	}
 	data := unsafe.Slice((*byte)(p), plan.rows*rowBytes)
@@ -573,7 +588,69 @@ func (v *Value) PermuteRows(plan RowPermutation, scratch *[]byte) error {
 		return data[i*rowBytes : (i+1)*rowBytes]
 	}
 	for _, m := range plan.moves {
-		copy(row(m.dst), row(m.src))
+		dst, src := row(m.dst), row(m.src)
+		for b := range blocks {
+			copy(dst[b*stride:b*stride+span], src[b*stride:b*stride+span])
+		}
+	}
+	return nil
+}
+
+// prefixLayout splits a row (a first-axis slice) of a host tensor into the
+// blocks that hold the first used positions along axis: blocks of span
+// bytes, stride bytes apart. axis 0 is the whole row as one block.
+func (v *Value) prefixLayout(axis int, used int64) (blocks, stride, span int, err error) {
+	size := v.dtype.Size()
+	if axis == 0 {
+		n, err := elements(v.shape[1:])
+		return 1, n * size, n * size, err
+	}
+	if axis < 1 || axis >= len(v.shape) || used < 0 || used > v.shape[axis] {
+		return 0, 0, 0, fmt.Errorf("the first %d positions along axis %d of a tensor of shape %v", used, axis, v.shape)
+	}
+	outer, err := elements(v.shape[1:axis])
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	inner, err := elements(v.shape[axis+1:])
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	return outer, int(v.shape[axis]) * inner * size, int(used) * inner * size, nil
+}
+
+// CopyPrefix writes src into the first positions of v along axis (≥ 1):
+// both in host memory, of one type, and of equal shape but along axis,
+// where src has at most as many positions as v. It fills a cache allocated
+// for more positions than src holds, or moves one into a larger one.
+func (v *Value) CopyPrefix(src *Value, axis int) error {
+	if src.dtype != v.dtype || len(src.shape) != len(v.shape) || axis < 1 || axis >= len(v.shape) {
+		return fmt.Errorf("copying a %v tensor of shape %v into the front of axis %d of a %v tensor of shape %v", src.dtype, src.shape, axis, v.dtype, v.shape)
+	}
+	for i := range v.shape {
+		if i == axis && src.shape[i] > v.shape[i] || i != axis && src.shape[i] != v.shape[i] {
+			return fmt.Errorf("copying a tensor of shape %v into the front of axis %d of a tensor of shape %v", src.shape, axis, v.shape)
+		}
+	}
+	dp, dstRow, err := v.hostRows()
+	if err != nil {
+		return err
+	}
+	sp, srcRow, err := src.hostRows()
+	if err != nil {
+		return err
+	}
+	blocks, stride, span, err := v.prefixLayout(axis, src.shape[axis])
+	if err != nil || span == 0 {
+		return err
+	}
+	rows := int(v.shape[0])
+	dst := unsafe.Slice((*byte)(dp), rows*dstRow)
+	from := unsafe.Slice((*byte)(sp), rows*srcRow)
+	for r := range rows {
+		for b := range blocks {
+			copy(dst[r*dstRow+b*stride:r*dstRow+b*stride+span], from[r*srcRow+b*span:r*srcRow+(b+1)*span])
+		}
 	}
 	return nil
 }
