@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -38,7 +39,7 @@ func TestKVKeepsFedBackValuesOnDevice(t *testing.T) {
 		// on the CPU the cache's rows are permuted in place, in the
 		// sessions' memory; the stand-in device's in-graph reorder is
 		// checked by TestFixturesMatchHF
-		if dev.hostOutputs || len(dev.gatherers) == 0 || !dev.permuteRows || dev.inGraphReorder || !dev.inPlace {
+		if dev.hostOutputs || len(dev.gatherers) == 0 || !dev.permuteRows || dev.inGraphReorder || !dev.inPlace || !dev.sharedSources {
 			t.Fatalf("%s: default KV has hostOutputs %v, %d gather graphs, rows permuted in place %v, in-graph reorder %v, attends in place %v",
 				model, dev.hostOutputs, len(dev.gatherers), dev.permuteRows, dev.inGraphReorder, dev.inPlace)
 		}
@@ -151,7 +152,13 @@ func TestKVKeepsFedBackValuesOnDevice(t *testing.T) {
 				if c.val.Device() != d.past.Device() {
 					t.Errorf("%s %s: %s lives on %v, the session runs on %v", model, name, n, c.val.Device(), d.past.Device())
 				}
-				if rows := c.val.Shape()[0]; n == "encoder_hidden_states" || isEncoderPast(n) || !d.inGraphReorder {
+				switch rows := c.val.Shape()[0]; {
+				case isEncoderPast(n) && d.sharedSources:
+					// a row per source of the last step's rows (sources 1 and 2)
+					if rows != 2 || !slices.Equal(s.encSrc, []int{1, 2}) {
+						t.Errorf("%s %s: %s has %d rows for sources %v after the reorder, want 2 for [1 2]", model, name, n, rows, s.encSrc)
+					}
+				case n == "encoder_hidden_states" || isEncoderPast(n) || !d.inGraphReorder:
 					if rows != 4 {
 						t.Errorf("%s %s: %s has %d rows after the reorder, want 4", model, name, n, rows)
 					}

@@ -84,6 +84,9 @@ type KV struct {
 	// positions than they hold (kvState.reserve), each step writes its
 	// position into them, and only the positions held are permuted.
 	inPlace bool
+	// sharedSources: decoder_with_past reads the encoder past with a row
+	// per group of decoder rows (shareSources), kept by kvState.encSrc.
+	sharedSources bool
 	// permuteRows: the decoder cache is in host memory (CPU sessions) and
 	// beam reorders permute its rows in place (onnxrt.Value.PermuteRows),
 	// copying only the rows that move: about a third of them a step in
@@ -138,7 +141,7 @@ func NewKV(env *onnxrt.Env, encoder, decoder, decoderWithPast string, pad int64,
 		d.permuteRows = dev.Kind == onnxrt.CPU.Kind
 		var how pastGraph
 		d.past, how, err = openDecoderWithPast(env, decoderWithPast, opts, !d.permuteRows)
-		d.inGraphReorder, d.inPlace = how.inGraphReorder, how.inPlace
+		d.inGraphReorder, d.inPlace, d.sharedSources = how.inGraphReorder, how.inPlace, how.sharedSources
 	}
 	if err != nil {
 		closeAll()
@@ -294,6 +297,10 @@ type kvState struct {
 	mask    tensor[int64]
 	hidden  *cached
 	encPast map[string]*cached // past_key_values.*.encoder.* (fixed per source)
+	// encSrc is the source of each row of encPast when the decoder shares
+	// them among rows (KV.sharedSources): they are then left as the first
+	// step made them, and groupSources picks the rows a step needs.
+	encSrc []int
 	decPast map[string]*cached // the rest of the cache, reordered every step
 	seen    int                // decoder positions in the cache
 	// pending is the reorder the next decoder-with-past run applies to the
@@ -379,6 +386,11 @@ func (s *kvState) advance(ctx context.Context, prefixes [][]int64, onDevice bool
 	var into map[string]*onnxrt.Value
 	if !first {
 		sess, mapping, graph = s.d.past, s.d.pastMap, "decoder_with_past"
+		if s.d.sharedSources {
+			if err := s.groupSources(); err != nil {
+				return nil, err
+			}
+		}
 		for name, c := range s.encPast {
 			feed[name] = c
 		}
@@ -445,6 +457,13 @@ func (s *kvState) advance(ctx context.Context, prefixes [][]int64, onDevice bool
 		}
 		dst[pastName] = &cached{val: outs[present]}
 	}
+	if first {
+		// the first step's encoder past: a row per row of this step
+		s.encSrc = slices.Clone(s.srcOf)
+		if s.encSrc == nil {
+			s.encSrc = identity(s.rows)
+		}
+	}
 	s.seen = length
 	if !first {
 		s.pending = nil
@@ -506,14 +525,70 @@ func (s *kvState) Reorder(rows []int) error {
 		if err := s.d.gather(s.hidden, rows); err != nil {
 			return err
 		}
-		for _, c := range s.encPast {
-			if err := s.d.gather(c, rows); err != nil {
-				return err
+		if !s.d.sharedSources {
+			for _, c := range s.encPast {
+				if err := s.d.gather(c, rows); err != nil {
+					return err
+				}
 			}
+			s.encSrc = srcOf
 		}
 	}
 	s.srcOf, s.rows = srcOf, len(rows)
 	return nil
+}
+
+// groupSources gives the encoder past the rows a decoder-with-past run of
+// the current rows reads (KV.sharedSources): one per group of consecutive
+// rows of one source, the groups all of one size — as many rows as beams
+// or returned sequences per source — or, where the rows do not fall in
+// such groups, one per row. It gathers only when that differs from what
+// the encoder past holds, which in beam search is when a source is done.
+func (s *kvState) groupSources() error {
+	size := 1
+	for size < len(s.srcOf) && s.srcOf[size] == s.srcOf[0] {
+		size++
+	}
+	for i := range s.srcOf {
+		if len(s.srcOf)%size != 0 || s.srcOf[i] != s.srcOf[i-i%size] {
+			size = 1
+			break
+		}
+	}
+	want := make([]int, 0, len(s.srcOf)/size)
+	for i := 0; i < len(s.srcOf); i += size {
+		want = append(want, s.srcOf[i])
+	}
+	if slices.Equal(want, s.encSrc) {
+		return nil
+	}
+	at := make(map[int]int, len(s.encSrc))
+	for i := len(s.encSrc) - 1; i >= 0; i-- {
+		at[s.encSrc[i]] = i
+	}
+	rows := make([]int, len(want))
+	for i, src := range want {
+		r, ok := at[src]
+		if !ok {
+			return fmt.Errorf("decoder rows continue source %d, whose encoder keys and values are no longer kept", src)
+		}
+		rows[i] = r
+	}
+	for _, c := range s.encPast {
+		if err := s.d.gather(c, rows); err != nil {
+			return err
+		}
+	}
+	s.encSrc = want
+	return nil
+}
+
+func identity(n int) []int {
+	out := make([]int, n)
+	for i := range out {
+		out[i] = i
+	}
+	return out
 }
 
 // cachePositionAxis is the axis of positions of the decoder cache tensors,
@@ -626,7 +701,14 @@ func (s *kvState) advanceExpanding(ctx context.Context, prefixes [][]int64, onDe
 	}
 	s.mask = s.mask.gather(expand)
 	err = s.d.gather(s.hidden, expand)
-	for _, m := range []map[string]*cached{s.encPast, s.decPast} {
+	gathered := []map[string]*cached{s.encPast, s.decPast}
+	if s.d.sharedSources {
+		// the encoder past stays a row per source (groupSources)
+		gathered = gathered[1:]
+	} else {
+		s.encSrc = srcOf
+	}
+	for _, m := range gathered {
 		for _, c := range m {
 			if err == nil {
 				err = s.d.gather(c, expand)

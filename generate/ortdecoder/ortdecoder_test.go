@@ -66,8 +66,8 @@ func openDecoders(t *testing.T, env *onnxrt.Env, dir string, pad int64) []namedD
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { kv.Close() })
-	if !kv.permuteRows || kv.inGraphReorder || !kv.inPlace {
-		t.Fatalf("%s: CPU decoding permutes the cache's rows in place: %v, in-graph reorder %v, attends over the cache in place %v", dir, kv.permuteRows, kv.inGraphReorder, kv.inPlace)
+	if !kv.permuteRows || kv.inGraphReorder || !kv.inPlace || !kv.sharedSources {
+		t.Fatalf("%s: CPU decoding permutes the cache's rows in place: %v, in-graph reorder %v, attends over the cache in place %v, shares sources %v", dir, kv.permuteRows, kv.inGraphReorder, kv.inPlace, kv.sharedSources)
 	}
 	host, err := OpenKV(env, dir, pad, Options{HostReorder: true})
 	if err != nil {

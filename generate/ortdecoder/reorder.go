@@ -26,20 +26,22 @@ const beamIndexInput = "ortrain_beam_idx"
 // could not find their data files.
 //
 // Without reorder, and if inPlace, the self-attention also reads the cache
-// in place where the graph allows it (attendInPlace; attended reports it).
-func rewriteDecoderWithPast(path string, reorder, inPlace bool) (model []byte, ok, attended bool, err error) {
+// in place and shares each source's encoder keys and values among its
+// rows where the graph allows it (attendInPlace, shareSources; how
+// reports what was done).
+func rewriteDecoderWithPast(path string, reorder, inPlace bool) (model []byte, ok bool, how pastGraph, err error) {
 	data, err := modelfile.ReadFile(path, 2<<30)
 	if err != nil {
-		return nil, false, false, err
+		return nil, false, pastGraph{}, err
 	}
 	var m onnxpb.ModelProto
 	if err := proto.Unmarshal(data, &m); err != nil {
-		return nil, false, false, fmt.Errorf("%s: not an ONNX model: %w", path, err)
+		return nil, false, pastGraph{}, fmt.Errorf("%s: not an ONNX model: %w", path, err)
 	}
 	g := m.Graph
 	for _, t := range g.Initializer {
 		if t.GetDataLocation() == onnxpb.TensorProto_EXTERNAL {
-			return nil, false, false, nil
+			return nil, false, pastGraph{}, nil
 		}
 	}
 	bypassCopies(g)
@@ -47,19 +49,22 @@ func rewriteDecoderWithPast(path string, reorder, inPlace bool) (model []byte, o
 	// and the new rows are as many, which the reorder keeps true.
 	onnx.FoldReshapeShapes(g, onnx.Opsets(&m))
 	if !reorder {
-		if inPlace && attendInPlace(g, onnx.Opsets(&m)) {
+		if inPlace {
+			how.inPlace = attendInPlace(g, onnx.Opsets(&m))
+			how.sharedSources = shareSources(g, onnx.Opsets(&m))
+		}
+		if how.inPlace {
 			onnx.SetOpset(&m, msDomain, 1)
-			attended = true
 		}
 		out, err := proto.Marshal(&m)
-		return out, err == nil, attended, err
+		return out, err == nil, how, err
 	}
 	var gathers []*onnxpb.NodeProto
 	renamed := map[string]string{}
 	for _, in := range g.Input {
 		name := in.GetName()
 		if name == beamIndexInput {
-			return nil, false, false, nil
+			return nil, false, pastGraph{}, nil
 		}
 		if !strings.HasPrefix(name, "past_key_values.") || isEncoderPast(name) {
 			continue
@@ -73,7 +78,7 @@ func rewriteDecoderWithPast(path string, reorder, inPlace bool) (model []byte, o
 		})
 	}
 	if len(gathers) == 0 {
-		return nil, false, false, nil
+		return nil, false, pastGraph{}, nil
 	}
 	renameUses(g, renamed)
 	g.Node = append(gathers, g.Node...)
@@ -87,7 +92,7 @@ func rewriteDecoderWithPast(path string, reorder, inPlace bool) (model []byte, o
 				{Value: &onnxpb.TensorShapeProto_Dimension_DimParam{DimParam: "ortrain_beam_rows"}}}},
 		}}}})
 	out, err := proto.Marshal(&m)
-	return out, err == nil, false, err
+	return out, err == nil, pastGraph{inGraphReorder: true}, err
 }
 
 // bypassCopies removes two kinds of node whose output is a value the
@@ -164,7 +169,7 @@ func renameUses(g *onnxpb.GraphProto, renamed map[string]string) {
 // for float32 sessions, attending over its cache in place where the graph
 // allows it (the CPU sessions, whose cache stays in host memory).
 func openDecoderWithPast(env *onnxrt.Env, path string, opts Options, inGraph bool) (*onnxrt.Session, pastGraph, error) {
-	model, ok, attended, err := rewriteDecoderWithPast(path, inGraph, !inGraph && opts.DType == onnx.Undefined)
+	model, ok, how, err := rewriteDecoderWithPast(path, inGraph, !inGraph && opts.DType == onnx.Undefined)
 	if err != nil {
 		return nil, pastGraph{}, err
 	}
@@ -172,7 +177,6 @@ func openDecoderWithPast(env *onnxrt.Env, path string, opts Options, inGraph boo
 		s, err := sessionOf(env, path, opts)
 		return s, pastGraph{}, err
 	}
-	how := pastGraph{inGraphReorder: inGraph, inPlace: attended}
 	if opts.DType != onnx.Undefined {
 		var m onnxpb.ModelProto
 		if err := proto.Unmarshal(model, &m); err != nil {
@@ -192,4 +196,7 @@ type pastGraph struct {
 	// inPlace: its self-attention reads and extends the decoder past in
 	// place (attendInPlace).
 	inPlace bool
+	// sharedSources: its encoder past has a row per group of decoder rows
+	// (shareSources).
+	sharedSources bool
 }

@@ -239,9 +239,9 @@ func TestRewrittenDecoderWithPastEqualsTheExport(t *testing.T) {
 // bit for bit, and the buffers then hold the export's presents.
 func attendsInPlace(t *testing.T, env *onnxrt.Env, model, path string, feed, want map[string]*onnxrt.Value, past int64) {
 	t.Helper()
-	data, ok, attended, err := rewriteDecoderWithPast(path, false, true)
-	if err != nil || !ok || !attended {
-		t.Fatalf("%s: rewrite in place: ok %v, attended %v, %v", model, ok, attended, err)
+	data, ok, how, err := rewriteDecoderWithPast(path, false, true)
+	if err != nil || !ok || !how.inPlace || !how.sharedSources {
+		t.Fatalf("%s: rewrite in place: ok %v, %+v, %v", model, ok, how, err)
 	}
 	s, err := env.NewSessionFromBytes(data, model+" in place", onnxrt.SessionOptions{IntraOpThreads: 1})
 	if err != nil {
