@@ -300,7 +300,7 @@ type kvState struct {
 	// encSrc is the source of each row of encPast when the decoder shares
 	// them among rows (KV.sharedSources): they are then left as the first
 	// step made them, and groupSources picks the rows a step needs.
-	encSrc []int
+	encSrc  []int
 	decPast map[string]*cached // the rest of the cache, reordered every step
 	seen    int                // decoder positions in the cache
 	// pending is the reorder the next decoder-with-past run applies to the
@@ -545,20 +545,7 @@ func (s *kvState) Reorder(rows []int) error {
 // such groups, one per row. It gathers only when that differs from what
 // the encoder past holds, which in beam search is when a source is done.
 func (s *kvState) groupSources() error {
-	size := 1
-	for size < len(s.srcOf) && s.srcOf[size] == s.srcOf[0] {
-		size++
-	}
-	for i := range s.srcOf {
-		if len(s.srcOf)%size != 0 || s.srcOf[i] != s.srcOf[i-i%size] {
-			size = 1
-			break
-		}
-	}
-	want := make([]int, 0, len(s.srcOf)/size)
-	for i := 0; i < len(s.srcOf); i += size {
-		want = append(want, s.srcOf[i])
-	}
+	want := groupsOf(s.srcOf)
 	if slices.Equal(want, s.encSrc) {
 		return nil
 	}
@@ -581,6 +568,27 @@ func (s *kvState) groupSources() error {
 	}
 	s.encSrc = want
 	return nil
+}
+
+// groupsOf splits rows of the given sources into groups of consecutive
+// rows, all of one size, each of one source, and returns the groups'
+// sources; rows that do not split so are groups of one.
+func groupsOf(srcOf []int) []int {
+	size := 1
+	for size < len(srcOf) && srcOf[size] == srcOf[0] {
+		size++
+	}
+	for i := range srcOf {
+		if len(srcOf)%size != 0 || srcOf[i] != srcOf[i-i%size] {
+			size = 1
+			break
+		}
+	}
+	groups := make([]int, 0, len(srcOf)/size)
+	for i := 0; i < len(srcOf); i += size {
+		groups = append(groups, srcOf[i])
+	}
+	return groups
 }
 
 func identity(n int) []int {

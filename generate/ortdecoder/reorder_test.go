@@ -138,7 +138,9 @@ func TestRewrittenDecoderWithPastEqualsTheExport(t *testing.T) {
 				t.Errorf("%s: the rewritten graph has %d nodes, the export %d", model, len(m.Graph.Node), len(orig.Graph.Node))
 			}
 		}
-		const rows, past, source, vocab = 3, 4, 5, 40
+		// the rows in two groups of two with equal encoder keys and values,
+		// as beam search's (the in-place graph gets them once per group)
+		const rows, past, source, vocab = 4, 4, 5, 40
 		r := rand.New(rand.NewPCG(11, uint64(len(model))))
 		feed := map[string]*onnxrt.Value{}
 		for _, in := range export.Inputs() {
@@ -178,6 +180,12 @@ func TestRewrittenDecoderWithPastEqualsTheExport(t *testing.T) {
 				for i := range xs {
 					xs[i] = float32(r.NormFloat64())
 				}
+				if isEncoderPast(in.Name) {
+					per := n / rows
+					for row := 1; row < rows; row += 2 {
+						copy(xs[row*per:(row+1)*per], xs[(row-1)*per:row*per])
+					}
+				}
 				v, err = onnxrt.NewTensor(shape, xs)
 			default:
 				t.Fatalf("%s: input %s of type %v", model, in.Name, in.DType)
@@ -188,7 +196,7 @@ func TestRewrittenDecoderWithPastEqualsTheExport(t *testing.T) {
 			defer v.Close()
 			feed[in.Name] = v
 		}
-		identity, _ := onnxrt.NewTensor([]int64{rows}, []int64{0, 1, 2})
+		identity, _ := onnxrt.NewTensor([]int64{rows}, []int64{0, 1, 2, 3})
 		defer identity.Close()
 		var names []string
 		for _, o := range export.Outputs() {
@@ -234,9 +242,11 @@ func TestRewrittenDecoderWithPastEqualsTheExport(t *testing.T) {
 }
 
 // attendsInPlace: the graph that attends over its cache in place
-// (attendInPlace), fed the same past in buffers with room for more
-// positions and writing its presents into them, gives the export's logits
-// bit for bit, and the buffers then hold the export's presents.
+// (attendInPlace) and shares the encoder keys and values among rows
+// (shareSources), fed the same decoder past in buffers with room for more
+// positions and writing its presents into them, and the encoder past once
+// per group of two rows, gives the export's logits bit for bit, and the
+// buffers then hold the export's presents.
 func attendsInPlace(t *testing.T, env *onnxrt.Env, model, path string, feed, want map[string]*onnxrt.Value, past int64) {
 	t.Helper()
 	data, ok, how, err := rewriteDecoderWithPast(path, false, true)
@@ -270,6 +280,19 @@ func attendsInPlace(t *testing.T, env *onnxrt.Env, model, path string, feed, wan
 			defer buf.Close()
 			buffers["present."+strings.TrimPrefix(in.Name, "past_key_values.")] = buf
 			v = buf
+		}
+		if isEncoderPast(in.Name) {
+			// once per group of two rows
+			shape := v.Shape()
+			all, _ := v.Float32s()
+			per := len(all) / int(shape[0])
+			var once []float32
+			for row := 0; row < int(shape[0]); row += 2 {
+				once = append(once, all[row*per:(row+1)*per]...)
+			}
+			shape[0] = (shape[0] + 1) / 2
+			v, _ = onnxrt.NewTensor(shape, once)
+			defer v.Close()
 		}
 		if in.Name == pastLengthInput {
 			v, _ = onnxrt.NewTensor([]int64{1}, []int32{int32(past)})
@@ -342,5 +365,26 @@ func leftAsIs(t *testing.T, model, path string) {
 	}
 	if !proto.Equal(before, &m) {
 		t.Errorf("%s: the graph changed although it was not rewritten", model)
+	}
+}
+
+// TestGroupsOf: rows fall in groups of one size and one source each (beam
+// search's beams, sampling's returned sequences), else in groups of one.
+func TestGroupsOf(t *testing.T) {
+	for _, c := range []struct{ srcOf, want []int }{
+		{nil, []int{}},
+		{[]int{0}, []int{0}},
+		{[]int{0, 1, 2}, []int{0, 1, 2}},
+		{[]int{0, 0, 0, 0, 1, 1, 1, 1}, []int{0, 1}},
+		{[]int{3, 3, 5, 5, 7, 7}, []int{3, 5, 7}},
+		{[]int{0, 0, 1, 1, 1, 1}, []int{0, 1, 1}}, // three groups of two
+		{[]int{0, 0, 1}, []int{0, 0, 1}},
+		{[]int{0, 0, 1, 2}, []int{0, 0, 1, 2}},
+		{[]int{2, 2, 2, 2}, []int{2}},
+		{[]int{1, 1, 0, 0, 1, 1}, []int{1, 0, 1}}, // a source twice: two groups
+	} {
+		if got := groupsOf(c.srcOf); !slices.Equal(got, c.want) {
+			t.Errorf("groupsOf(%v) = %v, want %v", c.srcOf, got, c.want)
+		}
 	}
 }

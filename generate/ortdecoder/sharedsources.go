@@ -25,7 +25,7 @@ import (
 // [groups, 1, heads, size, positions]); every row and head still gets a
 // product of one query row, by the same ONNX Runtime kernel as before, so
 // the numbers are the same bit for bit
-// (TestSharedSourcesEqualTheExport). A Shape of those inputs reports a row
+// (TestRewrittenDecoderWithPastEqualsTheExport). A Shape of those inputs reports a row
 // per decoder row, as before.
 //
 // The graph is matched by structure: each encoder key input read by a
