@@ -316,6 +316,10 @@ type kvState struct {
 	logits []float32
 	// scratch holds the rows a permutation of the cache copies aside
 	scratch []byte
+	// tokens are the rows' decoder inputs so far (the prefixes of the last
+	// step): a row that takes over another's place in the cache keeps the
+	// positions of the tokens they share (permuting in place).
+	tokens [][]int64
 }
 
 func isEncoderPast(name string) bool { return strings.Contains(name, ".encoder.") }
@@ -325,6 +329,7 @@ func (s *kvState) Step(ctx context.Context, prefixes [][]int64) (generate.Logits
 	if err != nil {
 		return generate.Logits{}, err
 	}
+	s.remember(prefixes)
 	logits, err := readValue(v)
 	v.Close()
 	if err != nil {
@@ -347,6 +352,7 @@ func (s *kvState) SelectStep(ctx context.Context, prefixes [][]int64, edits gene
 	if err != nil {
 		return generate.TopK{}, err
 	}
+	s.remember(prefixes)
 	defer v.Close()
 	return s.d.head.run(v, edits, k)
 }
@@ -492,14 +498,13 @@ func (s *kvState) Reorder(rows []int) error {
 		if err != nil {
 			return err
 		}
+		plan.SkipLeading(s.sharedTokens)
 		for _, c := range s.decPast {
 			v, err := c.value()
 			switch {
 			case err != nil:
-			case s.d.inPlace:
-				err = v.PermuteRowsPrefix(plan, cachePositionAxis, int64(s.seen), &s.scratch)
 			default:
-				err = v.PermuteRows(plan, &s.scratch)
+				err = v.PermuteRowsPrefix(plan, cachePositionAxis, int64(s.seen), &s.scratch)
 			}
 			if err != nil {
 				return err
@@ -534,8 +539,39 @@ func (s *kvState) Reorder(rows []int) error {
 			s.encSrc = srcOf
 		}
 	}
+	if s.tokens != nil {
+		tokens := make([][]int64, len(rows))
+		for i, r := range rows {
+			tokens[i] = s.tokens[r]
+		}
+		s.tokens = tokens
+	}
 	s.srcOf, s.rows = srcOf, len(rows)
 	return nil
+}
+
+// remember keeps a copy of the rows' decoder inputs after a step.
+func (s *kvState) remember(prefixes [][]int64) {
+	s.tokens = make([][]int64, len(prefixes))
+	for i, p := range prefixes {
+		s.tokens[i] = slices.Clone(p)
+	}
+}
+
+// sharedTokens is how many leading cache positions rows dst and src hold
+// equal: those of the decoder inputs they share, if they continue one
+// source (the keys and values of a position depend on the source and the
+// inputs up to it, computed the same way in every row).
+func (s *kvState) sharedTokens(dst, src int) int {
+	if s.tokens == nil || s.srcOf == nil || s.srcOf[dst] != s.srcOf[src] {
+		return 0
+	}
+	a, b := s.tokens[dst], s.tokens[src]
+	n := 0
+	for n < len(a) && n < len(b) && n < s.seen && a[n] == b[n] {
+		n++
+	}
+	return n
 }
 
 // groupSources gives the encoder past the rows a decoder-with-past run of

@@ -674,7 +674,8 @@ func TestPermuteRows(t *testing.T) {
 
 // TestPermuteRowsPrefix: with only the first positions along an axis
 // held, rows are permuted as a gather would, over those positions only; the
-// positions beyond are not touched.
+// positions beyond are not touched, nor the leading ones a row is told it
+// shares with the row it takes over.
 func TestPermuteRowsPrefix(t *testing.T) {
 	openEnv(t)
 	r := rand.New(rand.NewPCG(3, 4))
@@ -695,8 +696,17 @@ func TestPermuteRowsPrefix(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// half the cases skip leading positions a row shares with the one
+		// it takes over (SkipLeading): those keep the row's own values
+		lead := make([]int, rows*rows)
+		if r.IntN(2) == 0 {
+			for i := range lead {
+				lead[i] = r.IntN(room + 2)
+			}
+		}
 		plan, err := PlanRowPermutation(sel)
 		if err == nil {
+			plan.SkipLeading(func(dst, src int) int { return lead[dst*rows+src] })
 			err = v.PermuteRowsPrefix(plan, 2, int64(used), &scratch)
 		}
 		if err != nil {
@@ -709,8 +719,8 @@ func TestPermuteRowsPrefix(t *testing.T) {
 			for h := range heads {
 				for p := range room {
 					for x := range size {
-						want := data[at(i, h, p, x)] // beyond the positions held: untouched
-						if p < used {
+						want := data[at(i, h, p, x)] // beyond the positions held, or shared: untouched
+						if p < used && p >= lead[i*rows+src] {
 							want = data[at(src, h, p, x)]
 						}
 						if got[at(i, h, p, x)] != want {

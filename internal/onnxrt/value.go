@@ -482,8 +482,10 @@ type RowPermutation struct {
 }
 
 // rowMove copies row src to row dst; src aside copies the row kept aside,
-// dst aside keeps row src aside.
-type rowMove struct{ dst, src int }
+// dst aside keeps row src aside. of is the row whose old content the copy
+// carries (src, or the row kept aside); from is the first position along
+// the prefix axis that PermuteRowsPrefix copies (SkipLeading).
+type rowMove struct{ dst, src, of, from int }
 
 const aside = -1
 
@@ -521,7 +523,7 @@ func PlanRowPermutation(rows []int) (RowPermutation, error) {
 		i := ready[len(ready)-1]
 		ready = ready[:len(ready)-1]
 		r := rows[i]
-		plan.moves = append(plan.moves, rowMove{dst: i, src: r})
+		plan.moves = append(plan.moves, rowMove{dst: i, src: r, of: r})
 		done[i] = true
 		if readers[r]--; readers[r] == 0 && rows[r] != r && !done[r] {
 			ready = append(ready, r)
@@ -532,19 +534,32 @@ func PlanRowPermutation(rows []int) (RowPermutation, error) {
 		if r == i || done[i] {
 			continue
 		}
-		plan.moves = append(plan.moves, rowMove{dst: aside, src: i})
+		plan.moves = append(plan.moves, rowMove{dst: aside, src: i, of: i})
 		for cur := i; ; {
 			src := rows[cur]
 			done[cur] = true
 			if src == i {
-				plan.moves = append(plan.moves, rowMove{dst: cur, src: aside})
+				plan.moves = append(plan.moves, rowMove{dst: cur, src: aside, of: i})
 				break
 			}
-			plan.moves = append(plan.moves, rowMove{dst: cur, src: src})
+			plan.moves = append(plan.moves, rowMove{dst: cur, src: src, of: src})
 			cur = src
 		}
 	}
 	return plan, nil
+}
+
+// SkipLeading lets PermuteRowsPrefix leave alone the leading positions a
+// row already holds equal to those of the row it takes over: leading(dst,
+// src) is how many (a beam search cache whose beams continue one source
+// holds the same keys and values for the tokens two beams share). A row
+// kept aside is copied whole.
+func (p *RowPermutation) SkipLeading(leading func(dst, src int) int) {
+	for i, m := range p.moves {
+		if m.dst != aside {
+			p.moves[i].from = max(0, leading(m.dst, m.of))
+		}
+	}
 }
 
 // PermuteRows reorders the rows (first axis) of a host tensor in place as
@@ -559,8 +574,8 @@ func (v *Value) PermuteRows(plan RowPermutation, scratch *[]byte) error {
 
 // PermuteRowsPrefix is PermuteRows for a tensor of which only the first
 // used positions along axis (≥ 1) hold data: a cache allocated for more
-// positions than it holds yet, whose rest is not copied. axis 0 means the
-// whole rows.
+// positions than it holds yet, whose rest is not copied, nor the leading
+// positions the plan skips (SkipLeading). axis 0 means the whole rows.
 func (v *Value) PermuteRowsPrefix(plan RowPermutation, axis int, used int64, scratch *[]byte) error {
 	p, rowBytes, err := v.hostRows()
 	if err != nil {
@@ -587,10 +602,15 @@ func (v *Value) PermuteRowsPrefix(plan RowPermutation, axis int, used int64, scr
 		}
 		return data[i*rowBytes : (i+1)*rowBytes]
 	}
+	perPosition := 0 // bytes of one position in a block
+	if axis > 0 && used > 0 {
+		perPosition = span / int(used)
+	}
 	for _, m := range plan.moves {
 		dst, src := row(m.dst), row(m.src)
+		skip := min(m.from, int(used)) * perPosition
 		for b := range blocks {
-			copy(dst[b*stride:b*stride+span], src[b*stride:b*stride+span])
+			copy(dst[b*stride+skip:b*stride+span], src[b*stride+skip:b*stride+span])
 		}
 	}
 	return nil
