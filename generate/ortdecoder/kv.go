@@ -88,10 +88,11 @@ type KV struct {
 	// per group of decoder rows (shareSources), kept by kvState.encSrc.
 	sharedSources bool
 	// permuteRows: the decoder cache is in host memory (CPU sessions) and
-	// beam reorders permute its rows in place (onnxrt.Value.PermuteRows),
-	// copying only the rows that move: about a third of them a step in
-	// beam search, where a gather, in the graph or not, copies the whole
-	// cache.
+	// beam reorders permute its rows in place (onnxrt.Value.PermuteRowsPrefix),
+	// copying only the rows that move — about a third of them a step in
+	// beam search — and of those only the positions after the tokens the
+	// two rows share, where a gather, in the graph or not, copies the
+	// whole cache.
 	permuteRows bool
 	// hostOutputs brings every output to host memory and reorders rows in
 	// Go (Options.HostReorder). Otherwise the values that are only fed back
@@ -642,8 +643,7 @@ const cachePositionAxis = 2
 // reserve makes every decoder cache tensor hold room for need positions
 // (KV.inPlace), moving the positions held into a larger one when it has
 // not, and returns them by the names of the presents written into them.
-// Room grows at least twofold, so a search of n steps moves its cache
-// O(log n) times.
+// A search of n steps moves its cache O(log n + n/maxCacheGrowth) times.
 func (s *kvState) reserve(need int) (map[string]*onnxrt.Value, error) {
 	into := make(map[string]*onnxrt.Value, len(s.decPast))
 	for present, pastName := range s.d.pastMap {
@@ -660,7 +660,7 @@ func (s *kvState) reserve(need int) (map[string]*onnxrt.Value, error) {
 			return nil, fmt.Errorf("%s: cache tensor of shape %v, want [rows, heads, positions, head size]", pastName, shape)
 		}
 		if room := int(shape[cachePositionAxis]); room < need {
-			shape[cachePositionAxis] = int64(max(need, 2*room, minCacheRoom))
+			shape[cachePositionAxis] = int64(max(need, min(2*room, room+maxCacheGrowth), minCacheRoom))
 			grown, err := onnxrt.NewZeros(v.DType(), shape)
 			if err != nil {
 				return nil, err
@@ -679,8 +679,13 @@ func (s *kvState) reserve(need int) (map[string]*onnxrt.Value, error) {
 	return into, nil
 }
 
-// minCacheRoom is the fewest positions a cache is allocated for.
-const minCacheRoom = 16
+// A cache is allocated for at least minCacheRoom positions and grows
+// twofold, by maxCacheGrowth positions at most: the room unused is less
+// than the positions held and than maxCacheGrowth.
+const (
+	minCacheRoom   = 16
+	maxCacheGrowth = 256
+)
 
 // compose applies the row selection rows after a pending one (nil: none):
 // row i becomes row pending[rows[i]].

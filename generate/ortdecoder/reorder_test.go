@@ -388,3 +388,43 @@ func TestGroupsOf(t *testing.T) {
 		}
 	}
 }
+
+// TestReserveGrowsTheCache: the decoder cache gets room for the positions
+// a step needs, twofold and by maxCacheGrowth at most each time, keeping
+// the positions held.
+func TestReserveGrowsTheCache(t *testing.T) {
+	openEnv(t)
+	const past = "past_key_values.0.decoder.key"
+	held := []float32{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12} // [2 rows, 1 head, 3 positions, 2]
+	v, err := onnxrt.NewTensor([]int64{2, 1, 3, 2}, held)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &kvState{d: &KV{pastMap: map[string]string{"present.0.decoder.key": past}}, hidden: &cached{}, decPast: map[string]*cached{past: {val: v}}}
+	defer s.Close()
+	var rooms []int64
+	for need := 4; need <= 700; need++ {
+		into, err := s.reserve(need)
+		if err != nil {
+			t.Fatal(err)
+		}
+		buf := into["present.0.decoder.key"]
+		if buf == nil || buf != s.decPast[past].val {
+			t.Fatalf("need %d: the present is not written into the cache", need)
+		}
+		shape := buf.Shape()
+		if room := shape[cachePositionAxis]; len(rooms) == 0 || rooms[len(rooms)-1] != room {
+			rooms = append(rooms, room)
+		}
+		all, _ := buf.Float32s()
+		room := int(shape[cachePositionAxis])
+		for r := range 2 {
+			if got := all[r*room*2 : r*room*2+6]; !slices.Equal(got, held[r*6:(r+1)*6]) {
+				t.Fatalf("need %d: row %d holds %v, want %v", need, r, got, held[r*6:(r+1)*6])
+			}
+		}
+	}
+	if want := []int64{16, 32, 64, 128, 256, 512, 768}; !slices.Equal(rooms, want) {
+		t.Errorf("rooms %v, want %v", rooms, want)
+	}
+}
