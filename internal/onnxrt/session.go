@@ -50,7 +50,9 @@ type SessionOptions struct {
 	// spinning after one session's run slow the threads of the next (beam
 	// search at two threads on the generation benchmark: 4.3 s with
 	// spinning, 2.7 s without). A training step, one long run at a time,
-	// is faster with it (0.87 s against 0.96 s), so it stays the default.
+	// is faster with it (0.87 s against 0.96 s), so it stays the default,
+	// as it does for the session that does most of a decoding step's work
+	// (ortdecoder's decoder with past on the CPU).
 	NoSpinning bool
 	// TF32 lets the CUDA provider use TensorFloat-32 for float32 matmuls
 	// and convolutions (its use_tf32 option). Off by default, as
