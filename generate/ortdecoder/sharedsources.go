@@ -17,16 +17,16 @@ import (
 // every step reads them from memory that many times, at a point where the
 // cross-attention is bound by memory, not arithmetic.
 //
-// After the rewrite those inputs have one row per group of decoder rows:
-// the rows are in groups of equal size, consecutive, with the group's
-// source at one row of the encoder tensors (kvState.groupSources). Each
-// layer's Q·Kᵀ and ·V become MatMuls that broadcast the group's keys and
-// values over its rows ([groups, rows per group, heads, 1, size] against
-// [groups, 1, heads, size, positions]); every row and head still gets a
-// product of one query row, by the same ONNX Runtime kernel as before, so
-// the numbers are the same bit for bit
-// (TestRewrittenDecoderWithPastEqualsTheExport). A Shape of those inputs reports a row
-// per decoder row, as before.
+// After the rewrite those inputs have a row per group of decoder rows: the
+// rows fall in consecutive groups of one size, each continuing one source
+// (kvState.groupSources). Each layer's Q·Kᵀ and ·V become MatMuls that
+// broadcast the group's keys and values over its rows ([groups, rows per
+// group, heads, 1, size] against [groups, 1, heads, size, positions]);
+// every row and head still gets a product of one query row by the same
+// ONNX Runtime kernel as before — a scale of the product stays next to it,
+// where ONNX Runtime folds it into the kernel — so the numbers are the
+// same bit for bit (TestRewrittenDecoderWithPastEqualsTheExport). A Shape
+// of those inputs reports a row per decoder row, as before.
 //
 // The graph is matched by structure: each encoder key input read by a
 // Transpose of its last two axes (then optionally × 1) as the right side
@@ -75,7 +75,8 @@ func shareSources(g *onnxpb.GraphProto, opsets map[string]int64) bool {
 				return false
 			}
 		}
-		if l.keysT == nil || l.mixed == nil {
+		// a Shape's rows come from the decoder's input ids
+		if l.keysT == nil || l.mixed == nil || len(l.shapes) > 0 && m.inputs["input_ids"] == nil {
 			return false
 		}
 		right, ok := m.timesOne(l.keysT.Output[0])
@@ -125,7 +126,10 @@ func shareSources(g *onnxpb.GraphProto, opsets map[string]int64) bool {
 	encShape := b.Op("Shape", []string{layers[0].key})
 	groups := b.Op("Slice", []string{encShape, b.ConstInt64Vec(0), b.ConstInt64Vec(1)})
 	positions := b.Op("Slice", []string{encShape, b.ConstInt64Vec(2), b.ConstInt64Vec(3)})
-	rows := b.Op("Slice", []string{b.Op("Shape", []string{"input_ids"}), b.ConstInt64Vec(0), b.ConstInt64Vec(1)})
+	rows := ""
+	if m.inputs["input_ids"] != nil {
+		rows = b.Op("Slice", []string{b.Op("Shape", []string{"input_ids"}), b.ConstInt64Vec(0), b.ConstInt64Vec(1)})
+	}
 	// regroup makes node write a new value and reshapes that to target
 	// under the node's output name
 	regroup := func(node *onnxpb.NodeProto, target string) {
@@ -161,6 +165,7 @@ func shareSources(g *onnxpb.GraphProto, opsets map[string]int64) bool {
 			b.Node("Concat", []string{rows, b.Op("Slice", []string{s.Output[0], b.ConstInt64Vec(1), b.ConstInt64Vec(4)})}, []string{out}, onnx.AttrInt("axis", 0))
 		}
 	}
+	onnx.RemoveDeadNodes(g)
 	if err := onnx.TopoSort(g); err != nil {
 		g.Node, g.Input, g.Initializer = nodes, inputs, inits
 		return false
