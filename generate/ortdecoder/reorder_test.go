@@ -345,7 +345,8 @@ func attendsInPlace(t *testing.T, env *onnxrt.Env, model, path string, feed, wan
 
 // leftAsIs: a graph whose self-attention differs from what attendInPlace
 // recognises in any layer (here one Softmax over another axis) is left as
-// it was.
+// it was, and so is one whose cross-attention differs from what
+// shareSources recognises (an encoder key with another reader).
 func leftAsIs(t *testing.T, model, path string) {
 	t.Helper()
 	data, ok, _, err := rewriteDecoderWithPast(path, false, false)
@@ -365,6 +366,18 @@ func leftAsIs(t *testing.T, model, path string) {
 	}
 	if !proto.Equal(before, &m) {
 		t.Errorf("%s: the graph changed although it was not rewritten", model)
+	}
+	// an encoder key read by anything but the attention and Shape: the
+	// encoder past is not shared
+	m.Graph.Node = append(m.Graph.Node, &onnxpb.NodeProto{OpType: proto.String("Identity"),
+		Input: []string{"past_key_values.1.encoder.key"}, Output: []string{"ortrain_test_reader"}})
+	m.Graph.Output = append(m.Graph.Output, &onnxpb.ValueInfoProto{Name: proto.String("ortrain_test_reader")})
+	before = proto.Clone(&m)
+	if shareSources(m.Graph, onnx.Opsets(&m)) {
+		t.Fatalf("%s: an encoder key read by another node is shared", model)
+	}
+	if !proto.Equal(before, &m) {
+		t.Errorf("%s: the graph changed although its sources were not shared", model)
 	}
 }
 
