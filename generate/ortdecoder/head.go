@@ -3,6 +3,8 @@ package ortdecoder
 import (
 	"fmt"
 	"math"
+	"runtime"
+	"sync"
 
 	"google.golang.org/protobuf/proto"
 
@@ -113,6 +115,25 @@ type decodingHead struct {
 	env      *onnxrt.Env
 	opts     onnxrt.SessionOptions
 	sessions map[headKind]*onnxrt.Session
+	// workers run chunks of host logits at once, each on one thread (the
+	// sessions then have one intra-op thread): a chunk's few rows are too
+	// little work to share out within a run.
+	workers int
+}
+
+// newDecodingHead makes the head for sessions with opts: on the CPU with
+// more than one thread, chunks run side by side instead of each run
+// sharing out its few rows.
+func newDecodingHead(env *onnxrt.Env, opts onnxrt.SessionOptions, cpu bool) decodingHead {
+	h := decodingHead{env: env, opts: opts, workers: 1}
+	if cpu {
+		h.workers = opts.IntraOpThreads
+		if h.workers <= 0 {
+			h.workers = runtime.GOMAXPROCS(0)
+		}
+		h.opts.IntraOpThreads = 1
+	}
+	return h
 }
 
 // headKind is what a head graph does: the logits' type, whether they hold
@@ -204,19 +225,41 @@ func (h *decodingHead) run(logits *onnxrt.Value, edits generate.Edits, k int) (g
 	if chunk == rows {
 		return h.runRows(logits, edits, kind, k)
 	}
+	// the session exists before chunks run side by side
+	if _, err := h.session(kind); err != nil {
+		return generate.TopK{}, err
+	}
+	parts := make([]generate.TopK, (rows+chunk-1)/chunk)
+	errs := make([]error, len(parts))
+	next := make(chan int, len(parts))
+	for i := range parts {
+		next <- i
+	}
+	close(next)
+	var wg sync.WaitGroup
+	for range min(max(1, h.workers), len(parts)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				lo, hi := i*chunk, min(rows, (i+1)*chunk)
+				view, err := logits.RowsView(int64(lo), int64(hi))
+				if err != nil {
+					errs[i] = err
+					continue
+				}
+				part := edits
+				part.Rows = edits.Rows[lo:hi]
+				parts[i], errs[i] = h.runRows(view, part, kind, k)
+				view.Close()
+			}
+		}()
+	}
+	wg.Wait()
 	top := generate.TopK{Rows: rows, K: k, Vocab: vocab, Values: make([]float32, 0, rows*k), IDs: make([]int64, 0, rows*k)}
-	for lo := 0; lo < rows; lo += chunk {
-		hi := min(rows, lo+chunk)
-		view, err := logits.RowsView(int64(lo), int64(hi))
-		if err != nil {
-			return generate.TopK{}, err
-		}
-		part := edits
-		part.Rows = edits.Rows[lo:hi]
-		t, err := h.runRows(view, part, kind, k)
-		view.Close()
-		if err != nil {
-			return generate.TopK{}, err
+	for i, t := range parts {
+		if errs[i] != nil {
+			return generate.TopK{}, errs[i]
 		}
 		top.Values = append(top.Values, t.Values...)
 		top.IDs = append(top.IDs, t.IDs...)
@@ -224,23 +267,33 @@ func (h *decodingHead) run(logits *onnxrt.Value, edits generate.Edits, k int) (g
 	return top, nil
 }
 
+// session is the head graph of a kind, made on first use.
+func (h *decodingHead) session(kind headKind) (*onnxrt.Session, error) {
+	if s := h.sessions[kind]; s != nil {
+		return s, nil
+	}
+	model, err := headModel(kind)
+	if err != nil {
+		return nil, err
+	}
+	s, err := h.env.NewSessionFromBytes(model, fmt.Sprintf("decoding head (%v)", kind), h.opts)
+	if err != nil {
+		return nil, err
+	}
+	if h.sessions == nil {
+		h.sessions = map[headKind]*onnxrt.Session{}
+	}
+	h.sessions[kind] = s
+	return s, nil
+}
+
 // runRows runs the head of the given kind once over all rows of logits.
 func (h *decodingHead) runRows(logits *onnxrt.Value, edits generate.Edits, kind headKind, k int) (generate.TopK, error) {
 	shape := logits.Shape()
 	rows, vocab := int(shape[0]), int(shape[2])
-	s := h.sessions[kind]
-	if s == nil {
-		model, err := headModel(kind)
-		if err != nil {
-			return generate.TopK{}, err
-		}
-		if s, err = h.env.NewSessionFromBytes(model, fmt.Sprintf("decoding head (%v)", kind), h.opts); err != nil {
-			return generate.TopK{}, err
-		}
-		if h.sessions == nil {
-			h.sessions = map[headKind]*onnxrt.Session{}
-		}
-		h.sessions[kind] = s
+	s, err := h.session(kind)
+	if err != nil {
+		return generate.TopK{}, err
 	}
 	var created []*onnxrt.Value
 	defer func() {

@@ -46,8 +46,9 @@ func TestHeadEditsLogitsInPlace(t *testing.T) {
 }
 
 // TestHeadChunksEqualOneRun: host logits larger than headChunkBytes go
-// through the head in views of a few rows each; the values and ids are
-// those of one run over all rows, bit for bit, with every edit present.
+// through the head in views of a few rows each, one after another or side
+// by side; the values and ids are those of one run over all rows, bit for
+// bit, with every edit present.
 func TestHeadChunksEqualOneRun(t *testing.T) {
 	env := openEnv(t)
 	const rows, vocab, k = 13, 50000, 8 // 200 kB a row: 2 rows a chunk
@@ -74,27 +75,30 @@ func TestHeadChunksEqualOneRun(t *testing.T) {
 			e.Force, e.Forced = true, []int64{7, 9}
 		}
 	}
-	h := decodingHead{env: env, opts: Options{IntraOpThreads: 1}.session()}
-	defer h.close()
-	chunked, err := h.run(logits, edits, k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kind := headKind{logits: onnxrt.Float32, lastOnly: true, logSoftmax: true, penalty: true, banned: true, force: true}
-	whole, err := h.runRows(logits, edits, kind, k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(h.sessions) != 1 {
-		t.Errorf("%d head graphs, want the one kind", len(h.sessions))
-	}
-	same := func(a, b []float32) bool {
-		return slices.EqualFunc(a, b, func(x, y float32) bool { return math.Float32bits(x) == math.Float32bits(y) })
-	}
-	if chunked.Rows != rows || !same(chunked.Values, whole.Values) || !slices.Equal(chunked.IDs, whole.IDs) {
-		t.Fatalf("chunked head differs from one run:\nvalues %v\n   vs %v\nids %v\n vs %v", chunked.Values, whole.Values, chunked.IDs, whole.IDs)
-	}
-	if chunked.IDs[5*k] != 7 || chunked.IDs[5*k+1] != 9 {
-		t.Fatalf("row 5 forced to 7 and 9, got %v", chunked.IDs[5*k:6*k])
+	// chunks one after another, and three at a time
+	for _, threads := range []int{1, 3} {
+		h := newDecodingHead(env, Options{IntraOpThreads: threads}.session(), true)
+		defer h.close()
+		chunked, err := h.run(logits, edits, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kind := headKind{logits: onnxrt.Float32, lastOnly: true, logSoftmax: true, penalty: true, banned: true, force: true}
+		whole, err := h.runRows(logits, edits, kind, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(h.sessions) != 1 || h.workers != threads {
+			t.Errorf("%d head graphs, want the one kind; %d workers, want %d", len(h.sessions), h.workers, threads)
+		}
+		same := func(a, b []float32) bool {
+			return slices.EqualFunc(a, b, func(x, y float32) bool { return math.Float32bits(x) == math.Float32bits(y) })
+		}
+		if chunked.Rows != rows || !same(chunked.Values, whole.Values) || !slices.Equal(chunked.IDs, whole.IDs) {
+			t.Fatalf("%d threads: chunked head differs from one run:\nvalues %v\n   vs %v\nids %v\n vs %v", threads, chunked.Values, whole.Values, chunked.IDs, whole.IDs)
+		}
+		if chunked.IDs[5*k] != 7 || chunked.IDs[5*k+1] != 9 {
+			t.Fatalf("%d threads: row 5 forced to 7 and 9, got %v", threads, chunked.IDs[5*k:6*k])
+		}
 	}
 }

@@ -120,7 +120,7 @@ func NewKV(env *onnxrt.Env, encoder, decoder, decoderWithPast string, pad int64,
 			return nil, fmt.Errorf("generation graph: %w", err)
 		}
 	}
-	d := &KV{pad: pad, inputs: opts.Inputs, hostOutputs: opts.HostReorder, head: decodingHead{env: env, opts: opts.session()}}
+	d := &KV{pad: pad, inputs: opts.Inputs, hostOutputs: opts.HostReorder}
 	d.selects = !opts.HostSelect
 	var err error
 	closeAll := func() { d.Close() }
@@ -136,6 +136,7 @@ func NewKV(env *onnxrt.Env, encoder, decoder, decoderWithPast string, pad int64,
 		closeAll()
 		return nil, err
 	}
+	d.head = newDecodingHead(env, opts.session(), dev.Kind == onnxrt.CPU.Kind)
 	if opts.HostReorder {
 		d.past, err = sessionOf(env, decoderWithPast, opts)
 	} else {
