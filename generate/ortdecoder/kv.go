@@ -281,10 +281,7 @@ func (d *KV) Start(ctx context.Context, sources [][]int64) (generate.State, erro
 		return nil, err
 	}
 	s := &kvState{d: d, rows: len(sources), mask: newTensor(mask, shape), hidden: &cached{val: outs["last_hidden_state"]},
-		encPast: map[string]*cached{}, decPast: map[string]*cached{}, srcOf: make([]int, len(sources))}
-	for i := range s.srcOf {
-		s.srcOf[i] = i
-	}
+		encPast: map[string]*cached{}, decPast: map[string]*cached{}, srcOf: identity(len(sources))}
 	return s, nil
 }
 
@@ -408,10 +405,7 @@ func (s *kvState) advance(ctx context.Context, prefixes [][]int64, onDevice bool
 		if s.d.inGraphReorder {
 			idx := s.pending
 			if idx == nil {
-				idx = make([]int, s.rows)
-				for i := range idx {
-					idx[i] = i
-				}
+				idx = identity(s.rows)
 			}
 			beam := make([]int64, len(idx))
 			for i, r := range idx {

@@ -93,22 +93,8 @@ func shareSources(g *onnxpb.GraphProto, opsets map[string]int64) bool {
 	}
 
 	// what is changed below, to put back if the result cannot be ordered:
-	// the node lists, and copies in place of the nodes edited
+	// the node lists; a node is edited as a copy put in its place
 	nodes, inputs, inits := slices.Clone(g.Node), slices.Clone(g.Input), slices.Clone(g.Initializer)
-	edited := map[*onnxpb.NodeProto]*onnxpb.NodeProto{}
-	for i := range layers {
-		l := &layers[i]
-		for _, n := range append([]**onnxpb.NodeProto{&l.keysT, &l.scores, &l.mixed}, ptrs(l.shapes)...) {
-			c := proto.Clone(*n).(*onnxpb.NodeProto)
-			edited[*n], *n = c, c
-		}
-	}
-	for i, n := range g.Node {
-		if c := edited[n]; c != nil {
-			g.Node[i] = c
-		}
-	}
-	// edit swaps in a copy of one more node
 	edit := func(n *onnxpb.NodeProto) *onnxpb.NodeProto {
 		c := proto.Clone(n).(*onnxpb.NodeProto)
 		g.Node[slices.Index(g.Node, n)] = c
@@ -139,6 +125,7 @@ func shareSources(g *onnxpb.GraphProto, opsets map[string]int64) bool {
 		b.Node("Reshape", []string{grouped, target}, []string{out})
 	}
 	for _, l := range layers {
+		l.keysT, l.scores, l.mixed = edit(l.keysT), edit(l.scores), edit(l.mixed)
 		perRow := b.ConstInt64Vec(-1, l.heads, 1)
 		// queries [rows, heads, 1, size] → [groups, rows per group, heads, 1, size]
 		l.scores.Input[0] = b.Op("Reshape", []string{l.scores.Input[0], b.Op("Concat", []string{groups, b.ConstInt64Vec(-1, l.heads, 1, l.size)}, onnx.AttrInt("axis", 0))})
@@ -160,6 +147,7 @@ func shareSources(g *onnxpb.GraphProto, opsets map[string]int64) bool {
 		regroup(l.mixed, b.ConstInt64Vec(-1, l.heads, 1, l.size))
 		// a Shape of the inputs reports a row per decoder row
 		for _, s := range l.shapes {
+			s = edit(s)
 			out := s.Output[0]
 			s.Output[0] = b.Name(out + "_groups")
 			b.Node("Concat", []string{rows, b.Op("Slice", []string{s.Output[0], b.ConstInt64Vec(1), b.ConstInt64Vec(4)})}, []string{out}, onnx.AttrInt("axis", 0))
@@ -171,12 +159,4 @@ func shareSources(g *onnxpb.GraphProto, opsets map[string]int64) bool {
 		return false
 	}
 	return true
-}
-
-func ptrs(ns []*onnxpb.NodeProto) []**onnxpb.NodeProto {
-	out := make([]**onnxpb.NodeProto, len(ns))
-	for i := range ns {
-		out[i] = &ns[i]
-	}
-	return out
 }
